@@ -1,0 +1,428 @@
+//! What the provider knows before it starts: users with their claims, clients
+//! with their redirect URIs and grants, lifetimes and the signing algorithm.
+//! Read from a TOML file or built in code; [`Config::default`] is the
+//! no-arguments set (`alice`, `bob`, `carol`, `chat-example`, `chat-server`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The grant type name of the device authorization grant (RFC 8628).
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// A signing algorithm the provider can use for the tokens it issues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum Alg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 over a 2048-bit key (the default).
+    #[default]
+    RS256,
+    /// ECDSA over P-256 with SHA-256.
+    ES256,
+}
+
+impl Alg {
+    /// The JOSE name of the algorithm.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::ES256 => "ES256",
+        }
+    }
+}
+
+/// A user who can sign in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// The login name; also the `sub` unless `sub` is set.
+    pub username: String,
+    /// The password typed on the login page (development only).
+    pub password: String,
+    /// The subject identifier; defaults to the username.
+    #[serde(default)]
+    pub sub: Option<String>,
+    /// Extra claims (`name`, `email`, …) returned by userinfo and in ID tokens
+    /// for the scopes that ask for them.
+    #[serde(default)]
+    pub claims: BTreeMap<String, serde_json::Value>,
+}
+
+impl User {
+    /// A user whose password is its name and whose claims are a display name
+    /// and an e-mail address under `example.com`.
+    pub fn simple(username: &str) -> Self {
+        let mut display = username.to_owned();
+        if let Some(first) = display.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        let mut claims = BTreeMap::new();
+        claims.insert(
+            "name".to_owned(),
+            serde_json::Value::String(format!("{display} Example")),
+        );
+        claims.insert(
+            "preferred_username".to_owned(),
+            serde_json::Value::String(username.to_owned()),
+        );
+        claims.insert(
+            "email".to_owned(),
+            serde_json::Value::String(format!("{username}@example.com")),
+        );
+        claims.insert("email_verified".to_owned(), serde_json::Value::Bool(true));
+        Self {
+            username: username.to_owned(),
+            password: username.to_owned(),
+            sub: None,
+            claims,
+        }
+    }
+
+    /// The subject identifier of this user.
+    pub fn sub(&self) -> &str {
+        self.sub.as_deref().unwrap_or(&self.username)
+    }
+}
+
+/// Where a confidential client's secret comes from. Never written in the
+/// repository: an environment variable, a file, or generated at start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretSource {
+    /// A public client: no secret, PKCE instead.
+    #[default]
+    None,
+    /// Read from this environment variable at start; generated if unset.
+    Env(String),
+    /// Read from this file at start (trailing whitespace trimmed).
+    File(std::path::PathBuf),
+    /// Generated at start; read it through the control API or [`crate::Control`].
+    Generated,
+    /// Given in code (in-process tests).
+    Value(String),
+}
+
+/// A registered client (relying party).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The `client_id`.
+    pub client_id: String,
+    /// Where its secret comes from; `none` makes it a public client.
+    #[serde(default)]
+    pub secret: SecretSource,
+    /// Registered redirect URIs, matched exactly, except that the port of a
+    /// loopback redirect (`127.0.0.1`, `[::1]`, `localhost`) may be any (RFC 8252 §7.3).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Allowed `post_logout_redirect_uri` values, matched exactly.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Grant types it may use.
+    #[serde(default = "default_grants")]
+    pub grant_types: Vec<String>,
+    /// The audience (`aud`) of the access tokens it gets: the API they are for.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Other audiences it may ask for with the `resource` parameter (RFC 8707).
+    #[serde(default)]
+    pub allowed_resources: Vec<String>,
+    /// Where back-channel logout tokens are POSTed when a session it took part in ends.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    /// The algorithm of its ID tokens; the provider's default when unset.
+    #[serde(default)]
+    pub id_token_signed_response_alg: Option<Alg>,
+    /// May it use the introspection endpoint (a resource server)?
+    #[serde(default)]
+    pub introspection: bool,
+}
+
+fn default_grants() -> Vec<String> {
+    vec!["authorization_code".to_owned(), "refresh_token".to_owned()]
+}
+
+impl ClientConfig {
+    /// A public client with the given loopback callback paths and the code,
+    /// refresh and device grants.
+    pub fn public(client_id: &str) -> Self {
+        Self {
+            client_id: client_id.to_owned(),
+            secret: SecretSource::None,
+            redirect_uris: vec![
+                "http://127.0.0.1/callback".to_owned(),
+                "http://[::1]/callback".to_owned(),
+            ],
+            post_logout_redirect_uris: vec!["http://127.0.0.1/logged-out".to_owned()],
+            grant_types: vec![
+                "authorization_code".to_owned(),
+                "refresh_token".to_owned(),
+                DEVICE_CODE_GRANT.to_owned(),
+            ],
+            audience: None,
+            allowed_resources: Vec::new(),
+            backchannel_logout_uri: None,
+            id_token_signed_response_alg: None,
+            introspection: false,
+        }
+    }
+
+    /// A confidential client with the client credentials grant and
+    /// introspection, its secret from `secret`.
+    pub fn confidential(client_id: &str, secret: SecretSource) -> Self {
+        Self {
+            client_id: client_id.to_owned(),
+            secret,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            grant_types: vec!["client_credentials".to_owned()],
+            audience: None,
+            allowed_resources: Vec::new(),
+            backchannel_logout_uri: None,
+            id_token_signed_response_alg: None,
+            introspection: true,
+        }
+    }
+
+    /// Is this a public client (no secret)?
+    pub fn is_public(&self) -> bool {
+        self.secret == SecretSource::None
+    }
+
+    pub(crate) fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+}
+
+/// Token and code lifetimes, in seconds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lifetimes {
+    /// Access tokens (default 300).
+    pub access_token: u64,
+    /// ID tokens (default 300).
+    pub id_token: u64,
+    /// Refresh tokens, from the time each one is issued (default 86,400).
+    pub refresh_token: u64,
+    /// Authorization codes (default 60).
+    pub code: u64,
+    /// Device codes (default 600).
+    pub device_code: u64,
+    /// The device flow's minimum polling interval (default 5).
+    pub device_poll_interval: u64,
+    /// How long a rotated-out signing key stays in the JWKS (default 3,600).
+    pub key_grace: u64,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            access_token: 300,
+            id_token: 300,
+            refresh_token: 86_400,
+            code: 60,
+            device_code: 600,
+            device_poll_interval: 5,
+            key_grace: 3_600,
+        }
+    }
+}
+
+/// Everything the provider is started with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The issuer URL. When unset it is `http://{the bound address}`.
+    pub issuer: Option<String>,
+    /// Users who can sign in.
+    pub users: Vec<User>,
+    /// Registered clients.
+    pub clients: Vec<ClientConfig>,
+    /// Lifetimes.
+    pub lifetimes: Lifetimes,
+    /// The algorithm of access tokens and, unless a client says otherwise, ID tokens.
+    pub signing_alg: Alg,
+    /// Sign this user in without showing the login page (headless use).
+    pub auto_login: Option<String>,
+    /// A bearer secret that the control API requires; without one the control
+    /// API answers loopback peers only.
+    pub control_secret: SecretSource,
+    /// Answer the control API from non-loopback peers too (needs `control_secret`).
+    pub control_remote: bool,
+    /// The largest request body accepted, in bytes (default 64 KiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut chat = ClientConfig::public("chat-example");
+        chat.audience = Some("chat-server".to_owned());
+        let server = ClientConfig::confidential(
+            "chat-server",
+            SecretSource::Env("MOCK_IDP_CHAT_SERVER_SECRET".to_owned()),
+        );
+        Self {
+            issuer: None,
+            users: ["alice", "bob", "carol"]
+                .iter()
+                .map(|u| User::simple(u))
+                .collect(),
+            clients: vec![chat, server],
+            lifetimes: Lifetimes::default(),
+            signing_alg: Alg::RS256,
+            auto_login: None,
+            control_secret: SecretSource::None,
+            control_remote: false,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML configuration file. Sections left out keep their defaults;
+    /// a `users` or `clients` list replaces the built-in one.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Parses a TOML configuration.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the rules a file cannot express: unique names, a known
+    /// auto-login user, a secret where remote control is allowed.
+    pub fn validate(&self) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for user in &self.users {
+            if !seen.insert(user.username.as_str()) {
+                return Err(Error::Config(format!(
+                    "user {:?} is listed twice",
+                    user.username
+                )));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for client in &self.clients {
+            if !seen.insert(client.client_id.as_str()) {
+                return Err(Error::Config(format!(
+                    "client {:?} is listed twice",
+                    client.client_id
+                )));
+            }
+            for uri in client
+                .redirect_uris
+                .iter()
+                .chain(&client.post_logout_redirect_uris)
+            {
+                let parsed = url::Url::parse(uri).map_err(|e| {
+                    Error::Config(format!(
+                        "client {:?}: redirect URI {uri:?}: {e}",
+                        client.client_id
+                    ))
+                })?;
+                if parsed.fragment().is_some() {
+                    return Err(Error::Config(format!(
+                        "client {:?}: redirect URI {uri:?} has a fragment",
+                        client.client_id
+                    )));
+                }
+            }
+        }
+        if let Some(user) = &self.auto_login {
+            if !self.users.iter().any(|u| &u.username == user) {
+                return Err(Error::Config(format!(
+                    "auto_login names unknown user {user:?}"
+                )));
+            }
+        }
+        if self.control_remote && self.control_secret == SecretSource::None {
+            return Err(Error::Config(
+                "control_remote needs a control_secret".to_owned(),
+            ));
+        }
+        if let Some(issuer) = &self.issuer {
+            let url = url::Url::parse(issuer)
+                .map_err(|e| Error::Config(format!("issuer {issuer:?}: {e}")))?;
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(Error::Config(
+                    "the issuer must have no query or fragment".to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_have_the_documented_users_and_clients() {
+        let config = Config::default();
+        config.validate().expect("defaults validate");
+        let names: Vec<_> = config.users.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(names, ["alice", "bob", "carol"]);
+        assert!(config.users.iter().all(|u| u.password == u.username));
+        let chat = &config.clients[0];
+        assert!(chat.is_public());
+        assert!(chat.allows_grant(DEVICE_CODE_GRANT));
+        assert!(!config.clients[1].is_public());
+    }
+
+    #[test]
+    fn toml_file_replaces_users_and_keeps_other_defaults() {
+        let config = Config::from_toml(
+            r#"
+            signing_alg = "ES256"
+            [lifetimes]
+            access_token = 30
+            [[users]]
+            username = "dave"
+            password = "pw"
+            claims = { name = "Dave" }
+            [[clients]]
+            client_id = "app"
+            redirect_uris = ["https://app.example/cb"]
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(config.signing_alg, Alg::ES256);
+        assert_eq!(config.lifetimes.access_token, 30);
+        assert_eq!(config.lifetimes.refresh_token, 86_400);
+        assert_eq!(config.users.len(), 1);
+        assert_eq!(
+            config.clients[0].grant_types,
+            ["authorization_code", "refresh_token"]
+        );
+    }
+
+    #[test]
+    fn toml_errors_are_reported() {
+        assert!(matches!(
+            Config::from_toml("users = 3"),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            Config::from_toml("bogus = 1"),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            Config::from_toml("auto_login = \"zed\""),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            Config::from_toml("control_remote = true"),
+            Err(Error::Config(_))
+        ));
+    }
+}

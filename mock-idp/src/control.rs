@@ -1,0 +1,285 @@
+//! [`Control`]: scripting the provider from Rust tests, the same operations
+//! the HTTP control API under `/_control/` offers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{ClientConfig, Lifetimes};
+use crate::error::{Error, Result};
+use crate::faults::Fault;
+use crate::log::LoggedRequest;
+use crate::state::{Delivery, DeviceScript, RegisteredClient, Shared, TokenRecord, resolve_secret};
+
+/// A sign-in session as the control API reports it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session id (`sid` claim).
+    pub sid: String,
+    /// The user's login name.
+    pub username: String,
+    /// The user's subject identifier.
+    pub sub: String,
+    /// The device (or browser) it was made on.
+    pub device_name: String,
+    /// When it began (provider clock, Unix seconds).
+    pub created_at: i64,
+    /// When a token was last issued in it.
+    pub last_seen: i64,
+    /// Clients that got tokens in it.
+    pub clients: Vec<String>,
+}
+
+/// Scripts a running provider: lifetimes, clock, keys, faults, sessions,
+/// device-flow outcomes, and what it logged. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Control {
+    shared: Arc<Shared>,
+}
+
+impl Control {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The issuer URL.
+    pub fn issuer(&self) -> &str {
+        &self.shared.issuer
+    }
+
+    /// The current lifetimes.
+    pub fn lifetimes(&self) -> Lifetimes {
+        self.shared.settings().lifetimes
+    }
+
+    /// Sets all lifetimes; tokens issued from now on use them.
+    pub fn set_lifetimes(&self, lifetimes: Lifetimes) {
+        self.shared.update_settings(|s| s.lifetimes = lifetimes);
+    }
+
+    /// Sets the access token lifetime in seconds.
+    pub fn set_access_token_ttl(&self, secs: u64) {
+        self.shared
+            .update_settings(|s| s.lifetimes.access_token = secs);
+    }
+
+    /// Sets the refresh token lifetime in seconds.
+    pub fn set_refresh_token_ttl(&self, secs: u64) {
+        self.shared
+            .update_settings(|s| s.lifetimes.refresh_token = secs);
+    }
+
+    /// Signs this user in on every authorization request without a page
+    /// (`None` shows the login page again).
+    pub fn set_auto_login(&self, user: Option<&str>) -> Result<()> {
+        if let Some(u) = user {
+            if self.shared.settings().user(u).is_none() {
+                return Err(Error::Config(format!("unknown user {u:?}")));
+            }
+        }
+        self.shared
+            .update_settings(|s| s.auto_login = user.map(str::to_owned));
+        Ok(())
+    }
+
+    /// Ends every session of `username` now: grants revoked, back-channel logout sent.
+    /// Returns how many sessions there were.
+    pub fn revoke_user_sessions(&self, username: &str) -> usize {
+        self.shared.end_user_sessions(username)
+    }
+
+    /// Ends one session now. Returns whether it existed.
+    pub fn end_session(&self, sid: &str) -> bool {
+        self.shared.end_session(sid)
+    }
+
+    /// Sends back-channel logout for a session now, without ending it
+    /// (to test a receiver). Returns how many logout tokens were sent.
+    pub fn send_backchannel_logout(&self, sid: &str) -> usize {
+        let session = self.shared.store().sessions.get(sid).cloned();
+        session.map_or(0, |s| crate::backchannel::send(&self.shared, &s))
+    }
+
+    /// The sessions, oldest first (of one user, or of all with `None`).
+    pub fn sessions(&self, username: Option<&str>) -> Vec<SessionInfo> {
+        let store = self.shared.store();
+        let mut out: Vec<SessionInfo> = store
+            .sessions
+            .values()
+            .filter(|s| username.is_none_or(|u| u == s.username))
+            .map(|s| SessionInfo {
+                sid: s.sid.clone(),
+                username: s.username.clone(),
+                sub: s.sub.clone(),
+                device_name: s.device_name.clone(),
+                created_at: s.created_at,
+                last_seen: s.last_seen,
+                clients: s.clients.iter().cloned().collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.sid.cmp(&b.sid)));
+        out
+    }
+
+    /// Generates new signing keys now; the old ones stay in the JWKS for the
+    /// key grace period. Returns the new key ids (RS256, ES256).
+    pub async fn rotate_keys(&self) -> Result<(String, String)> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let grace = i64::try_from(shared.settings().lifetimes.key_grace).unwrap_or(3600);
+            let next = shared.keys().rotated(shared.clock.now(), grace)?;
+            let kids = (next.active_rs.kid.clone(), next.active_es.kid.clone());
+            shared.set_keys(next);
+            Ok(kids)
+        })
+        .await
+        .map_err(|e| Error::Key(e.to_string()))?
+    }
+
+    /// The key ids in the JWKS now.
+    pub fn published_kids(&self) -> Vec<String> {
+        let jwks = self.shared.keys().jwks(self.shared.clock.now());
+        jwks["keys"]
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The provider's time, Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.shared.clock.now()
+    }
+
+    /// Moves the provider's clock forward.
+    pub fn advance_clock(&self, by: Duration) {
+        self.shared
+            .clock
+            .advance_ms(i64::try_from(by.as_millis()).unwrap_or(i64::MAX / 2));
+    }
+
+    /// Moves the provider's clock back.
+    pub fn rewind_clock(&self, by: Duration) {
+        self.shared
+            .clock
+            .advance_ms(-i64::try_from(by.as_millis()).unwrap_or(i64::MAX / 2));
+    }
+
+    /// Stops the provider's clock.
+    pub fn freeze_clock(&self) {
+        self.shared.clock.freeze();
+    }
+
+    /// Lets the provider's clock run again.
+    pub fn unfreeze_clock(&self) {
+        self.shared.clock.unfreeze();
+    }
+
+    /// Adds a scripted fault. Faults are matched in the order they were added.
+    pub fn add_fault(&self, fault: Fault) {
+        self.shared.faults.add(fault);
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
+    }
+
+    /// The faults still in force.
+    pub fn faults(&self) -> Vec<Fault> {
+        self.shared.faults.list()
+    }
+
+    /// Scripts the next device authorization.
+    pub fn script_device(&self, script: DeviceScript) {
+        self.shared.store().device_scripts.push_back(script);
+    }
+
+    /// Approves a pending device authorization as `username`.
+    pub fn approve_device(&self, user_code: &str, username: &str) -> Result<()> {
+        crate::endpoints::device::answer(&self.shared, user_code, Some(username))
+            .map(|_| ())
+            .map_err(Error::Config)
+    }
+
+    /// Denies a pending device authorization.
+    pub fn deny_device(&self, user_code: &str) -> Result<()> {
+        crate::endpoints::device::answer(&self.shared, user_code, None)
+            .map(|_| ())
+            .map_err(Error::Config)
+    }
+
+    /// The last requests (up to 1,000), oldest first.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.shared.log.entries()
+    }
+
+    /// Requests per endpoint (`token`), and per endpoint and note (`token:refresh_token`).
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        self.shared.log.counters()
+    }
+
+    /// How many requests `key` (as in [`Control::counters`]) has seen.
+    pub fn count(&self, key: &str) -> u64 {
+        self.counters().get(key).copied().unwrap_or(0)
+    }
+
+    /// Clears the request log and the counters.
+    pub fn reset_requests(&self) {
+        self.shared.log.reset();
+    }
+
+    /// Back-channel logout deliveries so far.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.shared.store().deliveries.clone()
+    }
+
+    /// The last tokens issued (up to 50), decoded, newest last.
+    pub fn recent_tokens(&self) -> Vec<TokenRecord> {
+        self.shared.store().recent_tokens.iter().cloned().collect()
+    }
+
+    /// Registers a client (or replaces one with the same id); returns its secret, if any.
+    pub fn register_client(&self, client: ClientConfig) -> Result<Option<String>> {
+        let secret = resolve_secret(&client.secret)?;
+        let registered = RegisteredClient {
+            config: client,
+            secret: secret.clone(),
+        };
+        self.shared.update_settings(|s| {
+            s.clients
+                .insert(registered.config.client_id.clone(), registered);
+        });
+        Ok(secret)
+    }
+
+    /// Sets (or clears) where a client's back-channel logout tokens go.
+    pub fn set_backchannel_logout_uri(&self, client_id: &str, uri: Option<&str>) -> Result<()> {
+        let mut found = false;
+        self.shared.update_settings(|s| {
+            if let Some(c) = s.clients.get_mut(client_id) {
+                c.config.backchannel_logout_uri = uri.map(str::to_owned);
+                found = true;
+            }
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(Error::Config(format!("unknown client {client_id:?}")))
+        }
+    }
+
+    /// The secret of a confidential client.
+    pub fn client_secret(&self, client_id: &str) -> Option<String> {
+        self.shared
+            .settings()
+            .clients
+            .get(client_id)
+            .and_then(|c| c.secret.clone())
+    }
+}

@@ -1,0 +1,82 @@
+//! The account sessions API: a signed-in user lists their sessions (one per
+//! device) and revokes one — its grants die and back-channel logout is sent.
+//! Authenticated with any active access token of the user.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::endpoints::no_store_json;
+use crate::endpoints::userinfo::{ValidAccess, bearer, check_access_token};
+use crate::error::OAuthError;
+use crate::state::Shared;
+
+fn user_of(shared: &Shared, headers: &HeaderMap) -> Result<(String, ValidAccess), OAuthError> {
+    let token = bearer(headers)?;
+    let valid = check_access_token(shared, token).map_err(OAuthError::invalid_token)?;
+    let username = valid.grant.username.clone().ok_or_else(|| {
+        OAuthError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "this token has no user",
+        )
+    })?;
+    Ok((username, valid))
+}
+
+pub(crate) async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    match user_of(&shared, &headers) {
+        Ok((username, valid)) => {
+            let current = valid.grant.sid.clone();
+            let store = shared.store();
+            let mut sessions: Vec<_> = store
+                .sessions
+                .values()
+                .filter(|s| s.username == username)
+                .map(|s| {
+                    json!({
+                        "sid": s.sid,
+                        "device_name": s.device_name,
+                        "created_at": s.created_at,
+                        "last_seen": s.last_seen,
+                        "clients": s.clients,
+                        "current": current.as_deref() == Some(s.sid.as_str()),
+                    })
+                })
+                .collect();
+            sessions.sort_by_key(|s| s["created_at"].as_i64());
+            no_store_json(&json!({"sessions": sessions}))
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(crate) async fn revoke(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(sid): Path<String>,
+) -> Response {
+    match user_of(&shared, &headers) {
+        Ok((username, _)) => {
+            let owned = shared
+                .store()
+                .sessions
+                .get(&sid)
+                .is_some_and(|s| s.username == username);
+            if owned && shared.end_session(&sid) {
+                StatusCode::NO_CONTENT.into_response()
+            } else {
+                OAuthError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such session of this user",
+                )
+                .into_response()
+            }
+        }
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,334 @@
+//! The HTTP control API under `/_control/`: the operations of
+//! [`crate::Control`] as JSON endpoints, and the dashboard page. Loopback
+//! peers only, unless a control secret is configured (then every request
+//! needs `Authorization: Bearer SECRET`, and remote peers are allowed only
+//! with `control_remote`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::{ClientConfig, Lifetimes};
+use crate::control::Control;
+use crate::error::OAuthError;
+use crate::faults::{ENDPOINTS, Fault};
+use crate::server::Conn;
+use crate::state::{DeviceScript, Shared};
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/state", get(state))
+        .route("/lifetimes", get(get_lifetimes).put(put_lifetimes))
+        .route("/users/{user}/revoke", post(revoke_user))
+        .route("/sessions", get(sessions))
+        .route("/sessions/{sid}/revoke", post(revoke_session))
+        .route("/sessions/{sid}/backchannel-logout", post(backchannel))
+        .route("/keys/rotate", post(rotate))
+        .route("/clock", get(clock).post(move_clock))
+        .route("/faults", get(faults).post(add_fault).delete(clear_faults))
+        .route("/device/script", post(script_device))
+        .route("/device/{code}/approve", post(approve_device))
+        .route("/device/{code}/deny", post(deny_device))
+        .route("/requests", get(requests).delete(reset_requests))
+        .route("/counters", get(counters))
+        .route("/deliveries", get(deliveries))
+        .route("/tokens", get(tokens))
+        .route("/auto-login", put(auto_login))
+        .route("/clients", post(register_client))
+        .route("/clients/{id}/secret", get(client_secret))
+        .route("/clients/{id}/backchannel-logout-uri", put(set_backchannel))
+        .route_layer(middleware::from_fn_with_state(shared, guard))
+}
+
+fn control(shared: &Arc<Shared>) -> Control {
+    Control::new(shared.clone())
+}
+
+fn forbidden(why: &str) -> Response {
+    OAuthError::new(StatusCode::FORBIDDEN, "access_denied", why).into_response()
+}
+
+async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let peer_is_loopback = request
+        .extensions()
+        .get::<Conn>()
+        .is_some_and(|c| c.peer.ip().is_loopback());
+    if !peer_is_loopback && !shared.control_remote {
+        return forbidden("the control API answers loopback clients only");
+    }
+    if let Some(secret) = &shared.control_secret {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !crate::params::constant_time_eq(given.as_bytes(), secret.as_bytes()) {
+            let mut e = OAuthError::invalid_token("the control API needs its bearer secret");
+            e.error = "invalid_token";
+            return e.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn bad(message: impl Into<String>) -> Response {
+    OAuthError::invalid_request(message).into_response()
+}
+
+async fn dashboard(State(shared): State<Arc<Shared>>) -> Html<String> {
+    Html(crate::endpoints::pages::dashboard(&shared))
+}
+
+async fn state(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let settings = shared.settings();
+    let c = control(&shared);
+    let mut clients: Vec<_> = settings.clients.keys().cloned().collect();
+    clients.sort();
+    Json(json!({
+        "issuer": shared.issuer,
+        "now": shared.clock.now(),
+        "clock_frozen": shared.clock.is_frozen(),
+        "lifetimes": settings.lifetimes,
+        "signing_alg": settings.signing_alg,
+        "auto_login": settings.auto_login,
+        "users": settings.users.iter().map(|u| &u.username).collect::<Vec<_>>(),
+        "clients": clients,
+        "sessions": c.sessions(None),
+        "kids": c.published_kids(),
+        "faults": c.faults(),
+    }))
+}
+
+async fn get_lifetimes(State(shared): State<Arc<Shared>>) -> Json<Lifetimes> {
+    Json(shared.settings().lifetimes)
+}
+
+async fn put_lifetimes(
+    State(shared): State<Arc<Shared>>,
+    Json(patch): Json<serde_json::Value>,
+) -> Response {
+    let mut current = serde_json::to_value(shared.settings().lifetimes).unwrap_or_default();
+    let Some(fields) = patch.as_object() else {
+        return bad("expected an object of lifetimes in seconds");
+    };
+    for (k, v) in fields {
+        if current.get(k).is_none() {
+            return bad(format!("unknown lifetime {k:?}"));
+        }
+        current[k] = v.clone();
+    }
+    match serde_json::from_value::<Lifetimes>(current) {
+        Ok(l) => {
+            control(&shared).set_lifetimes(l);
+            Json(l).into_response()
+        }
+        Err(e) => bad(e.to_string()),
+    }
+}
+
+async fn revoke_user(
+    State(shared): State<Arc<Shared>>,
+    Path(user): Path<String>,
+) -> Json<serde_json::Value> {
+    Json(json!({"ended": control(&shared).revoke_user_sessions(&user)}))
+}
+
+async fn sessions(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(json!({"sessions": control(&shared).sessions(None)}))
+}
+
+async fn revoke_session(State(shared): State<Arc<Shared>>, Path(sid): Path<String>) -> Response {
+    if control(&shared).end_session(&sid) {
+        Json(json!({"ended": true})).into_response()
+    } else {
+        OAuthError::new(StatusCode::NOT_FOUND, "not_found", "no such session").into_response()
+    }
+}
+
+async fn backchannel(
+    State(shared): State<Arc<Shared>>,
+    Path(sid): Path<String>,
+) -> Json<serde_json::Value> {
+    Json(json!({"sent": control(&shared).send_backchannel_logout(&sid)}))
+}
+
+async fn rotate(State(shared): State<Arc<Shared>>) -> Response {
+    match control(&shared).rotate_keys().await {
+        Ok((rs, es)) => Json(json!({"RS256": rs, "ES256": es})).into_response(),
+        Err(e) => OAuthError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            e.to_string(),
+        )
+        .into_response(),
+    }
+}
+
+async fn clock(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(json!({"now": shared.clock.now(), "frozen": shared.clock.is_frozen()}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockMove {
+    #[serde(default)]
+    advance_secs: Option<i64>,
+    #[serde(default)]
+    freeze: Option<bool>,
+}
+
+async fn move_clock(
+    State(shared): State<Arc<Shared>>,
+    Json(m): Json<ClockMove>,
+) -> Json<serde_json::Value> {
+    match m.freeze {
+        Some(true) => shared.clock.freeze(),
+        Some(false) => shared.clock.unfreeze(),
+        None => {}
+    }
+    if let Some(secs) = m.advance_secs {
+        shared.clock.advance_ms(secs.saturating_mul(1000));
+    }
+    Json(json!({"now": shared.clock.now(), "frozen": shared.clock.is_frozen()}))
+}
+
+async fn faults(State(shared): State<Arc<Shared>>) -> Json<Vec<Fault>> {
+    Json(control(&shared).faults())
+}
+
+async fn add_fault(State(shared): State<Arc<Shared>>, Json(fault): Json<Fault>) -> Response {
+    if !ENDPOINTS.contains(&fault.endpoint.as_str()) {
+        return bad(format!(
+            "unknown endpoint {:?}; one of {}",
+            fault.endpoint,
+            ENDPOINTS.join(", ")
+        ));
+    }
+    if fault.delay_ms > 600_000 {
+        return bad("delay_ms is at most 600000");
+    }
+    control(&shared).add_fault(fault);
+    (StatusCode::CREATED, Json(control(&shared).faults())).into_response()
+}
+
+async fn clear_faults(State(shared): State<Arc<Shared>>) -> StatusCode {
+    control(&shared).clear_faults();
+    StatusCode::NO_CONTENT
+}
+
+async fn script_device(
+    State(shared): State<Arc<Shared>>,
+    Json(script): Json<DeviceScript>,
+) -> StatusCode {
+    control(&shared).script_device(script);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct Approve {
+    user: String,
+}
+
+async fn approve_device(
+    State(shared): State<Arc<Shared>>,
+    Path(code): Path<String>,
+    Json(a): Json<Approve>,
+) -> Response {
+    match control(&shared).approve_device(&code, &a.user) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => bad(e.to_string()),
+    }
+}
+
+async fn deny_device(State(shared): State<Arc<Shared>>, Path(code): Path<String>) -> Response {
+    match control(&shared).deny_device(&code) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => bad(e.to_string()),
+    }
+}
+
+async fn requests(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(json!({"requests": control(&shared).requests()}))
+}
+
+async fn reset_requests(State(shared): State<Arc<Shared>>) -> StatusCode {
+    control(&shared).reset_requests();
+    StatusCode::NO_CONTENT
+}
+
+async fn counters(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(json!(control(&shared).counters()))
+}
+
+async fn deliveries(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(json!({"deliveries": control(&shared).deliveries()}))
+}
+
+async fn tokens(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(json!({"tokens": control(&shared).recent_tokens()}))
+}
+
+#[derive(Deserialize)]
+struct AutoLogin {
+    user: Option<String>,
+}
+
+async fn auto_login(State(shared): State<Arc<Shared>>, Json(a): Json<AutoLogin>) -> Response {
+    match control(&shared).set_auto_login(a.user.as_deref()) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => bad(e.to_string()),
+    }
+}
+
+async fn register_client(
+    State(shared): State<Arc<Shared>>,
+    Json(client): Json<ClientConfig>,
+) -> Response {
+    let id = client.client_id.clone();
+    match control(&shared).register_client(client) {
+        Ok(secret) => (
+            StatusCode::CREATED,
+            Json(json!({"client_id": id, "client_secret": secret})),
+        )
+            .into_response(),
+        Err(e) => bad(e.to_string()),
+    }
+}
+
+async fn client_secret(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    match control(&shared).client_secret(&id) {
+        Some(secret) => Json(json!({"client_secret": secret})).into_response(),
+        None => OAuthError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such confidential client",
+        )
+        .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct BackchannelUri {
+    uri: Option<String>,
+}
+
+async fn set_backchannel(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Json(b): Json<BackchannelUri>,
+) -> Response {
+    match control(&shared).set_backchannel_logout_uri(&id, b.uri.as_deref()) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => bad(e.to_string()),
+    }
+}

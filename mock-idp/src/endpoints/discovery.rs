@@ -1,0 +1,71 @@
+//! Discovery (OpenID Connect Discovery 1.0) and the JWKS. The discovery
+//! document is built once at start and advertises exactly what is implemented.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::config::DEVICE_CODE_GRANT;
+use crate::state::Shared;
+
+pub(crate) fn document(issuer: &str) -> Bytes {
+    let e = |path: &str| format!("{issuer}{path}");
+    let auth_methods = ["none", "client_secret_basic", "client_secret_post"];
+    let doc = json!({
+        "issuer": issuer,
+        "authorization_endpoint": e("/authorize"),
+        "token_endpoint": e("/token"),
+        "userinfo_endpoint": e("/userinfo"),
+        "jwks_uri": e("/jwks"),
+        "revocation_endpoint": e("/revoke"),
+        "introspection_endpoint": e("/introspect"),
+        "end_session_endpoint": e("/end_session"),
+        "device_authorization_endpoint": e("/device_authorization"),
+        "account_sessions_endpoint": e("/account/sessions"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_CODE_GRANT, "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "userinfo_signing_alg_values_supported": ["none"],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "azp",
+            "name", "preferred_username", "email", "email_verified"],
+        "code_challenge_methods_supported": ["S256"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
+        "authorization_response_iss_parameter_supported": true,
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+    });
+    Bytes::from(doc.to_string())
+}
+
+fn json_bytes(body: Bytes, cache: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
+}
+
+pub(crate) async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
+    json_bytes(shared.discovery.clone(), "public, max-age=300")
+}
+
+pub(crate) async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
+    let body = shared.keys().jwks(shared.clock.now());
+    json_bytes(Bytes::from(body.to_string()), "no-cache")
+}

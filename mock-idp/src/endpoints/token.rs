@@ -1,0 +1,612 @@
+//! The token endpoint: authorization code (PKCE S256 required), refresh token
+//! (rotated on every use; a reused one revokes the whole grant), device code
+//! (RFC 8628) and client credentials. Access tokens are JWTs (RFC 9068,
+//! `typ: at+jwt`) for the API they are meant for; ID tokens carry `nonce`,
+//! `at_hash`, `sid`; refresh tokens are opaque and stored only as hashes.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use crate::config::{Alg, DEVICE_CODE_GRANT};
+use crate::endpoints::no_store_json;
+use crate::error::OAuthError;
+use crate::keys::{b64, fingerprint, random_token, sha256};
+use crate::params::{Params, authenticate_client};
+use crate::server::LogNote;
+use crate::state::{
+    AccessRecord, DeviceOutcome, DeviceStatus, Grant, RefreshRecord, Session, Settings, Shared,
+    TokenRecord,
+};
+
+pub(crate) async fn token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let mut grant_type = String::from("invalid");
+    let result = match body {
+        Err(e) => Err(OAuthError::new(
+            e.status(),
+            "invalid_request",
+            e.body_text(),
+        )),
+        Ok(body) => Params::from_form(&headers, &body).and_then(|params| {
+            grant_type = params.get("grant_type").unwrap_or("missing").to_owned();
+            handle(&shared, &headers, &params)
+        }),
+    };
+    let mut response = match result {
+        Ok(value) => no_store_json(&value),
+        Err(e) => e.into_response(),
+    };
+    let note = match grant_type.as_str() {
+        DEVICE_CODE_GRANT => "device_code".to_owned(),
+        g if g.len() <= 32 => g.to_owned(),
+        _ => "invalid".to_owned(),
+    };
+    response.extensions_mut().insert(LogNote(note));
+    response
+}
+
+fn handle(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Result<Value, OAuthError> {
+    let settings = shared.settings();
+    let grant_type = params.required("grant_type")?;
+    let known = [
+        "authorization_code",
+        "refresh_token",
+        DEVICE_CODE_GRANT,
+        "client_credentials",
+    ];
+    if !known.contains(&grant_type) {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            format!("grant type {grant_type:?} is not supported"),
+        ));
+    }
+    let client = authenticate_client(&settings, headers, params)?;
+    if !client.config.allows_grant(grant_type) {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            format!("this client may not use the {grant_type} grant"),
+        ));
+    }
+    let client_id = client.config.client_id.as_str();
+    match grant_type {
+        "authorization_code" => authorization_code(shared, &settings, client_id, params),
+        "refresh_token" => refresh(shared, &settings, client_id, params),
+        "client_credentials" => client_credentials(shared, &settings, client_id, params),
+        _ => device_code(shared, &settings, client_id, params),
+    }
+}
+
+fn pkce_ok(verifier: &str, challenge: &str) -> bool {
+    let well_formed = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    well_formed
+        && crate::params::constant_time_eq(
+            b64(&sha256(verifier.as_bytes())).as_bytes(),
+            challenge.as_bytes(),
+        )
+}
+
+fn authorization_code(
+    shared: &Arc<Shared>,
+    settings: &Settings,
+    client_id: &str,
+    params: &Params,
+) -> Result<Value, OAuthError> {
+    let code = params.required("code")?;
+    let redirect_uri = params.required("redirect_uri")?;
+    let verifier = params.get("code_verifier");
+    let now = shared.clock.now();
+    let hash = Shared::hash(code);
+    let issue = {
+        let mut store = shared.store();
+        let Some(record) = store.codes.get(&hash).cloned() else {
+            return Err(OAuthError::invalid_grant("unknown authorization code"));
+        };
+        if let Some(grant) = record.redeemed {
+            // RFC 6749 §4.1.2: a code used twice revokes what it granted.
+            store.revoke_grant(grant);
+            return Err(OAuthError::invalid_grant(
+                "authorization code already used; its grant is revoked",
+            ));
+        }
+        if record.expires_at <= now {
+            return Err(OAuthError::invalid_grant("authorization code expired"));
+        }
+        if record.auth.client_id != client_id {
+            return Err(OAuthError::invalid_grant(
+                "authorization code was issued to another client",
+            ));
+        }
+        if record.auth.redirect_uri != redirect_uri {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+        let Some(verifier) = verifier else {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier is required (PKCE)",
+            ));
+        };
+        if !pkce_ok(verifier, &record.auth.code_challenge) {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier does not match the code_challenge",
+            ));
+        }
+        let Some(session) = store.sessions.get_mut(&record.sid) else {
+            return Err(OAuthError::invalid_grant(
+                "the session this code belongs to has ended",
+            ));
+        };
+        session.clients.insert(client_id.to_owned());
+        session.last_seen = now;
+        let sub = session.sub.clone();
+        let grant = Grant {
+            client_id: client_id.to_owned(),
+            sid: Some(record.sid.clone()),
+            username: Some(record.username.clone()),
+            sub,
+            scope: record.auth.scope.clone(),
+            audience: record.auth.audience.clone(),
+            auth_time: record.auth_time,
+            revoked: false,
+        };
+        let id = store.new_grant(grant.clone());
+        if let Some(c) = store.codes.get_mut(&hash) {
+            c.redeemed = Some(id);
+        }
+        Issue::new(id, grant, record.auth.nonce.clone())
+    };
+    Ok(issue.run(shared, settings))
+}
+
+fn refresh(
+    shared: &Arc<Shared>,
+    settings: &Settings,
+    client_id: &str,
+    params: &Params,
+) -> Result<Value, OAuthError> {
+    let token = params.required("refresh_token")?;
+    let requested = params.get("scope").map(crate::params::split_scope);
+    let now = shared.clock.now();
+    let hash = Shared::hash(token);
+    let issue = {
+        let mut store = shared.store();
+        let Some(record) = store.refresh.get(&hash).cloned() else {
+            return Err(OAuthError::invalid_grant("unknown refresh token"));
+        };
+        let Some(grant) = store.grants.get(&record.grant).cloned() else {
+            return Err(OAuthError::invalid_grant("unknown grant"));
+        };
+        if grant.client_id != client_id {
+            return Err(OAuthError::invalid_grant(
+                "refresh token was issued to another client",
+            ));
+        }
+        if record.used {
+            store.revoke_grant(record.grant);
+            tracing::warn!(
+                grant = record.grant,
+                "refresh token reuse detected; grant revoked"
+            );
+            return Err(OAuthError::invalid_grant(
+                "refresh token was already used; the grant is revoked",
+            ));
+        }
+        if grant.revoked {
+            return Err(OAuthError::invalid_grant("the grant was revoked"));
+        }
+        if record.expires_at <= now {
+            return Err(OAuthError::invalid_grant("refresh token expired"));
+        }
+        let mut grant = grant;
+        if let Some(requested) = requested {
+            if let Some(extra) = requested.iter().find(|s| !grant.has_scope(s)) {
+                return Err(OAuthError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    format!("scope {extra:?} was not granted"),
+                ));
+            }
+            grant.scope = requested;
+        }
+        if let Some(r) = store.refresh.get_mut(&hash) {
+            r.used = true;
+        }
+        if let Some(sid) = &grant.sid {
+            if let Some(s) = store.sessions.get_mut(sid) {
+                s.last_seen = now;
+            }
+        }
+        Issue::new(record.grant, grant, None)
+    };
+    Ok(issue.run(shared, settings))
+}
+
+fn client_credentials(
+    shared: &Arc<Shared>,
+    settings: &Settings,
+    client_id: &str,
+    params: &Params,
+) -> Result<Value, OAuthError> {
+    let Some(client) = settings.clients.get(client_id) else {
+        return Err(OAuthError::invalid_client("unknown client", false));
+    };
+    if client.config.is_public() {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "a public client cannot use client credentials",
+        ));
+    }
+    let scope = params.scope();
+    if scope.iter().any(|s| s == "openid" || s == "offline_access") {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "openid and offline_access need a user",
+        ));
+    }
+    let mut audience = client.config.audience.clone();
+    if let Some(resource) = params.get("resource") {
+        if audience.as_deref() != Some(resource)
+            && !client
+                .config
+                .allowed_resources
+                .iter()
+                .any(|r| r == resource)
+        {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_target",
+                "this client may not ask for that resource",
+            ));
+        }
+        audience = Some(resource.to_owned());
+    }
+    let now = shared.clock.now();
+    let grant = Grant {
+        client_id: client_id.to_owned(),
+        sid: None,
+        username: None,
+        sub: client_id.to_owned(),
+        scope,
+        audience,
+        auth_time: now,
+        revoked: false,
+    };
+    let id = shared.store().new_grant(grant.clone());
+    Ok(Issue::new(id, grant, None).run(shared, settings))
+}
+
+fn device_code(
+    shared: &Arc<Shared>,
+    settings: &Settings,
+    client_id: &str,
+    params: &Params,
+) -> Result<Value, OAuthError> {
+    let code = params.required("device_code")?;
+    let hash = Shared::hash(code);
+    let now_ms = shared.clock.now_ms();
+    let now = now_ms.div_euclid(1000);
+    let pending = |e: &'static str, d: &str| OAuthError::new(StatusCode::BAD_REQUEST, e, d);
+    let issue = {
+        let mut store = shared.store();
+        let Some(device) = store.devices.get_mut(&hash) else {
+            return Err(OAuthError::invalid_grant("unknown device code"));
+        };
+        if device.client_id != client_id {
+            return Err(OAuthError::invalid_grant(
+                "device code was issued to another client",
+            ));
+        }
+        if device.status == DeviceStatus::Redeemed {
+            return Err(OAuthError::invalid_grant("device code already used"));
+        }
+        if device.expires_at <= now {
+            return Err(pending("expired_token", "the device code has expired"));
+        }
+        let last = device.last_poll_ms.replace(now_ms);
+        if let Some(last) = last {
+            if now_ms - last < device.interval * 1000 {
+                device.interval += 5;
+                return Err(pending(
+                    "slow_down",
+                    "polling too fast; the interval grew by 5 seconds",
+                ));
+            }
+        }
+        device.polls += 1;
+        if let Some(script) = device.script.clone() {
+            if device.polls <= script.pending_polls {
+                return Err(pending(
+                    "authorization_pending",
+                    "the user has not answered yet",
+                ));
+            }
+            device.script = None;
+            match script.then {
+                DeviceOutcome::Approve { user } => {
+                    let Some(u) = settings.user(&user) else {
+                        return Err(pending("access_denied", "scripted user is unknown"));
+                    };
+                    let sid = random_token(16);
+                    device.status = DeviceStatus::Approved {
+                        username: u.username.clone(),
+                        sid: sid.clone(),
+                    };
+                    let session = Session {
+                        sid: sid.clone(),
+                        username: u.username.clone(),
+                        sub: u.sub().to_owned(),
+                        device_name: format!("device flow ({client_id})"),
+                        created_at: now,
+                        last_seen: now,
+                        clients: Default::default(),
+                    };
+                    store.sessions.insert(sid, session);
+                }
+                DeviceOutcome::Deny => device.status = DeviceStatus::Denied,
+                DeviceOutcome::Expire => {
+                    device.expires_at = now;
+                    return Err(pending("expired_token", "the device code has expired"));
+                }
+                DeviceOutcome::SlowDown => {
+                    device.interval += 5;
+                    return Err(pending(
+                        "slow_down",
+                        "polling too fast; the interval grew by 5 seconds",
+                    ));
+                }
+            }
+        }
+        let Some(device) = store.devices.get_mut(&hash) else {
+            return Err(OAuthError::invalid_grant("unknown device code"));
+        };
+        let (username, sid) = match &device.status {
+            DeviceStatus::Pending => {
+                return Err(pending(
+                    "authorization_pending",
+                    "the user has not answered yet",
+                ));
+            }
+            DeviceStatus::Denied => {
+                return Err(pending("access_denied", "the user denied the request"));
+            }
+            DeviceStatus::Redeemed => {
+                return Err(OAuthError::invalid_grant("device code already used"));
+            }
+            DeviceStatus::Approved { username, sid } => (username.clone(), sid.clone()),
+        };
+        device.status = DeviceStatus::Redeemed;
+        let (scope, audience) = (device.scope.clone(), device.audience.clone());
+        let Some(session) = store.sessions.get_mut(&sid) else {
+            return Err(OAuthError::invalid_grant("the session has ended"));
+        };
+        session.clients.insert(client_id.to_owned());
+        let grant = Grant {
+            client_id: client_id.to_owned(),
+            sid: Some(sid),
+            username: Some(username),
+            sub: session.sub.clone(),
+            scope,
+            audience,
+            auth_time: session.created_at,
+            revoked: false,
+        };
+        let id = store.new_grant(grant.clone());
+        Issue::new(id, grant, None)
+    };
+    Ok(issue.run(shared, settings))
+}
+
+/// What goes into one token response.
+struct Issue {
+    grant_id: u64,
+    grant: Grant,
+    nonce: Option<String>,
+}
+
+impl Issue {
+    fn new(grant_id: u64, grant: Grant, nonce: Option<String>) -> Self {
+        Self {
+            grant_id,
+            grant,
+            nonce,
+        }
+    }
+
+    fn run(self, shared: &Arc<Shared>, settings: &Settings) -> Value {
+        let Issue {
+            grant_id,
+            grant,
+            nonce,
+        } = self;
+        let now = shared.clock.now();
+        let lifetimes = settings.lifetimes;
+        let secs = |v: u64| i64::try_from(v).unwrap_or(i64::MAX / 2);
+        let keys = shared.keys();
+        let client = settings.clients.get(&grant.client_id);
+        let scope = grant.scope.join(" ");
+        let jti = random_token(16);
+        let aud = grant
+            .audience
+            .clone()
+            .unwrap_or_else(|| grant.client_id.clone());
+        let mut access = json!({
+            "iss": shared.issuer,
+            "sub": grant.sub,
+            "aud": aud,
+            "exp": now + secs(lifetimes.access_token),
+            "iat": now,
+            "jti": jti,
+            "client_id": grant.client_id,
+            "scope": scope,
+        });
+        if let Some(sid) = &grant.sid {
+            access["sid"] = json!(sid);
+            access["auth_time"] = json!(grant.auth_time);
+        }
+        let access_key = keys.active(settings.signing_alg);
+        let access_token = access_key.sign_jwt("at+jwt", &access);
+
+        let id_token = grant.has_scope("openid").then(|| {
+            let at_hash = b64(&sha256(access_token.as_bytes())[..16]);
+            let mut claims = Map::new();
+            claims.insert("iss".into(), json!(shared.issuer));
+            claims.insert("sub".into(), json!(grant.sub));
+            claims.insert("aud".into(), json!(grant.client_id));
+            claims.insert("exp".into(), json!(now + secs(lifetimes.id_token)));
+            claims.insert("iat".into(), json!(now));
+            claims.insert("auth_time".into(), json!(grant.auth_time));
+            claims.insert("at_hash".into(), json!(at_hash));
+            if let Some(sid) = &grant.sid {
+                claims.insert("sid".into(), json!(sid));
+            }
+            if let Some(nonce) = &nonce {
+                claims.insert("nonce".into(), json!(nonce));
+            }
+            if let Some(user) = grant.username.as_deref().and_then(|u| settings.user(u)) {
+                for (name, value) in user_claims(user, &grant.scope) {
+                    claims.entry(name).or_insert(value);
+                }
+            }
+            let claims = Value::Object(claims);
+            let alg: Alg = client
+                .and_then(|c| c.config.id_token_signed_response_alg)
+                .unwrap_or(settings.signing_alg);
+            (keys.active(alg).sign_jwt("JWT", &claims), claims)
+        });
+
+        let wants_refresh = grant.has_scope("offline_access")
+            && client.is_some_and(|c| c.config.allows_grant("refresh_token"));
+        let refresh_token = wants_refresh.then(|| random_token(32));
+
+        let mut response = json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": lifetimes.access_token,
+            "scope": scope,
+        });
+        {
+            let mut store = shared.store();
+            store.insert_access(
+                jti,
+                AccessRecord {
+                    grant: grant_id,
+                    expires_at: now + secs(lifetimes.access_token),
+                    revoked: false,
+                },
+                now,
+            );
+            store.record_token(TokenRecord {
+                kind: "access_token",
+                fingerprint: fingerprint(&access_token),
+                header: Some(
+                    json!({"alg": access_key.alg.as_str(), "kid": access_key.kid, "typ": "at+jwt"}),
+                ),
+                claims: access,
+                issued_at: now,
+            });
+            if let Some((token, claims)) = &id_token {
+                store.record_token(TokenRecord {
+                    kind: "id_token",
+                    fingerprint: fingerprint(token),
+                    header: crate::keys::decode_unverified(token).map(|d| d.header),
+                    claims: claims.clone(),
+                    issued_at: now,
+                });
+            }
+            if let Some(token) = &refresh_token {
+                let expires_at = now + secs(lifetimes.refresh_token);
+                store.refresh.insert(
+                    Shared::hash(token),
+                    RefreshRecord {
+                        grant: grant_id,
+                        expires_at,
+                        issued_at: now,
+                        used: false,
+                    },
+                );
+                store.record_token(TokenRecord {
+                    kind: "refresh_token",
+                    fingerprint: fingerprint(token),
+                    header: None,
+                    claims: json!({"sub": grant.sub, "client_id": grant.client_id, "exp": expires_at, "sid": grant.sid}),
+                    issued_at: now,
+                });
+            }
+        }
+        if let Some((token, _)) = id_token {
+            response["id_token"] = json!(token);
+        }
+        if let Some(token) = refresh_token {
+            response["refresh_token"] = json!(token);
+        }
+        response
+    }
+}
+
+/// The claims of `user` that `scope` asks for (OIDC Core §5.4).
+pub(crate) fn user_claims(user: &crate::config::User, scope: &[String]) -> Vec<(String, Value)> {
+    const PROFILE: &[&str] = &[
+        "name",
+        "family_name",
+        "given_name",
+        "middle_name",
+        "nickname",
+        "preferred_username",
+        "profile",
+        "picture",
+        "website",
+        "gender",
+        "birthdate",
+        "zoneinfo",
+        "locale",
+        "updated_at",
+    ];
+    const EMAIL: &[&str] = &["email", "email_verified"];
+    let has = |s: &str| scope.iter().any(|x| x == s);
+    user.claims
+        .iter()
+        .filter(|(k, _)| {
+            (has("profile") && PROFILE.contains(&k.as_str()))
+                || (has("email") && EMAIL.contains(&k.as_str()))
+                || (!PROFILE.contains(&k.as_str())
+                    && !EMAIL.contains(&k.as_str())
+                    && has("profile"))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pkce_ok;
+    use crate::keys::{b64, sha256};
+
+    #[test]
+    fn pkce_needs_the_exact_verifier_in_the_rfc_alphabet() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = b64(&sha256(verifier.as_bytes()));
+        assert_eq!(challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert!(pkce_ok(verifier, &challenge));
+        assert!(!pkce_ok(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj",
+            &challenge
+        ));
+        assert!(!pkce_ok(&challenge, &challenge), "plain downgrade");
+        assert!(!pkce_ok("short", &b64(&sha256(b"short"))));
+    }
+}

@@ -1,0 +1,116 @@
+//! Userinfo, and the access-token check that userinfo, introspection and the
+//! account API share: signature by a published key, `typ`, issuer, expiry,
+//! and — so that revocation shows at once — the grant still being active.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::endpoints::no_store_json;
+use crate::error::OAuthError;
+use crate::state::{Grant, Shared};
+
+/// A valid access token: its claims and the grant behind it.
+pub(crate) struct ValidAccess {
+    pub(crate) claims: Value,
+    pub(crate) grant: Grant,
+}
+
+pub(crate) fn check_access_token(
+    shared: &Shared,
+    token: &str,
+) -> Result<ValidAccess, &'static str> {
+    let now = shared.clock.now();
+    let decoded = shared
+        .keys()
+        .verify(token, now)
+        .ok_or("signature invalid or key unknown")?;
+    if decoded.header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
+        return Err("not an access token");
+    }
+    let claims = decoded.claims;
+    if claims.get("iss").and_then(Value::as_str) != Some(shared.issuer.as_str()) {
+        return Err("issued by another issuer");
+    }
+    if claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .is_none_or(|exp| exp <= now)
+    {
+        return Err("expired");
+    }
+    let jti = claims.get("jti").and_then(Value::as_str).ok_or("no jti")?;
+    let store = shared.store();
+    let record = store.access.get(jti).ok_or("unknown token")?;
+    if record.revoked {
+        return Err("revoked");
+    }
+    let grant = store.grants.get(&record.grant).ok_or("unknown grant")?;
+    if grant.revoked {
+        return Err("revoked");
+    }
+    Ok(ValidAccess {
+        grant: grant.clone(),
+        claims,
+    })
+}
+
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, OAuthError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            let mut e = OAuthError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request",
+                "a bearer token is required",
+            );
+            e.www_authenticate = Some("Bearer realm=\"mock-idp\"".to_owned());
+            e
+        })?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(OAuthError::invalid_token(
+            "the Authorization header is not a bearer token",
+        ));
+    }
+    Ok(token.trim())
+}
+
+pub(crate) async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let result = (|| {
+        let token = bearer(&headers)?;
+        let valid = check_access_token(&shared, token).map_err(OAuthError::invalid_token)?;
+        if !valid.grant.has_scope("openid") {
+            let mut e = OAuthError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "userinfo needs the openid scope",
+            );
+            e.www_authenticate =
+                Some("Bearer error=\"insufficient_scope\", scope=\"openid\"".to_owned());
+            return Err(e);
+        }
+        let settings = shared.settings();
+        let mut body = json!({"sub": valid.grant.sub});
+        if let Some(user) = valid
+            .grant
+            .username
+            .as_deref()
+            .and_then(|u| settings.user(u))
+        {
+            for (k, v) in crate::endpoints::token::user_claims(user, &valid.grant.scope) {
+                body[k] = v;
+            }
+        }
+        let _ = &valid.claims;
+        Ok(body)
+    })();
+    match result {
+        Ok(body) => no_store_json(&body),
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,241 @@
+//! # sessionkit-mock-idp
+//!
+//! A strict, scriptable OpenID provider for development and tests. People run
+//! it as the `mock-idp` binary in place of a real provider; tests start it
+//! in-process on `127.0.0.1:0` and script it through [`Control`].
+//!
+//! Strict by default: PKCE S256 required with no downgrade, single-use codes,
+//! exact redirect URI match (any port for loopback redirects, RFC 8252),
+//! refresh tokens rotated on every use with reuse detection that revokes the
+//! whole grant, revocation visible at once in introspection and userinfo,
+//! RFC 6749 error bodies for every malformed request.
+//!
+//! ## Quick start
+//!
+//! ```
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sessionkit_mock_idp::{MockIdp, Fault};
+//!
+//! let idp = MockIdp::builder().access_token_ttl(30).auto_login("alice").start().await?;
+//! let discovery: serde_json::Value =
+//!     reqwest::get(idp.url("/.well-known/openid-configuration")).await?.json().await?;
+//! assert_eq!(discovery["issuer"], idp.issuer());
+//!
+//! // Script the provider: the next two token requests fail with a 503.
+//! idp.control().add_fault(Fault::on("token").status(503, "{}").times(2));
+//! // Move its clock an hour ahead: every token issued so far has expired.
+//! idp.control().advance_clock(std::time::Duration::from_secs(3600));
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! ## Layout
+//! - [`config`]: users, clients and lifetimes (TOML or code), with built-in defaults.
+//! - `server`: the router, faults and the request log, the accept loop.
+//! - `endpoints`: one module per protocol endpoint, the control API and the pages.
+//! - `state`: sessions, grants, codes and tokens; `keys`: signing and JWKS.
+//! - [`Control`]: everything the control API does, in-process.
+
+#![forbid(unsafe_code)]
+
+mod backchannel;
+mod clock;
+pub mod config;
+mod control;
+mod endpoints;
+mod error;
+mod faults;
+mod keys;
+mod log;
+mod params;
+mod server;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use config::{Alg, ClientConfig, Config, Lifetimes, SecretSource, User};
+pub use control::{Control, SessionInfo};
+pub use error::{Error, Result};
+pub use faults::{ENDPOINTS, Fault};
+pub use log::LoggedRequest;
+pub use state::{Delivery, DeviceOutcome, DeviceScript, TokenRecord};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A running mock identity provider. Dropping it stops the server.
+#[derive(Debug)]
+pub struct MockIdp {
+    issuer: String,
+    addr: SocketAddr,
+    control: Control,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl MockIdp {
+    /// A builder with the default configuration, bound to `127.0.0.1:0`.
+    pub fn builder() -> MockIdpBuilder {
+        MockIdpBuilder {
+            config: Config::default(),
+            bind: "127.0.0.1:0".to_owned(),
+            listener: None,
+        }
+    }
+
+    /// Starts the default configuration on a free loopback port.
+    pub async fn start() -> Result<Self> {
+        Self::builder().start().await
+    }
+
+    /// The issuer URL (also the base URL of every endpoint).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The issuer joined with `path` (`"/token"` → `http://127.0.0.1:PORT/token`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.issuer.trim_end_matches('/'), path)
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The in-process control API.
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// Stops accepting connections, lets open ones finish (up to 5 s), and
+    /// waits for every task the provider started, back-channel deliveries included.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+impl Drop for MockIdp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Configures and starts a [`MockIdp`].
+#[derive(Debug)]
+#[must_use]
+pub struct MockIdpBuilder {
+    config: Config,
+    bind: String,
+    listener: Option<std::net::TcpListener>,
+}
+
+impl MockIdpBuilder {
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+    /// The address to bind (default `127.0.0.1:0`).
+    pub fn bind(mut self, addr: &str) -> Self {
+        addr.clone_into(&mut self.bind);
+        self
+    }
+    /// Serves on an already bound listener instead.
+    pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+    /// Sets the issuer URL (by default `http://{bound address}`).
+    pub fn issuer(mut self, issuer: &str) -> Self {
+        self.config.issuer = Some(issuer.to_owned());
+        self
+    }
+    /// Adds a user, replacing one with the same name.
+    pub fn user(mut self, user: User) -> Self {
+        self.config.users.retain(|u| u.username != user.username);
+        self.config.users.push(user);
+        self
+    }
+    /// Adds a client, replacing one with the same id.
+    pub fn client(mut self, client: ClientConfig) -> Self {
+        self.config
+            .clients
+            .retain(|c| c.client_id != client.client_id);
+        self.config.clients.push(client);
+        self
+    }
+    /// Access token lifetime in seconds.
+    pub fn access_token_ttl(mut self, secs: u64) -> Self {
+        self.config.lifetimes.access_token = secs;
+        self
+    }
+    /// All lifetimes.
+    pub fn lifetimes(mut self, lifetimes: Lifetimes) -> Self {
+        self.config.lifetimes = lifetimes;
+        self
+    }
+    /// Signs this user in without a login page.
+    pub fn auto_login(mut self, user: &str) -> Self {
+        self.config.auto_login = Some(user.to_owned());
+        self
+    }
+    /// The signing algorithm of access tokens and (by default) ID tokens.
+    pub fn signing_alg(mut self, alg: Alg) -> Self {
+        self.config.signing_alg = alg;
+        self
+    }
+
+    /// Binds, generates keys and starts serving. Returns once the server accepts connections.
+    pub async fn start(self) -> Result<MockIdp> {
+        self.config.validate()?;
+        let keys = tokio::task::spawn_blocking(keys::KeySet::generate);
+        let listener = match self.listener {
+            Some(l) => {
+                l.set_nonblocking(true).map_err(|source| Error::Bind {
+                    addr: "(given listener)".to_owned(),
+                    source,
+                })?;
+                tokio::net::TcpListener::from_std(l).map_err(|source| Error::Bind {
+                    addr: "(given listener)".to_owned(),
+                    source,
+                })?
+            }
+            None => tokio::net::TcpListener::bind(&self.bind)
+                .await
+                .map_err(|source| Error::Bind {
+                    addr: self.bind.clone(),
+                    source,
+                })?,
+        };
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: self.bind.clone(),
+            source,
+        })?;
+        let issuer = match &self.config.issuer {
+            Some(i) => i.trim_end_matches('/').to_owned(),
+            None => format!("http://{addr}"),
+        };
+        let keys = keys.await.map_err(|e| Error::Key(e.to_string()))??;
+        let shared = Arc::new(state::Shared::new(&self.config, issuer.clone(), keys)?);
+        let shutdown = CancellationToken::new();
+        let tasks = shared.tasks.clone();
+        let app = server::router(shared.clone());
+        tasks.spawn(server::serve(
+            listener,
+            app,
+            shutdown.clone(),
+            tasks.clone(),
+        ));
+        tracing::info!(%issuer, "mock-idp listening");
+        Ok(MockIdp {
+            issuer,
+            addr,
+            control: Control::new(shared),
+            shutdown,
+            tasks,
+        })
+    }
+}

@@ -1,0 +1,146 @@
+//! The `mock-idp` binary: parses flags, starts the provider, prints
+//! `mock-idp listening on URL` as its first line, and stops cleanly on Ctrl-C
+//! or SIGTERM.
+
+#![forbid(unsafe_code)]
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use sessionkit_mock_idp::{Alg, Config, MockIdp, SecretSource};
+
+/// A strict, scriptable OpenID provider for development and tests.
+#[derive(Debug, Parser)]
+#[command(name = "mock-idp", version, about)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9090", env = "MOCK_IDP_BIND")]
+    bind: String,
+    /// Issuer URL (default: http://{bound address}).
+    #[arg(long, env = "MOCK_IDP_ISSUER")]
+    issuer: Option<String>,
+    /// TOML file with users, clients and lifetimes.
+    #[arg(long, env = "MOCK_IDP_CONFIG")]
+    config: Option<PathBuf>,
+    /// Access token lifetime in seconds.
+    #[arg(long)]
+    access_token_ttl: Option<u64>,
+    /// ID token lifetime in seconds.
+    #[arg(long)]
+    id_token_ttl: Option<u64>,
+    /// Refresh token lifetime in seconds.
+    #[arg(long)]
+    refresh_token_ttl: Option<u64>,
+    /// Sign this user in without showing the login page (headless use).
+    #[arg(long)]
+    auto_login: Option<String>,
+    /// Signing algorithm of access tokens and ID tokens.
+    #[arg(long, value_parser = ["RS256", "ES256"])]
+    signing_alg: Option<String>,
+    /// Require `Authorization: Bearer $VAR` on the control API, reading the secret from this variable.
+    #[arg(long)]
+    control_secret_env: Option<String>,
+    /// Log filter (also RUST_LOG), e.g. `info` or `sessionkit_mock_idp=debug`.
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(issuer) = &args.issuer {
+        config.issuer = Some(issuer.clone());
+    }
+    if let Some(v) = args.access_token_ttl {
+        config.lifetimes.access_token = v;
+    }
+    if let Some(v) = args.id_token_ttl {
+        config.lifetimes.id_token = v;
+    }
+    if let Some(v) = args.refresh_token_ttl {
+        config.lifetimes.refresh_token = v;
+    }
+    if let Some(user) = &args.auto_login {
+        config.auto_login = Some(user.clone());
+    }
+    if let Some(alg) = &args.signing_alg {
+        config.signing_alg = if alg == "ES256" {
+            Alg::ES256
+        } else {
+            Alg::RS256
+        };
+    }
+    if let Some(var) = &args.control_secret_env {
+        std::env::var(var)
+            .with_context(|| format!("--control-secret-env names {var}, which is not set"))?;
+        config.control_secret = SecretSource::Env(var.clone());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let idp = MockIdp::builder()
+            .config(config)
+            .bind(&args.bind)
+            .start()
+            .await?;
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "mock-idp listening on {}", idp.issuer())?;
+            out.flush()?;
+        }
+        eprintln!(
+            "users: alice, bob, carol (password = name) unless --config says otherwise; \
+             control API and dashboard: {}",
+            idp.url("/_control/")
+        );
+        shutdown_signal().await;
+        eprintln!("mock-idp shutting down");
+        idp.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

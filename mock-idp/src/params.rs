@@ -1,0 +1,183 @@
+//! Request parameters, parsed strictly (RFC 6749 §3.1): a parameter sent twice
+//! is an error, one sent with an empty value counts as absent. Also client
+//! authentication for the endpoints that take it (RFC 6749 §2.3.1).
+
+use std::collections::HashMap;
+
+use axum::http::{HeaderMap, header};
+use base64::Engine as _;
+
+use crate::error::OAuthError;
+use crate::state::{RegisteredClient, Settings};
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Params(HashMap<String, String>);
+
+impl Params {
+    pub(crate) fn parse(raw: &[u8]) -> Result<Self, OAuthError> {
+        let mut map = HashMap::new();
+        for (k, v) in url::form_urlencoded::parse(raw) {
+            if v.is_empty() {
+                continue;
+            }
+            if map.insert(k.to_string(), v.to_string()).is_some() {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter {k:?} is repeated"
+                )));
+            }
+        }
+        Ok(Self(map))
+    }
+
+    pub(crate) fn from_query(query: Option<&str>) -> Result<Self, OAuthError> {
+        Self::parse(query.unwrap_or("").as_bytes())
+    }
+
+    /// Parses a form body, checking the content type.
+    pub(crate) fn from_form(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = content_type.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(OAuthError::invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        Self::parse(body)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub(crate) fn required(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter {name:?}")))
+    }
+
+    pub(crate) fn scope(&self) -> Vec<String> {
+        split_scope(self.get("scope").unwrap_or(""))
+    }
+}
+
+pub(crate) fn split_scope(scope: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in scope.split(' ').filter(|s| !s.is_empty()) {
+        if !out.iter().any(|x| x == s) {
+            out.push(s.to_owned());
+        }
+    }
+    out
+}
+
+/// Authenticates the client of a token, revocation or introspection request.
+/// A public client names itself with `client_id`; a confidential one uses
+/// HTTP Basic or `client_secret` in the body, never both.
+pub(crate) fn authenticate_client<'a>(
+    settings: &'a Settings,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<&'a RegisteredClient, OAuthError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        });
+    let (client_id, secret, used_basic) = match basic {
+        Some(encoded) => {
+            if params.get("client_secret").is_some() {
+                return Err(OAuthError::invalid_request(
+                    "use one client authentication method, not two",
+                ));
+            }
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
+            let id = decode_component(id)?;
+            let secret = decode_component(secret)?;
+            if let Some(body_id) = params.get("client_id") {
+                if body_id != id {
+                    return Err(OAuthError::invalid_request(
+                        "client_id does not match the credentials",
+                    ));
+                }
+            }
+            (id, Some(secret), true)
+        }
+        None => (
+            params.required("client_id")?.to_owned(),
+            params.get("client_secret").map(str::to_owned),
+            false,
+        ),
+    };
+    let client = settings
+        .clients
+        .get(&client_id)
+        .ok_or_else(|| OAuthError::invalid_client("unknown client", used_basic))?;
+    match (&client.secret, secret) {
+        (None, None) => Ok(client),
+        (None, Some(_)) => Err(OAuthError::invalid_client(
+            "a public client has no secret to present",
+            used_basic,
+        )),
+        (Some(_), None) => Err(OAuthError::invalid_client(
+            "client authentication required",
+            used_basic,
+        )),
+        (Some(expected), Some(given)) => {
+            if constant_time_eq(expected.as_bytes(), given.as_bytes()) {
+                Ok(client)
+            } else {
+                Err(OAuthError::invalid_client(
+                    "client authentication failed",
+                    used_basic,
+                ))
+            }
+        }
+    }
+}
+
+fn decode_component(s: &str) -> Result<String, OAuthError> {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))
+}
+
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let (a, b) = (crate::keys::sha256(a), crate::keys::sha256(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_parameters_are_refused_and_empty_ones_ignored() {
+        assert!(Params::parse(b"a=1&a=2").is_err());
+        let p = Params::parse(b"a=&b=2").expect("parses");
+        assert_eq!(p.get("a"), None);
+        assert_eq!(p.get("b"), Some("2"));
+    }
+
+    #[test]
+    fn scope_is_split_and_deduplicated() {
+        assert_eq!(
+            split_scope(" openid  profile openid"),
+            ["openid", "profile"]
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! The HTTP side: the router, the middleware that applies scripted faults and
+//! keeps the request log, and an accept loop that can drop one connection on
+//! purpose (a "dropped connection" fault) and drains on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+use crate::endpoints;
+use crate::error::OAuthError;
+use crate::log::LoggedRequest;
+use crate::state::Shared;
+
+/// What the accept loop tells each request about its connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Conn {
+    pub(crate) peer: SocketAddr,
+    kill: Arc<Notify>,
+}
+
+/// A note a handler leaves for the request log (such as the grant type).
+#[derive(Debug, Clone)]
+pub(crate) struct LogNote(pub(crate) String);
+
+pub(crate) fn endpoint_of(path: &str) -> &'static str {
+    match path {
+        "/.well-known/openid-configuration" => "discovery",
+        "/jwks" => "jwks",
+        "/authorize" | "/authorize/login" => "authorize",
+        "/token" => "token",
+        "/userinfo" => "userinfo",
+        "/revoke" => "revocation",
+        "/introspect" => "introspection",
+        "/end_session" => "end_session",
+        "/device_authorization" => "device_authorization",
+        "/device" => "device_verification",
+        p if p.starts_with("/account/") => "account",
+        p if p.starts_with("/_control") => "control",
+        _ => "other",
+    }
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let limit = shared.max_body_bytes;
+    let inner = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(endpoints::discovery::discovery),
+        )
+        .route("/jwks", get(endpoints::discovery::jwks))
+        .route(
+            "/authorize",
+            get(endpoints::authorize::authorize).post(endpoints::authorize::authorize_post),
+        )
+        .route("/authorize/login", post(endpoints::authorize::login))
+        .route("/token", post(endpoints::token::token))
+        .route(
+            "/userinfo",
+            get(endpoints::userinfo::userinfo).post(endpoints::userinfo::userinfo),
+        )
+        .route("/revoke", post(endpoints::revoke::revoke))
+        .route("/introspect", post(endpoints::revoke::introspect))
+        .route(
+            "/end_session",
+            get(endpoints::end_session::end_session_get)
+                .post(endpoints::end_session::end_session_post),
+        )
+        .route(
+            "/device_authorization",
+            post(endpoints::device::device_authorization),
+        )
+        .route(
+            "/device",
+            get(endpoints::device::verification).post(endpoints::device::submit),
+        )
+        .route("/account/sessions", get(endpoints::account::list))
+        .route(
+            "/account/sessions/{sid}",
+            axum::routing::delete(endpoints::account::revoke),
+        )
+        .route("/", get(endpoints::pages::index))
+        .nest("/_control", endpoints::control::router(shared.clone()))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(shared.clone(), observe))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(shared.clone());
+    let prefix = url::Url::parse(&shared.issuer)
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    if prefix.is_empty() {
+        inner
+    } else {
+        Router::new().nest(&prefix, inner).fallback(not_found)
+    }
+}
+
+async fn not_found() -> Response {
+    OAuthError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response()
+}
+
+/// Applies a scripted fault, if one is set for this endpoint, and logs the request.
+async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let endpoint = endpoint_of(&path);
+    let method = request.method().to_string();
+    let at_ms = shared.clock.now_ms();
+    let kill = request.extensions().get::<Conn>().map(|c| c.kill.clone());
+    let fault = match endpoint {
+        "control" | "other" => None,
+        e => shared.faults.take(e),
+    };
+    let response = match fault {
+        None => next.run(request).await,
+        Some(fault) => {
+            if fault.delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+            }
+            if fault.drop_connection {
+                shared.log.record(LoggedRequest {
+                    at_ms,
+                    method,
+                    path,
+                    endpoint: endpoint.to_owned(),
+                    note: Some("fault".to_owned()),
+                    status: 0,
+                });
+                if let Some(kill) = kill {
+                    kill.notify_one();
+                }
+                // The accept loop drops the connection, and this future with it.
+                std::future::pending::<()>().await;
+                unreachable!("a dropped connection never answers");
+            } else if let Some(status) = fault.status {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let body = fault.body.unwrap_or_else(|| {
+                    serde_json::json!({"error": "server_error", "error_description": "scripted fault"}).to_string()
+                });
+                let mut r = (status, body).into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                r.extensions_mut().insert(LogNote("fault".to_owned()));
+                r
+            } else if fault.malformed_json {
+                let mut r = (StatusCode::OK, "{\"access_token\": \"tr").into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                r.extensions_mut().insert(LogNote("fault".to_owned()));
+                r
+            } else {
+                next.run(request).await
+            }
+        }
+    };
+    let note = response.extensions().get::<LogNote>().map(|n| n.0.clone());
+    shared.log.record(LoggedRequest {
+        at_ms,
+        method,
+        path,
+        endpoint: endpoint.to_owned(),
+        note,
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+/// Accepts connections until `shutdown`, then lets open ones finish (up to 5 s).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Conn {
+            peer,
+            kill: Arc::new(Notify::new()),
+        };
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let kill = conn.kill.clone();
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(conn.clone());
+                    app.clone().oneshot(request.map(Body::new))
+                },
+            );
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = kill.notified() => {}
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+                }
+            }
+        });
+    }
+}

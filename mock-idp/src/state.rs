@@ -1,0 +1,403 @@
+//! The provider's memory: sessions, grants, codes, refresh and access tokens,
+//! device authorizations — and the operations that change more than one of
+//! them at once (ending a session, revoking a grant). One mutex guards it;
+//! no signature is ever computed while it is held.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clock::Clock;
+use crate::config::{Alg, ClientConfig, Config, Lifetimes, SecretSource, User};
+use crate::faults::Faults;
+use crate::keys::{KeySet, sha256};
+use crate::log::RequestLog;
+
+pub(crate) type Hash = [u8; 32];
+
+/// A sign-in of one user in one browser or device.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Session {
+    pub(crate) sid: String,
+    pub(crate) username: String,
+    pub(crate) sub: String,
+    pub(crate) device_name: String,
+    pub(crate) created_at: i64,
+    pub(crate) last_seen: i64,
+    /// Clients that got tokens in this session.
+    pub(crate) clients: BTreeSet<String>,
+}
+
+/// An authorization the user (or, for client credentials, the client) gave.
+#[derive(Debug, Clone)]
+pub(crate) struct Grant {
+    pub(crate) client_id: String,
+    pub(crate) sid: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) sub: String,
+    pub(crate) scope: Vec<String>,
+    pub(crate) audience: Option<String>,
+    pub(crate) auth_time: i64,
+    pub(crate) revoked: bool,
+}
+
+impl Grant {
+    pub(crate) fn has_scope(&self, s: &str) -> bool {
+        self.scope.iter().any(|x| x == s)
+    }
+}
+
+/// An authorization request waiting for the user on the login page.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingAuth {
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) state: Option<String>,
+    pub(crate) nonce: Option<String>,
+    pub(crate) scope: Vec<String>,
+    pub(crate) code_challenge: String,
+    pub(crate) prompt_consent: bool,
+    pub(crate) login_hint: Option<String>,
+    pub(crate) device_name: String,
+    pub(crate) audience: Option<String>,
+    pub(crate) created_at: i64,
+}
+
+/// An issued authorization code.
+#[derive(Debug, Clone)]
+pub(crate) struct CodeGrant {
+    pub(crate) auth: PendingAuth,
+    pub(crate) sid: String,
+    pub(crate) username: String,
+    pub(crate) auth_time: i64,
+    pub(crate) expires_at: i64,
+    /// Set once redeemed, to the grant it became.
+    pub(crate) redeemed: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RefreshRecord {
+    pub(crate) grant: u64,
+    pub(crate) expires_at: i64,
+    pub(crate) issued_at: i64,
+    pub(crate) used: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct AccessRecord {
+    pub(crate) grant: u64,
+    pub(crate) expires_at: i64,
+    pub(crate) revoked: bool,
+}
+
+/// How a device authorization ends, when scripted.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum DeviceOutcome {
+    /// The user approves as this user.
+    Approve {
+        /// The username who approves.
+        user: String,
+    },
+    /// The user denies.
+    Deny,
+    /// The device code expires.
+    Expire,
+    /// Answer `slow_down` once, then stay pending.
+    SlowDown,
+}
+
+/// A script for the next device authorization: answer `authorization_pending`
+/// to `pending_polls` polls, then end as `then` says.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+pub struct DeviceScript {
+    /// How many polls get `authorization_pending` first.
+    #[serde(default)]
+    pub pending_polls: u32,
+    /// What happens after that.
+    #[serde(flatten)]
+    pub then: DeviceOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum DeviceStatus {
+    Pending,
+    Approved { username: String, sid: String },
+    Denied,
+    Redeemed,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DeviceAuth {
+    pub(crate) client_id: String,
+    pub(crate) scope: Vec<String>,
+    pub(crate) audience: Option<String>,
+    pub(crate) expires_at: i64,
+    pub(crate) interval: i64,
+    pub(crate) last_poll_ms: Option<i64>,
+    pub(crate) status: DeviceStatus,
+    pub(crate) script: Option<DeviceScript>,
+    pub(crate) polls: u32,
+}
+
+/// A token the provider issued, as the session page shows it: decoded, never raw.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenRecord {
+    /// `access_token`, `id_token`, `refresh_token` or `logout_token`.
+    pub kind: &'static str,
+    /// A short SHA-256 fingerprint of the token, not the token.
+    pub fingerprint: String,
+    /// The JOSE header (JWTs only).
+    pub header: Option<Value>,
+    /// The claims (JWTs), or what the provider knows of an opaque token.
+    pub claims: Value,
+    /// When it was issued (provider clock, Unix seconds).
+    pub issued_at: i64,
+}
+
+/// One back-channel logout delivery attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// The client it went to.
+    pub client_id: String,
+    /// The URI it was POSTed to.
+    pub uri: String,
+    /// The session it ended.
+    pub sid: String,
+    /// The user.
+    pub sub: String,
+    /// The HTTP status the client answered, if it answered.
+    pub status: Option<u16>,
+    /// The transport error, if it did not.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    pub(crate) sessions: HashMap<String, Session>,
+    pub(crate) pending: HashMap<String, PendingAuth>,
+    pub(crate) codes: HashMap<Hash, CodeGrant>,
+    pub(crate) grants: HashMap<u64, Grant>,
+    pub(crate) next_grant: u64,
+    pub(crate) refresh: HashMap<Hash, RefreshRecord>,
+    pub(crate) access: HashMap<String, AccessRecord>,
+    pub(crate) access_inserts: u64,
+    pub(crate) devices: HashMap<Hash, DeviceAuth>,
+    pub(crate) user_codes: HashMap<String, Hash>,
+    pub(crate) device_scripts: VecDeque<DeviceScript>,
+    pub(crate) recent_tokens: VecDeque<TokenRecord>,
+    pub(crate) deliveries: Vec<Delivery>,
+}
+
+const RECENT_TOKENS: usize = 50;
+
+impl Store {
+    pub(crate) fn new_grant(&mut self, grant: Grant) -> u64 {
+        self.next_grant += 1;
+        let id = self.next_grant;
+        self.grants.insert(id, grant);
+        id
+    }
+
+    pub(crate) fn record_token(&mut self, record: TokenRecord) {
+        if self.recent_tokens.len() == RECENT_TOKENS {
+            self.recent_tokens.pop_front();
+        }
+        self.recent_tokens.push_back(record);
+    }
+
+    pub(crate) fn insert_access(&mut self, jti: String, record: AccessRecord, now: i64) {
+        self.access.insert(jti, record);
+        self.access_inserts += 1;
+        if self.access_inserts % 4096 == 0 {
+            self.access.retain(|_, r| r.expires_at > now);
+            self.refresh.retain(|_, r| r.expires_at > now);
+            self.codes
+                .retain(|_, c| c.expires_at > now || c.redeemed.is_some());
+        }
+    }
+
+    /// Revokes a grant and every refresh token of it. Access tokens of the grant
+    /// become inactive too (they are checked against the grant).
+    pub(crate) fn revoke_grant(&mut self, id: u64) {
+        if let Some(grant) = self.grants.get_mut(&id) {
+            grant.revoked = true;
+        }
+    }
+
+    /// Removes a session and revokes its grants. Returns it, with the
+    /// clients that were signed in through it, for back-channel logout.
+    pub(crate) fn end_session(&mut self, sid: &str) -> Option<Session> {
+        let session = self.sessions.remove(sid)?;
+        for grant in self.grants.values_mut() {
+            if grant.sid.as_deref() == Some(sid) {
+                grant.revoked = true;
+            }
+        }
+        Some(session)
+    }
+}
+
+/// The clients as the provider runs them: configuration plus resolved secrets.
+#[derive(Debug, Clone)]
+pub(crate) struct RegisteredClient {
+    pub(crate) config: ClientConfig,
+    pub(crate) secret: Option<String>,
+}
+
+/// What can change while running (through the control API) besides the store.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) users: Vec<User>,
+    pub(crate) clients: HashMap<String, RegisteredClient>,
+    pub(crate) lifetimes: Lifetimes,
+    pub(crate) signing_alg: Alg,
+    pub(crate) auto_login: Option<String>,
+}
+
+impl Settings {
+    pub(crate) fn user(&self, username: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.username == username)
+    }
+}
+
+/// Resolves where a secret comes from into its value; `None` for public clients.
+pub(crate) fn resolve_secret(source: &SecretSource) -> crate::error::Result<Option<String>> {
+    Ok(match source {
+        SecretSource::None => None,
+        SecretSource::Env(var) => {
+            Some(std::env::var(var).unwrap_or_else(|_| crate::keys::random_token(24)))
+        }
+        SecretSource::File(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|source| crate::error::Error::ConfigRead {
+                    path: path.clone(),
+                    source,
+                })?
+                .trim_end()
+                .to_owned(),
+        ),
+        SecretSource::Generated => Some(crate::keys::random_token(24)),
+        SecretSource::Value(v) => Some(v.clone()),
+    })
+}
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) issuer: String,
+    pub(crate) clock: Clock,
+    pub(crate) settings: RwLock<Arc<Settings>>,
+    pub(crate) keys: RwLock<Arc<KeySet>>,
+    pub(crate) store: Mutex<Store>,
+    pub(crate) faults: Faults,
+    pub(crate) log: RequestLog,
+    pub(crate) discovery: Bytes,
+    pub(crate) control_secret: Option<String>,
+    pub(crate) control_remote: bool,
+    pub(crate) http: reqwest::Client,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) tasks: tokio_util::task::TaskTracker,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &Config, issuer: String, keys: KeySet) -> crate::error::Result<Self> {
+        let mut clients = HashMap::new();
+        for c in &config.clients {
+            clients.insert(
+                c.client_id.clone(),
+                RegisteredClient {
+                    secret: resolve_secret(&c.secret)?,
+                    config: c.clone(),
+                },
+            );
+        }
+        let settings = Settings {
+            users: config.users.clone(),
+            clients,
+            lifetimes: config.lifetimes,
+            signing_alg: config.signing_alg,
+            auto_login: config.auto_login.clone(),
+        };
+        let discovery = crate::endpoints::discovery::document(&issuer);
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| crate::error::Error::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            issuer,
+            clock: Clock::new(),
+            settings: RwLock::new(Arc::new(settings)),
+            keys: RwLock::new(Arc::new(keys)),
+            store: Mutex::new(Store::default()),
+            faults: Faults::default(),
+            log: RequestLog::default(),
+            discovery,
+            control_secret: resolve_secret(&config.control_secret)?,
+            control_remote: config.control_remote,
+            http,
+            max_body_bytes: config.max_body_bytes,
+            tasks: tokio_util::task::TaskTracker::new(),
+        })
+    }
+
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn update_settings(&self, f: impl FnOnce(&mut Settings)) {
+        let mut guard = self.settings.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = (**guard).clone();
+        f(&mut next);
+        *guard = Arc::new(next);
+    }
+
+    pub(crate) fn keys(&self) -> Arc<KeySet> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_keys(&self, keys: KeySet) {
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+    }
+
+    /// Ends a session: revokes its grants and sends back-channel logout to
+    /// every client that took part in it. Returns whether it existed.
+    pub(crate) fn end_session(self: &Arc<Self>, sid: &str) -> bool {
+        let ended = self.store().end_session(sid);
+        match ended {
+            Some(session) => {
+                crate::backchannel::send(self, &session);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends every session of a user; returns how many there were.
+    pub(crate) fn end_user_sessions(self: &Arc<Self>, username: &str) -> usize {
+        let sids: Vec<String> = self
+            .store()
+            .sessions
+            .values()
+            .filter(|s| s.username == username)
+            .map(|s| s.sid.clone())
+            .collect();
+        sids.iter().filter(|sid| self.end_session(sid)).count()
+    }
+
+    pub(crate) fn hash(secret: &str) -> Hash {
+        sha256(secret.as_bytes())
+    }
+}
