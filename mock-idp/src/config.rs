@@ -337,12 +337,12 @@ impl Config {
                 }
             }
         }
-        if let Some(user) = &self.auto_login {
-            if !self.users.iter().any(|u| &u.username == user) {
-                return Err(Error::Config(format!(
-                    "auto_login names unknown user {user:?}"
-                )));
-            }
+        if let Some(user) = &self.auto_login
+            && !self.users.iter().any(|u| &u.username == user)
+        {
+            return Err(Error::Config(format!(
+                "auto_login names unknown user {user:?}"
+            )));
         }
         if self.control_remote && self.control_secret == SecretSource::None {
             return Err(Error::Config(

@@ -74,10 +74,10 @@ impl Control {
     /// Signs this user in on every authorization request without a page
     /// (`None` shows the login page again).
     pub fn set_auto_login(&self, user: Option<&str>) -> Result<()> {
-        if let Some(u) = user {
-            if self.shared.settings().user(u).is_none() {
-                return Err(Error::Config(format!("unknown user {u:?}")));
-            }
+        if let Some(u) = user
+            && self.shared.settings().user(u).is_none()
+        {
+            return Err(Error::Config(format!("unknown user {u:?}")));
         }
         self.shared
             .update_settings(|s| s.auto_login = user.map(str::to_owned));

@@ -50,6 +50,7 @@ mod log;
 mod params;
 mod server;
 mod state;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,6 +72,7 @@ pub struct MockIdp {
     control: Control,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    tls_cert_pem: Option<String>,
 }
 
 impl MockIdp {
@@ -80,6 +82,7 @@ impl MockIdp {
             config: Config::default(),
             bind: "127.0.0.1:0".to_owned(),
             listener: None,
+            tls: false,
         }
     }
 
@@ -101,6 +104,11 @@ impl MockIdp {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The self-signed certificate (PEM) when serving HTTPS, for clients to trust.
+    pub fn tls_certificate_pem(&self) -> Option<&str> {
+        self.tls_cert_pem.as_deref()
     }
 
     /// The in-process control API.
@@ -130,6 +138,7 @@ pub struct MockIdpBuilder {
     config: Config,
     bind: String,
     listener: Option<std::net::TcpListener>,
+    tls: bool,
 }
 
 impl MockIdpBuilder {
@@ -177,6 +186,12 @@ impl MockIdpBuilder {
         self.config.lifetimes = lifetimes;
         self
     }
+    /// Serves HTTPS with a self-signed certificate for `127.0.0.1`, `::1` and
+    /// `localhost` (see [`MockIdp::tls_certificate_pem`]); the issuer is `https://…`.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
     /// Signs this user in without a login page.
     pub fn auto_login(mut self, user: &str) -> Self {
         self.config.auto_login = Some(user.to_owned());
@@ -214,8 +229,14 @@ impl MockIdpBuilder {
             addr: self.bind.clone(),
             source,
         })?;
+        let tls = if self.tls {
+            Some(tls::self_signed()?)
+        } else {
+            None
+        };
         let issuer = match &self.config.issuer {
             Some(i) => i.trim_end_matches('/').to_owned(),
+            None if tls.is_some() => format!("https://{addr}"),
             None => format!("http://{addr}"),
         };
         let keys = keys.await.map_err(|e| Error::Key(e.to_string()))??;
@@ -223,9 +244,11 @@ impl MockIdpBuilder {
         let shutdown = CancellationToken::new();
         let tasks = shared.tasks.clone();
         let app = server::router(shared.clone());
+        let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
         tasks.spawn(server::serve(
             listener,
             app,
+            acceptor,
             shutdown.clone(),
             tasks.clone(),
         ));
@@ -236,6 +259,7 @@ impl MockIdpBuilder {
             control: Control::new(shared),
             shutdown,
             tasks,
+            tls_cert_pem: tls.map(|t| t.cert_pem),
         })
     }
 }

@@ -42,6 +42,12 @@ struct Args {
     /// Require `Authorization: Bearer $VAR` on the control API, reading the secret from this variable.
     #[arg(long)]
     control_secret_env: Option<String>,
+    /// Serve HTTPS with a self-signed certificate for 127.0.0.1, ::1 and localhost.
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: write the certificate (PEM) here, for clients to trust.
+    #[arg(long, requires = "tls")]
+    tls_cert_out: Option<PathBuf>,
     /// Log filter (also RUST_LOG), e.g. `info` or `sessionkit_mock_idp=debug`.
     #[arg(long, default_value = "info")]
     log: String,

@@ -104,12 +104,12 @@ pub(crate) fn authenticate_client<'a>(
                 .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
             let id = decode_component(id)?;
             let secret = decode_component(secret)?;
-            if let Some(body_id) = params.get("client_id") {
-                if body_id != id {
-                    return Err(OAuthError::invalid_request(
-                        "client_id does not match the credentials",
-                    ));
-                }
+            if let Some(body_id) = params.get("client_id")
+                && body_id != id
+            {
+                return Err(OAuthError::invalid_request(
+                    "client_id does not match the credentials",
+                ));
             }
             (id, Some(secret), true)
         }

@@ -212,7 +212,7 @@ impl Store {
     pub(crate) fn insert_access(&mut self, jti: String, record: AccessRecord, now: i64) {
         self.access.insert(jti, record);
         self.access_inserts += 1;
-        if self.access_inserts % 4096 == 0 {
+        if self.access_inserts.is_multiple_of(4096) {
             self.access.retain(|_, r| r.expires_at > now);
             self.refresh.retain(|_, r| r.expires_at > now);
             self.codes
@@ -296,6 +296,7 @@ pub(crate) struct Shared {
     pub(crate) faults: Faults,
     pub(crate) log: RequestLog,
     pub(crate) discovery: Bytes,
+    pub(crate) cookie_name: String,
     pub(crate) control_secret: Option<String>,
     pub(crate) control_remote: bool,
     pub(crate) http: reqwest::Client,
@@ -323,6 +324,7 @@ impl Shared {
             auto_login: config.auto_login.clone(),
         };
         let discovery = crate::endpoints::discovery::document(&issuer);
+        let cookie_name = format!("mockidp_session_{}", crate::keys::fingerprint(&issuer));
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(std::time::Duration::from_secs(5))
@@ -337,6 +339,7 @@ impl Shared {
             faults: Faults::default(),
             log: RequestLog::default(),
             discovery,
+            cookie_name,
             control_secret: resolve_secret(&config.control_secret)?,
             control_remote: config.control_remote,
             http,

@@ -19,7 +19,6 @@ use crate::keys::random_token;
 use crate::params::Params;
 use crate::state::{CodeGrant, PendingAuth, Session, Shared};
 
-pub(crate) const SESSION_COOKIE: &str = "mockidp_session";
 const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
 /// Does `given` match the registered `registered` redirect URI? Exactly, or
@@ -98,14 +97,17 @@ fn client_error(
     )
 }
 
-pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
+/// The browser session's cookie. Browsers do not keep cookies apart by port,
+/// so the name carries a hash of the issuer: two providers on one host do not
+/// overwrite each other's session.
+pub(crate) fn session_cookie(shared: &Shared, headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
+        .find(|(k, _)| *k == shared.cookie_name)
         .map(|(_, v)| v.to_owned())
 }
 
@@ -329,7 +331,7 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
     }
 
     let existing =
-        session_cookie(headers).and_then(|sid| shared.store().sessions.get(&sid).cloned());
+        session_cookie(shared, headers).and_then(|sid| shared.store().sessions.get(&sid).cloned());
     let existing = existing.filter(|s| {
         pending
             .login_hint
@@ -360,7 +362,7 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
     }
     let session = existing.filter(|_| !force_login);
     login_page(
-        &shared,
+        shared,
         &settings,
         &request_id,
         &pending,
@@ -472,8 +474,8 @@ pub(crate) async fn login(
         );
     }
     let (username, session) = if params.get("use_session").is_some() {
-        let session =
-            session_cookie(&headers).and_then(|sid| shared.store().sessions.get(&sid).cloned());
+        let session = session_cookie(&shared, &headers)
+            .and_then(|sid| shared.store().sessions.get(&sid).cloned());
         match session {
             Some(s) => (s.username.clone(), Some(s)),
             None => {
@@ -591,12 +593,13 @@ fn sign_in_and_redirect(
         &[("code", &code)],
         pending.state.as_deref(),
     );
-    if let Some(sid) = set_cookie {
-        if let Ok(v) = HeaderValue::from_str(&format!(
-            "{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax"
-        )) {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
+    if let Some(sid) = set_cookie
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "{}={sid}; Path=/; HttpOnly; SameSite=Lax",
+            shared.cookie_name
+        ))
+    {
+        response.headers_mut().append(header::SET_COOKIE, v);
     }
     response
 }

@@ -259,7 +259,7 @@ pub(crate) async fn submit(
             None => {
                 return verification_page(
                     &shared,
-                    user_code,
+                    &normalize_user_code(user_code),
                     Some("pick a user, or give a right name and password"),
                 );
             }
@@ -276,7 +276,7 @@ pub(crate) async fn submit(
             "<p id=\"result\">Denied. The device will not be signed in.</p>",
         ))
         .into_response(),
-        Err(message) => verification_page(&shared, user_code, Some(&message)),
+        Err(message) => verification_page(&shared, &normalize_user_code(user_code), Some(&message)),
     }
 }
 

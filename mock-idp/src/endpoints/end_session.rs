@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::endpoints::authorize::{SESSION_COOKIE, error_page, session_cookie};
+use crate::endpoints::authorize::{error_page, session_cookie};
 use crate::endpoints::pages::page;
 use crate::params::Params;
 use crate::state::Shared;
@@ -105,7 +105,7 @@ fn end_session(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Re
             Some(uri.to_owned())
         }
     };
-    let cookie_sid = session_cookie(headers);
+    let cookie_sid = session_cookie(shared, headers);
     let ended = sid
         .or(cookie_sid)
         .is_some_and(|sid| shared.end_session(&sid));
@@ -137,7 +137,8 @@ fn end_session(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Re
         .into_response(),
     };
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
+        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+        shared.cookie_name
     )) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }

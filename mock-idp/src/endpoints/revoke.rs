@@ -61,14 +61,14 @@ fn revoke_token(shared: &Shared, client_id: &str, token: &str) -> Result<(), OAu
     }
     drop(store);
     // An access token we signed: revoke that token.
-    if let Some(decoded) = shared.keys().verify(token, shared.clock.now()) {
-        if let Some(jti) = decoded.claims.get("jti").and_then(Value::as_str) {
-            if decoded.claims.get("client_id").and_then(Value::as_str) != Some(client_id) {
-                return Err(wrong_client());
-            }
-            if let Some(record) = shared.store().access.get_mut(jti) {
-                record.revoked = true;
-            }
+    if let Some(decoded) = shared.keys().verify(token, shared.clock.now())
+        && let Some(jti) = decoded.claims.get("jti").and_then(Value::as_str)
+    {
+        if decoded.claims.get("client_id").and_then(Value::as_str) != Some(client_id) {
+            return Err(wrong_client());
+        }
+        if let Some(record) = shared.store().access.get_mut(jti) {
+            record.revoked = true;
         }
     }
     // RFC 7009 §2.2: an unknown or invalid token is not an error.

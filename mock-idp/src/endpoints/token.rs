@@ -224,10 +224,10 @@ fn refresh(
         if let Some(r) = store.refresh.get_mut(&hash) {
             r.used = true;
         }
-        if let Some(sid) = &grant.sid {
-            if let Some(s) = store.sessions.get_mut(sid) {
-                s.last_seen = now;
-            }
+        if let Some(sid) = &grant.sid
+            && let Some(s) = store.sessions.get_mut(sid)
+        {
+            s.last_seen = now;
         }
         Issue::new(record.grant, grant, None)
     };
@@ -318,14 +318,14 @@ fn device_code(
             return Err(pending("expired_token", "the device code has expired"));
         }
         let last = device.last_poll_ms.replace(now_ms);
-        if let Some(last) = last {
-            if now_ms - last < device.interval * 1000 {
-                device.interval += 5;
-                return Err(pending(
-                    "slow_down",
-                    "polling too fast; the interval grew by 5 seconds",
-                ));
-            }
+        if let Some(last) = last
+            && now_ms - last < device.interval * 1000
+        {
+            device.interval += 5;
+            return Err(pending(
+                "slow_down",
+                "polling too fast; the interval grew by 5 seconds",
+            ));
         }
         device.polls += 1;
         if let Some(script) = device.script.clone() {

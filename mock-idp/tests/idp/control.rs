@@ -1,0 +1,479 @@
+//! Scripting the provider: faults per endpoint (status, delay, dropped
+//! connection, malformed JSON; once or N times) that change nothing at the
+//! provider, the HTTP control API and its guard, the request log and
+//! counters, the dashboard, and the binary's start and clean stop.
+
+use std::io::BufRead as _;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sessionkit_mock_idp::{Config, Fault, MockIdp, SecretSource};
+
+use crate::support::*;
+
+async fn consented(idp: &MockIdp) -> Value {
+    let pkce = pkce();
+    let mut params = auth_params(&pkce, "openid offline_access");
+    params.push(("prompt".into(), "consent".into()));
+    let code = location_params(&authorize(idp, &http(), &params).await)["code"].clone();
+    let (status, body) = token_request(
+        idp,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", CLIENT),
+            ("code_verifier", &pkce.verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    body
+}
+
+#[tokio::test]
+async fn faults_answer_before_the_endpoint_and_consume_nothing() {
+    let idp = idp_auto("alice").await;
+    let t = consented(&idp).await;
+    let rt = t["refresh_token"].as_str().expect("rt");
+    idp.control().add_fault(
+        Fault::on("token")
+            .status(503, r#"{"error":"temporarily_unavailable"}"#)
+            .times(2),
+    );
+    for _ in 0..2 {
+        let (status, body) = refresh(&idp, rt).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (503, Some("temporarily_unavailable"))
+        );
+    }
+    // The refresh token was not rotated by the faulted requests.
+    let (status, _) = refresh(&idp, rt).await;
+    assert_eq!(status, 200);
+    assert!(
+        idp.control().faults().is_empty(),
+        "a counted fault runs out"
+    );
+}
+
+#[tokio::test]
+async fn dropped_connections_malformed_json_and_delays() {
+    let idp = idp().await;
+    let url = idp.url("/.well-known/openid-configuration");
+    idp.control()
+        .add_fault(Fault::on("discovery").drop_connection().times(1));
+    let err = http()
+        .get(&url)
+        .send()
+        .await
+        .expect_err("the connection is dropped");
+    assert!(
+        err.is_request() || err.is_connect() || err.is_body(),
+        "{err:?}"
+    );
+    assert!(
+        http()
+            .get(&url)
+            .send()
+            .await
+            .expect("next one works")
+            .status()
+            .is_success()
+    );
+
+    idp.control()
+        .add_fault(Fault::on("discovery").malformed_json().times(1));
+    let response = http().get(&url).send().await.expect("answer");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.json::<Value>().await.is_err(),
+        "the body is not JSON"
+    );
+
+    idp.control()
+        .add_fault(Fault::on("jwks").delay_ms(300).times(1));
+    let started = Instant::now();
+    let response = http().get(idp.url("/jwks")).send().await.expect("answer");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        response.status(),
+        200,
+        "a delay alone lets the endpoint answer"
+    );
+
+    idp.control()
+        .add_fault(Fault::on("jwks").delay_ms(5_000).status(500, "{}"));
+    let short = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .expect("client");
+    assert!(
+        short
+            .get(idp.url("/jwks"))
+            .send()
+            .await
+            .expect_err("times out")
+            .is_timeout()
+    );
+    idp.control().clear_faults();
+    assert_eq!(
+        http()
+            .get(idp.url("/jwks"))
+            .send()
+            .await
+            .expect("ok")
+            .status(),
+        200
+    );
+    assert!(idp.control().count("discovery:fault") >= 2);
+}
+
+#[tokio::test]
+async fn the_http_control_api_scripts_the_same_things() {
+    let idp = idp_auto("alice").await;
+    let c = |path: &str| idp.url(&format!("/_control{path}"));
+    let put: Value = http()
+        .put(c("/lifetimes"))
+        .json(&json!({"access_token": 42}))
+        .send()
+        .await
+        .expect("put")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(put["access_token"], 42);
+    assert_eq!(put["refresh_token"], 86_400, "other lifetimes unchanged");
+    assert_eq!(tokens(&idp, "openid").await["expires_in"], 42);
+    let bad = http()
+        .put(c("/lifetimes"))
+        .json(&json!({"bogus": 1}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(bad.status(), 400);
+
+    let before = idp.control().now();
+    let moved: Value = http()
+        .post(c("/clock"))
+        .json(&json!({"advance_secs": 3600}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert!(moved["now"].as_i64().expect("now") >= before + 3600);
+
+    let fault = http()
+        .post(c("/faults"))
+        .json(&json!({"endpoint": "userinfo", "status": 500, "times": 1}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(fault.status(), 201);
+    assert_eq!(
+        http()
+            .get(idp.url("/userinfo"))
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        500
+    );
+    let unknown = http()
+        .post(c("/faults"))
+        .json(&json!({"endpoint": "nowhere"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(unknown.status(), 400);
+
+    let rotated: Value = http()
+        .post(c("/keys/rotate"))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        idp.control()
+            .published_kids()
+            .contains(&rotated["RS256"].as_str().expect("kid").to_owned())
+    );
+
+    let t = consented(&idp).await;
+    let sid = decode(t["id_token"].as_str().expect("id")).1["sid"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+    let sessions: Value = http()
+        .get(c("/sessions"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        sessions["sessions"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|s| s["sid"] == sid.as_str())
+    );
+    assert_eq!(
+        http()
+            .post(c(&format!("/sessions/{sid}/revoke")))
+            .send()
+            .await
+            .expect("post")
+            .status(),
+        200
+    );
+    assert_eq!(
+        refresh(&idp, t["refresh_token"].as_str().expect("rt"))
+            .await
+            .1["error"],
+        "invalid_grant"
+    );
+
+    let counters: Value = http()
+        .get(c("/counters"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert!(counters["token:authorization_code"].as_u64() >= Some(2));
+    assert_eq!(counters["token:refresh_token"], 1);
+    let log: Value = http()
+        .get(c("/requests"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        log["requests"]
+            .as_array()
+            .expect("requests")
+            .iter()
+            .any(|r| r["endpoint"] == "userinfo" && r["status"] == 500)
+    );
+    assert_eq!(
+        http()
+            .delete(c("/requests"))
+            .send()
+            .await
+            .expect("delete")
+            .status(),
+        204
+    );
+    assert_eq!(idp.control().count("token"), 0);
+
+    let secret: Value = http()
+        .get(c("/clients/chat-server/secret"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        secret["client_secret"].as_str(),
+        idp.control().client_secret("chat-server").as_deref()
+    );
+    let reg: Value = http()
+        .post(c("/clients"))
+        .json(&json!({"client_id": "tv-app", "grant_types": ["urn:ietf:params:oauth:grant-type:device_code"]}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(reg["client_id"], "tv-app");
+    let d = http()
+        .post(idp.url("/device_authorization"))
+        .form(&[("client_id", "tv-app")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(d.status(), 200, "the registered client works at once");
+
+    assert_eq!(
+        http()
+            .put(c("/auto-login"))
+            .json(&json!({"user": null}))
+            .send()
+            .await
+            .expect("put")
+            .status(),
+        204
+    );
+    assert_eq!(
+        authorize(&idp, &http(), &auth_params(&pkce(), "openid"))
+            .await
+            .status(),
+        200,
+        "login page again"
+    );
+}
+
+#[tokio::test]
+async fn a_control_secret_guards_the_control_api() {
+    let config = Config {
+        control_secret: SecretSource::Value("let-me-in".into()),
+        ..Config::default()
+    };
+    let idp = MockIdp::builder()
+        .config(config)
+        .start()
+        .await
+        .expect("start");
+    let url = idp.url("/_control/state");
+    assert_eq!(http().get(&url).send().await.expect("get").status(), 401);
+    assert_eq!(
+        http()
+            .get(&url)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        401
+    );
+    let ok = http()
+        .get(&url)
+        .bearer_auth("let-me-in")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(ok.status(), 200);
+    let state: Value = ok.json().await.expect("json");
+    assert_eq!(state["users"], json!(["alice", "bob", "carol"]));
+}
+
+#[tokio::test]
+async fn no_token_value_appears_in_the_log_the_dashboard_or_the_control_api() {
+    let idp = idp_auto("alice").await;
+    let t = consented(&idp).await;
+    let (_, r) = refresh(&idp, t["refresh_token"].as_str().expect("rt")).await;
+    let secrets: Vec<String> = [&t, &r]
+        .iter()
+        .flat_map(|v| {
+            ["access_token", "refresh_token", "id_token"]
+                .map(|k| v[k].as_str().expect("token").to_owned())
+        })
+        .collect();
+    let signatures: Vec<String> = secrets
+        .iter()
+        .filter_map(|s| s.rsplit('.').next().map(str::to_owned))
+        .collect();
+    let mut pages = String::new();
+    for path in [
+        "/_control/",
+        "/_control/requests",
+        "/_control/tokens",
+        "/_control/state",
+        "/_control/sessions",
+    ] {
+        pages.push_str(
+            &http()
+                .get(idp.url(path))
+                .send()
+                .await
+                .expect("get")
+                .text()
+                .await
+                .expect("text"),
+        );
+    }
+    assert!(pages.contains("alice"), "the dashboard shows the session");
+    assert!(pages.contains("at+jwt"), "and decoded tokens");
+    for s in secrets.iter().chain(&signatures) {
+        assert!(
+            !pages.contains(s.as_str()),
+            "a token (or its signature) leaked into a page"
+        );
+    }
+}
+
+#[tokio::test]
+async fn shutdown_stops_serving() {
+    let idp = idp().await;
+    let url = idp.url("/jwks");
+    assert!(http().get(&url).send().await.is_ok());
+    idp.shutdown().await;
+    assert!(http().get(&url).send().await.is_err());
+}
+
+#[test]
+fn the_binary_prints_its_issuer_first_and_stops_cleanly_on_sigterm() {
+    let exe = env!("CARGO_BIN_EXE_mock-idp");
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--access-token-ttl",
+            "17",
+            "--auto-login",
+            "bob",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    let issuer = line
+        .trim()
+        .strip_prefix("mock-idp listening on ")
+        .expect("first line")
+        .to_owned();
+    assert!(issuer.starts_with("http://127.0.0.1:"));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let doc: Value = runtime.block_on(async {
+        http()
+            .get(format!("{issuer}/_control/state"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json")
+    });
+    assert_eq!(doc["issuer"], issuer);
+    assert_eq!(doc["lifetimes"]["access_token"], 17);
+    assert_eq!(doc["auto_login"], "bob");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = child.wait().expect("wait");
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+}
+
+#[test]
+fn the_binary_reads_a_config_file_and_reports_bad_ones() {
+    let dir = std::env::temp_dir().join(format!("mock-idp-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "users = 3\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mock-idp"))
+        .args(["--bind", "127.0.0.1:0", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: invalid configuration"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,281 @@
+//! Ending sessions: RP-initiated logout with `id_token_hint` and a registered
+//! `post_logout_redirect_uri`; back-channel logout tokens delivered to a
+//! receiver that verifies them; the account sessions API listing devices and
+//! revoking one.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use sessionkit_mock_idp::MockIdp;
+
+use crate::support::*;
+
+/// A back-channel logout receiver on 127.0.0.1:0 that keeps what it got.
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<String>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn receiver() -> Receiver {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/backchannel-logout",
+        listener.local_addr().expect("addr")
+    );
+    let store = got.clone();
+    let app = axum::Router::new().route(
+        "/backchannel-logout",
+        axum::routing::post(
+            move |axum::Form(form): axum::Form<std::collections::HashMap<String, String>>| {
+                let store = store.clone();
+                async move {
+                    store
+                        .lock()
+                        .expect("lock")
+                        .push(form.get("logout_token").cloned().unwrap_or_default());
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    Receiver {
+        url,
+        got,
+        _task: task,
+    }
+}
+
+async fn wait_for(got: &Arc<Mutex<Vec<String>>>, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let tokens = got.lock().expect("lock").clone();
+        if tokens.len() >= n || tokio::time::Instant::now() > deadline {
+            return tokens;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Checks a logout token as OpenID Connect Back-Channel Logout 1.0 §2.6 says.
+async fn check_logout_token(idp: &MockIdp, token: &str, sid: &str) {
+    let (header, _) = decode(token);
+    assert_eq!(header["typ"], "logout+jwt");
+    let claims = verify(idp, token, CLIENT)
+        .await
+        .expect("logout token verifies");
+    assert_eq!(claims["sid"], sid);
+    assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+    assert!(claims.get("nonce").is_none(), "a logout token has no nonce");
+    assert!(claims["jti"].is_string() && claims["iat"].is_i64());
+}
+
+async fn consented(idp: &MockIdp) -> Value {
+    let pkce = pkce();
+    let mut params = auth_params(&pkce, "openid offline_access");
+    params.push(("prompt".into(), "consent".into()));
+    let code = location_params(&authorize(idp, &http(), &params).await)["code"].clone();
+    let (status, body) = token_request(
+        idp,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", CLIENT),
+            ("code_verifier", &pkce.verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    body
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_ends_the_session_and_redirects_only_where_registered() {
+    let idp = idp_auto("alice").await;
+    let rx = receiver().await;
+    idp.control()
+        .set_backchannel_logout_uri(CLIENT, Some(&rx.url))
+        .expect("set");
+    let t = consented(&idp).await;
+    let id = t["id_token"].as_str().expect("id");
+    let sid = decode(id).1["sid"].as_str().expect("sid").to_owned();
+
+    // An unregistered post-logout redirect is refused and ends nothing.
+    let bad = http()
+        .get(idp.url("/end_session"))
+        .query(&[
+            ("id_token_hint", id),
+            ("post_logout_redirect_uri", "http://127.0.0.1:1/evil"),
+        ])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(bad.status(), 400);
+    assert_eq!(idp.control().sessions(Some("alice")).len(), 1);
+    // A forged hint is refused.
+    let forged = format!("{}x", id);
+    let bad = http()
+        .get(idp.url("/end_session"))
+        .query(&[("id_token_hint", forged.as_str())])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(bad.status(), 400);
+
+    let ok = http()
+        .get(idp.url("/end_session"))
+        .query(&[
+            ("id_token_hint", id),
+            ("post_logout_redirect_uri", "http://127.0.0.1/logged-out"),
+            ("state", "bye"),
+        ])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(ok.status(), 303);
+    assert_eq!(
+        ok.headers()["location"],
+        "http://127.0.0.1/logged-out?state=bye"
+    );
+    assert!(idp.control().sessions(Some("alice")).is_empty());
+    assert_eq!(
+        refresh(&idp, t["refresh_token"].as_str().expect("rt"))
+            .await
+            .1["error"],
+        "invalid_grant"
+    );
+    let tokens = wait_for(&rx.got, 1).await;
+    assert_eq!(tokens.len(), 1, "one back-channel logout");
+    check_logout_token(&idp, &tokens[0], &sid).await;
+}
+
+#[tokio::test]
+async fn account_api_lists_devices_and_revokes_one_with_backchannel_logout() {
+    let idp = idp_auto("bob").await;
+    let rx = receiver().await;
+    idp.control()
+        .set_backchannel_logout_uri(CLIENT, Some(&rx.url))
+        .expect("set");
+    let laptop = consented(&idp).await;
+    let phone = consented(&idp).await;
+    let laptop_at = laptop["access_token"].as_str().expect("at");
+    let phone_sid = decode(phone["id_token"].as_str().expect("id")).1["sid"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+
+    let list: Value = http()
+        .get(idp.url("/account/sessions"))
+        .bearer_auth(laptop_at)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let sessions = list["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s["device_name"].is_string() && s["clients"][0] == CLIENT)
+    );
+
+    // Someone else's session is not found; an unauthenticated call is refused.
+    let carol_idp_session = "not-a-session";
+    let missing = http()
+        .delete(idp.url(&format!("/account/sessions/{carol_idp_session}")))
+        .bearer_auth(laptop_at)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(missing.status(), 404);
+    let anon = http()
+        .delete(idp.url(&format!("/account/sessions/{phone_sid}")))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(anon.status(), 401);
+
+    let revoke = http()
+        .delete(idp.url(&format!("/account/sessions/{phone_sid}")))
+        .bearer_auth(laptop_at)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(revoke.status(), 204);
+    assert_eq!(
+        refresh(&idp, phone["refresh_token"].as_str().expect("rt"))
+            .await
+            .1["error"],
+        "invalid_grant"
+    );
+    assert_eq!(
+        refresh(&idp, laptop["refresh_token"].as_str().expect("rt"))
+            .await
+            .0,
+        200,
+        "the other device stays"
+    );
+    let tokens = wait_for(&rx.got, 1).await;
+    assert_eq!(tokens.len(), 1);
+    check_logout_token(&idp, &tokens[0], &phone_sid).await;
+    let deliveries = idp.control().deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].status, Some(200));
+}
+
+#[tokio::test]
+async fn control_revokes_a_users_sessions_and_can_send_backchannel_logout_alone() {
+    let idp = idp_auto("carol").await;
+    let rx = receiver().await;
+    idp.control()
+        .set_backchannel_logout_uri(CLIENT, Some(&rx.url))
+        .expect("set");
+    let t = consented(&idp).await;
+    let sid = idp.control().sessions(Some("carol"))[0].sid.clone();
+    assert_eq!(idp.control().send_backchannel_logout(&sid), 1);
+    assert_eq!(wait_for(&rx.got, 1).await.len(), 1);
+    assert_eq!(
+        refresh(&idp, t["refresh_token"].as_str().expect("rt"))
+            .await
+            .0,
+        200,
+        "sending alone ends nothing"
+    );
+    let t = consented(&idp).await;
+    assert_eq!(idp.control().revoke_user_sessions("carol"), 2);
+    assert_eq!(
+        refresh(&idp, t["refresh_token"].as_str().expect("rt"))
+            .await
+            .1["error"],
+        "invalid_grant"
+    );
+    assert_eq!(wait_for(&rx.got, 3).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_receiver_that_is_down_is_recorded_not_fatal() {
+    let idp = idp_auto("alice").await;
+    idp.control()
+        .set_backchannel_logout_uri(CLIENT, Some("http://127.0.0.1:9/down"))
+        .expect("set");
+    consented(&idp).await;
+    assert_eq!(idp.control().revoke_user_sessions("alice"), 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while idp.control().deliveries().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let d = idp.control().deliveries();
+    assert_eq!(d.len(), 1);
+    assert!(d[0].status.is_none() && d[0].error.is_some());
+}

@@ -1,0 +1,13 @@
+//! Integration tests of the mock identity provider over real sockets: plain
+//! HTTP for every strictness rule and negative case, the `openidconnect`
+//! crate as a standards client, and a real browser for the pages.
+
+mod support;
+
+mod authorize;
+mod browser;
+mod control;
+mod discovery;
+mod logout;
+mod oidc_client;
+mod tokens;
