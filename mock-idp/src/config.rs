@@ -246,6 +246,10 @@ pub struct Config {
     pub signing_alg: Alg,
     /// Sign this user in without showing the login page (headless use).
     pub auto_login: Option<String>,
+    /// Rotate refresh tokens on every use, with reuse detection (default
+    /// `true`). Turn it off to play a provider whose refresh tokens stay
+    /// the same; a refresh then returns no new refresh token.
+    pub rotate_refresh_tokens: bool,
     /// A bearer secret that the control API requires; without one the control
     /// API answers loopback peers only.
     pub control_secret: SecretSource,
@@ -273,6 +277,7 @@ impl Default for Config {
             lifetimes: Lifetimes::default(),
             signing_alg: Alg::RS256,
             auto_login: None,
+            rotate_refresh_tokens: true,
             control_secret: SecretSource::None,
             control_remote: false,
             max_body_bytes: 64 * 1024,

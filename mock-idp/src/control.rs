@@ -84,6 +84,12 @@ impl Control {
         Ok(())
     }
 
+    /// Turns refresh-token rotation (and so reuse detection) on or off.
+    pub fn set_refresh_token_rotation(&self, rotate: bool) {
+        self.shared
+            .update_settings(|s| s.rotate_refresh_tokens = rotate);
+    }
+
     /// Ends every session of `username` now: grants revoked, back-channel logout sent.
     /// Returns how many sessions there were.
     pub fn revoke_user_sessions(&self, username: &str) -> usize {

@@ -83,6 +83,7 @@ impl MockIdp {
             bind: "127.0.0.1:0".to_owned(),
             listener: None,
             tls: false,
+            on_listening: None,
         }
     }
 
@@ -131,14 +132,27 @@ impl Drop for MockIdp {
     }
 }
 
+/// Called with the issuer as soon as the socket listens.
+type OnListening = Box<dyn FnOnce(&str) + Send>;
+
 /// Configures and starts a [`MockIdp`].
-#[derive(Debug)]
 #[must_use]
 pub struct MockIdpBuilder {
     config: Config,
     bind: String,
     listener: Option<std::net::TcpListener>,
     tls: bool,
+    on_listening: Option<OnListening>,
+}
+
+impl std::fmt::Debug for MockIdpBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockIdpBuilder")
+            .field("config", &self.config)
+            .field("bind", &self.bind)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MockIdpBuilder {
@@ -192,6 +206,14 @@ impl MockIdpBuilder {
         self.tls = true;
         self
     }
+    /// Calls `f` with the issuer as soon as the socket listens, before the
+    /// signing keys are ready: connections made from then on wait in the
+    /// listen backlog and are answered once start-up completes. The binary
+    /// prints its `mock-idp listening on URL` line from here.
+    pub fn on_listening(mut self, f: impl FnOnce(&str) + Send + 'static) -> Self {
+        self.on_listening = Some(Box::new(f));
+        self
+    }
     /// Signs this user in without a login page.
     pub fn auto_login(mut self, user: &str) -> Self {
         self.config.auto_login = Some(user.to_owned());
@@ -239,6 +261,9 @@ impl MockIdpBuilder {
             None if tls.is_some() => format!("https://{addr}"),
             None => format!("http://{addr}"),
         };
+        if let Some(f) = self.on_listening {
+            f(&issuer);
+        }
         let keys = keys.await.map_err(|e| Error::Key(e.to_string()))??;
         let shared = Arc::new(state::Shared::new(&self.config, issuer.clone(), keys)?);
         let shutdown = CancellationToken::new();

@@ -48,6 +48,9 @@ struct Args {
     /// With --tls: write the certificate (PEM) here, for clients to trust.
     #[arg(long, requires = "tls")]
     tls_cert_out: Option<PathBuf>,
+    /// Keep refresh tokens the same on every use (no rotation, no reuse detection).
+    #[arg(long)]
+    no_refresh_rotation: bool,
     /// Log filter (also RUST_LOG), e.g. `info` or `sessionkit_mock_idp=debug`.
     #[arg(long, default_value = "info")]
     log: String,
@@ -90,6 +93,9 @@ fn run() -> anyhow::Result<()> {
     if let Some(user) = &args.auto_login {
         config.auto_login = Some(user.clone());
     }
+    if args.no_refresh_rotation {
+        config.rotate_refresh_tokens = false;
+    }
     if let Some(alg) = &args.signing_alg {
         config.signing_alg = if alg == "ES256" {
             Alg::ES256
@@ -107,15 +113,21 @@ fn run() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let idp = MockIdp::builder()
+        let mut builder = MockIdp::builder()
             .config(config)
             .bind(&args.bind)
-            .start()
-            .await?;
-        {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "mock-idp listening on {}", idp.issuer())?;
-            out.flush()?;
+            .on_listening(|issuer| {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "mock-idp listening on {issuer}");
+                let _ = out.flush();
+            });
+        if args.tls {
+            builder = builder.tls();
+        }
+        let idp = builder.start().await?;
+        if let (Some(path), Some(pem)) = (&args.tls_cert_out, idp.tls_certificate_pem()) {
+            std::fs::write(path, pem)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         eprintln!(
             "users: alice, bob, carol (password = name) unless --config says otherwise; \

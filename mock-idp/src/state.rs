@@ -256,6 +256,7 @@ pub(crate) struct Settings {
     pub(crate) lifetimes: Lifetimes,
     pub(crate) signing_alg: Alg,
     pub(crate) auto_login: Option<String>,
+    pub(crate) rotate_refresh_tokens: bool,
 }
 
 impl Settings {
@@ -322,6 +323,7 @@ impl Shared {
             lifetimes: config.lifetimes,
             signing_alg: config.signing_alg,
             auto_login: config.auto_login.clone(),
+            rotate_refresh_tokens: config.rotate_refresh_tokens,
         };
         let discovery = crate::endpoints::discovery::document(&issuer);
         let cookie_name = format!("mockidp_session_{}", crate::keys::fingerprint(&issuer));

@@ -221,7 +221,8 @@ fn refresh(
             }
             grant.scope = requested;
         }
-        if let Some(r) = store.refresh.get_mut(&hash) {
+        let rotate = settings.rotate_refresh_tokens;
+        if rotate && let Some(r) = store.refresh.get_mut(&hash) {
             r.used = true;
         }
         if let Some(sid) = &grant.sid
@@ -229,7 +230,10 @@ fn refresh(
         {
             s.last_seen = now;
         }
-        Issue::new(record.grant, grant, None)
+        let mut issue = Issue::new(record.grant, grant, None);
+        // Without rotation the client keeps using the token it has (RFC 6749 §6).
+        issue.new_refresh_token = rotate;
+        issue
     };
     Ok(issue.run(shared, settings))
 }
@@ -416,6 +420,7 @@ struct Issue {
     grant_id: u64,
     grant: Grant,
     nonce: Option<String>,
+    new_refresh_token: bool,
 }
 
 impl Issue {
@@ -424,6 +429,7 @@ impl Issue {
             grant_id,
             grant,
             nonce,
+            new_refresh_token: true,
         }
     }
 
@@ -432,6 +438,7 @@ impl Issue {
             grant_id,
             grant,
             nonce,
+            new_refresh_token,
         } = self;
         let now = shared.clock.now();
         let lifetimes = settings.lifetimes;
@@ -489,7 +496,8 @@ impl Issue {
             (keys.active(alg).sign_jwt("JWT", &claims), claims)
         });
 
-        let wants_refresh = grant.has_scope("offline_access")
+        let wants_refresh = new_refresh_token
+            && grant.has_scope("offline_access")
             && client.is_some_and(|c| c.config.allows_grant("refresh_token"));
         let refresh_token = wants_refresh.then(|| random_token(32));
 

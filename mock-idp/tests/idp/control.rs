@@ -477,3 +477,55 @@ fn the_binary_reads_a_config_file_and_reports_bad_ones() {
     assert!(stderr.contains("error: invalid configuration"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_binary_serves_tls_and_writes_its_certificate() {
+    let dir = std::env::temp_dir().join(format!("mock-idp-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cert = dir.join("cert.pem");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mock-idp"))
+        .args(["--bind", "127.0.0.1:0", "--tls", "--tls-cert-out"])
+        .arg(&cert)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    let issuer = line
+        .trim()
+        .strip_prefix("mock-idp listening on ")
+        .expect("first line")
+        .to_owned();
+    assert!(issuer.starts_with("https://127.0.0.1:"), "{issuer}");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let doc: Value = runtime.block_on(async {
+        // The certificate file is written once start-up completes; wait for it (bounded).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pem = loop {
+            match std::fs::read(&cert) {
+                Ok(pem) if !pem.is_empty() => break pem,
+                _ if Instant::now() > deadline => panic!("no certificate written"),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+            .build()
+            .expect("client");
+        client
+            .get(format!("{issuer}/.well-known/openid-configuration"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json")
+    });
+    assert_eq!(doc["issuer"], issuer);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

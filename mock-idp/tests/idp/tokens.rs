@@ -703,3 +703,20 @@ async fn device_flow_outcomes_can_be_scripted() {
         "authorization_pending"
     );
 }
+
+#[tokio::test]
+async fn rotation_can_be_turned_off_to_play_a_provider_without_it() {
+    let idp = idp_auto("alice").await;
+    idp.control().set_refresh_token_rotation(false);
+    let t = consented_tokens(&idp, "openid offline_access").await;
+    let rt = t["refresh_token"].as_str().expect("rt");
+    for _ in 0..3 {
+        let (status, body) = refresh(&idp, rt).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.get("refresh_token").is_none(),
+            "the client keeps its token"
+        );
+        assert!(body["id_token"].is_string());
+    }
+}
