@@ -249,3 +249,64 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::Conn;
+    use crate::config::{Config, SecretSource};
+    use crate::keys::KeySet;
+    use crate::state::Shared;
+
+    async fn status_from(peer: &str, config: &Config, bearer: Option<&str>) -> u16 {
+        let keys = KeySet::generate().expect("keys");
+        let shared =
+            Arc::new(Shared::new(config, "http://127.0.0.1:1".to_owned(), keys).expect("shared"));
+        let app = super::router(shared);
+        let mut request = Request::get("/_control/state");
+        if let Some(b) = bearer {
+            request = request.header("authorization", format!("Bearer {b}"));
+        }
+        let mut request = request.body(Body::empty()).expect("request");
+        request.extensions_mut().insert(Conn {
+            peer: peer.parse().expect("addr"),
+            kill: Arc::new(tokio::sync::Notify::new()),
+        });
+        app.oneshot(request)
+            .await
+            .expect("infallible")
+            .status()
+            .as_u16()
+    }
+
+    #[tokio::test]
+    async fn the_control_api_refuses_remote_peers_unless_a_secret_allows_them() {
+        let default = Config::default();
+        assert_eq!(status_from("127.0.0.1:5000", &default, None).await, 200);
+        assert_eq!(status_from("[::1]:5000", &default, None).await, 200);
+        assert_eq!(status_from("203.0.113.9:5000", &default, None).await, 403);
+        let remote = Config {
+            control_secret: SecretSource::Value("s".into()),
+            control_remote: true,
+            ..Config::default()
+        };
+        assert_eq!(status_from("203.0.113.9:5000", &remote, None).await, 401);
+        assert_eq!(
+            status_from("203.0.113.9:5000", &remote, Some("s")).await,
+            200
+        );
+        let secret_only = Config {
+            control_secret: SecretSource::Value("s".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            status_from("203.0.113.9:5000", &secret_only, Some("s")).await,
+            403
+        );
+    }
+}

@@ -529,3 +529,119 @@ fn the_binary_serves_tls_and_writes_its_certificate() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn trace_level_logs_carry_no_token() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mock-idp"))
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--auto-login",
+            "alice",
+            "--log",
+            "trace",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    let issuer = line
+        .trim()
+        .strip_prefix("mock-idp listening on ")
+        .expect("first line")
+        .to_owned();
+    let stderr = child.stderr.take().expect("stderr");
+    let collected = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut all);
+        all
+    });
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let secrets: Vec<String> = runtime.block_on(async {
+        let url = |p: &str| format!("{issuer}{p}");
+        let pkce = pkce();
+        let mut params = auth_params(&pkce, "openid offline_access");
+        params.push(("prompt".into(), "consent".into()));
+        let response = http()
+            .get(url("/authorize"))
+            .query(&params)
+            .send()
+            .await
+            .expect("authorize");
+        let code = location_params(&response)["code"].clone();
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("client_id", CLIENT),
+            ("code_verifier", pkce.verifier.as_str()),
+        ];
+        let t: Value = http()
+            .post(url("/token"))
+            .form(&form)
+            .send()
+            .await
+            .expect("token")
+            .json()
+            .await
+            .expect("json");
+        let rt = t["refresh_token"].as_str().expect("rt");
+        let r: Value = http()
+            .post(url("/token"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", rt),
+                ("client_id", CLIENT),
+            ])
+            .send()
+            .await
+            .expect("refresh")
+            .json()
+            .await
+            .expect("json");
+        // Reuse of the rotated token: the provider logs the detection.
+        let _ = http()
+            .post(url("/token"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", rt),
+                ("client_id", CLIENT),
+            ])
+            .send()
+            .await;
+        let at = r["access_token"].as_str().expect("at");
+        let _ = http().get(url("/userinfo")).bearer_auth(at).send().await;
+        let mut secrets = vec![code, pkce.verifier.clone()];
+        for v in [&t, &r] {
+            for k in ["access_token", "refresh_token", "id_token"] {
+                if let Some(s) = v[k].as_str() {
+                    secrets.push(s.to_owned());
+                    if let Some(sig) = s.rsplit('.').next() {
+                        secrets.push(sig.to_owned());
+                    }
+                }
+            }
+        }
+        secrets
+    });
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let log = collected.join().expect("stderr thread");
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG") || log.contains("INFO"),
+        "the log was captured"
+    );
+    for s in &secrets {
+        assert!(
+            !log.contains(s.as_str()),
+            "a secret appeared in the trace log"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Start-up time of a provider, for bench/run.sh (Python 3 standard library only).
+
+  startup.py --runs 20 --label NAME -- COMMAND ARG... ('{port}' in an argument
+  is replaced by a free port picked before each run)
+
+For each run: t0 just before the exec (subprocess.Popen), then
+  - ready: the first stdout line that contains `listening on http://...`;
+  - discovery: the first 200 answer to GET /.well-known/openid-configuration at
+    the URL from that line (connection errors are retried every 1 ms, for at
+    most 10 s).
+The process is then stopped (SIGTERM, then SIGKILL after 5 s). Prints one
+JSON object with every run and the median and max of each, in milliseconds.
+Only 127.0.0.1 is contacted; every loop is bounded.
+"""
+
+import argparse
+import http.client
+import json
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+
+READY = re.compile(r"listening on (http://127\.0\.0\.1:\d+\S*)")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def discovery_ok(url, deadline):
+    u = urllib.parse.urlsplit(url)
+    path = u.path.rstrip("/") + "/.well-known/openid-configuration"
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", u.port, timeout=5)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status == 200 and b'"issuer"' in body:
+                return True
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.001)
+    return False
+
+
+def one_run(cmd):
+    port = str(free_port())
+    argv = [a.replace("{port}", port) for a in cmd]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        ready_ms = None
+        url = None
+        for _ in range(50):  # the ready line comes within the first lines
+            line = proc.stdout.readline()
+            if not line:
+                break
+            m = READY.search(line)
+            if m:
+                ready_ms = (time.perf_counter() - t0) * 1000
+                url = m.group(1)
+                break
+        if url is None:
+            raise SystemExit(f"startup.py: no ready line from {argv}")
+        if not discovery_ok(url, time.monotonic() + 10):
+            raise SystemExit(f"startup.py: no discovery answer from {url}")
+        discovery_ms = (time.perf_counter() - t0) * 1000
+        return ready_ms, discovery_ms
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--label", required=True)
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    args = p.parse_args()
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd or not 1 <= args.runs <= 1000:
+        p.error("a command and 1..1000 runs are needed")
+    one_run(cmd)  # not counted: warms the page cache
+    ready, disc = [], []
+    for _ in range(args.runs):
+        r, d = one_run(cmd)
+        ready.append(r)
+        disc.append(d)
+    out = {
+        "label": args.label,
+        "runs": args.runs,
+        "ready_ms": [round(x, 2) for x in ready],
+        "discovery_ms": [round(x, 2) for x in disc],
+        "ready_median_ms": round(statistics.median(ready), 2),
+        "ready_max_ms": round(max(ready), 2),
+        "discovery_median_ms": round(statistics.median(disc), 2),
+        "discovery_max_ms": round(max(disc), 2),
+    }
+    json.dump(out, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Turns one bench/run.sh output folder into a Markdown summary (stdout).
+
+  summarize.py bench/out/RUN
+
+Reads env.txt, results.tsv and startup.*.json written by run.sh; Python 3
+standard library only.
+"""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+PROVIDERS = ["mock-idp", "oidc-provider", "oauth2-mock-server"]
+MEASUREMENTS = [
+    ("discovery", "Discovery `GET /.well-known/openid-configuration`"),
+    ("userinfo", "Userinfo `GET /userinfo` (bearer)"),
+    ("client_credentials", "Token: client credentials (1 RS256 signature)"),
+    ("refresh", "Token: refresh, no rotation (2 RS256 signatures: access + ID token)"),
+]
+
+
+def num(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def fmt_int(x):
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def main():
+    out = Path(sys.argv[1])
+    env = {}
+    for line in (out / "env.txt").read_text().splitlines():
+        k, _, v = line.partition("=")
+        env[k] = v
+    rows = {}
+    with open(out / "results.tsv", newline="") as f:
+        for r in csv.DictReader(f, delimiter="\t"):
+            rows[(r["measurement"], r["provider"])] = r
+    startup = {}
+    for p in PROVIDERS:
+        path = out / f"startup.{p}.json"
+        if path.exists():
+            startup[p] = json.loads(path.read_text())
+    sign_rate = num(env.get("rs256_signs_per_core"))
+
+    def rps(m, p):
+        r = rows.get((m, p))
+        return num(r["req_s"]) if r else None
+
+    def valid(m, p):
+        r = rows.get((m, p))
+        return r is not None and r["non200"] == "0" and r["socket_errors"] in ("0", "")
+
+    def efficiency(m, p):
+        r = rows.get((m, p))
+        if not r or not sign_rate:
+            return None
+        cores = num(r["server_cores"])
+        sigs = num(r["sigs_per_req"])
+        if not cores or not sigs:
+            return None
+        return num(r["req_s"]) * sigs / (cores * sign_rate)
+
+    lines = []
+    w = lines.append
+    w(f"Command: `{env.get('command', 'bash bench/run.sh')}` — "
+      f"wrk -t{env.get('duration', '').split('threads=')[-1].split()[0] if 'threads=' in env.get('duration', '') else '2'} "
+      f"({env.get('duration', '')})")
+    w("")
+    w(f"- date (UTC): {env.get('date_utc')}")
+    w(f"- machine: {env.get('nproc')} cores, {env.get('cpu_model')}, kernel {env.get('kernel')}")
+    w(f"- load before: `{env.get('uptime_before', '').strip()}`")
+    w(f"- load after: `{env.get('uptime_after', '').strip()}`")
+    w(f"- versions: {env.get('mock_idp')} ({env.get('git')}), {env.get('rustc')}; "
+      f"oidc-provider {env.get('oidc_provider')}, oauth2-mock-server {env.get('oauth2_mock_server')}, "
+      f"node {env.get('node')}; {env.get('wrk')}; {env.get('openssl')}")
+    w(f"- one core signs {env.get('rs256_signs_per_core')} RS256 (RSA-2048) signatures/s (`openssl speed -seconds 5 rsa2048`)")
+    w("")
+    w("### Throughput (requests/s; latency p50 / p99)")
+    w("")
+    w("| measurement | " + " | ".join(PROVIDERS) + " |")
+    w("| --- | " + " | ".join("---:" for _ in PROVIDERS) + " |")
+    for m, title in MEASUREMENTS:
+        cells = []
+        for p in PROVIDERS:
+            r = rows.get((m, p))
+            if not r:
+                cells.append("—")
+                continue
+            bad = "" if valid(m, p) else f" **INVALID: {r['non200']} non-200, {r['socket_errors']} socket errors**"
+            cells.append(f"{fmt_int(num(r['req_s']))} ({r['p50']} / {r['p99']}){bad}")
+        w(f"| {title} | " + " | ".join(cells) + " |")
+    w("")
+    w("### CPU during each run (cores busy = CPU seconds / wall seconds; the machine has "
+      f"{env.get('nproc')})")
+    w("")
+    w("| measurement | " + " | ".join(f"{p}: server / wrk" for p in PROVIDERS) + " |")
+    w("| --- | " + " | ".join("---:" for _ in PROVIDERS) + " |")
+    for m, title in MEASUREMENTS:
+        cells = []
+        for p in PROVIDERS:
+            r = rows.get((m, p))
+            cells.append("—" if not r else f"{num(r['server_cores']):.2f} / {num(r['wrk_cores']):.2f}")
+        w(f"| {m} | " + " | ".join(cells) + " |")
+    w("")
+    w("### Signing efficiency (signatures/s ÷ (cores busy × one core's RS256 sign rate))")
+    w("")
+    w("| measurement | " + " | ".join(PROVIDERS) + " |")
+    w("| --- | " + " | ".join("---:" for _ in PROVIDERS) + " |")
+    for m, _ in MEASUREMENTS[2:]:
+        cells = []
+        for p in PROVIDERS:
+            e = efficiency(m, p)
+            r = rows.get((m, p))
+            if e is None:
+                cells.append("—")
+            else:
+                sigs_s = num(r["req_s"]) * num(r["sigs_per_req"])
+                cells.append(f"{e:.0%} ({sigs_s:,.0f} sig/s on {num(r['server_cores']):.2f} cores)")
+        w(f"| {m} | " + " | ".join(cells) + " |")
+    w("")
+    w(f"### Start-up (ms, median / max of {startup.get('mock-idp', {}).get('runs', '?')} runs)")
+    w("")
+    w("| | " + " | ".join(PROVIDERS) + " |")
+    w("| --- | " + " | ".join("---:" for _ in PROVIDERS) + " |")
+    for key, title in (("ready", "exec → ready line (`… listening on URL`)"),
+                       ("discovery", "exec → first 200 from discovery")):
+        cells = []
+        for p in PROVIDERS:
+            s = startup.get(p)
+            cells.append("—" if not s else f"{s[key + '_median_ms']:.1f} / {s[key + '_max_ms']:.1f}")
+        w(f"| {title} | " + " | ".join(cells) + " |")
+    w("")
+
+    # goals
+    w("### Goals")
+    w("")
+    w("| goal | numbers | met? |")
+    w("| --- | --- | --- |")
+
+    def ratio_goal(m, other, factor):
+        a, b = rps(m, "mock-idp"), rps(m, other)
+        if a is None or b is None or not b:
+            return f"| {m}: ≥ {factor}× {other} | missing | — |"
+        ok = a >= factor * b and valid(m, "mock-idp") and valid(m, other)
+        return (f"| {m}: ≥ {factor}× {other} | {a:,.0f} vs {b:,.0f} req/s = {a / b:.2f}× "
+                f"| {'met' if ok else 'not met'} |")
+
+    for m in ("discovery", "userinfo"):
+        w(ratio_goal(m, "oidc-provider", 10))
+        w(ratio_goal(m, "oauth2-mock-server", 2))
+    for m in ("client_credentials", "refresh"):
+        w(ratio_goal(m, "oauth2-mock-server", 2))
+        e = efficiency(m, "mock-idp")
+        if e is None:
+            w(f"| {m}: ≥ 70 % of signing capacity | missing | — |")
+        else:
+            r = rows[(m, "mock-idp")]
+            w(f"| {m}: ≥ 70 % of signing capacity | {num(r['req_s']):,.0f} req/s × {r['sigs_per_req']} sig "
+              f"/ ({num(r['server_cores']):.2f} cores × {sign_rate:,.0f} sig/s) = {e:.0%} "
+              f"| {'met' if e >= 0.70 else 'not met'} |")
+    s = startup.get("mock-idp")
+    if s:
+        med, mx = s["ready_median_ms"], s["ready_max_ms"]
+        verdict = "met" if mx <= 100 else ("met at the median, not at the max" if med <= 100 else "not met")
+        w(f"| start-up to listening line ≤ 100 ms | median {med:.1f} ms, max {mx:.1f} ms | {verdict} |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
