@@ -144,6 +144,19 @@ impl Control {
         .map_err(|e| Error::Key(e.to_string()))?
     }
 
+    /// Signs `claims` with the provider's current key for `alg`, as a compact
+    /// JWS with header `typ`. For tests of clients: a token that is signed
+    /// right but says something wrong (a foreign `aud`, an `iat` in the
+    /// future) must still be refused by the client's own checks.
+    pub fn sign_jwt(
+        &self,
+        alg: crate::config::Alg,
+        typ: &str,
+        claims: &serde_json::Value,
+    ) -> String {
+        self.shared.keys().active(alg).sign_jwt(typ, claims)
+    }
+
     /// The key ids in the JWKS now.
     pub fn published_kids(&self) -> Vec<String> {
         let jwks = self.shared.keys().jwks(self.shared.clock.now());

@@ -5,10 +5,28 @@
 //! in the OS keychain, refresh before expiry, thorough logout, and an
 //! authenticated HTTP client.
 //!
-//! This crate is being built; see the workspace README for what works today.
-//! Development and tests run against [`sessionkit-mock-idp`], the bundled
-//! OpenID provider.
-//!
-//! [`sessionkit-mock-idp`]: https://docs.rs/sessionkit-mock-idp
+//! ## Layout
+//! - `secret`: newtypes for every secret; `Debug` prints `[redacted]`.
+//! - `store`: [`TokenStore`], the keychain and in-memory stores.
+//! - `error`: [`Error`], with store errors kept apart as [`StoreError`].
 
 #![forbid(unsafe_code)]
+
+mod error;
+mod http;
+pub mod id_token;
+mod login;
+mod provider;
+mod secret;
+pub mod store;
+mod token;
+
+pub use error::{Error, IdTokenError, Result, StoreError};
+pub use http::HttpClient;
+pub use login::{AuthorizationRequest, DevicePrompt, LoopbackOptions, OidcClient, OpenUrl};
+pub use provider::{ExtraMetadata, Metadata, Provider, check_issuer_url};
+pub use secret::{
+    AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, IdToken, Nonce, RefreshToken, State,
+};
+pub use store::{AccountKey, MemoryStore, SessionEntry, TokenStore};
+pub use token::TokenSet;

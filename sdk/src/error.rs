@@ -1,0 +1,115 @@
+//! The one error type of the crate. Categories are kept apart so an app can
+//! act on them: the provider said no (its `error` code kept), the network,
+//! a response that did not parse (its body kept), an ID token that failed a
+//! check, configuration, the token store (not found / unavailable / corrupt),
+//! and a login that was cancelled or timed out.
+
+use std::time::Duration;
+
+/// What went wrong with the token store. "No tokens for this account" is kept
+/// apart from "the keychain cannot be reached" and from "the entry is
+/// damaged": only the first means signed out, and none of them is ever a
+/// reason to delete anything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store has no entry for this account.
+    #[error("no tokens stored for this account")]
+    NotFound,
+    /// The store cannot be used now: locked, no keychain service, access denied.
+    #[error("token store unavailable: {0}")]
+    Unavailable(String),
+    /// An entry exists but cannot be read as tokens.
+    #[error("token store entry is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Why an ID token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdTokenError {
+    /// The signature does not verify, or the algorithm is not allowed.
+    #[error("ID token signature or algorithm refused: {0}")]
+    Signature(String),
+    /// No published key has the token's `kid`, even after fetching the JWKS again.
+    #[error("no key in the provider's JWKS matches the ID token")]
+    UnknownKey,
+    /// A claim failed its check (`iss`, `aud`, `azp`, `exp`, `iat`, `nonce`, `at_hash`, `sub`).
+    #[error("ID token claim {claim} refused: {reason}")]
+    Claim {
+        /// The claim that failed.
+        claim: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The token is not a well-formed JWT.
+    #[error("ID token malformed: {0}")]
+    Malformed(String),
+}
+
+/// Everything that can go wrong in sessionkit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The provider answered with an OAuth error (`invalid_grant`, `access_denied`, …).
+    #[error("the provider refused: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Provider {
+        /// The `error` code.
+        error: String,
+        /// The `error_description`, if any.
+        description: Option<String>,
+        /// The HTTP status.
+        status: Option<u16>,
+    },
+    /// The network failed or timed out.
+    #[error("network error: {0}")]
+    Network(String),
+    /// A response was not what the protocol says (kept for diagnosis).
+    #[error("unexpected response: {message}")]
+    Parse {
+        /// What was wrong.
+        message: String,
+        /// The start of the body (never a token: only error and metadata responses are kept).
+        body: String,
+    },
+    /// An ID token failed a check.
+    #[error(transparent)]
+    IdToken(#[from] IdTokenError),
+    /// The configuration cannot work (an `http` issuer that is not loopback, a bad URL, …).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The token store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The authorization response does not belong to this login (state, `iss`).
+    #[error("authorization response refused: {0}")]
+    AuthorizationResponse(String),
+    /// The user did not finish in time.
+    #[error("login timed out after {0:?}")]
+    Timeout(Duration),
+    /// The login was cancelled.
+    #[error("login cancelled")]
+    Cancelled,
+    /// The device code expired before the user answered.
+    #[error("the device code expired before the user answered")]
+    DeviceCodeExpired,
+    /// The user denied the request.
+    #[error("the user denied the request")]
+    AccessDenied,
+    /// A local I/O error (the loopback listener, the accounts file).
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<super::Error>();
+        assert_send_sync::<super::StoreError>();
+    }
+}

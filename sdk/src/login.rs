@@ -1,0 +1,629 @@
+//! Signing in: the authorization code flow with PKCE S256, `state`, `nonce`
+//! and the RFC 9207 `iss` check — through a loopback redirect listener
+//! (RFC 8252) or through the app's own redirect handling — and the device
+//! authorization grant (RFC 8628) for devices without a browser.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use openidconnect::PkceCodeChallenge;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::id_token::{self, Expectations};
+use crate::provider::Provider;
+use crate::secret::{ClientSecret, CodeVerifier, Nonce, State};
+use crate::token::{RawTokens, TokenSet, parse_error_response, parse_token_response, post_form};
+
+const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn getrandom(buf: &mut [u8]) {
+    // The OS random source failing leaves nothing safe to do.
+    #[allow(clippy::expect_used)]
+    aws_lc_rs::rand::fill(buf).expect("the system random number generator failed");
+}
+
+/// An OpenID Connect client of one provider: what to ask for and how to check it.
+#[derive(Debug, Clone)]
+pub struct OidcClient {
+    provider: Provider,
+    client_id: String,
+    client_secret: Option<ClientSecret>,
+    scopes: Vec<String>,
+    clock_skew: Duration,
+}
+
+/// An authorization request in flight: the URL to open, and the secrets to
+/// check its answer with (memory only; zeroized on drop).
+pub struct AuthorizationRequest {
+    /// The URL to open in the browser.
+    pub url: url::Url,
+    /// The redirect URI the answer comes back to.
+    pub redirect_uri: String,
+    state: State,
+    nonce: Nonce,
+    verifier: CodeVerifier,
+}
+
+impl std::fmt::Debug for AuthorizationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationRequest")
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to show the user in the device flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePrompt {
+    /// The code the user types.
+    pub user_code: String,
+    /// Where they type it.
+    pub verification_uri: String,
+    /// A URI with the code in it (for a QR code), when the provider gives one.
+    pub verification_uri_complete: Option<String>,
+    /// How long the code is valid.
+    pub expires_in: Duration,
+}
+
+/// How the loopback login shows the authorization URL.
+pub enum OpenUrl {
+    /// Open the system browser.
+    SystemBrowser,
+    /// Hand the URL to the app (print it, show it, drive a test browser).
+    Callback(Box<dyn FnOnce(&str) + Send>),
+}
+
+impl std::fmt::Debug for OpenUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenUrl::SystemBrowser => f.write_str("SystemBrowser"),
+            OpenUrl::Callback(_) => f.write_str("Callback(..)"),
+        }
+    }
+}
+
+/// Options of [`OidcClient::login_loopback`].
+#[derive(Debug)]
+pub struct LoopbackOptions {
+    /// How the URL reaches the user.
+    pub open: OpenUrl,
+    /// How long to wait for the browser to come back (default 5 minutes).
+    pub timeout: Duration,
+    /// Ends the wait early with [`Error::Cancelled`].
+    pub cancel: CancellationToken,
+}
+
+impl LoopbackOptions {
+    /// Opens the system browser; waits up to 5 minutes.
+    pub fn system_browser() -> Self {
+        Self {
+            open: OpenUrl::SystemBrowser,
+            timeout: Duration::from_secs(300),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Hands the URL to `f`; waits up to 5 minutes.
+    pub fn with_callback(f: impl FnOnce(&str) + Send + 'static) -> Self {
+        Self {
+            open: OpenUrl::Callback(Box::new(f)),
+            timeout: Duration::from_secs(300),
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+impl OidcClient {
+    /// A public client (PKCE, no secret) asking for `openid` only; add scopes with [`OidcClient::scopes`].
+    pub fn new(provider: Provider, client_id: &str) -> Self {
+        Self {
+            provider,
+            client_id: client_id.to_owned(),
+            client_secret: None,
+            scopes: vec!["openid".to_owned()],
+            clock_skew: Duration::from_secs(60),
+        }
+    }
+
+    /// The scopes to ask for (`openid` is added if missing).
+    #[must_use]
+    pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
+        let mut list: Vec<String> = scopes.into_iter().map(Into::into).collect();
+        if !list.iter().any(|s| s == "openid") {
+            list.insert(0, "openid".to_owned());
+        }
+        self.scopes = list;
+        self
+    }
+
+    /// A confidential client's secret (from the environment or a file, never the source).
+    #[must_use]
+    pub fn client_secret(mut self, secret: ClientSecret) -> Self {
+        self.client_secret = Some(secret);
+        self
+    }
+
+    /// How far clocks may disagree in ID-token time checks (default 60 s).
+    #[must_use]
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &Provider {
+        &self.provider
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The configured clock skew.
+    pub fn skew(&self) -> Duration {
+        self.clock_skew
+    }
+
+    /// Builds an authorization request for apps with their own redirect
+    /// handling: open `url`, then hand the redirect URL to [`OidcClient::finish`].
+    /// `prompt=consent` is added when `offline_access` is asked for (OIDC Core §11).
+    pub fn authorization_request(&self, redirect_uri: &str) -> Result<AuthorizationRequest> {
+        let endpoint = self
+            .provider
+            .metadata()
+            .authorization_endpoint()
+            .url()
+            .clone();
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let state = State::new(random_secret());
+        let nonce = Nonce::new(random_secret());
+        let mut url = endpoint;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code");
+            q.append_pair("client_id", &self.client_id);
+            q.append_pair("redirect_uri", redirect_uri);
+            q.append_pair("scope", &self.scopes.join(" "));
+            q.append_pair("state", state.secret());
+            q.append_pair("nonce", nonce.secret());
+            q.append_pair("code_challenge", challenge.as_str());
+            q.append_pair("code_challenge_method", "S256");
+            if self.scopes.iter().any(|s| s == "offline_access") {
+                q.append_pair("prompt", "consent");
+            }
+        }
+        Ok(AuthorizationRequest {
+            url,
+            redirect_uri: redirect_uri.to_owned(),
+            state,
+            nonce,
+            verifier: CodeVerifier::new(verifier.secret().to_owned()),
+        })
+    }
+
+    /// Checks the redirect the browser came back with (`state`, RFC 9207 `iss`,
+    /// an error), redeems the code and checks the ID token.
+    pub async fn finish(
+        &self,
+        request: &AuthorizationRequest,
+        redirect_url: &str,
+    ) -> Result<TokenSet> {
+        let url = url::Url::parse(redirect_url)
+            .map_err(|e| Error::AuthorizationResponse(format!("the redirect is not a URL: {e}")))?;
+        let params = check_redirect(&self.provider, request, &url)?;
+        let code = params.code;
+        let (status, body, at) = post_form(
+            &self.provider,
+            &self.provider.token_endpoint()?,
+            &self.client_id,
+            self.client_secret.as_ref(),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code.secret()),
+                ("redirect_uri", &request.redirect_uri),
+                ("code_verifier", request.verifier.secret()),
+            ],
+        )
+        .await?;
+        let raw = parse_token_response(status, &body, at)?;
+        self.checked(raw, Some(&request.nonce), None).await
+    }
+
+    /// Signs in through the browser with a loopback redirect (RFC 8252):
+    /// listens on `127.0.0.1` on a free port, opens the authorization URL,
+    /// accepts exactly the one redirect whose `state` matches (anything else is
+    /// refused and the wait goes on), answers the browser with a short page,
+    /// and times out.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> sessionkit::Result<()> {
+    /// use sessionkit::{HttpClient, LoopbackOptions, OidcClient, Provider};
+    /// let http = HttpClient::new()?;
+    /// let provider = Provider::discover("http://127.0.0.1:9090", &http).await?;
+    /// let client = OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
+    /// let tokens = client
+    ///     .login_loopback(LoopbackOptions::with_callback(|url| println!("Open this URL to sign in: {url}")))
+    ///     .await?;
+    /// println!("signed in as {}", tokens.claims.expect("an ID token").sub);
+    /// # Ok(()) }
+    /// ```
+    pub async fn login_loopback(&self, options: LoopbackOptions) -> Result<TokenSet> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let port = listener.local_addr()?.port();
+        let request = self.authorization_request(&format!("http://127.0.0.1:{port}/callback"))?;
+        let url = request.url.to_string();
+        match options.open {
+            OpenUrl::SystemBrowser => {
+                let opened = tokio::task::spawn_blocking(move || webbrowser::open(&url)).await;
+                if !matches!(opened, Ok(Ok(()))) {
+                    return Err(Error::Config(
+                        "cannot open the system browser; hand the URL to the user instead"
+                            .to_owned(),
+                    ));
+                }
+            }
+            OpenUrl::Callback(f) => f(&url),
+        }
+        let deadline = tokio::time::Instant::now() + options.timeout;
+        loop {
+            let accepted = tokio::select! {
+                () = options.cancel.cancelled() => return Err(Error::Cancelled),
+                () = tokio::time::sleep_until(deadline) => return Err(Error::Timeout(options.timeout)),
+                accepted = listener.accept() => accepted,
+            };
+            let Ok((mut stream, _)) = accepted else {
+                continue;
+            };
+            let Some(target) = read_request_target(&mut stream).await else {
+                let _ = respond(
+                    &mut stream,
+                    400,
+                    "Bad request",
+                    "This is not a sign-in response.",
+                )
+                .await;
+                continue;
+            };
+            let Ok(redirect) = url::Url::parse(&format!("http://127.0.0.1:{port}{target}")) else {
+                let _ = respond(
+                    &mut stream,
+                    400,
+                    "Bad request",
+                    "This is not a sign-in response.",
+                )
+                .await;
+                continue;
+            };
+            if redirect.path() != "/callback" {
+                let _ = respond(&mut stream, 404, "Not found", "Nothing here.").await;
+                continue;
+            }
+            let state_ok = redirect
+                .query_pairs()
+                .find(|(k, _)| k == "state")
+                .is_some_and(|(_, v)| same(v.as_bytes(), request.state.secret().as_bytes()));
+            if !state_ok {
+                tracing::warn!("refused a loopback request whose state does not match");
+                let _ = respond(
+                    &mut stream,
+                    400,
+                    "Sign-in refused",
+                    "This response does not belong to the sign-in in progress.",
+                )
+                .await;
+                continue;
+            }
+            let result = self.finish(&request, redirect.as_str()).await;
+            let _ = match &result {
+                Ok(_) => {
+                    respond(
+                        &mut stream,
+                        200,
+                        "Signed in",
+                        "You are signed in. You can close this tab and return to the app.",
+                    )
+                    .await
+                }
+                Err(e) => {
+                    respond(
+                        &mut stream,
+                        400,
+                        "Sign-in failed",
+                        &format!("Sign-in failed: {e}. You can close this tab."),
+                    )
+                    .await
+                }
+            };
+            return result;
+        }
+    }
+
+    /// Signs in with the device authorization grant (RFC 8628): asks for a
+    /// code, hands it to `on_prompt` for the user, and polls honouring
+    /// `interval` and `slow_down` (+5 s) until the user answers, the code
+    /// expires, or `cancel` fires.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: sessionkit::OidcClient) -> sessionkit::Result<()> {
+    /// let cancel = tokio_util::sync::CancellationToken::new();
+    /// let tokens = client
+    ///     .login_device(|p| println!("Go to {} and enter {}", p.verification_uri, p.user_code), &cancel)
+    ///     .await?;
+    /// # let _ = tokens; Ok(()) }
+    /// ```
+    pub async fn login_device(
+        &self,
+        on_prompt: impl FnOnce(&DevicePrompt),
+        cancel: &CancellationToken,
+    ) -> Result<TokenSet> {
+        let endpoint = self
+            .provider
+            .extra()
+            .device_authorization_endpoint
+            .clone()
+            .ok_or_else(|| {
+                Error::Config("the provider has no device authorization endpoint".to_owned())
+            })?;
+        let scope = self.scopes.join(" ");
+        let (status, body, _) = post_form(
+            &self.provider,
+            &endpoint,
+            &self.client_id,
+            self.client_secret.as_ref(),
+            &[("scope", &scope)],
+        )
+        .await?;
+        if !(200..300).contains(&status) {
+            return Err(parse_error_response(status, &body));
+        }
+        #[derive(serde::Deserialize)]
+        struct DeviceWire {
+            device_code: String,
+            user_code: String,
+            verification_uri: String,
+            #[serde(default)]
+            verification_uri_complete: Option<String>,
+            expires_in: u64,
+            #[serde(default)]
+            interval: Option<u64>,
+        }
+        let wire: DeviceWire = serde_json::from_slice(&body).map_err(|e| Error::Parse {
+            message: format!("device authorization response: {e}"),
+            body: String::new(),
+        })?;
+        let device_code = crate::secret::AuthorizationCode::new(wire.device_code);
+        on_prompt(&DevicePrompt {
+            user_code: wire.user_code,
+            verification_uri: wire.verification_uri,
+            verification_uri_complete: wire.verification_uri_complete,
+            expires_in: Duration::from_secs(wire.expires_in),
+        });
+        let mut interval = Duration::from_secs(wire.interval.unwrap_or(5).max(1));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wire.expires_in);
+        let token_endpoint = self.provider.token_endpoint()?;
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return Err(Error::Cancelled),
+                () = tokio::time::sleep(interval) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::DeviceCodeExpired);
+            }
+            let (status, body, at) = post_form(
+                &self.provider,
+                &token_endpoint,
+                &self.client_id,
+                self.client_secret.as_ref(),
+                &[
+                    ("grant_type", DEVICE_GRANT),
+                    ("device_code", device_code.secret()),
+                ],
+            )
+            .await?;
+            match parse_token_response(status, &body, at) {
+                Ok(raw) => return self.checked(raw, None, None).await,
+                Err(Error::Provider {
+                    error,
+                    description,
+                    status,
+                }) => match error.as_str() {
+                    "authorization_pending" => {}
+                    "slow_down" => interval += Duration::from_secs(5),
+                    "access_denied" => return Err(Error::AccessDenied),
+                    "expired_token" => return Err(Error::DeviceCodeExpired),
+                    _ => {
+                        return Err(Error::Provider {
+                            error,
+                            description,
+                            status,
+                        });
+                    }
+                },
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// Checks the ID token of a token response and builds the [`TokenSet`].
+    pub(crate) async fn checked(
+        &self,
+        raw: RawTokens,
+        nonce: Option<&Nonce>,
+        previous_sub: Option<&str>,
+    ) -> Result<TokenSet> {
+        let claims = match &raw.id_token {
+            Some(id) => Some(
+                id_token::verify(
+                    &self.provider,
+                    id,
+                    &Expectations {
+                        issuer: self.provider.issuer(),
+                        client_id: &self.client_id,
+                        nonce,
+                        access_token: Some(&raw.access_token),
+                        previous_sub,
+                        clock_skew: self.clock_skew,
+                        now: SystemTime::now(),
+                    },
+                )
+                .await?,
+            ),
+            None if nonce.is_some() && self.scopes.iter().any(|s| s == "openid") => {
+                return Err(Error::Parse {
+                    message: "the provider sent no ID token for an openid login".to_owned(),
+                    body: String::new(),
+                });
+            }
+            None => None,
+        };
+        Ok(TokenSet {
+            access_token: raw.access_token,
+            refresh_token: raw.refresh_token,
+            id_token: raw.id_token,
+            expires_at: raw.expires_at,
+            scopes: raw.scopes.unwrap_or_else(|| self.scopes.clone()),
+            claims,
+        })
+    }
+}
+
+struct RedirectParams {
+    code: crate::secret::AuthorizationCode,
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    crate::secret::sha256(a) == crate::secret::sha256(b)
+}
+
+/// Checks an authorization response: an error, then `state`, then `iss`.
+fn check_redirect(
+    provider: &Provider,
+    request: &AuthorizationRequest,
+    url: &url::Url,
+) -> Result<RedirectParams> {
+    let mut code = None;
+    let mut state = None;
+    let mut iss = None;
+    let mut error = None;
+    let mut description = None;
+    for (k, v) in url.query_pairs() {
+        let slot = match k.as_ref() {
+            "code" => &mut code,
+            "state" => &mut state,
+            "iss" => &mut iss,
+            "error" => &mut error,
+            "error_description" => &mut description,
+            _ => continue,
+        };
+        if slot.replace(v.into_owned()).is_some() {
+            return Err(Error::AuthorizationResponse(format!(
+                "parameter {k} is repeated"
+            )));
+        }
+    }
+    if !state
+        .as_deref()
+        .is_some_and(|s| same(s.as_bytes(), request.state.secret().as_bytes()))
+    {
+        return Err(Error::AuthorizationResponse(
+            "state does not match the request".to_owned(),
+        ));
+    }
+    match (&iss, provider.supports_iss_parameter()) {
+        (Some(i), _) if i != provider.issuer() => {
+            return Err(Error::AuthorizationResponse(format!(
+                "iss {i:?} is not the issuer {:?} (RFC 9207: a mix-up attack?)",
+                provider.issuer()
+            )));
+        }
+        (None, true) => {
+            return Err(Error::AuthorizationResponse(
+                "the provider promises an iss parameter (RFC 9207) and sent none".to_owned(),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(error) = error {
+        return Err(if error == "access_denied" {
+            Error::AccessDenied
+        } else {
+            Error::Provider {
+                error,
+                description,
+                status: None,
+            }
+        });
+    }
+    let code =
+        code.ok_or_else(|| Error::AuthorizationResponse("no code in the response".to_owned()))?;
+    Ok(RedirectParams {
+        code: crate::secret::AuthorizationCode::new(code),
+    })
+}
+
+/// Reads an HTTP request head (bounded in size and time) and returns the request target.
+async fn read_request_target(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut buf = Vec::with_capacity(2048);
+    let read = async {
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Some(())
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .ok()??;
+    let head = std::str::from_utf8(&buf).ok()?;
+    let line = head.lines().next()?;
+    let mut parts = line.split(' ');
+    let method = parts.next()?;
+    let target = parts.next()?;
+    (method == "GET" && target.starts_with('/')).then(|| target.to_owned())
+}
+
+async fn respond(
+    stream: &mut tokio::net::TcpStream,
+    status: u16,
+    title: &str,
+    text: &str,
+) -> std::io::Result<()> {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title></head>\
+         <body style=\"font-family:system-ui,sans-serif;margin:3rem\"><h1>{}</h1><p>{}</p></body></html>",
+        esc(title),
+        esc(title),
+        esc(text)
+    );
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        _ => "Bad Request",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}

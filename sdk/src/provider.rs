@@ -1,0 +1,258 @@
+//! Discovery: the provider's metadata and keys, fetched through openidconnect
+//! over our own HTTP client, cached in memory. The issuer must match exactly,
+//! plain `http` is refused unless the issuer is a loopback address, and the
+//! endpoints openidconnect's core type does not read (revocation, device
+//! authorization, end session, RFC 9207) are read too. On a `kid` the cached
+//! JWKS lacks, the JWKS is fetched again — at most once per interval.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
+    CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+};
+use openidconnect::{AdditionalProviderMetadata, DiscoveryError, IssuerUrl, ProviderMetadata};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::http::HttpClient;
+
+/// Discovery fields that openidconnect's core metadata lacks.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ExtraMetadata {
+    /// RFC 7009 revocation endpoint.
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+    /// RFC 7662 introspection endpoint.
+    #[serde(default)]
+    pub introspection_endpoint: Option<String>,
+    /// RFC 8628 device authorization endpoint.
+    #[serde(default)]
+    pub device_authorization_endpoint: Option<String>,
+    /// RP-initiated logout endpoint.
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
+    /// The provider's account sessions (devices) API, where it has one.
+    #[serde(default)]
+    pub account_sessions_endpoint: Option<String>,
+    /// RFC 9207: the provider puts `iss` on authorization responses.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: Option<bool>,
+    /// PKCE methods; only S256 is used.
+    #[serde(default)]
+    pub code_challenge_methods_supported: Option<Vec<String>>,
+}
+
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+/// openidconnect's provider metadata with [`ExtraMetadata`].
+pub type Metadata = ProviderMetadata<
+    ExtraMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+/// Refuses an issuer that is not `https`, unless it is a loopback address.
+pub fn check_issuer_url(issuer: &str) -> Result<url::Url> {
+    let url = url::Url::parse(issuer)
+        .map_err(|e| Error::Config(format!("issuer {issuer:?} is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+                Some(url::Host::Domain(d)) => d == "localhost",
+                None => false,
+            };
+            if !loopback {
+                return Err(Error::Config(format!(
+                    "issuer {issuer:?} uses plain http; only https is allowed, except for a loopback \
+                     address (127.0.0.1, [::1], localhost) during development"
+                )));
+            }
+        }
+        other => {
+            return Err(Error::Config(format!(
+                "issuer {issuer:?} has scheme {other:?}; use https"
+            )));
+        }
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::Config(format!(
+            "issuer {issuer:?} must have no query or fragment"
+        )));
+    }
+    Ok(url)
+}
+
+#[derive(Debug)]
+struct Inner {
+    issuer: String,
+    metadata: Metadata,
+    jwks: RwLock<CoreJsonWebKeySet>,
+    last_refetch: Mutex<Option<Instant>>,
+    refetch_interval: Duration,
+    http: HttpClient,
+}
+
+/// A discovered provider: metadata and keys, cached. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    inner: Arc<Inner>,
+}
+
+impl Provider {
+    /// Fetches `{issuer}/.well-known/openid-configuration` and the JWKS.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> sessionkit::Result<()> {
+    /// let http = sessionkit::HttpClient::new()?;
+    /// let provider = sessionkit::Provider::discover("https://id.example.com", &http).await?;
+    /// println!("token endpoint: {:?}", provider.metadata().token_endpoint());
+    /// # Ok(()) }
+    /// ```
+    pub async fn discover(issuer: &str, http: &HttpClient) -> Result<Self> {
+        check_issuer_url(issuer)?;
+        let issuer_url =
+            IssuerUrl::new(issuer.to_owned()).map_err(|e| Error::Config(format!("issuer: {e}")))?;
+        let metadata = Metadata::discover_async(issuer_url, http)
+            .await
+            .map_err(discovery_error)?;
+        let jwks = metadata.jwks().clone();
+        tracing::debug!(issuer, keys = jwks.keys().len(), "discovered provider");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                issuer: issuer.to_owned(),
+                metadata,
+                jwks: RwLock::new(jwks),
+                last_refetch: Mutex::new(None),
+                refetch_interval: Duration::from_secs(10),
+                http: http.clone(),
+            }),
+        })
+    }
+
+    /// The issuer, exactly as discovered.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The full metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.inner.metadata
+    }
+
+    /// The metadata fields openidconnect's core type lacks.
+    pub fn extra(&self) -> &ExtraMetadata {
+        self.inner.metadata.additional_metadata()
+    }
+
+    /// Does the provider put `iss` on authorization responses (RFC 9207)?
+    pub fn supports_iss_parameter(&self) -> bool {
+        self.extra().authorization_response_iss_parameter_supported == Some(true)
+    }
+
+    pub(crate) fn http(&self) -> &HttpClient {
+        &self.inner.http
+    }
+
+    pub(crate) fn token_endpoint(&self) -> Result<String> {
+        self.metadata()
+            .token_endpoint()
+            .map(|u| u.as_str().to_owned())
+            .ok_or_else(|| Error::Config("the provider has no token endpoint".to_owned()))
+    }
+
+    /// The keys in the cache.
+    pub fn jwks(&self) -> CoreJsonWebKeySet {
+        self.inner
+            .jwks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Fetches the JWKS again unless that was done less than the interval ago.
+    /// Returns whether it fetched.
+    pub(crate) async fn refetch_jwks(&self) -> Result<bool> {
+        {
+            let mut last = self
+                .inner
+                .last_refetch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < self.inner.refetch_interval) {
+                return Ok(false);
+            }
+            *last = Some(Instant::now());
+        }
+        let jwks = CoreJsonWebKeySet::fetch_async(self.metadata().jwks_uri(), &self.inner.http)
+            .await
+            .map_err(discovery_error)?;
+        tracing::debug!(keys = jwks.keys().len(), "fetched the JWKS again");
+        *self.inner.jwks.write().unwrap_or_else(|e| e.into_inner()) = jwks;
+        Ok(true)
+    }
+}
+
+fn discovery_error<E: std::error::Error + 'static>(err: DiscoveryError<E>) -> Error {
+    match err {
+        DiscoveryError::Request(e) => Error::Network(e.to_string()),
+        DiscoveryError::Response(status, body, message) => Error::Parse {
+            message: format!("discovery answered {status}: {message}"),
+            body: String::from_utf8_lossy(&body).chars().take(512).collect(),
+        },
+        DiscoveryError::Parse(e) => Error::Parse {
+            message: format!("discovery document: {e}"),
+            body: String::new(),
+        },
+        DiscoveryError::Validation(message) => {
+            Error::Config(format!("discovery document refused: {message}"))
+        }
+        DiscoveryError::UrlParse(e) => Error::Config(format!("discovery URL: {e}")),
+        DiscoveryError::Other(message) => Error::Parse {
+            message,
+            body: String::new(),
+        },
+        other => Error::Parse {
+            message: other.to_string(),
+            body: String::new(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_issuer_url;
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        assert!(check_issuer_url("https://id.example.com").is_ok());
+        assert!(check_issuer_url("http://127.0.0.1:8080").is_ok());
+        assert!(check_issuer_url("http://[::1]:8080").is_ok());
+        assert!(check_issuer_url("http://localhost:8080").is_ok());
+        let err = check_issuer_url("http://id.example.com")
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("plain http") && err.contains("loopback"),
+            "{err}"
+        );
+        assert!(check_issuer_url("http://10.0.0.1").is_err());
+        assert!(check_issuer_url("ftp://id.example.com").is_err());
+        assert!(check_issuer_url("https://id.example.com?x=1").is_err());
+    }
+}

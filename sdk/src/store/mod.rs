@@ -1,0 +1,141 @@
+//! Where tokens live between runs. [`TokenStore`] is the seam: the OS
+//! keychain (being built) is the default, [`MemoryStore`] keeps nothing
+//! across processes, and an app can bring its own.
+//!
+//! Each account has two entries, kept apart so a platform can protect them
+//! differently: the *session* entry (access token, expiry, ID token, scopes,
+//! `sid`) and the *refresh* entry (the refresh token alone). Codes, verifiers,
+//! nonces and `state` are never stored.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::secret::{AccessToken, IdToken, RefreshToken};
+
+/// Names one account's entries: the app's namespace, the issuer, the client
+/// and the account (the issuer's `sub`). Two apps or two issuers never collide.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AccountKey {
+    /// The app's name (tests use a random one).
+    pub namespace: String,
+    /// The issuer URL, exactly as discovered.
+    pub issuer: String,
+    /// The OAuth client id.
+    pub client_id: String,
+    /// The account: the ID token's `sub`.
+    pub sub: String,
+}
+
+impl AccountKey {
+    /// The keychain "service" of this account's entries.
+    pub fn service(&self) -> String {
+        format!("{}.sessionkit", self.namespace)
+    }
+
+    /// The keychain "user" of one entry (`kind` is `session` or `refresh`).
+    pub fn entry_user(&self, kind: &str) -> String {
+        format!("{}|{}|{}|{kind}", self.issuer, self.client_id, self.sub)
+    }
+}
+
+/// The session entry of an account: everything but the refresh token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionEntry {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// When the access token expires (computed from `expires_in` when it arrived).
+    pub expires_at: Option<SystemTime>,
+    /// The latest ID token.
+    pub id_token: Option<IdToken>,
+    /// The scopes granted.
+    pub scopes: Vec<String>,
+    /// The provider's session id (`sid`), for logout and device lists.
+    pub sid: Option<String>,
+}
+
+impl std::fmt::Debug for SessionEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionEntry")
+            .field("access_token", &self.access_token)
+            .field("expires_at", &self.expires_at)
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
+            .field("scopes", &self.scopes)
+            .field("sid", &self.sid)
+            .finish()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionWire {
+    v: u32,
+    access_token: String,
+    expires_at: Option<u64>,
+    id_token: Option<String>,
+    scopes: Vec<String>,
+    sid: Option<String>,
+}
+
+impl SessionEntry {
+    /// Serializes the entry for a store that keeps strings.
+    pub fn to_json(&self) -> String {
+        let wire = SessionWire {
+            v: 1,
+            access_token: self.access_token.secret().to_owned(),
+            expires_at: self
+                .expires_at
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+            id_token: self.id_token.as_ref().map(|t| t.secret().to_owned()),
+            scopes: self.scopes.clone(),
+            sid: self.sid.clone(),
+        };
+        // Serializing plain strings and numbers cannot fail.
+        serde_json::to_string(&wire).unwrap_or_default()
+    }
+
+    /// Parses what [`SessionEntry::to_json`] wrote; anything else is [`StoreError::Corrupt`].
+    pub fn from_json(text: &str) -> Result<Self, StoreError> {
+        let wire: SessionWire = serde_json::from_str(text)
+            .map_err(|e| StoreError::Corrupt(format!("session entry: {e}")))?;
+        if wire.v != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "session entry version {}",
+                wire.v
+            )));
+        }
+        Ok(Self {
+            access_token: AccessToken::new(wire.access_token),
+            expires_at: wire.expires_at.map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+            id_token: wire.id_token.map(IdToken::new),
+            scopes: wire.scopes,
+            sid: wire.sid,
+        })
+    }
+}
+
+/// Keeps tokens per account. Methods may block (a keychain call does): the
+/// SDK calls them off the async runtime, in `spawn_blocking`.
+///
+/// Rules every implementation keeps: [`StoreError::NotFound`] only when the
+/// entry is really absent; [`StoreError::Unavailable`] when the store cannot be
+/// asked; never delete anything because a read failed.
+pub trait TokenStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Writes (or replaces) the session entry.
+    fn save_session(&self, key: &AccountKey, entry: &SessionEntry) -> Result<(), StoreError>;
+    /// Reads the session entry.
+    fn load_session(&self, key: &AccountKey) -> Result<SessionEntry, StoreError>;
+    /// Writes (or replaces) the refresh token.
+    fn save_refresh(&self, key: &AccountKey, token: &RefreshToken) -> Result<(), StoreError>;
+    /// Reads the refresh token.
+    fn load_refresh(&self, key: &AccountKey) -> Result<RefreshToken, StoreError>;
+    /// Deletes both entries of the account. Absent entries are not an error.
+    fn delete(&self, key: &AccountKey) -> Result<(), StoreError>;
+    /// A short name for logs and errors (`keyutils`, `secret-service`, `memory`).
+    fn name(&self) -> &str;
+}

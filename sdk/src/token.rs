@@ -1,0 +1,216 @@
+//! Token endpoint calls and their answers: build the form, authenticate the
+//! client, parse the response into a [`TokenSet`] or a typed error. A body is
+//! kept for diagnosis only when it is an error response — never a 200, which
+//! could carry a token.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::id_token::IdClaims;
+use crate::provider::Provider;
+use crate::secret::{AccessToken, ClientSecret, IdToken, RefreshToken};
+
+/// The tokens a login or refresh produced.
+#[derive(Clone)]
+pub struct TokenSet {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// The refresh token, when the provider issued one.
+    pub refresh_token: Option<RefreshToken>,
+    /// The ID token, when one came.
+    pub id_token: Option<IdToken>,
+    /// When the access token expires: `expires_in` counted from when the response arrived.
+    pub expires_at: Option<SystemTime>,
+    /// The scopes granted (as the provider said, else as asked).
+    pub scopes: Vec<String>,
+    /// The checked claims of the ID token.
+    pub claims: Option<IdClaims>,
+}
+
+impl std::fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("access_token", &self.access_token)
+            .field("refresh_token", &self.refresh_token)
+            .field("id_token", &self.id_token)
+            .field("expires_at", &self.expires_at)
+            .field("scopes", &self.scopes)
+            .field("sub", &self.claims.as_ref().map(|c| c.sub.as_str()))
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    access_token: String,
+    token_type: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    id_token: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ErrorWire {
+    pub(crate) error: String,
+    #[serde(default)]
+    pub(crate) error_description: Option<String>,
+}
+
+/// A token endpoint answer before the ID token is checked (secrets print redacted).
+#[derive(Debug)]
+pub(crate) struct RawTokens {
+    pub(crate) access_token: AccessToken,
+    pub(crate) refresh_token: Option<RefreshToken>,
+    pub(crate) id_token: Option<IdToken>,
+    pub(crate) expires_at: Option<SystemTime>,
+    pub(crate) scopes: Option<Vec<String>>,
+}
+
+/// Parses a token endpoint answer.
+pub(crate) fn parse_token_response(
+    status: u16,
+    body: &[u8],
+    received_at: SystemTime,
+) -> Result<RawTokens> {
+    if !(200..300).contains(&status) {
+        return Err(parse_error_response(status, body));
+    }
+    let wire: Wire = serde_json::from_slice(body).map_err(|e| Error::Parse {
+        message: format!("token response ({} bytes) is not valid: {e}", body.len()),
+        body: String::new(),
+    })?;
+    if !wire.token_type.eq_ignore_ascii_case("bearer") {
+        return Err(Error::Parse {
+            message: format!("token_type {:?} is not Bearer", wire.token_type),
+            body: String::new(),
+        });
+    }
+    Ok(RawTokens {
+        access_token: AccessToken::new(wire.access_token),
+        refresh_token: wire.refresh_token.map(RefreshToken::new),
+        id_token: wire.id_token.map(IdToken::new),
+        expires_at: wire
+            .expires_in
+            .map(|s| received_at + Duration::from_secs(s)),
+        scopes: wire.scope.map(|s| {
+            s.split(' ')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }),
+    })
+}
+
+/// An OAuth error answer: the provider's `error` code, or a parse error that keeps the body.
+pub(crate) fn parse_error_response(status: u16, body: &[u8]) -> Error {
+    match serde_json::from_slice::<ErrorWire>(body) {
+        Ok(e) => Error::Provider {
+            error: e.error,
+            description: e.error_description,
+            status: Some(status),
+        },
+        Err(_) => Error::Parse {
+            message: format!("the provider answered {status} without an OAuth error body"),
+            body: String::from_utf8_lossy(body).chars().take(512).collect(),
+        },
+    }
+}
+
+/// POSTs a form to the token endpoint with client authentication.
+pub(crate) async fn post_form(
+    provider: &Provider,
+    url: &str,
+    client_id: &str,
+    secret: Option<&ClientSecret>,
+    form: &[(&str, &str)],
+) -> Result<(u16, Vec<u8>, SystemTime)> {
+    let mut fields: Vec<(&str, &str)> = form.to_vec();
+    let mut request = provider
+        .http()
+        .reqwest()
+        .post(url)
+        .header("accept", "application/json");
+    match secret {
+        Some(secret) => {
+            // RFC 6749 §2.3.1: form-urlencode id and secret before Basic.
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            request = request.basic_auth(enc(client_id), Some(enc(secret.secret())));
+        }
+        None => fields.push(("client_id", client_id)),
+    }
+    let response = request
+        .form(&fields)
+        .send()
+        .await
+        .map_err(crate::http::network)?;
+    let received_at = SystemTime::now();
+    let status = response.status().as_u16();
+    let body = response
+        .bytes()
+        .await
+        .map_err(crate::http::network)?
+        .to_vec();
+    Ok((status, body, received_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tokens_and_computes_expiry_from_arrival() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let t = parse_token_response(
+            200,
+            br#"{"access_token":"a","token_type":"Bearer","expires_in":300,"refresh_token":"r","scope":"openid offline_access"}"#,
+            at,
+        )
+        .expect("parses");
+        assert_eq!(t.expires_at, Some(at + Duration::from_secs(300)));
+        assert_eq!(
+            t.scopes.as_deref(),
+            Some(&["openid".to_owned(), "offline_access".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn errors_are_typed_and_a_200_body_is_never_kept() {
+        match parse_token_response(
+            400,
+            br#"{"error":"invalid_grant","error_description":"reused"}"#,
+            SystemTime::now(),
+        ) {
+            Err(Error::Provider { error, status, .. }) => {
+                assert_eq!((error.as_str(), status), ("invalid_grant", Some(400)))
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_token_response(200, br#"{"access_token": "secret-tok"#, SystemTime::now()) {
+            Err(Error::Parse { body, message }) => {
+                assert!(body.is_empty());
+                assert!(!message.contains("secret-tok"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_token_response(502, b"<html>bad gateway</html>", SystemTime::now()) {
+            Err(Error::Parse { body, .. }) => assert!(body.contains("bad gateway")),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse_token_response(
+                200,
+                br#"{"access_token":"a","token_type":"mac"}"#,
+                SystemTime::now()
+            )
+            .is_err()
+        );
+    }
+}
