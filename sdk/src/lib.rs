@@ -12,15 +12,18 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 mod error;
 mod http;
 pub mod id_token;
 mod login;
 mod provider;
 mod secret;
+mod session;
 pub mod store;
 mod token;
 
+pub use accounts::{AccountInfo, AccountRegistry};
 pub use error::{Error, IdTokenError, Result, StoreError};
 pub use http::HttpClient;
 pub use login::{AuthorizationRequest, DevicePrompt, LoopbackOptions, OidcClient, OpenUrl};
@@ -28,5 +31,6 @@ pub use provider::{ExtraMetadata, Metadata, Provider, check_issuer_url};
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, IdToken, Nonce, RefreshToken, State,
 };
+pub use session::{Restored, Session, SessionManager};
 pub use store::{AccountKey, MemoryStore, SessionEntry, TokenStore};
 pub use token::TokenSet;
