@@ -48,7 +48,7 @@ done
 OUT=$BENCH/out/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 RESULTS=$OUT/results.tsv
-printf 'measurement\tprovider\treq_s\tp50\tp99\tnon200\tsocket_errors\tsigs_per_req\tserver_cpu_s\twall_s\tserver_cores\twrk_cores\n' >"$RESULTS"
+printf 'measurement\tprovider\treq_s\tp50\tp99\tnon200\tsocket_errors\tsigs_per_req\tserver_cpu_s\twall_s\tserver_cores\twrk_cores\tother_cores\tsteal_cores\n' >"$RESULTS"
 
 log() { printf '[run.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
 
@@ -100,6 +100,14 @@ cpu_ticks() {
 }
 CLK_TCK=$(getconf CLK_TCK)
 
+# Busy and steal time of the whole machine (clock ticks), from /proc/stat:
+# prints "busy steal" (busy = user nice system irq softirq steal).
+machine_ticks() {
+  local cpu user nice system idle iowait irq softirq steal rest
+  read -r cpu user nice system idle iowait irq softirq steal rest </proc/stat
+  echo "$((user + nice + system + irq + softirq + steal)) $steal"
+}
+
 # ---------------------------------------------------------------- build + deps
 log "building the release mock-idp"
 cargo build --release -p sessionkit-mock-idp 2>&1 | tail -n 3 >&2
@@ -140,6 +148,13 @@ SIGN_RATE=$(awk '/sign\/s/ { for (i = 1; i <= NF; i++) if ($i == "sign/s") col =
 [[ -n $SIGN_RATE ]] || { echo "run.sh: cannot read sign/s from openssl speed" >&2; exit 1; }
 echo "rs256_signs_per_core=$SIGN_RATE" >>"$OUT/env.txt"
 log "one core signs $SIGN_RATE RS256/s"
+# For context: both cores at once (the cores may share execution units).
+NCPU=$(nproc)
+openssl speed -multi "$NCPU" -seconds 5 rsa2048 >"$OUT/openssl-speed-multi.txt" 2>/dev/null
+SIGN_RATE_ALL=$(awk '/sign\/s/ { for (i = 1; i <= NF; i++) if ($i == "sign/s") col = i }
+                     /^rsa 2048 bits/ && col { print $(col + 3); exit }' "$OUT/openssl-speed-multi.txt")
+echo "rs256_signs_all_cores=$SIGN_RATE_ALL" >>"$OUT/env.txt"
+log "all $NCPU cores sign $SIGN_RATE_ALL RS256/s together"
 
 # ---------------------------------------------------------------- servers
 MOCK_PORT=$(free_port)
@@ -164,7 +179,7 @@ MOCK_RT=$(python3 "$TOKENS" mock-idp-code "$MOCK_URL" --scope "openid offline_ac
 MOCK_SECRET=$(python3 - "$MOCK_URL" <<'PY'
 import json, sys, urllib.request
 with urllib.request.urlopen(sys.argv[1] + "/_control/clients/chat-server/secret", timeout=10) as r:
-    print(json.load(r)["secret"])
+    print(json.load(r)["client_secret"])
 PY
 )
 OP_AT=$(python3 "$TOKENS" oidc-provider-code "$OP_URL" --scope "openid profile" --field access_token)
@@ -186,17 +201,19 @@ measure() {
   wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$BENCH/wrk/request.lua" "$url" >"$OUT/$tag.warmup" 2>&1
   "${check[@]}" >/dev/null   # still 200 after the warm-up
   log "$what / $who: wrk -t$THREADS -c$CONNS -d$DUR"
-  local c0 c1 t0 t1 wrk_cpu
+  local c0 c1 t0 t1 m0 m1 wrk_cpu
+  m0=$(machine_ticks)
   c0=$(cpu_ticks "$pid")
   t0=$(date +%s%N)
   local TIMEFORMAT='%3U %3S'
   { time wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency -s "$BENCH/wrk/request.lua" "$url" >"$OUT/$tag.wrk" 2>&1; } 2>"$OUT/$tag.wrk-cpu"
   t1=$(date +%s%N)
   c1=$(cpu_ticks "$pid")
+  m1=$(machine_ticks)
   "${check[@]}" >/dev/null   # and after
   wrk_cpu=$(awk '{ print $1 + $2 }' "$OUT/$tag.wrk-cpu")
   awk -v what="$what" -v who="$who" -v sigs="$sigs" -v c0="$c0" -v c1="$c1" -v tck="$CLK_TCK" \
-      -v t0="$t0" -v t1="$t1" -v wcpu="$wrk_cpu" '
+      -v t0="$t0" -v t1="$t1" -v wcpu="$wrk_cpu" -v m0="$m0" -v m1="$m1" '
     /^Requests\/sec:/ { rps = $2 }
     /^ +50%/ { p50 = $2 }
     /^ +99%/ { p99 = $2 }
@@ -204,7 +221,10 @@ measure() {
     /^socket errors:/ { gsub(",", ""); errs = $4 + $6 + $8 + $10 }
     END {
       wall = (t1 - t0) / 1e9; cpu = (c1 - c0) / tck
-      printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.3f\t%.3f\t%.3f\n", what, who, rps, p50, p99, non200, errs, sigs, cpu, wall, cpu / wall, wcpu / wall
+      split(m0, a, " "); split(m1, b, " ")
+      busy = (b[1] - a[1]) / tck; steal = (b[2] - a[2]) / tck
+      other = busy - cpu - wcpu; if (other < 0) other = 0
+      printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\n", what, who, rps, p50, p99, non200, errs, sigs, cpu, wall, cpu / wall, wcpu / wall, other / wall, steal / wall
     }' "$OUT/$tag.wrk" >>"$RESULTS"
   tail -n 1 "$RESULTS" >&2
 }

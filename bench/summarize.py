@@ -69,9 +69,10 @@ def main():
 
     lines = []
     w = lines.append
-    w(f"Command: `{env.get('command', 'bash bench/run.sh')}` — "
-      f"wrk -t{env.get('duration', '').split('threads=')[-1].split()[0] if 'threads=' in env.get('duration', '') else '2'} "
-      f"({env.get('duration', '')})")
+    knobs = dict(kv.split("=", 1) for kv in ("duration=" + env.get("duration", "")).split() if "=" in kv)
+    w(f"Command: `{env.get('command', 'bash bench/run.sh')}` — each measurement is "
+      f"`wrk -t{knobs.get('threads', '?')} -c{knobs.get('conns', '?')} -d{knobs.get('duration', '?')}`, "
+      f"after an unreported {knobs.get('warmup', '?')} warm-up run")
     w("")
     w(f"- date (UTC): {env.get('date_utc')}")
     w(f"- machine: {env.get('nproc')} cores, {env.get('cpu_model')}, kernel {env.get('kernel')}")
@@ -80,7 +81,8 @@ def main():
     w(f"- versions: {env.get('mock_idp')} ({env.get('git')}), {env.get('rustc')}; "
       f"oidc-provider {env.get('oidc_provider')}, oauth2-mock-server {env.get('oauth2_mock_server')}, "
       f"node {env.get('node')}; {env.get('wrk')}; {env.get('openssl')}")
-    w(f"- one core signs {env.get('rs256_signs_per_core')} RS256 (RSA-2048) signatures/s (`openssl speed -seconds 5 rsa2048`)")
+    w(f"- one core signs {env.get('rs256_signs_per_core')} RS256 (RSA-2048) signatures/s (`openssl speed -seconds 5 rsa2048`); "
+      f"all {env.get('nproc')} together {env.get('rs256_signs_all_cores', '?')}/s (`openssl speed -multi {env.get('nproc')} -seconds 5 rsa2048`)")
     w("")
     w("### Throughput (requests/s; latency p50 / p99)")
     w("")
@@ -94,20 +96,25 @@ def main():
                 cells.append("—")
                 continue
             bad = "" if valid(m, p) else f" **INVALID: {r['non200']} non-200, {r['socket_errors']} socket errors**"
-            cells.append(f"{fmt_int(num(r['req_s']))} ({r['p50']} / {r['p99']}){bad}")
+            busy = num(r.get("other_cores")) or 0
+            mark = f" ⚠ others {busy:.2f} cores" if busy >= 0.25 else ""
+            cells.append(f"{fmt_int(num(r['req_s']))} ({r['p50']} / {r['p99']}){mark}{bad}")
         w(f"| {title} | " + " | ".join(cells) + " |")
     w("")
-    w("### CPU during each run (cores busy = CPU seconds / wall seconds; the machine has "
-      f"{env.get('nproc')})")
+    w("⚠ marks a run during which other processes on the machine used ≥ 0.25 cores (see the CPU table).")
     w("")
-    w("| measurement | " + " | ".join(f"{p}: server / wrk" for p in PROVIDERS) + " |")
-    w("| --- | " + " | ".join("---:" for _ in PROVIDERS) + " |")
-    for m, title in MEASUREMENTS:
-        cells = []
+    w("### CPU during each run (cores busy = CPU seconds / wall seconds; the machine has "
+      f"{env.get('nproc')}; \"others\" = every other process on the machine, from /proc/stat)")
+    w("")
+    w("| measurement | provider | server | wrk | others | steal |")
+    w("| --- | --- | ---: | ---: | ---: | ---: |")
+    for m, _ in MEASUREMENTS:
         for p in PROVIDERS:
             r = rows.get((m, p))
-            cells.append("—" if not r else f"{num(r['server_cores']):.2f} / {num(r['wrk_cores']):.2f}")
-        w(f"| {m} | " + " | ".join(cells) + " |")
+            if not r:
+                continue
+            w(f"| {m} | {p} | {num(r['server_cores']):.2f} | {num(r['wrk_cores']):.2f} | "
+              f"{num(r.get('other_cores')) or 0:.2f} | {num(r.get('steal_cores')) or 0:.2f} |")
     w("")
     w("### Signing efficiency (signatures/s ÷ (cores busy × one core's RS256 sign rate))")
     w("")
@@ -122,7 +129,9 @@ def main():
                 cells.append("—")
             else:
                 sigs_s = num(r["req_s"]) * num(r["sigs_per_req"])
-                cells.append(f"{e:.0%} ({sigs_s:,.0f} sig/s on {num(r['server_cores']):.2f} cores)")
+                all_rate = num(env.get("rs256_signs_all_cores"))
+                of_all = f"; {sigs_s / all_rate:.0%} of the machine's" if all_rate else ""
+                cells.append(f"{e:.0%} ({sigs_s:,.0f} sig/s on {num(r['server_cores']):.2f} cores{of_all})")
         w(f"| {m} | " + " | ".join(cells) + " |")
     w("")
     w(f"### Start-up (ms, median / max of {startup.get('mock-idp', {}).get('runs', '?')} runs)")

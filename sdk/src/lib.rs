@@ -5,10 +5,38 @@
 //! in the OS keychain, refresh before expiry, thorough logout, and an
 //! authenticated HTTP client.
 //!
+//! ## Quick start
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use sessionkit::{AccountRegistry, HttpClient, LoopbackOptions, MemoryStore, OidcClient, Provider, SessionManager};
+//!
+//! # async fn demo() -> sessionkit::Result<()> {
+//! let http = HttpClient::new()?;
+//! let provider = Provider::discover("http://127.0.0.1:9090", &http).await?; // e.g. `cargo run --bin mock-idp`
+//! let client = OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
+//! let sessions = SessionManager::new(
+//!     client,
+//!     "my-app",
+//!     Arc::new(MemoryStore::new()), // or the OS keychain store
+//!     AccountRegistry::for_namespace("my-app")?,
+//! );
+//! sessions.restore().await?; // every account signed in before
+//! if sessions.active()?.is_none() {
+//!     let account = sessions.login_loopback(LoopbackOptions::system_browser()).await?;
+//!     println!("Signed in as {}", account.display_name);
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! ## Layout
 //! - `secret`: newtypes for every secret; `Debug` prints `[redacted]`.
 //! - `store`: [`TokenStore`], the keychain and in-memory stores.
 //! - `error`: [`Error`], with store errors kept apart as [`StoreError`].
+//! - `provider`: discovery and the JWKS cache ([`Provider`]); `http`: the one HTTP client.
+//! - [`id_token`]: the ID-token checks, as a pure function and with JWKS refetch.
+//! - `login`: [`OidcClient`] — loopback, app-handled redirect and device flows.
+//! - [`accounts`] and `session`: the account registry and [`SessionManager`].
 
 #![forbid(unsafe_code)]
 
@@ -32,5 +60,7 @@ pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, IdToken, Nonce, RefreshToken, State,
 };
 pub use session::{Restored, Session, SessionManager};
-pub use store::{AccountKey, MemoryStore, SessionEntry, TokenStore};
+pub use store::{
+    AccountKey, KeychainBackend, KeychainStore, MemoryStore, SessionEntry, TokenStore,
+};
 pub use token::TokenSet;

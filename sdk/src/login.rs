@@ -176,6 +176,16 @@ impl OidcClient {
     /// Builds an authorization request for apps with their own redirect
     /// handling: open `url`, then hand the redirect URL to [`OidcClient::finish`].
     /// `prompt=consent` is added when `offline_access` is asked for (OIDC Core §11).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: sessionkit::OidcClient, wait_for_redirect: impl std::future::Future<Output = String>) -> sessionkit::Result<()> {
+    /// // An app that owns a redirect URI (a custom scheme, a claimed https link, ...).
+    /// let request = client.authorization_request("com.example.app:/oauth2redirect")?;
+    /// println!("open {}", request.url);
+    /// let redirect_url: String = wait_for_redirect.await; // however the app receives it
+    /// let tokens = client.finish(&request, &redirect_url).await?;
+    /// # let _ = tokens; Ok(()) }
+    /// ```
     pub fn authorization_request(&self, redirect_uri: &str) -> Result<AuthorizationRequest> {
         let endpoint = self
             .provider

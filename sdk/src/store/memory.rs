@@ -130,6 +130,15 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_entry_error_never_quotes_the_value() {
+        let text = r#"{"v":1,"access_token":"tok-secret-123","expires_at":"tok-secret-456","id_token":null,"scopes":[],"sid":null}"#;
+        match SessionEntry::from_json(text) {
+            Err(StoreError::Corrupt(m)) => assert!(!m.contains("tok-secret"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn session_json_round_trips_and_garbage_is_corrupt() {
         let entry = SessionEntry {
             access_token: AccessToken::new("at"),

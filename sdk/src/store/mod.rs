@@ -1,5 +1,5 @@
 //! Where tokens live between runs. [`TokenStore`] is the seam: the OS
-//! keychain (being built) is the default, [`MemoryStore`] keeps nothing
+//! keychain ([`KeychainStore`]) is the default, [`MemoryStore`] keeps nothing
 //! across processes, and an app can bring its own.
 //!
 //! Each account has two entries, kept apart so a platform can protect them
@@ -7,8 +7,10 @@
 //! `sid`) and the *refresh* entry (the refresh token alone). Codes, verifiers,
 //! nonces and `state` are never stored.
 
+mod keychain;
 mod memory;
 
+pub use keychain::{KeychainBackend, KeychainStore};
 pub use memory::MemoryStore;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -101,8 +103,16 @@ impl SessionEntry {
 
     /// Parses what [`SessionEntry::to_json`] wrote; anything else is [`StoreError::Corrupt`].
     pub fn from_json(text: &str) -> Result<Self, StoreError> {
-        let wire: SessionWire = serde_json::from_str(text)
-            .map_err(|e| StoreError::Corrupt(format!("session entry: {e}")))?;
+        // serde's message can quote the offending value, which may be a token:
+        // report only what kind of error it was and where.
+        let wire: SessionWire = serde_json::from_str(text).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "session entry: {:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
         if wire.v != 1 {
             return Err(StoreError::Corrupt(format!(
                 "session entry version {}",
