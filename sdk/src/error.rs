@@ -47,8 +47,9 @@ pub enum IdTokenError {
     Malformed(String),
 }
 
-/// Everything that can go wrong in sessionkit.
-#[derive(Debug, thiserror::Error)]
+/// Everything that can go wrong in sessionkit. Cloneable, so every caller
+/// waiting on one refresh gets its error.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The provider answered with an OAuth error (`invalid_grant`, `access_denied`, …).
@@ -98,7 +99,13 @@ pub enum Error {
     AccessDenied,
     /// A local I/O error (the loopback listener, the accounts file).
     #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::sync::Arc<std::io::Error>),
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(std::sync::Arc::new(e))
+    }
 }
 
 /// Shorthand for results of this crate.

@@ -46,6 +46,7 @@ mod http;
 pub mod id_token;
 mod login;
 mod provider;
+mod refresh;
 mod secret;
 mod session;
 pub mod store;
@@ -56,10 +57,11 @@ pub use error::{Error, IdTokenError, Result, StoreError};
 pub use http::HttpClient;
 pub use login::{AuthorizationRequest, DevicePrompt, LoopbackOptions, OidcClient, OpenUrl};
 pub use provider::{ExtraMetadata, Metadata, Provider, check_issuer_url};
+pub use refresh::{FailureKind, RetryPolicy};
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, IdToken, Nonce, RefreshToken, State,
 };
-pub use session::{Restored, Session, SessionManager};
+pub use session::{Restored, Session, SessionEvent, SessionManager, SessionState};
 pub use store::{
     AccountKey, KeychainBackend, KeychainStore, MemoryStore, SessionEntry, TokenStore,
 };

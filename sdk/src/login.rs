@@ -173,6 +173,10 @@ impl OidcClient {
         self.clock_skew
     }
 
+    pub(crate) fn secret(&self) -> Option<&ClientSecret> {
+        self.client_secret.as_ref()
+    }
+
     /// Builds an authorization request for apps with their own redirect
     /// handling: open `url`, then hand the redirect URL to [`OidcClient::finish`].
     /// `prompt=consent` is added when `offline_access` is asked for (OIDC Core §11).
@@ -231,7 +235,7 @@ impl OidcClient {
             .map_err(|e| Error::AuthorizationResponse(format!("the redirect is not a URL: {e}")))?;
         let params = check_redirect(&self.provider, request, &url)?;
         let code = params.code;
-        let (status, body, at) = post_form(
+        let answer = post_form(
             &self.provider,
             &self.provider.token_endpoint()?,
             &self.client_id,
@@ -244,7 +248,7 @@ impl OidcClient {
             ],
         )
         .await?;
-        let raw = parse_token_response(status, &body, at)?;
+        let raw = parse_token_response(answer.status, &answer.body, answer.received_at)?;
         self.checked(raw, Some(&request.nonce), None).await
     }
 
@@ -384,7 +388,7 @@ impl OidcClient {
                 Error::Config("the provider has no device authorization endpoint".to_owned())
             })?;
         let scope = self.scopes.join(" ");
-        let (status, body, _) = post_form(
+        let answer = post_form(
             &self.provider,
             &endpoint,
             &self.client_id,
@@ -392,8 +396,9 @@ impl OidcClient {
             &[("scope", &scope)],
         )
         .await?;
-        if !(200..300).contains(&status) {
-            return Err(parse_error_response(status, &body));
+        let body = answer.body;
+        if !(200..300).contains(&answer.status) {
+            return Err(parse_error_response(answer.status, &body));
         }
         #[derive(serde::Deserialize)]
         struct DeviceWire {
@@ -428,7 +433,7 @@ impl OidcClient {
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::DeviceCodeExpired);
             }
-            let (status, body, at) = post_form(
+            let answer = post_form(
                 &self.provider,
                 &token_endpoint,
                 &self.client_id,
@@ -439,7 +444,7 @@ impl OidcClient {
                 ],
             )
             .await?;
-            match parse_token_response(status, &body, at) {
+            match parse_token_response(answer.status, &answer.body, answer.received_at) {
                 Ok(raw) => return self.checked(raw, None, None).await,
                 Err(Error::Provider {
                     error,

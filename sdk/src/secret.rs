@@ -1,9 +1,11 @@
 //! Secret newtypes. Every value that would let someone act as the user — or
 //! finish a login in their place — lives in one of these: `Debug` prints
 //! `[redacted]`, there is no `Display`, the memory is zeroized on drop, and
-//! the value is read only through `.secret()`.
+//! the value is read only through `.secret()`. Clones share one allocation
+//! (an `Arc`), so handing a token to every request costs a reference count.
 
 use std::fmt;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
@@ -11,12 +13,12 @@ macro_rules! secret_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq)]
-        pub struct $name(Zeroizing<String>);
+        pub struct $name(Arc<Zeroizing<String>>);
 
         impl $name {
             /// Wraps a secret value.
             pub fn new(value: impl Into<String>) -> Self {
-                Self(Zeroizing::new(value.into()))
+                Self(Arc::new(Zeroizing::new(value.into())))
             }
 
             /// The secret value.

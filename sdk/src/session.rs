@@ -1,29 +1,182 @@
-//! Signed-in accounts of one app and one provider: signing in (tokens to the
-//! store, the account to the registry), listing, switching the active
-//! account, and restoring every account at start-up. Store calls run in
-//! `spawn_blocking`; a store that fails is reported, never taken as
-//! "signed out", and nothing is deleted because a read failed.
+//! Signed-in accounts and what keeps them signed in.
+//!
+//! [`SessionManager`]: signing in (tokens to the store, the account to the
+//! registry), listing, switching the active account, restoring every account
+//! at start-up. [`Session`]: one account's tokens, with
+//! [`Session::access_token`] — no I/O and no lock while the token is fresh;
+//! otherwise one refresh per account at a time (single flight: every waiter
+//! gets that refresh's result, an error or a panic included), under a
+//! per-account file lock so two processes of one app never spend the same
+//! rotating refresh token. The rotated refresh token is written before the
+//! new tokens are handed out; if the store fails, the tokens stay in memory
+//! and the write is retried.
+//!
+//! Store calls run in `spawn_blocking`; a store that fails is reported, never
+//! taken as "signed out", and nothing is deleted because a read failed.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{AccountInfo, AccountRegistry};
 use crate::error::{Error, Result, StoreError};
 use crate::login::{DevicePrompt, LoopbackOptions, OidcClient};
-use crate::secret::{AccessToken, RefreshToken};
+use crate::refresh::{FailureKind, RetryPolicy};
+use crate::secret::{AccessToken, IdToken, RefreshToken};
 use crate::store::{AccountKey, SessionEntry, TokenStore};
 use crate::token::TokenSet;
 
-/// One signed-in account in memory.
+/// Where an account's session stands. Published on a `watch` channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionState {
+    /// Signed in; the access token expires then.
+    SignedIn {
+        /// When the access token expires.
+        expires_at: Option<SystemTime>,
+    },
+    /// A refresh is running.
+    Refreshing,
+    /// The last refresh failed and the session is kept.
+    RefreshFailing {
+        /// What kind of failure.
+        kind: FailureKind,
+        /// The error, in words.
+        message: String,
+    },
+    /// The app signed the account out.
+    SignedOut,
+    /// The provider ended the session (`invalid_grant`): revoked, expired, or a reused refresh token.
+    SignedOutByServer,
+}
+
+/// Something that happened to a session. Sent on a `broadcast` channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// The account signed in (or was restored).
+    SignedIn,
+    /// A refresh started.
+    Refreshing,
+    /// A refresh succeeded.
+    Refreshed {
+        /// The new expiry.
+        expires_at: Option<SystemTime>,
+    },
+    /// A refresh attempt failed; `retrying_in` is set when it will be retried.
+    RefreshFailed {
+        /// What kind of failure.
+        kind: FailureKind,
+        /// The wait before the next attempt, if there is one.
+        retrying_in: Option<Duration>,
+    },
+    /// The new tokens could not be written to the store; they are kept in memory and the write is retried.
+    StoreWriteFailed,
+    /// The app signed the account out.
+    SignedOutLocally,
+    /// The provider ended the session.
+    SignedOutByServer,
+}
+
+/// The tokens of one account in memory.
+#[derive(Debug, Clone)]
+struct Tokens {
+    access: AccessToken,
+    expires_at: Option<SystemTime>,
+    /// When these tokens arrived (unknown for tokens read from the store).
+    obtained_at: Option<SystemTime>,
+    refresh: Option<RefreshToken>,
+    id_token: Option<IdToken>,
+    sid: Option<String>,
+    scopes: Vec<String>,
+}
+
+impl Tokens {
+    fn entry(&self) -> SessionEntry {
+        SessionEntry {
+            access_token: self.access.clone(),
+            expires_at: self.expires_at,
+            id_token: self.id_token.clone(),
+            scopes: self.scopes.clone(),
+            sid: self.sid.clone(),
+        }
+    }
+
+    /// Valid for longer than the margin from now? The margin is the clock
+    /// skew, but at most half the token's lifetime: a token that came back
+    /// shorter than the skew is used, not refreshed again at once.
+    fn fresh(&self, skew: Duration) -> bool {
+        let Some(at) = self.expires_at else {
+            return true;
+        };
+        let margin = match self.obtained_at.and_then(|o| at.duration_since(o).ok()) {
+            Some(lifetime) => skew.min(lifetime / 2),
+            None => skew,
+        };
+        at.duration_since(SystemTime::now())
+            .is_ok_and(|left| left > margin)
+    }
+}
+
+/// What every session of a manager shares.
+#[derive(Debug)]
+struct Shared {
+    client: OidcClient,
+    store: Arc<dyn TokenStore>,
+    registry: AccountRegistry,
+    lock_dir: PathBuf,
+    retry: RetryPolicy,
+}
+
+/// One signed-in account.
 #[derive(Debug)]
 pub struct Session {
     info: AccountInfo,
-    entry: RwLock<SessionEntry>,
+    tokens: ArcSwap<Tokens>,
+    /// Held while a refresh runs: the single flight.
+    flight: tokio::sync::Mutex<()>,
+    /// Counts finished refresh attempts; a waiter compares it with what it saw.
+    finished: AtomicU64,
+    last_failure: Mutex<Option<Error>>,
+    write_pending: AtomicBool,
+    shared: Arc<Shared>,
+    state: watch::Sender<SessionState>,
+    events: broadcast::Sender<SessionEvent>,
+    cancel: CancellationToken,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Store(StoreError::Unavailable(format!("store task failed: {e}"))))
 }
 
 impl Session {
+    fn new(info: AccountInfo, tokens: Tokens, shared: Arc<Shared>) -> Arc<Self> {
+        let (state, _) = watch::channel(SessionState::SignedIn {
+            expires_at: tokens.expires_at,
+        });
+        let (events, _) = broadcast::channel(64);
+        Arc::new(Self {
+            info,
+            tokens: ArcSwap::from_pointee(tokens),
+            flight: tokio::sync::Mutex::new(()),
+            finished: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
+            write_pending: AtomicBool::new(false),
+            shared,
+            state,
+            events,
+            cancel: CancellationToken::new(),
+        })
+    }
+
     /// The account.
     pub fn info(&self) -> &AccountInfo {
         &self.info
@@ -34,29 +187,322 @@ impl Session {
         &self.info.key
     }
 
-    /// The current access token and its expiry (no I/O).
-    pub fn cached_access_token(&self) -> (AccessToken, Option<std::time::SystemTime>) {
-        let entry = self.entry.read().unwrap_or_else(|e| e.into_inner());
-        (entry.access_token.clone(), entry.expires_at)
+    /// The current access token and its expiry, as cached (no I/O, no refresh).
+    pub fn cached_access_token(&self) -> (AccessToken, Option<SystemTime>) {
+        let t = self.tokens.load();
+        (t.access.clone(), t.expires_at)
     }
 
     /// The provider's session id (`sid`), when it sent one.
     pub fn sid(&self) -> Option<String> {
-        self.entry
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .sid
-            .clone()
+        self.tokens.load().sid.clone()
+    }
+
+    /// The latest ID token (for an RP-initiated logout's `id_token_hint`).
+    pub fn id_token(&self) -> Option<IdToken> {
+        self.tokens.load().id_token.clone()
     }
 
     /// The scopes granted.
     pub fn scopes(&self) -> Vec<String> {
-        self.entry
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .scopes
-            .clone()
+        self.tokens.load().scopes.clone()
     }
+
+    /// The session's state; the receiver sees every change.
+    pub fn state(&self) -> watch::Receiver<SessionState> {
+        self.state.subscribe()
+    }
+
+    /// The session's events from now on.
+    pub fn events(&self) -> broadcast::Receiver<SessionEvent> {
+        self.events.subscribe()
+    }
+
+    /// Cancelled when the account signs out (locally or by the server); take a
+    /// `child_token()` for work that must end with the session.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    fn emit(&self, event: SessionEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// A token valid for longer than the clock skew: the cached one without I/O
+    /// or lock when it is, else after one shared refresh.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: std::sync::Arc<sessionkit::Session>) -> sessionkit::Result<()> {
+    /// let token = session.access_token().await?;
+    /// let response = reqwest::Client::new()
+    ///     .get("https://api.example.com/me")
+    ///     .bearer_auth(token.secret())
+    ///     .send()
+    ///     .await;
+    /// # let _ = response; Ok(()) }
+    /// ```
+    pub async fn access_token(self: &Arc<Self>) -> Result<AccessToken> {
+        let skew = self.shared.client.skew();
+        {
+            let t = self.tokens.load();
+            if t.fresh(skew) {
+                return Ok(t.access.clone());
+            }
+        }
+        self.refresh_shared(false).await
+    }
+
+    /// Refreshes now even if the token looks fresh (after a 401), sharing a
+    /// refresh already running.
+    pub async fn force_refresh(self: &Arc<Self>) -> Result<AccessToken> {
+        self.refresh_shared(true).await
+    }
+
+    async fn refresh_shared(self: &Arc<Self>, force: bool) -> Result<AccessToken> {
+        if self.cancel.is_cancelled() {
+            return Err(Error::Config("the account is signed out".to_owned()));
+        }
+        let seen = self.finished.load(Ordering::SeqCst);
+        let _flight = tokio::select! {
+            guard = self.flight.lock() => guard,
+            () = self.cancel.cancelled() => return Err(Error::Config("the account is signed out".to_owned())),
+        };
+        if self.finished.load(Ordering::SeqCst) != seen {
+            // Another caller's refresh finished while this one waited: its result is ours.
+            if let Some(error) = self
+                .last_failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                return Err(error);
+            }
+            return Ok(self.tokens.load().access.clone());
+        }
+        if !force && self.tokens.load().fresh(self.shared.client.skew()) {
+            return Ok(self.tokens.load().access.clone());
+        }
+        // The refresh runs as its own task: a caller that gives up does not
+        // cancel it for the others, and a panic comes back as an error.
+        let this = Arc::clone(self);
+        let outcome = tokio::spawn(async move { this.refresh_locked().await })
+            .await
+            .unwrap_or_else(|e| Err(Error::Config(format!("the refresh task failed: {e}"))));
+        *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) =
+            outcome.as_ref().err().cloned();
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        outcome
+    }
+
+    /// The refresh itself; called with the flight held.
+    async fn refresh_locked(self: Arc<Self>) -> Result<AccessToken> {
+        self.state.send_replace(SessionState::Refreshing);
+        self.emit(SessionEvent::Refreshing);
+        // Across processes: hold the account's file lock, then see whether
+        // another process already refreshed.
+        let lock = self.cross_process_lock().await?;
+        let result = self.refresh_under_file_lock().await;
+        drop(lock);
+        result
+    }
+
+    async fn cross_process_lock(&self) -> Result<std::fs::File> {
+        let dir = self.shared.lock_dir.clone();
+        let name = format!(
+            "{}.lock",
+            crate::secret::fingerprint(&format!(
+                "{}|{}",
+                self.info.key.service(),
+                self.info.key.entry_user("lock")
+            ))
+        );
+        blocking(move || -> Result<std::fs::File> {
+            std::fs::create_dir_all(&dir)?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(name))?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await?
+    }
+
+    async fn refresh_under_file_lock(self: &Arc<Self>) -> Result<AccessToken> {
+        let key = self.info.key.clone();
+        let current = self.tokens.load_full();
+        // Re-read the store: another process may have rotated the refresh token.
+        let (store, k) = (self.shared.store.clone(), key.clone());
+        let stored = blocking(move || (store.load_session(&k), store.load_refresh(&k))).await?;
+        let mut refresh = current.refresh.clone();
+        if !self.write_pending.load(Ordering::SeqCst) {
+            if let (Ok(entry), _) = &stored
+                && entry.access_token != current.access
+            {
+                let adopted = Tokens {
+                    access: entry.access_token.clone(),
+                    expires_at: entry.expires_at,
+                    obtained_at: None,
+                    refresh: stored.1.as_ref().ok().cloned().or(current.refresh.clone()),
+                    id_token: entry.id_token.clone(),
+                    sid: entry.sid.clone(),
+                    scopes: entry.scopes.clone(),
+                };
+                if adopted.fresh(self.shared.client.skew()) {
+                    tracing::debug!(account = %key.sub, "another process refreshed; adopting its tokens");
+                    self.tokens.store(Arc::new(adopted.clone()));
+                    self.state.send_replace(SessionState::SignedIn {
+                        expires_at: adopted.expires_at,
+                    });
+                    return Ok(adopted.access);
+                }
+            }
+            if let (_, Ok(stored_refresh)) = &stored {
+                refresh = Some(stored_refresh.clone());
+            }
+        }
+        let Some(refresh) = refresh else {
+            let error =
+                Error::Config("no refresh token for this account; sign in again".to_owned());
+            self.fail(FailureKind::Rejected, &error);
+            return Err(error);
+        };
+        let previous_sub = Some(key.sub.clone());
+        let events = self.events.clone();
+        let result = self
+            .shared
+            .client
+            .refresh_with_retries(
+                &refresh,
+                previous_sub.as_deref(),
+                self.shared.retry,
+                &self.cancel,
+                |f, wait| {
+                    let _ = events.send(SessionEvent::RefreshFailed {
+                        kind: f.kind,
+                        retrying_in: Some(wait),
+                    });
+                },
+            )
+            .await;
+        match result {
+            Ok(tokens) => {
+                let next = Tokens {
+                    access: tokens.access_token.clone(),
+                    expires_at: tokens.expires_at,
+                    obtained_at: Some(SystemTime::now()),
+                    refresh: tokens.refresh_token.clone().or(Some(refresh)),
+                    id_token: tokens.id_token.clone().or(current.id_token.clone()),
+                    sid: tokens
+                        .claims
+                        .as_ref()
+                        .and_then(|c| c.sid.clone())
+                        .or(current.sid.clone()),
+                    scopes: tokens.scopes.clone(),
+                };
+                self.persist(&next, tokens.refresh_token.is_some()).await;
+                self.tokens.store(Arc::new(next.clone()));
+                self.state.send_replace(SessionState::SignedIn {
+                    expires_at: next.expires_at,
+                });
+                self.emit(SessionEvent::Refreshed {
+                    expires_at: next.expires_at,
+                });
+                tracing::debug!(account = %key.sub, "refreshed");
+                Ok(next.access)
+            }
+            Err(failure) => {
+                if failure.kind == FailureKind::SignedOutByServer {
+                    self.signed_out_by_server().await;
+                } else {
+                    self.fail(failure.kind, &failure.error);
+                }
+                Err(failure.error)
+            }
+        }
+    }
+
+    fn fail(&self, kind: FailureKind, error: &Error) {
+        tracing::warn!(account = %self.info.key.sub, ?kind, %error, "refresh failed");
+        self.state.send_replace(SessionState::RefreshFailing {
+            kind,
+            message: error.to_string(),
+        });
+        self.emit(SessionEvent::RefreshFailed {
+            kind,
+            retrying_in: None,
+        });
+    }
+
+    /// Writes the rotated refresh token first, then the session entry. If the
+    /// store fails, the tokens stay in memory and a task retries the write.
+    async fn persist(self: &Arc<Self>, tokens: &Tokens, rotated: bool) {
+        match write_tokens(&self.shared.store, &self.info.key, tokens, rotated).await {
+            Ok(()) => self.write_pending.store(false, Ordering::SeqCst),
+            Err(error) => {
+                tracing::warn!(account = %self.info.key.sub, %error, "could not store the new tokens; keeping them in memory");
+                self.write_pending.store(true, Ordering::SeqCst);
+                self.emit(SessionEvent::StoreWriteFailed);
+                let this = Arc::clone(self);
+                tokio::spawn(async move { this.retry_write().await });
+            }
+        }
+    }
+
+    async fn retry_write(self: Arc<Self>) {
+        let mut wait = Duration::from_millis(500);
+        while self.write_pending.load(Ordering::SeqCst) {
+            tokio::select! {
+                () = self.cancel.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let tokens = self.tokens.load_full();
+            if write_tokens(&self.shared.store, &self.info.key, &tokens, true)
+                .await
+                .is_ok()
+            {
+                self.write_pending.store(false, Ordering::SeqCst);
+                tracing::info!(account = %self.info.key.sub, "stored the tokens after an earlier failure");
+            }
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    async fn signed_out_by_server(&self) {
+        tracing::info!(account = %self.info.key.sub, "the provider ended the session");
+        self.cancel.cancel();
+        let (store, key) = (self.shared.store.clone(), self.info.key.clone());
+        if let Ok(Err(e)) = blocking(move || store.delete(&key)).await {
+            tracing::warn!(%e, "could not delete the ended session's tokens");
+        }
+        let (registry, key) = (self.shared.registry.clone(), self.info.key.clone());
+        if let Ok(Err(e)) = blocking(move || registry.remove(&key)).await {
+            tracing::warn!(%e, "could not remove the ended account from the registry");
+        }
+        self.state.send_replace(SessionState::SignedOutByServer);
+        self.emit(SessionEvent::SignedOutByServer);
+    }
+
+    /// Is a store write of the latest tokens still pending?
+    pub fn store_write_pending(&self) -> bool {
+        self.write_pending.load(Ordering::SeqCst)
+    }
+}
+
+async fn write_tokens(
+    store: &Arc<dyn TokenStore>,
+    key: &AccountKey,
+    tokens: &Tokens,
+    rotated: bool,
+) -> Result<()> {
+    if rotated && let Some(refresh) = tokens.refresh.clone() {
+        let (s, k) = (store.clone(), key.clone());
+        blocking(move || s.save_refresh(&k, &refresh)).await??;
+    }
+    let (s, k, e) = (store.clone(), key.clone(), tokens.entry());
+    blocking(move || s.save_session(&k, &e)).await??;
+    Ok(())
 }
 
 /// What [`SessionManager::restore`] found for one account.
@@ -72,52 +518,76 @@ pub struct Restored {
 /// The accounts of one app with one provider and client.
 #[derive(Debug)]
 pub struct SessionManager {
-    client: OidcClient,
     namespace: String,
-    store: Arc<dyn TokenStore>,
-    registry: AccountRegistry,
+    shared: Arc<Shared>,
     sessions: RwLock<BTreeMap<AccountKey, Arc<Session>>>,
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Store(StoreError::Unavailable(format!("store task failed: {e}"))))
 }
 
 impl SessionManager {
     /// A manager for the app `namespace` (the name its keychain entries and
     /// accounts file carry), keeping tokens in `store` and the account list in
-    /// `registry`.
+    /// `registry`. Refresh locks live beside the registry file.
     pub fn new(
         client: OidcClient,
         namespace: &str,
         store: Arc<dyn TokenStore>,
         registry: AccountRegistry,
     ) -> Self {
+        let lock_dir = registry
+            .path()
+            .parent()
+            .map(|p| p.join("locks"))
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("{namespace}-locks")));
         Self {
-            client,
             namespace: namespace.to_owned(),
-            store,
-            registry,
+            shared: Arc::new(Shared {
+                client,
+                store,
+                registry,
+                lock_dir,
+                retry: RetryPolicy::default(),
+            }),
             sessions: RwLock::new(BTreeMap::new()),
         }
     }
 
+    /// How failed refreshes are retried (before any session is made).
+    #[must_use]
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.retry = retry;
+        }
+        self
+    }
+
     /// The OpenID Connect client.
     pub fn client(&self) -> &OidcClient {
-        &self.client
+        &self.shared.client
     }
 
     /// The token store.
     pub fn store(&self) -> &Arc<dyn TokenStore> {
-        &self.store
+        &self.shared.store
     }
 
     fn mine(&self, key: &AccountKey) -> bool {
         key.namespace == self.namespace
-            && key.issuer == self.client.provider().issuer()
-            && key.client_id == self.client.client_id()
+            && key.issuer == self.shared.client.provider().issuer()
+            && key.client_id == self.shared.client.client_id()
+    }
+
+    fn install(&self, info: AccountInfo, tokens: Tokens) -> Arc<Session> {
+        let session = Session::new(info.clone(), tokens, self.shared.clone());
+        let old = self
+            .sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(info.key, session.clone());
+        if let Some(old) = old {
+            old.cancel.cancel();
+        }
+        session.emit(SessionEvent::SignedIn);
+        session
     }
 
     /// Keeps the tokens of a finished login: the refresh token first, then the
@@ -128,46 +598,34 @@ impl SessionManager {
         })?;
         let key = AccountKey {
             namespace: self.namespace.clone(),
-            issuer: self.client.provider().issuer().to_owned(),
-            client_id: self.client.client_id().to_owned(),
+            issuer: self.shared.client.provider().issuer().to_owned(),
+            client_id: self.shared.client.client_id().to_owned(),
             sub: claims.sub.clone(),
         };
         let info = AccountInfo {
             key: key.clone(),
             display_name: claims.display_name.clone(),
         };
-        let entry = SessionEntry {
-            access_token: tokens.access_token.clone(),
+        let mem = Tokens {
+            access: tokens.access_token.clone(),
             expires_at: tokens.expires_at,
+            obtained_at: Some(SystemTime::now()),
+            refresh: tokens.refresh_token.clone(),
             id_token: tokens.id_token.clone(),
-            scopes: tokens.scopes.clone(),
             sid: claims.sid.clone(),
+            scopes: tokens.scopes.clone(),
         };
-        if let Some(refresh) = tokens.refresh_token.clone() {
-            let (store, k) = (self.store.clone(), key.clone());
-            blocking(move || store.save_refresh(&k, &refresh)).await??;
-        }
-        let (store, k, e) = (self.store.clone(), key.clone(), entry.clone());
-        blocking(move || store.save_session(&k, &e)).await??;
-        let (registry, i) = (self.registry.clone(), info.clone());
+        write_tokens(&self.shared.store, &key, &mem, true).await?;
+        let (registry, i) = (self.shared.registry.clone(), info.clone());
         blocking(move || registry.upsert(i, true)).await??;
-        tracing::info!(account = %info.key.sub, store = self.store.name(), "signed in");
-        self.sessions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                key,
-                Arc::new(Session {
-                    info: info.clone(),
-                    entry: RwLock::new(entry),
-                }),
-            );
+        tracing::info!(account = %info.key.sub, store = self.shared.store.name(), "signed in");
+        self.install(info.clone(), mem);
         Ok(info)
     }
 
     /// Signs in through the browser (see [`OidcClient::login_loopback`]) and keeps the account.
     pub async fn login_loopback(&self, options: LoopbackOptions) -> Result<AccountInfo> {
-        let tokens = self.client.login_loopback(options).await?;
+        let tokens = self.shared.client.login_loopback(options).await?;
         self.sign_in(tokens).await
     }
 
@@ -177,13 +635,14 @@ impl SessionManager {
         on_prompt: impl FnOnce(&DevicePrompt),
         cancel: &CancellationToken,
     ) -> Result<AccountInfo> {
-        let tokens = self.client.login_device(on_prompt, cancel).await?;
+        let tokens = self.shared.client.login_device(on_prompt, cancel).await?;
         self.sign_in(tokens).await
     }
 
     /// The accounts of this app, provider and client, in sign-in order.
     pub fn accounts(&self) -> Result<Vec<AccountInfo>> {
         Ok(self
+            .shared
             .registry
             .list()?
             .into_iter()
@@ -193,7 +652,7 @@ impl SessionManager {
 
     /// The active account, if one is set. Never "the first account" by default.
     pub fn active(&self) -> Result<Option<AccountInfo>> {
-        Ok(self.registry.active()?.filter(|a| self.mine(&a.key)))
+        Ok(self.shared.registry.active()?.filter(|a| self.mine(&a.key)))
     }
 
     /// Finds a listed account by `sub` or display name.
@@ -208,7 +667,7 @@ impl SessionManager {
 
     /// Makes another signed-in account the active one; nothing else changes.
     pub fn switch(&self, key: &AccountKey) -> Result<()> {
-        self.registry.switch(key)
+        self.shared.registry.switch(key)
     }
 
     /// The in-memory session of an account (after [`SessionManager::sign_in`] or [`SessionManager::restore`]).
@@ -217,6 +676,7 @@ impl SessionManager {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
+            .filter(|s| !s.cancel.is_cancelled())
             .cloned()
     }
 
@@ -230,23 +690,34 @@ impl SessionManager {
     pub async fn restore(&self) -> Result<Vec<Restored>> {
         let mut out = Vec::new();
         for account in self.accounts()? {
-            let (store, key) = (self.store.clone(), account.key.clone());
-            let loaded = blocking(move || store.load_session(&key)).await?;
+            let (store, key) = (self.shared.store.clone(), account.key.clone());
+            let loaded =
+                blocking(move || (store.load_session(&key), store.load_refresh(&key))).await?;
             let result = match loaded {
-                Ok(entry) => {
-                    self.sessions
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(
-                            account.key.clone(),
-                            Arc::new(Session {
-                                info: account.clone(),
-                                entry: RwLock::new(entry),
-                            }),
-                        );
+                (Ok(entry), refresh) => {
+                    let refresh = match refresh {
+                        Ok(r) => Some(r),
+                        Err(StoreError::NotFound) => None,
+                        Err(e) => {
+                            tracing::warn!(account = %account.key.sub, error = %e, "refresh token unreadable; it is read again at refresh time");
+                            None
+                        }
+                    };
+                    self.install(
+                        account.clone(),
+                        Tokens {
+                            access: entry.access_token,
+                            expires_at: entry.expires_at,
+                            obtained_at: None,
+                            refresh,
+                            id_token: entry.id_token,
+                            sid: entry.sid,
+                            scopes: entry.scopes,
+                        },
+                    );
                     Ok(())
                 }
-                Err(e) => {
+                (Err(e), _) => {
                     tracing::warn!(account = %account.key.sub, error = %e, "could not restore an account");
                     Err(e)
                 }
@@ -258,7 +729,7 @@ impl SessionManager {
 
     /// The refresh token of an account, from the store.
     pub async fn stored_refresh_token(&self, key: &AccountKey) -> Result<RefreshToken> {
-        let (store, key) = (self.store.clone(), key.clone());
+        let (store, key) = (self.shared.store.clone(), key.clone());
         Ok(blocking(move || store.load_refresh(&key)).await??)
     }
 }

@@ -123,6 +123,15 @@ pub(crate) fn parse_error_response(status: u16, body: &[u8]) -> Error {
     }
 }
 
+/// A raw answer of the token endpoint.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    pub(crate) received_at: SystemTime,
+    /// `Retry-After` in seconds, when sent (429, 503).
+    pub(crate) retry_after: Option<Duration>,
+}
+
 /// POSTs a form to the token endpoint with client authentication.
 pub(crate) async fn post_form(
     provider: &Provider,
@@ -130,7 +139,7 @@ pub(crate) async fn post_form(
     client_id: &str,
     secret: Option<&ClientSecret>,
     form: &[(&str, &str)],
-) -> Result<(u16, Vec<u8>, SystemTime)> {
+) -> Result<Answer> {
     let mut fields: Vec<(&str, &str)> = form.to_vec();
     let mut request = provider
         .http()
@@ -153,12 +162,23 @@ pub(crate) async fn post_form(
         .map_err(crate::http::network)?;
     let received_at = SystemTime::now();
     let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
     let body = response
         .bytes()
         .await
         .map_err(crate::http::network)?
         .to_vec();
-    Ok((status, body, received_at))
+    Ok(Answer {
+        status,
+        body,
+        received_at,
+        retry_after,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,212 @@
+//! Two processes of one app refresh the same account at the same moment,
+//! against a provider that revokes the whole grant when a rotated refresh
+//! token is used twice. The per-account file lock and the re-read of the
+//! store after taking it mean one refresh happens, the other process adopts
+//! its tokens, and both stay signed in.
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use sessionkit::{
+    AccountKey, AccountRegistry, HttpClient, LoopbackOptions, OidcClient, Provider, RefreshToken,
+    SessionEntry, SessionManager, StoreError, TokenStore,
+};
+use sessionkit_mock_idp::MockIdp;
+
+/// An app's own store: one file per entry, written atomically. It shares
+/// tokens between processes the way the keychain does.
+#[derive(Debug)]
+struct FileStore(PathBuf);
+
+impl FileStore {
+    fn path(&self, key: &AccountKey, kind: &str) -> PathBuf {
+        self.0.join(format!(
+            "{}-{kind}",
+            sessionkit_fingerprint(&key.entry_user(kind))
+        ))
+    }
+    fn write(&self, path: &Path, text: &str) -> Result<(), StoreError> {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, text).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        std::fs::rename(&tmp, path).map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+    fn read(&self, path: &Path) -> Result<String, StoreError> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound),
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+fn sessionkit_fingerprint(s: &str) -> String {
+    s.bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+        .to_string()
+}
+
+impl TokenStore for FileStore {
+    fn save_session(&self, k: &AccountKey, e: &SessionEntry) -> Result<(), StoreError> {
+        self.write(&self.path(k, "session"), &e.to_json())
+    }
+    fn load_session(&self, k: &AccountKey) -> Result<SessionEntry, StoreError> {
+        SessionEntry::from_json(&self.read(&self.path(k, "session"))?)
+    }
+    fn save_refresh(&self, k: &AccountKey, t: &RefreshToken) -> Result<(), StoreError> {
+        self.write(&self.path(k, "refresh"), t.secret())
+    }
+    fn load_refresh(&self, k: &AccountKey) -> Result<RefreshToken, StoreError> {
+        self.read(&self.path(k, "refresh")).map(RefreshToken::new)
+    }
+    fn delete(&self, k: &AccountKey) -> Result<(), StoreError> {
+        let _ = std::fs::remove_file(self.path(k, "session"));
+        let _ = std::fs::remove_file(self.path(k, "refresh"));
+        Ok(())
+    }
+    fn name(&self) -> &str {
+        "file"
+    }
+}
+
+async fn manager(issuer: &str, dir: &Path) -> SessionManager {
+    let provider = Provider::discover(issuer, &HttpClient::new().expect("http"))
+        .await
+        .expect("discovery");
+    let client = OidcClient::new(provider, "chat-example").scopes(["openid", "offline_access"]);
+    SessionManager::new(
+        client,
+        "two-processes",
+        Arc::new(FileStore(dir.to_owned())) as Arc<dyn TokenStore>,
+        AccountRegistry::at(dir.join("accounts.json")),
+    )
+}
+
+/// The child: restore, say ready, wait for "go", ask for a token, print its fingerprint.
+#[tokio::test]
+#[ignore = "run by two_processes_refreshing_at_once_both_stay_signed_in as a child process"]
+async fn child_refresher() {
+    let Ok(dir) = std::env::var("SK_TWO_PROC_DIR") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let issuer = std::env::var("SK_TWO_PROC_ISSUER").expect("issuer");
+    let me = std::env::var("SK_TWO_PROC_ME").expect("me");
+    let m = manager(&issuer, &dir).await;
+    m.restore().await.expect("restore");
+    let session = m.active_session().expect("active").expect("a session");
+    std::fs::write(dir.join(format!("ready-{me}")), b"").expect("ready");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.join("go").exists() {
+        assert!(Instant::now() < deadline, "no go signal");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let token = session.access_token().await.expect("a fresh token");
+    println!("TOKEN {}", token.fingerprint());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_refreshing_at_once_both_stay_signed_in() {
+    let idp = MockIdp::builder()
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("idp");
+    let dir = std::env::temp_dir().join(format!("sk-two-proc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let parent = manager(idp.issuer(), &dir).await;
+    let account = parent
+        .login_loopback(LoopbackOptions::with_callback(|url| {
+            let url = url.to_owned();
+            tokio::spawn(async move {
+                let _ = reqwest::get(url).await;
+            });
+        }))
+        .await
+        .expect("sign in");
+    // The stored access token has expired: both children must refresh.
+    let store = FileStore(dir.clone());
+    let mut entry = store.load_session(&account.key).expect("entry");
+    entry.expires_at = Some(SystemTime::now() - Duration::from_secs(5));
+    store.save_session(&account.key, &entry).expect("save");
+    idp.control().reset_requests();
+
+    let exe = std::env::current_exe().expect("exe");
+    let children: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|me| {
+            std::process::Command::new(&exe)
+                .args([
+                    "child_refresher",
+                    "--exact",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("SK_TWO_PROC_DIR", &dir)
+                .env("SK_TWO_PROC_ISSUER", idp.issuer())
+                .env("SK_TWO_PROC_ME", me)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn child")
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(dir.join("ready-a").exists() && dir.join("ready-b").exists()) {
+        assert!(Instant::now() < deadline, "children did not get ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    std::fs::write(dir.join("go"), b"").expect("go");
+    let outputs: Vec<_> = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().expect("wait"))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("join");
+    let mut fingerprints = Vec::new();
+    for out in &outputs {
+        assert!(out.status.success(), "a child failed");
+        let line = out
+            .stdout
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.split("TOKEN ")
+                    .nth(1)
+                    .map(|t| t.split_whitespace().next().unwrap_or("").to_owned())
+            })
+            .expect("a token line");
+        fingerprints.push(line);
+    }
+    assert_eq!(
+        fingerprints[0], fingerprints[1],
+        "both use the one refreshed token"
+    );
+    assert_eq!(
+        idp.control().count("token:refresh_token"),
+        1,
+        "one refresh, no reuse"
+    );
+    // The grant is alive: the stored (rotated) refresh token still works.
+    let rt = store.load_refresh(&account.key).expect("refresh token");
+    let status = reqwest::Client::new()
+        .post(idp.url("/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt.secret()),
+            ("client_id", "chat-example"),
+        ])
+        .send()
+        .await
+        .expect("post")
+        .status();
+    assert_eq!(status, 200, "nobody burned the grant");
+    let _ = std::fs::remove_dir_all(&dir);
+}
