@@ -88,9 +88,12 @@ pub enum Error {
     /// The user did not finish in time.
     #[error("login timed out after {0:?}")]
     Timeout(Duration),
-    /// The login was cancelled.
-    #[error("login cancelled")]
+    /// The login or refresh was cancelled.
+    #[error("cancelled")]
     Cancelled,
+    /// The account is signed out (locally or by the provider): sign in again.
+    #[error("the account is signed out")]
+    SignedOut,
     /// The device code expired before the user answered.
     #[error("the device code expired before the user answered")]
     DeviceCodeExpired,

@@ -45,6 +45,8 @@ mod error;
 mod http;
 pub mod id_token;
 mod login;
+mod logout;
+mod policy;
 mod provider;
 mod refresh;
 mod secret;
@@ -56,12 +58,14 @@ pub use accounts::{AccountInfo, AccountRegistry};
 pub use error::{Error, IdTokenError, Result, StoreError};
 pub use http::HttpClient;
 pub use login::{AuthorizationRequest, DevicePrompt, LoopbackOptions, OidcClient, OpenUrl};
+pub use logout::{LogoutReport, LogoutStep};
+pub use policy::RefreshPolicy;
 pub use provider::{ExtraMetadata, Metadata, Provider, check_issuer_url};
 pub use refresh::{FailureKind, RetryPolicy};
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, IdToken, Nonce, RefreshToken, State,
 };
-pub use session::{Restored, Session, SessionEvent, SessionManager, SessionState};
+pub use session::{CleanupHook, Restored, Session, SessionEvent, SessionManager, SessionState};
 pub use store::{
     AccountKey, KeychainBackend, KeychainStore, MemoryStore, SessionEntry, TokenStore,
 };

@@ -23,11 +23,14 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::accounts::{AccountInfo, AccountRegistry};
 use crate::error::{Error, Result, StoreError};
 use crate::login::{DevicePrompt, LoopbackOptions, OidcClient};
-use crate::refresh::{FailureKind, RetryPolicy};
+use crate::logout::{LogoutReport, LogoutStep};
+use crate::policy::{MIN_TIMER_WAIT, RefreshPolicy, timer_wait};
+use crate::refresh::{FailureKind, RetryPolicy, full_jitter};
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 use crate::store::{AccountKey, SessionEntry, TokenStore};
 use crate::token::TokenSet;
@@ -98,6 +101,18 @@ struct Tokens {
 }
 
 impl Tokens {
+    fn scrubbed() -> Self {
+        Self {
+            access: AccessToken::new(String::new()),
+            expires_at: Some(SystemTime::UNIX_EPOCH),
+            obtained_at: None,
+            refresh: None,
+            id_token: None,
+            sid: None,
+            scopes: Vec::new(),
+        }
+    }
+
     fn entry(&self) -> SessionEntry {
         SessionEntry {
             access_token: self.access.clone(),
@@ -124,18 +139,32 @@ impl Tokens {
     }
 }
 
+/// An app's cleanup for an account that signs out (user files, caches, databases).
+pub type CleanupHook = Arc<dyn Fn(&AccountInfo) -> std::result::Result<(), String> + Send + Sync>;
+
 /// What every session of a manager shares.
-#[derive(Debug)]
 struct Shared {
     client: OidcClient,
     store: Arc<dyn TokenStore>,
     registry: AccountRegistry,
     lock_dir: PathBuf,
     retry: RetryPolicy,
+    policy: RefreshPolicy,
+    hooks: Mutex<Vec<CleanupHook>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("client", &self.client)
+            .field("store", &self.store.name())
+            .field("registry", &self.registry)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One signed-in account.
-#[derive(Debug)]
 pub struct Session {
     info: AccountInfo,
     tokens: ArcSwap<Tokens>,
@@ -149,6 +178,18 @@ pub struct Session {
     state: watch::Sender<SessionState>,
     events: broadcast::Sender<SessionEvent>,
     cancel: CancellationToken,
+    tasks: TaskTracker,
+    on_end: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("info", &self.info)
+            .field("state", &*self.state.borrow())
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -174,7 +215,96 @@ impl Session {
             state,
             events,
             cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            on_end: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Runs `f` once when the session ends (signed out locally or by the
+    /// server) — an HTTP client drops its cookies here, a cache its entries.
+    /// If the session already ended, `f` runs now.
+    pub fn on_end(&self, f: impl FnOnce() + Send + 'static) {
+        if self.cancel.is_cancelled() {
+            f();
+            return;
+        }
+        self.on_end
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(f));
+    }
+
+    fn run_end_hooks(&self) {
+        let hooks = std::mem::take(&mut *self.on_end.lock().unwrap_or_else(|e| e.into_inner()));
+        for hook in hooks {
+            hook();
+        }
+    }
+
+    /// How many background tasks of this session are running (the refresh
+    /// timer, a refresh, a retried store write). Zero once it has ended.
+    pub fn running_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Ends the session's background work and waits for it (up to `limit`).
+    async fn stop(&self, limit: Duration) -> bool {
+        self.cancel.cancel();
+        self.tasks.close();
+        tokio::time::timeout(limit, self.tasks.wait()).await.is_ok()
+    }
+
+    /// The proactive refresh timer (every policy but `OnDemand`).
+    async fn run_timer(self: Arc<Self>) {
+        let cancel = self.cancel.child_token();
+        let skew = self.shared.client.skew();
+        loop {
+            let tokens = self.tokens.load_full();
+            let Some(expires_at) = tokens.expires_at else {
+                return;
+            };
+            let wait = timer_wait(expires_at, tokens.obtained_at, SystemTime::now(), skew);
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                match self.refresh_shared(true).await {
+                    Ok(_) => break,
+                    Err(_) if cancel.is_cancelled() => return,
+                    Err(error) => {
+                        let transient = matches!(
+                            &*self.state.borrow(),
+                            SessionState::RefreshFailing {
+                                kind: FailureKind::Transient,
+                                ..
+                            }
+                        );
+                        let keep_trying = transient && self.shared.policy.retries_until_online();
+                        let pause = if keep_trying {
+                            // OfflineFirst: keep trying, capped, until the network returns.
+                            backoff = (backoff * 2).min(Duration::from_secs(60));
+                            full_jitter(backoff).max(Duration::from_millis(100))
+                        } else {
+                            // Reported; the timer tries again later, never in a loop.
+                            let left = expires_at
+                                .duration_since(SystemTime::now())
+                                .unwrap_or_default();
+                            (left / 2).clamp(MIN_TIMER_WAIT, Duration::from_secs(60))
+                        };
+                        tracing::debug!(%error, ?pause, "background refresh failed");
+                        tokio::select! {
+                            () = cancel.cancelled() => return,
+                            () = tokio::time::sleep(pause) => {}
+                        }
+                        if !keep_trying {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// The account.
@@ -242,6 +372,9 @@ impl Session {
     /// # let _ = response; Ok(()) }
     /// ```
     pub async fn access_token(self: &Arc<Self>) -> Result<AccessToken> {
+        if self.cancel.is_cancelled() {
+            return Err(Error::SignedOut);
+        }
         let skew = self.shared.client.skew();
         {
             let t = self.tokens.load();
@@ -260,12 +393,12 @@ impl Session {
 
     async fn refresh_shared(self: &Arc<Self>, force: bool) -> Result<AccessToken> {
         if self.cancel.is_cancelled() {
-            return Err(Error::Config("the account is signed out".to_owned()));
+            return Err(Error::SignedOut);
         }
         let seen = self.finished.load(Ordering::SeqCst);
         let _flight = tokio::select! {
             guard = self.flight.lock() => guard,
-            () = self.cancel.cancelled() => return Err(Error::Config("the account is signed out".to_owned())),
+            () = self.cancel.cancelled() => return Err(Error::SignedOut),
         };
         if self.finished.load(Ordering::SeqCst) != seen {
             // Another caller's refresh finished while this one waited: its result is ours.
@@ -285,7 +418,9 @@ impl Session {
         // The refresh runs as its own task: a caller that gives up does not
         // cancel it for the others, and a panic comes back as an error.
         let this = Arc::clone(self);
-        let outcome = tokio::spawn(async move { this.refresh_locked().await })
+        let outcome = self
+            .tasks
+            .spawn(async move { this.refresh_locked().await })
             .await
             .unwrap_or_else(|e| Err(Error::Config(format!("the refresh task failed: {e}"))));
         *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -370,22 +505,23 @@ impl Session {
         };
         let previous_sub = Some(key.sub.clone());
         let events = self.events.clone();
-        let result = self
-            .shared
-            .client
-            .refresh_with_retries(
-                &refresh,
-                previous_sub.as_deref(),
-                self.shared.retry,
-                &self.cancel,
-                |f, wait| {
-                    let _ = events.send(SessionEvent::RefreshFailed {
-                        kind: f.kind,
-                        retrying_in: Some(wait),
-                    });
-                },
-            )
-            .await;
+        // A logout during the request aborts it: nothing of the account runs afterwards.
+        let request = self.shared.client.refresh_with_retries(
+            &refresh,
+            previous_sub.as_deref(),
+            self.shared.retry,
+            &self.cancel,
+            |f, wait| {
+                let _ = events.send(SessionEvent::RefreshFailed {
+                    kind: f.kind,
+                    retrying_in: Some(wait),
+                });
+            },
+        );
+        let result = tokio::select! {
+            result = request => result,
+            () = self.cancel.cancelled() => return Err(Error::Cancelled),
+        };
         match result {
             Ok(tokens) => {
                 let next = Tokens {
@@ -438,6 +574,7 @@ impl Session {
     /// Writes the rotated refresh token first, then the session entry. If the
     /// store fails, the tokens stay in memory and a task retries the write.
     async fn persist(self: &Arc<Self>, tokens: &Tokens, rotated: bool) {
+        let rotated = rotated && !self.shared.policy.refresh_token_in_memory_only();
         match write_tokens(&self.shared.store, &self.info.key, tokens, rotated).await {
             Ok(()) => self.write_pending.store(false, Ordering::SeqCst),
             Err(error) => {
@@ -445,7 +582,7 @@ impl Session {
                 self.write_pending.store(true, Ordering::SeqCst);
                 self.emit(SessionEvent::StoreWriteFailed);
                 let this = Arc::clone(self);
-                tokio::spawn(async move { this.retry_write().await });
+                self.tasks.spawn(async move { this.retry_write().await });
             }
         }
     }
@@ -458,9 +595,14 @@ impl Session {
                 () = tokio::time::sleep(wait) => {}
             }
             let tokens = self.tokens.load_full();
-            if write_tokens(&self.shared.store, &self.info.key, &tokens, true)
-                .await
-                .is_ok()
+            if write_tokens(
+                &self.shared.store,
+                &self.info.key,
+                &tokens,
+                !self.shared.policy.refresh_token_in_memory_only(),
+            )
+            .await
+            .is_ok()
             {
                 self.write_pending.store(false, Ordering::SeqCst);
                 tracing::info!(account = %self.info.key.sub, "stored the tokens after an earlier failure");
@@ -472,6 +614,18 @@ impl Session {
     async fn signed_out_by_server(&self) {
         tracing::info!(account = %self.info.key.sub, "the provider ended the session");
         self.cancel.cancel();
+        self.run_end_hooks();
+        let hooks = self
+            .shared
+            .hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for hook in hooks {
+            if let Err(e) = hook(&self.info) {
+                tracing::warn!(error = %e, "a cleanup hook failed");
+            }
+        }
         let (store, key) = (self.shared.store.clone(), self.info.key.clone());
         if let Ok(Err(e)) = blocking(move || store.delete(&key)).await {
             tracing::warn!(%e, "could not delete the ended session's tokens");
@@ -546,6 +700,8 @@ impl SessionManager {
                 registry,
                 lock_dir,
                 retry: RetryPolicy::default(),
+                policy: RefreshPolicy::default(),
+                hooks: Mutex::new(Vec::new()),
             }),
             sessions: RwLock::new(BTreeMap::new()),
         }
@@ -558,6 +714,42 @@ impl SessionManager {
             shared.retry = retry;
         }
         self
+    }
+
+    /// How sessions keep their tokens fresh (before any session is made).
+    /// The default is [`RefreshPolicy::Proactive`].
+    ///
+    /// ```no_run
+    /// # fn demo(manager: sessionkit::SessionManager) {
+    /// use sessionkit::RefreshPolicy;
+    /// // A banking app: short tokens, the refresh token never written to disk.
+    /// let manager = manager.with_policy(RefreshPolicy::HighSecurity);
+    /// # let _ = manager; }
+    /// ```
+    #[must_use]
+    pub fn with_policy(mut self, policy: RefreshPolicy) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.policy = policy;
+        }
+        self
+    }
+
+    /// The refresh policy.
+    pub fn policy(&self) -> RefreshPolicy {
+        self.shared.policy
+    }
+
+    /// Registers a cleanup the app needs when an account signs out (locally
+    /// or by the server): user files, caches, databases.
+    pub fn on_logout(
+        &self,
+        hook: impl Fn(&AccountInfo) -> std::result::Result<(), String> + Send + Sync + 'static,
+    ) {
+        self.shared
+            .hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(hook));
     }
 
     /// The OpenID Connect client.
@@ -585,6 +777,10 @@ impl SessionManager {
             .insert(info.key, session.clone());
         if let Some(old) = old {
             old.cancel.cancel();
+        }
+        if self.shared.policy.has_timer() {
+            let timer = session.clone();
+            session.tasks.spawn(timer.run_timer());
         }
         session.emit(SessionEvent::SignedIn);
         session
@@ -615,7 +811,8 @@ impl SessionManager {
             sid: claims.sid.clone(),
             scopes: tokens.scopes.clone(),
         };
-        write_tokens(&self.shared.store, &key, &mem, true).await?;
+        let keep_refresh = !self.shared.policy.refresh_token_in_memory_only();
+        write_tokens(&self.shared.store, &key, &mem, keep_refresh).await?;
         let (registry, i) = (self.shared.registry.clone(), info.clone());
         blocking(move || registry.upsert(i, true)).await??;
         tracing::info!(account = %info.key.sub, store = self.shared.store.name(), "signed in");
@@ -725,6 +922,159 @@ impl SessionManager {
             out.push(Restored { account, result });
         }
         Ok(out)
+    }
+
+    /// Signs an account out, thoroughly: cancels its background work (timer,
+    /// in-flight refresh, realtime connections holding a child of its
+    /// cancellation token) and waits for it, deletes its store entries and
+    /// forgets it, runs [`Session::on_end`] hooks (HTTP clients drop cookies
+    /// and caches) and the app's [`SessionManager::on_logout`] hooks, revokes
+    /// the refresh token (best effort, 5 s), and returns the RP-initiated
+    /// logout URL. Every step runs even if an earlier one failed.
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: sessionkit::SessionManager) -> sessionkit::Result<()> {
+    /// if let Some(account) = manager.active()? {
+    ///     let report = manager.logout(&account.key).await;
+    ///     if !report.is_complete() {
+    ///         eprintln!("logout: some steps failed: {:?}", report.failures);
+    ///     }
+    ///     if let Some(url) = report.end_session_url {
+    ///         println!("to end the session in the browser too, open {url}");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn logout(&self, key: &AccountKey) -> LogoutReport {
+        let mut failures = Vec::new();
+        let session = self
+            .sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        // What the provider calls need, read before anything is deleted.
+        let mut refresh = session
+            .as_ref()
+            .and_then(|s| s.tokens.load().refresh.clone());
+        let id_token = session
+            .as_ref()
+            .and_then(|s| s.tokens.load().id_token.clone());
+        // 1. Background work.
+        if let Some(s) = &session
+            && !s.stop(Duration::from_secs(5)).await
+        {
+            failures.push((
+                LogoutStep::CancelWork,
+                "background work did not stop within 5 s".to_owned(),
+            ));
+        }
+        if refresh.is_none() {
+            let (store, k) = (self.shared.store.clone(), key.clone());
+            refresh = blocking(move || store.load_refresh(&k))
+                .await
+                .ok()
+                .and_then(|r| r.ok());
+        }
+        let id_token = match id_token {
+            Some(t) => Some(t),
+            None => {
+                let (store, k) = (self.shared.store.clone(), key.clone());
+                blocking(move || store.load_session(&k))
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .and_then(|e| e.id_token)
+            }
+        };
+        // 2. Tokens: store, memory, registry.
+        let (store, k) = (self.shared.store.clone(), key.clone());
+        match blocking(move || store.delete(&k)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push((LogoutStep::DeleteTokens, e.to_string())),
+            Err(e) => failures.push((LogoutStep::DeleteTokens, e.to_string())),
+        }
+        let (registry, k) = (self.shared.registry.clone(), key.clone());
+        match blocking(move || registry.remove(&k)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => failures.push((LogoutStep::DeleteTokens, e.to_string())),
+        }
+        // 3. HTTP clients and other per-session hooks.
+        if let Some(s) = &session {
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run_end_hooks()));
+            if result.is_err() {
+                failures.push((LogoutStep::ClearHttp, "an on_end hook panicked".to_owned()));
+            }
+            // Forget the tokens in memory too (their bytes are zeroized once
+            // the last clone is dropped).
+            s.tokens.store(Arc::new(Tokens::scrubbed()));
+            s.state.send_replace(SessionState::SignedOut);
+            s.emit(SessionEvent::SignedOutLocally);
+        }
+        // 4. The app's cleanup.
+        let info = session
+            .as_ref()
+            .map(|s| s.info.clone())
+            .unwrap_or_else(|| AccountInfo {
+                key: key.clone(),
+                display_name: key.sub.clone(),
+            });
+        let hooks = self
+            .shared
+            .hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for hook in hooks {
+            if let Err(e) = hook(&info) {
+                failures.push((LogoutStep::CleanupHooks, e));
+            }
+        }
+        // 5. The provider: revoke, and the browser logout URL.
+        let mut revoked = false;
+        match &refresh {
+            Some(token) => {
+                match crate::logout::revoke(&self.shared.client, token, Duration::from_secs(5))
+                    .await
+                {
+                    Ok(()) => revoked = true,
+                    Err(e) => failures.push((LogoutStep::RevokeRefreshToken, e.to_string())),
+                }
+            }
+            None => failures.push((
+                LogoutStep::RevokeRefreshToken,
+                "no refresh token to revoke".to_owned(),
+            )),
+        }
+        let end_session_url =
+            crate::logout::end_session_url(&self.shared.client, id_token.as_ref());
+        tracing::info!(account = %key.sub, complete = failures.is_empty(), "signed out");
+        LogoutReport {
+            account: key.clone(),
+            end_session_url,
+            revoked,
+            failures,
+        }
+    }
+
+    /// Signs every account of this app, provider and client out.
+    pub async fn logout_all(&self) -> Result<Vec<LogoutReport>> {
+        let mut keys: Vec<AccountKey> = self.accounts()?.into_iter().map(|a| a.key).collect();
+        for key in self
+            .sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+        {
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+        let mut reports = Vec::new();
+        for key in keys {
+            reports.push(self.logout(&key).await);
+        }
+        Ok(reports)
     }
 
     /// The refresh token of an account, from the store.

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use sessionkit::{
     AccountKey, AccountRegistry, Error, FailureKind, HttpClient, LoopbackOptions, MemoryStore,
-    OidcClient, Provider, RefreshToken, RetryPolicy, SessionEntry, SessionEvent, SessionManager,
-    SessionState, StoreError, TokenStore,
+    OidcClient, Provider, RefreshPolicy, RefreshToken, RetryPolicy, SessionEntry, SessionEvent,
+    SessionManager, SessionState, StoreError, TokenStore,
 };
 use sessionkit_mock_idp::{Fault, MockIdp};
 
@@ -49,6 +49,9 @@ async fn manager_with(
         AccountRegistry::at(dir.join("accounts.json")),
     )
     .with_retry_policy(fast_retries())
+    // On demand: these tests are about what a caller of access_token() sees;
+    // the background timer has its own tests (lifecycle.rs).
+    .with_policy(RefreshPolicy::OnDemand)
 }
 
 fn play_browser() -> LoopbackOptions {

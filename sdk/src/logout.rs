@@ -1,0 +1,127 @@
+//! What a logout reports, and its two calls to the provider: revoking the
+//! refresh token (RFC 7009, best effort, short timeout — our own request,
+//! since oauth2 refuses a loopback `http` URL) and the RP-initiated logout URL.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::login::OidcClient;
+use crate::secret::{IdToken, RefreshToken};
+use crate::store::AccountKey;
+
+/// A step of a logout. Every step runs, whatever happened to the ones before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogoutStep {
+    /// Cancelling the account's background work (timer, refresh, realtime).
+    CancelWork,
+    /// Deleting its store entries and forgetting it in memory and in the registry.
+    DeleteTokens,
+    /// Clearing what HTTP clients hold for it (cookies, cached responses).
+    ClearHttp,
+    /// The app's cleanup hooks.
+    CleanupHooks,
+    /// Revoking the refresh token at the provider.
+    RevokeRefreshToken,
+}
+
+/// What a logout did.
+#[derive(Debug, Clone)]
+pub struct LogoutReport {
+    /// The account.
+    pub account: AccountKey,
+    /// The provider's RP-initiated logout URL (with `id_token_hint` and
+    /// `client_id`), for the app to open; add `post_logout_redirect_uri` and
+    /// `state` if the app registered one.
+    pub end_session_url: Option<url::Url>,
+    /// Whether the refresh token was revoked at the provider.
+    pub revoked: bool,
+    /// The steps that failed, with why. Empty means a complete logout.
+    pub failures: Vec<(LogoutStep, String)>,
+}
+
+impl LogoutReport {
+    /// Did every step succeed?
+    pub fn is_complete(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// RFC 7009 revocation of a refresh token: a few quick attempts within `budget`.
+pub(crate) async fn revoke(
+    client: &OidcClient,
+    token: &RefreshToken,
+    budget: Duration,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let result = revoke_once(client, token, left.max(Duration::from_millis(50))).await;
+        let transient = match &result {
+            Err(Error::Network(_) | Error::Parse { .. }) => true,
+            Err(Error::Provider {
+                status: Some(s), ..
+            }) => *s >= 500 || *s == 429,
+            _ => false,
+        };
+        if !transient || tokio::time::Instant::now() + pause >= deadline {
+            return result;
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    }
+}
+
+async fn revoke_once(client: &OidcClient, token: &RefreshToken, timeout: Duration) -> Result<()> {
+    let endpoint = client
+        .provider()
+        .extra()
+        .revocation_endpoint
+        .clone()
+        .ok_or_else(|| Error::Config("the provider has no revocation endpoint".to_owned()))?;
+    let mut request = client
+        .provider()
+        .http()
+        .reqwest()
+        .post(&endpoint)
+        .timeout(timeout)
+        .header("accept", "application/json");
+    let mut form = vec![
+        ("token", token.secret()),
+        ("token_type_hint", "refresh_token"),
+    ];
+    match client.secret() {
+        Some(secret) => {
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            request = request.basic_auth(enc(client.client_id()), Some(enc(secret.secret())));
+        }
+        None => form.push(("client_id", client.client_id())),
+    }
+    let response = request
+        .form(&form)
+        .send()
+        .await
+        .map_err(crate::http::network)?;
+    let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let body = response.bytes().await.map_err(crate::http::network)?;
+    Err(crate::token::parse_error_response(status, &body))
+}
+
+/// The RP-initiated logout URL, if the provider has an end-session endpoint.
+pub(crate) fn end_session_url(client: &OidcClient, id_token: Option<&IdToken>) -> Option<url::Url> {
+    let endpoint = client.provider().extra().end_session_endpoint.as_deref()?;
+    let mut url = url::Url::parse(endpoint).ok()?;
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(id) = id_token {
+            q.append_pair("id_token_hint", id.secret());
+        }
+        q.append_pair("client_id", client.client_id());
+    }
+    Some(url)
+}

@@ -1,0 +1,295 @@
+//! Each refresh policy's timing against the mock provider with short-lived
+//! tokens, and a thorough logout: zero store entries, zero tasks, cleared
+//! HTTP state, the app's hooks run, the refresh token revoked at the
+//! provider — even when the first revocation call fails.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+use sessionkit::{
+    AccountInfo, AccountRegistry, HttpClient, LogoutStep, LoopbackOptions, MemoryStore, OidcClient,
+    Provider, RefreshPolicy, RetryPolicy, SessionEvent, SessionManager, SessionState, StoreError,
+    TokenStore,
+};
+use sessionkit_mock_idp::{Fault, MockIdp};
+
+fn scratch() -> std::path::PathBuf {
+    use std::sync::atomic::AtomicU64;
+    static N: AtomicU64 = AtomicU64::new(0);
+    std::env::temp_dir().join(format!(
+        "sk-life-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+async fn signed_in(
+    idp: &MockIdp,
+    policy: RefreshPolicy,
+    store: Arc<MemoryStore>,
+) -> (SessionManager, Arc<sessionkit::Session>) {
+    let provider = Provider::discover(idp.issuer(), &HttpClient::new().expect("http"))
+        .await
+        .expect("discovery");
+    let client =
+        OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
+    let manager = SessionManager::new(
+        client,
+        "lifecycle",
+        store as Arc<dyn TokenStore>,
+        AccountRegistry::at(scratch().join("a.json")),
+    )
+    .with_policy(policy)
+    .with_retry_policy(RetryPolicy {
+        max_retries: 3,
+        base: Duration::from_millis(20),
+        cap: Duration::from_millis(200),
+    });
+    let account = manager
+        .login_loopback(LoopbackOptions::with_callback(|url| {
+            let url = url.to_owned();
+            tokio::spawn(async move {
+                let _ = reqwest::get(url).await;
+            });
+        }))
+        .await
+        .expect("sign in");
+    let session = manager.session(&account.key).expect("session");
+    (manager, session)
+}
+
+async fn next_refreshed(
+    events: &mut tokio::sync::broadcast::Receiver<SessionEvent>,
+    limit: Duration,
+) -> Option<Instant> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(SessionEvent::Refreshed { .. })) => return Some(Instant::now()),
+            Ok(Ok(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proactive_refreshes_before_expiry_at_most_once_per_half_life_and_on_demand_never_by_itself()
+ {
+    let proactive_idp = MockIdp::builder()
+        .auto_login("alice")
+        .access_token_ttl(6)
+        .start()
+        .await
+        .expect("idp");
+    let on_demand_idp = MockIdp::builder()
+        .auto_login("bob")
+        .access_token_ttl(6)
+        .start()
+        .await
+        .expect("idp");
+    let (_p, proactive) = signed_in(
+        &proactive_idp,
+        RefreshPolicy::Proactive,
+        Arc::new(MemoryStore::new()),
+    )
+    .await;
+    let (_o, on_demand) = signed_in(
+        &on_demand_idp,
+        RefreshPolicy::OnDemand,
+        Arc::new(MemoryStore::new()),
+    )
+    .await;
+    assert_eq!(proactive.running_tasks(), 1, "the timer");
+    assert_eq!(on_demand.running_tasks(), 0, "no timer");
+    let started = Instant::now();
+    let (_, first_expiry) = proactive.cached_access_token();
+    let mut events = proactive.events();
+    // A 6 s token: the margin would be the 60 s skew, so half its life (3 s)
+    // is kept at least, and the timer's floor of 5 s between refreshes holds.
+    let first = next_refreshed(&mut events, Duration::from_secs(10))
+        .await
+        .expect("refreshed in the background");
+    assert!(
+        SystemTime::now() < first_expiry.expect("expiry"),
+        "before the token expired"
+    );
+    assert!(
+        first - started >= Duration::from_secs(4),
+        "not early: {:?}",
+        first - started
+    );
+    let second = next_refreshed(&mut events, Duration::from_secs(10))
+        .await
+        .expect("and again");
+    assert!(
+        second - first >= Duration::from_millis(4_900),
+        "no loop: {:?}",
+        second - first
+    );
+    assert_eq!(proactive_idp.control().count("token:refresh_token"), 2);
+    assert_eq!(
+        on_demand_idp.control().count("token:refresh_token"),
+        0,
+        "on demand: nothing without a caller"
+    );
+    let token = on_demand
+        .access_token()
+        .await
+        .expect("on demand refreshes for its caller");
+    assert!(!token.secret().is_empty());
+    assert_eq!(on_demand_idp.control().count("token:refresh_token"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_security_keeps_the_refresh_token_out_of_the_store() {
+    let idp = MockIdp::builder()
+        .auto_login("carol")
+        .access_token_ttl(6)
+        .start()
+        .await
+        .expect("idp");
+    let store = Arc::new(MemoryStore::new());
+    let (_m, session) = signed_in(&idp, RefreshPolicy::HighSecurity, store.clone()).await;
+    assert_eq!(store.load_refresh(session.key()), Err(StoreError::NotFound));
+    assert!(store.load_session(session.key()).is_ok());
+    let mut events = session.events();
+    next_refreshed(&mut events, Duration::from_secs(10))
+        .await
+        .expect("refreshes from memory");
+    assert_eq!(
+        store.load_refresh(session.key()),
+        Err(StoreError::NotFound),
+        "still not stored after a rotation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_first_keeps_retrying_until_the_network_returns() {
+    let idp = MockIdp::builder()
+        .auto_login("alice")
+        .access_token_ttl(6)
+        .start()
+        .await
+        .expect("idp");
+    let (_m, session) = signed_in(
+        &idp,
+        RefreshPolicy::OfflineFirst,
+        Arc::new(MemoryStore::new()),
+    )
+    .await;
+    // More failures than the bounded retries (3): only OfflineFirst gets through them by itself.
+    idp.control()
+        .add_fault(Fault::on("token").drop_connection().times(7));
+    let mut events = session.events();
+    next_refreshed(&mut events, Duration::from_secs(20))
+        .await
+        .expect("refreshed once the faults ran out");
+    assert!(idp.control().count("token") >= 8);
+    assert!(matches!(
+        *session.state().borrow(),
+        SessionState::SignedIn { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_is_thorough_and_survives_a_failing_revocation_call() {
+    let idp = MockIdp::builder()
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("idp");
+    let store = Arc::new(MemoryStore::new());
+    let (manager, session) = signed_in(&idp, RefreshPolicy::Proactive, store.clone()).await;
+    let refresh = manager
+        .stored_refresh_token(session.key())
+        .await
+        .expect("refresh token");
+    let cleared = Arc::new(AtomicUsize::new(0));
+    let c = cleared.clone();
+    session.on_end(move || {
+        c.fetch_add(1, Ordering::SeqCst);
+    });
+    let hooked = Arc::new(AtomicUsize::new(0));
+    let h = hooked.clone();
+    manager.on_logout(move |account: &AccountInfo| {
+        assert_eq!(account.key.sub, "alice");
+        h.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    });
+    manager.on_logout(|_| Err("the cache directory is read-only".to_owned()));
+    let child = session.cancellation().child_token();
+    assert_eq!(session.running_tasks(), 1);
+    idp.control()
+        .add_fault(Fault::on("revocation").status(503, "{}").times(1));
+
+    let report = manager.logout(session.key()).await;
+    assert!(
+        report.revoked,
+        "revoked on the second try: {:?}",
+        report.failures
+    );
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    assert_eq!(
+        report.failures[0].0,
+        LogoutStep::CleanupHooks,
+        "the failing hook is reported, the rest ran"
+    );
+    assert!(store.is_empty(), "zero store entries");
+    assert_eq!(session.running_tasks(), 0, "zero tasks");
+    assert!(
+        child.is_cancelled(),
+        "work holding a child token (realtime) is told"
+    );
+    assert_eq!(cleared.load(Ordering::SeqCst), 1, "HTTP state cleared");
+    assert_eq!(hooked.load(Ordering::SeqCst), 1);
+    assert_eq!(*session.state().borrow(), SessionState::SignedOut);
+    assert!(manager.accounts().expect("list").is_empty());
+    assert!(manager.session(session.key()).is_none());
+    assert!(matches!(
+        session.access_token().await,
+        Err(sessionkit::Error::SignedOut)
+    ));
+    // The provider agrees: the refresh token is dead.
+    let secret = idp.control().client_secret("chat-server").expect("secret");
+    let introspection: Value = reqwest::Client::new()
+        .post(idp.url("/introspect"))
+        .basic_auth("chat-server", Some(secret))
+        .form(&[("token", refresh.secret())])
+        .send()
+        .await
+        .expect("introspect")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(introspection["active"], false);
+    let url = report.end_session_url.expect("end session URL");
+    assert!(url.as_str().starts_with(&idp.url("/end_session")));
+    assert!(url.query_pairs().any(|(k, _)| k == "id_token_hint"));
+    // Nothing of the account runs afterwards: no refresh in the next seconds.
+    idp.control().reset_requests();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(idp.control().count("token"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_reports_a_provider_that_is_down_and_still_cleans_up() {
+    let idp = MockIdp::builder()
+        .auto_login("bob")
+        .start()
+        .await
+        .expect("idp");
+    let store = Arc::new(MemoryStore::new());
+    let (manager, session) = signed_in(&idp, RefreshPolicy::Proactive, store.clone()).await;
+    idp.control()
+        .add_fault(Fault::on("revocation").drop_connection());
+    let report = manager.logout(session.key()).await;
+    assert!(!report.revoked);
+    assert_eq!(
+        report.failures.iter().map(|f| f.0).collect::<Vec<_>>(),
+        [LogoutStep::RevokeRefreshToken]
+    );
+    assert!(store.is_empty());
+    assert_eq!(session.running_tasks(), 0);
+}
