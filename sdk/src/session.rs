@@ -178,6 +178,8 @@ pub struct Session {
     state: watch::Sender<SessionState>,
     events: broadcast::Sender<SessionEvent>,
     cancel: CancellationToken,
+    /// Set with `cancel`: read on the hot path (the token's own check takes a mutex).
+    ended: AtomicBool,
     tasks: TaskTracker,
     on_end: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
 }
@@ -215,6 +217,7 @@ impl Session {
             state,
             events,
             cancel: CancellationToken::new(),
+            ended: AtomicBool::new(false),
             tasks: TaskTracker::new(),
             on_end: Mutex::new(Vec::new()),
         })
@@ -234,6 +237,12 @@ impl Session {
             .push(Box::new(f));
     }
 
+    /// Marks the session ended and cancels its work.
+    fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.cancel.cancel();
+    }
+
     fn run_end_hooks(&self) {
         let hooks = std::mem::take(&mut *self.on_end.lock().unwrap_or_else(|e| e.into_inner()));
         for hook in hooks {
@@ -249,7 +258,7 @@ impl Session {
 
     /// Ends the session's background work and waits for it (up to `limit`).
     async fn stop(&self, limit: Duration) -> bool {
-        self.cancel.cancel();
+        self.end();
         self.tasks.close();
         tokio::time::timeout(limit, self.tasks.wait()).await.is_ok()
     }
@@ -372,7 +381,7 @@ impl Session {
     /// # let _ = response; Ok(()) }
     /// ```
     pub async fn access_token(self: &Arc<Self>) -> Result<AccessToken> {
-        if self.cancel.is_cancelled() {
+        if self.ended.load(Ordering::Acquire) {
             return Err(Error::SignedOut);
         }
         let skew = self.shared.client.skew();
@@ -613,7 +622,7 @@ impl Session {
 
     async fn signed_out_by_server(&self) {
         tracing::info!(account = %self.info.key.sub, "the provider ended the session");
-        self.cancel.cancel();
+        self.end();
         self.run_end_hooks();
         let hooks = self
             .shared
@@ -776,7 +785,7 @@ impl SessionManager {
             .unwrap_or_else(|e| e.into_inner())
             .insert(info.key, session.clone());
         if let Some(old) = old {
-            old.cancel.cancel();
+            old.end();
         }
         if self.shared.policy.has_timer() {
             let timer = session.clone();
