@@ -26,7 +26,7 @@ pub enum LogoutStep {
 }
 
 /// What a logout did.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LogoutReport {
     /// The account.
     pub account: AccountKey,
@@ -38,6 +38,34 @@ pub struct LogoutReport {
     pub revoked: bool,
     /// The steps that failed, with why. Empty means a complete logout.
     pub failures: Vec<(LogoutStep, String)>,
+}
+
+impl std::fmt::Debug for LogoutReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL carries the ID token as `id_token_hint`: show it redacted.
+        let url = self.end_session_url.as_ref().map(|u| {
+            let mut shown = u.clone();
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "id_token_hint" {
+                        "[redacted]".to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            shown.query_pairs_mut().clear().extend_pairs(pairs);
+            shown.to_string()
+        });
+        f.debug_struct("LogoutReport")
+            .field("account", &self.account)
+            .field("end_session_url", &url)
+            .field("revoked", &self.revoked)
+            .field("failures", &self.failures)
+            .finish()
+    }
 }
 
 impl LogoutReport {

@@ -1,5 +1,5 @@
-//! "Never a token in a log": a whole sign-in — discovery, loopback login,
-//! device login, keeping the accounts, restoring them — runs with every
+//! "Never a token in a log": a whole session — discovery, loopback login,
+//! device login, keeping the accounts, restoring them, a refresh, logout — runs with every
 //! crate's tracing at TRACE level into a buffer, and no token, code or
 //! verifier may appear in it, nor in any `Debug` output of the SDK's types.
 
@@ -91,6 +91,19 @@ async fn a_whole_sign_in_at_trace_level_logs_no_secret() {
         .expect("refresh");
 
     let mut secrets = vec![access.secret().to_owned(), refresh.secret().to_owned()];
+    // A refresh (the old refresh token is spent, a new one arrives), then logout.
+    let refreshed = session.force_refresh().await.expect("refresh");
+    let rotated = manager
+        .stored_refresh_token(&loopback.key)
+        .await
+        .expect("rotated refresh token");
+    secrets.push(refreshed.secret().to_owned());
+    secrets.push(rotated.secret().to_owned());
+    if let Some(id) = session.id_token() {
+        secrets.push(id.secret().to_owned());
+    }
+    let report = manager.logout(&loopback.key).await;
+    assert!(report.is_complete(), "{:?}", report.failures);
     secrets.push(device.access_token.secret().to_owned());
     if let Some(r) = &device.refresh_token {
         secrets.push(r.secret().to_owned());
@@ -106,7 +119,9 @@ async fn a_whole_sign_in_at_trace_level_logs_no_secret() {
             secrets.push(v.into_owned());
         }
     }
-    let debug = format!("{loopback:?} {device:?} {restored:?} {session:?} {manager:?} {client:?}");
+    let debug = format!(
+        "{loopback:?} {device:?} {restored:?} {session:?} {manager:?} {client:?} {report:?}"
+    );
     let log = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf8");
     assert!(log.contains("signed in"), "the log was captured at all");
     for s in &secrets {
