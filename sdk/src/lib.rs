@@ -36,11 +36,16 @@
 //! - `provider`: discovery and the JWKS cache ([`Provider`]); `http`: the one HTTP client.
 //! - [`id_token`]: the ID-token checks, as a pure function and with JWKS refetch.
 //! - `login`: [`OidcClient`] — loopback, app-handled redirect and device flows.
-//! - [`accounts`] and `session`: the account registry and [`SessionManager`].
+//! - [`accounts`] and `session`: the account registry, [`SessionManager`] and
+//!   [`Session`] (fresh tokens, single-flight refresh, policies, logout).
+//! - `authed`: [`AuthedClient`], requests with the bearer token and one retry after a 401.
+//! - `devices`: the account's other sessions at the provider ([`list_devices`], [`revoke_device`]).
 
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+mod authed;
+mod devices;
 mod error;
 mod http;
 pub mod id_token;
@@ -55,6 +60,8 @@ pub mod store;
 mod token;
 
 pub use accounts::{AccountInfo, AccountRegistry};
+pub use authed::AuthedClient;
+pub use devices::{DEVICE_NOT_FOUND, DeviceSession, list_devices, revoke_device};
 pub use error::{Error, IdTokenError, Result, StoreError};
 pub use http::HttpClient;
 pub use login::{AuthorizationRequest, DevicePrompt, LoopbackOptions, OidcClient, OpenUrl};

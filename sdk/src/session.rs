@@ -279,7 +279,7 @@ impl Session {
             }
             let mut backoff = Duration::from_secs(1);
             loop {
-                match self.refresh_shared(true).await {
+                match self.refresh_shared(true, None).await {
                     Ok(_) => break,
                     Err(_) if cancel.is_cancelled() => return,
                     Err(error) => {
@@ -391,16 +391,30 @@ impl Session {
                 return Ok(t.access.clone());
             }
         }
-        self.refresh_shared(false).await
+        self.refresh_shared(false, None).await
     }
 
     /// Refreshes now even if the token looks fresh (after a 401), sharing a
     /// refresh already running.
     pub async fn force_refresh(self: &Arc<Self>) -> Result<AccessToken> {
-        self.refresh_shared(true).await
+        self.refresh_shared(true, None).await
     }
 
-    async fn refresh_shared(self: &Arc<Self>, force: bool) -> Result<AccessToken> {
+    /// After a server refused `rejected` (a 401): refreshes, unless the
+    /// session already holds another token — checked under the refresh lock,
+    /// so many requests refused with one token cause one refresh.
+    pub async fn refresh_after_rejection(
+        self: &Arc<Self>,
+        rejected: &AccessToken,
+    ) -> Result<AccessToken> {
+        self.refresh_shared(true, Some(rejected)).await
+    }
+
+    async fn refresh_shared(
+        self: &Arc<Self>,
+        force: bool,
+        rejected: Option<&AccessToken>,
+    ) -> Result<AccessToken> {
         if self.cancel.is_cancelled() {
             return Err(Error::SignedOut);
         }
@@ -419,6 +433,11 @@ impl Session {
             {
                 return Err(error);
             }
+            return Ok(self.tokens.load().access.clone());
+        }
+        if let Some(rejected) = rejected
+            && self.tokens.load().access != *rejected
+        {
             return Ok(self.tokens.load().access.clone());
         }
         if !force && self.tokens.load().fresh(self.shared.client.skew()) {

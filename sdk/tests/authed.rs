@@ -1,0 +1,621 @@
+//! `AuthedClient` against the mock provider and a small test API over real
+//! sockets: a fresh token costs no refresh, an expired one exactly one before
+//! the call, a 401 exactly one refresh and one retry (never more), cookies
+//! stay with the client until `clear()`, and a redirect to another origin
+//! does not carry the token.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sessionkit::{
+    AccessToken, AccountRegistry, AuthedClient, Error, HttpClient, LoopbackOptions, MemoryStore,
+    OidcClient, Provider, RefreshPolicy, Session, SessionManager, TokenStore,
+};
+use sessionkit_mock_idp::MockIdp;
+
+// ---- support -----------------------------------------------------------
+
+fn scratch() -> std::path::PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    std::env::temp_dir().join(format!(
+        "sk-authed-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+async fn idp() -> MockIdp {
+    MockIdp::builder()
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("idp")
+}
+
+/// A manager that refreshes on demand only, so every refresh in a test is
+/// one the test caused.
+async fn manager(
+    idp: &MockIdp,
+    store: Arc<dyn TokenStore>,
+    dir: &std::path::Path,
+) -> SessionManager {
+    let http = HttpClient::with_timeout(Duration::from_secs(5)).expect("http");
+    let provider = Provider::discover(idp.issuer(), &http)
+        .await
+        .expect("discovery");
+    let client =
+        OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
+    SessionManager::new(
+        client,
+        "authed-test",
+        store,
+        AccountRegistry::at(dir.join("accounts.json")),
+    )
+    .with_policy(RefreshPolicy::OnDemand)
+}
+
+fn play_browser() -> LoopbackOptions {
+    LoopbackOptions::with_callback(|url| {
+        let url = url.to_owned();
+        tokio::spawn(async move {
+            let _ = reqwest::get(url).await;
+        });
+    })
+}
+
+/// Alice, signed in with a fresh token.
+async fn signed_in(idp: &MockIdp, dir: &std::path::Path) -> (SessionManager, Arc<Session>) {
+    let m = manager(idp, Arc::new(MemoryStore::new()), dir).await;
+    let account = m.login_loopback(play_browser()).await.expect("sign in");
+    let session = m.session(&account.key).expect("session");
+    (m, session)
+}
+
+/// Alice restored from the store with an access token that has expired.
+async fn expired(idp: &MockIdp, dir: &std::path::Path) -> (SessionManager, Arc<Session>) {
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let first = manager(idp, store.clone(), dir).await;
+    let account = first.login_loopback(play_browser()).await.expect("sign in");
+    let mut entry = store.load_session(&account.key).expect("entry");
+    entry.expires_at = Some(SystemTime::now() - Duration::from_secs(5));
+    store.save_session(&account.key, &entry).expect("save");
+    let second = manager(idp, store, dir).await;
+    second.restore().await.expect("restore");
+    let session = second.session(&account.key).expect("restored");
+    (second, session)
+}
+
+/// A server on `127.0.0.1:0`, stopped on drop.
+struct Server {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(app: Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, task }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the test API saw: requests per path, and the headers of each.
+#[derive(Default)]
+struct Seen {
+    hits: Mutex<HashMap<String, u64>>,
+    authorization: Mutex<Vec<Option<String>>>,
+    cookies: Mutex<Vec<Option<String>>>,
+}
+
+impl Seen {
+    fn record(&self, path: &str, headers: &HeaderMap) {
+        *self
+            .hits
+            .lock()
+            .expect("lock")
+            .entry(path.to_owned())
+            .or_default() += 1;
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        self.authorization
+            .lock()
+            .expect("lock")
+            .push(text(header::AUTHORIZATION));
+        self.cookies
+            .lock()
+            .expect("lock")
+            .push(text(header::COOKIE));
+    }
+
+    fn hits(&self, path: &str) -> u64 {
+        self.hits
+            .lock()
+            .expect("lock")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn authorizations(&self) -> Vec<Option<String>> {
+        self.authorization.lock().expect("lock").clone()
+    }
+
+    fn cookies(&self) -> Vec<Option<String>> {
+        self.cookies.lock().expect("lock").clone()
+    }
+}
+
+/// The app's API: checks bearer tokens with the provider's introspection
+/// endpoint as the confidential client `chat-server` (so a revoked token is
+/// refused at once), and answers 401 to anything not active.
+struct Api {
+    seen: Seen,
+    introspection: String,
+    secret: String,
+    http: reqwest::Client,
+    /// Where `/redirect` and `/redirect-401` send the client.
+    elsewhere: String,
+}
+
+impl Api {
+    async fn active(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        let Ok(answer) = self
+            .http
+            .post(&self.introspection)
+            .basic_auth("chat-server", Some(&self.secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+        else {
+            return false;
+        };
+        answer
+            .json::<serde_json::Value>()
+            .await
+            .is_ok_and(|v| v["active"] == true)
+    }
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
+        "",
+    )
+        .into_response()
+}
+
+async fn me(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    api.seen.record("/me", &headers);
+    if api.active(&headers).await {
+        (StatusCode::OK, "alice").into_response()
+    } else {
+        unauthorized()
+    }
+}
+
+async fn echo(State(api): State<Arc<Api>>, headers: HeaderMap, body: String) -> Response {
+    api.seen.record("/echo", &headers);
+    if api.active(&headers).await {
+        (StatusCode::OK, body).into_response()
+    } else {
+        unauthorized()
+    }
+}
+
+async fn always_401(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    api.seen.record("/always-401", &headers);
+    unauthorized()
+}
+
+async fn set_cookie(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    api.seen.record("/cookie/set", &headers);
+    (
+        StatusCode::OK,
+        [(header::SET_COOKIE, "visit=1; Path=/; HttpOnly")],
+        "",
+    )
+        .into_response()
+}
+
+async fn show_cookie(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    api.seen.record("/cookie/show", &headers);
+    let cookie = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (StatusCode::OK, cookie).into_response()
+}
+
+async fn redirect(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    api.seen.record("/redirect", &headers);
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, format!("{}/landing", api.elsewhere))],
+    )
+        .into_response()
+}
+
+async fn redirect_401(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    api.seen.record("/redirect-401", &headers);
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, format!("{}/deny", api.elsewhere))],
+    )
+        .into_response()
+}
+
+/// Another origin (another port): records what arrives.
+async fn elsewhere(seen: Arc<Seen>) -> Server {
+    let landing = {
+        let seen = seen.clone();
+        move |headers: HeaderMap| async move {
+            seen.record("/landing", &headers);
+            (StatusCode::OK, "landed")
+        }
+    };
+    let deny = move |headers: HeaderMap| async move {
+        seen.record("/deny", &headers);
+        unauthorized()
+    };
+    Server::start(
+        Router::new()
+            .route("/landing", get(landing))
+            .route("/deny", get(deny)),
+    )
+    .await
+}
+
+struct TestApi {
+    api: Arc<Api>,
+    server: Server,
+    other: Arc<Seen>,
+    _other_server: Server,
+}
+
+impl TestApi {
+    async fn start(idp: &MockIdp) -> Self {
+        let other = Arc::new(Seen::default());
+        let other_server = elsewhere(other.clone()).await;
+        let api = Arc::new(Api {
+            seen: Seen::default(),
+            introspection: idp.url("/introspect"),
+            secret: idp
+                .control()
+                .client_secret("chat-server")
+                .expect("chat-server secret"),
+            http: reqwest::Client::new(),
+            elsewhere: other_server.url(""),
+        });
+        let app = Router::new()
+            .route("/me", get(me))
+            .route("/echo", post(echo))
+            .route("/always-401", get(always_401))
+            .route("/cookie/set", get(set_cookie))
+            .route("/cookie/show", get(show_cookie))
+            .route("/redirect", get(redirect))
+            .route("/redirect-401", get(redirect_401))
+            .with_state(api.clone());
+        Self {
+            api,
+            server: Server::start(app).await,
+            other,
+            _other_server: other_server,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+
+    fn hits(&self, path: &str) -> u64 {
+        self.api.seen.hits(path)
+    }
+}
+
+/// Revokes one access token at the provider (RFC 7009, as the public client).
+async fn revoke_access_token(idp: &MockIdp, token: &AccessToken) {
+    let status = reqwest::Client::new()
+        .post(idp.url("/revoke"))
+        .form(&[("token", token.secret()), ("client_id", "chat-example")])
+        .send()
+        .await
+        .expect("revoke")
+        .status();
+    assert_eq!(status, 200);
+}
+
+// ---- tests ---------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_token_costs_one_api_request_and_no_token_request() {
+    let idp = idp().await;
+    let dir = scratch();
+    let (_m, session) = signed_in(&idp, &dir).await;
+    let api = TestApi::start(&idp).await;
+    idp.control().reset_requests();
+
+    let client = AuthedClient::new(session.clone()).expect("client");
+    let response = client.get(api.url("/me")).await.expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("body"), "alice");
+    assert_eq!(api.hits("/me"), 1);
+    assert_eq!(idp.control().count("token"), 0, "no token request at all");
+
+    // Every request reuses the cached token: still no refresh.
+    let echoed = client
+        .post_json(api.url("/echo"), &serde_json::json!({"text": "hi"}))
+        .await
+        .expect("sent");
+    assert_eq!(echoed.status(), 200);
+    assert_eq!(
+        echoed.json::<serde_json::Value>().await.expect("json")["text"],
+        "hi"
+    );
+    assert_eq!(idp.control().count("token"), 0);
+    let (token, _) = session.cached_access_token();
+    assert!(
+        api.api
+            .seen
+            .authorizations()
+            .iter()
+            .all(|a| a.as_deref() == Some(format!("Bearer {}", token.secret()).as_str())),
+        "every request carried the session's token"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refreshed_once_before_the_request() {
+    let idp = idp().await;
+    let dir = scratch();
+    let (_m, session) = expired(&idp, &dir).await;
+    let (stale, _) = session.cached_access_token();
+    let api = TestApi::start(&idp).await;
+    assert_eq!(idp.control().count("token:refresh_token"), 0);
+
+    let client = AuthedClient::new(session.clone()).expect("client");
+    let response = client.get(api.url("/me")).await.expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(idp.control().count("token:refresh_token"), 1, "one refresh");
+    assert_eq!(api.hits("/me"), 1, "one API request, with the new token");
+    let (fresh, _) = session.cached_access_token();
+    assert_ne!(fresh, stale);
+    assert_eq!(
+        api.api.seen.authorizations(),
+        vec![Some(format!("Bearer {}", fresh.secret()))]
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_costs_one_refresh_and_one_retry() {
+    let idp = idp().await;
+    let dir = scratch();
+    let (_m, session) = signed_in(&idp, &dir).await;
+    let api = TestApi::start(&idp).await;
+    let (revoked, _) = session.cached_access_token();
+    revoke_access_token(&idp, &revoked).await;
+    idp.control().reset_requests();
+
+    let client = AuthedClient::new(session.clone()).expect("client");
+    let response = client.get(api.url("/me")).await.expect("sent");
+    assert_eq!(response.status(), 200, "the retry succeeded");
+    assert_eq!(idp.control().count("token:refresh_token"), 1, "one refresh");
+    assert_eq!(api.hits("/me"), 2, "the request and one retry");
+    let (fresh, _) = session.cached_access_token();
+    assert_ne!(fresh, revoked);
+    assert_eq!(
+        api.api.seen.authorizations(),
+        vec![
+            Some(format!("Bearer {}", revoked.secret())),
+            Some(format!("Bearer {}", fresh.secret())),
+        ]
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_requests_hitting_401_together_share_one_refresh() {
+    let idp = idp().await;
+    let dir = scratch();
+    let (_m, session) = signed_in(&idp, &dir).await;
+    let api = TestApi::start(&idp).await;
+    let (revoked, _) = session.cached_access_token();
+    revoke_access_token(&idp, &revoked).await;
+    idp.control().reset_requests();
+
+    let client = AuthedClient::new(session.clone()).expect("client");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (client, url) = (client.clone(), api.url("/me"));
+        tasks.spawn(async move { client.get(url).await.map(|r| r.status()) });
+    }
+    while let Some(done) = tasks.join_next().await {
+        assert_eq!(done.expect("join").expect("sent"), 200);
+    }
+    assert_eq!(
+        idp.control().count("token:refresh_token"),
+        1,
+        "one refresh for all"
+    );
+    assert!(api.hits("/me") <= 32, "at most one retry each");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_401_is_returned_after_exactly_one_retry() {
+    let idp = idp().await;
+    let dir = scratch();
+    let (_m, session) = signed_in(&idp, &dir).await;
+    let api = TestApi::start(&idp).await;
+    idp.control().reset_requests();
+
+    let client = AuthedClient::new(session.clone()).expect("client");
+    let response = client.get(api.url("/always-401")).await.expect("sent");
+    assert_eq!(response.status(), 401, "the caller gets the second 401");
+    assert_eq!(
+        api.hits("/always-401"),
+        2,
+        "the request and one retry, no more"
+    );
+    assert_eq!(idp.control().count("token:refresh_token"), 1, "one refresh");
+
+    // The next call starts over: again at most one refresh and one retry.
+    let again = client.get(api.url("/always-401")).await.expect("sent");
+    assert_eq!(again.status(), 401);
+    assert_eq!(api.hits("/always-401"), 4);
+    assert_eq!(idp.control().count("token:refresh_token"), 2);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_stay_with_the_account_until_cleared() {
+    let idp = idp().await;
+    let dir = scratch();
+    let (_m, session) = signed_in(&idp, &dir).await;
+    let api = TestApi::start(&idp).await;
+
+    let client = AuthedClient::new(session.clone()).expect("client");
+    let set = client.get(api.url("/cookie/set")).await.expect("sent");
+    assert_eq!(set.status(), 200);
+    let shown = client.get(api.url("/cookie/show")).await.expect("sent");
+    assert_eq!(shown.text().await.expect("body"), "visit=1");
+
+    // Another client (another jar) does not see them.
+    let other = AuthedClient::new(session.clone()).expect("client");
+    let shown = other.get(api.url("/cookie/show")).await.expect("sent");
+    assert_eq!(shown.text().await.expect("body"), "");
+
+    client.clear();
+    let shown = client.get(api.url("/cookie/show")).await.expect("sent");
+    assert_eq!(
+        shown.text().await.expect("body"),
+        "",
+        "no cookie after clear()"
+    );
+    assert_eq!(api.api.seen.cookies().last(), Some(&None));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_origin_carries_no_token() {
+    let idp = idp().await;
+    let dir = scratch();
+    let (_m, session) = signed_in(&idp, &dir).await;
+    let api = TestApi::start(&idp).await;
+    let client = AuthedClient::new(session.clone()).expect("client");
+    idp.control().reset_requests();
+
+    let response = client.get(api.url("/redirect")).await.expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("body"), "landed");
+    assert_eq!(api.hits("/redirect"), 1);
+    assert_eq!(api.other.hits("/landing"), 1);
+    let (token, _) = session.cached_access_token();
+    assert_eq!(
+        api.api.seen.authorizations().last(),
+        Some(&Some(format!("Bearer {}", token.secret()))),
+        "the API itself got the token"
+    );
+    assert_eq!(
+        api.other.authorizations(),
+        vec![None],
+        "the other origin got no Authorization"
+    );
+
+    // A 401 from the other origin is not the API refusing the token: no
+    // refresh, no retry, the 401 comes back.
+    let denied = client.get(api.url("/redirect-401")).await.expect("sent");
+    assert_eq!(denied.status(), 401);
+    assert_eq!(api.hits("/redirect-401"), 1);
+    assert_eq!(api.other.hits("/deny"), 1);
+    assert_eq!(idp.control().count("token"), 0, "no refresh");
+    assert_eq!(api.other.authorizations(), vec![None, None]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_out_session_sends_nothing() {
+    let idp = idp().await;
+    let dir = scratch();
+    let (manager, session) = signed_in(&idp, &dir).await;
+    let api = TestApi::start(&idp).await;
+    let client = AuthedClient::new(session.clone()).expect("client");
+    client.get(api.url("/cookie/set")).await.expect("sent");
+
+    let _report = manager.logout(session.key()).await;
+    let err = client
+        .get(api.url("/me"))
+        .await
+        .expect_err("refused after sign-out");
+    assert!(matches!(err, Error::SignedOut), "{err:?}");
+    assert_eq!(api.hits("/me"), 0, "nothing was sent");
+    let err = client
+        .get(api.url("/always-401"))
+        .await
+        .expect_err("refused after sign-out");
+    assert!(matches!(err, Error::SignedOut), "{err:?}");
+    assert_eq!(api.hits("/always-401"), 0, "nothing was sent");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_failures_are_network_errors() {
+    let idp = idp().await;
+    let dir = scratch();
+    let (_m, session) = signed_in(&idp, &dir).await;
+    // A server that hangs up on every connection without answering.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hang_up = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    let client = AuthedClient::with_timeout(session, Duration::from_secs(2)).expect("client");
+    let err = client
+        .get(format!("http://{addr}/me"))
+        .await
+        .expect_err("nothing there");
+    assert!(matches!(err, Error::Network(_)), "{err:?}");
+    hang_up.abort();
+    let _ = std::fs::remove_dir_all(dir);
+}
