@@ -344,3 +344,74 @@ async fn a_locked_store_during_refresh_loses_nothing() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A store that panics on reads when told to: a bug in an app's own store.
+#[derive(Debug, Default)]
+struct Panicky {
+    inner: MemoryStore,
+    panic: AtomicBool,
+}
+
+impl TokenStore for Panicky {
+    fn save_session(&self, k: &AccountKey, e: &SessionEntry) -> Result<(), StoreError> {
+        self.inner.save_session(k, e)
+    }
+    fn load_session(&self, k: &AccountKey) -> Result<SessionEntry, StoreError> {
+        assert!(
+            !self.panic.load(Ordering::SeqCst),
+            "the app's store panicked"
+        );
+        self.inner.load_session(k)
+    }
+    fn save_refresh(&self, k: &AccountKey, t: &RefreshToken) -> Result<(), StoreError> {
+        self.inner.save_refresh(k, t)
+    }
+    fn load_refresh(&self, k: &AccountKey) -> Result<RefreshToken, StoreError> {
+        self.inner.load_refresh(k)
+    }
+    fn delete(&self, k: &AccountKey) -> Result<(), StoreError> {
+        self.inner.delete(k)
+    }
+    fn name(&self) -> &str {
+        "panicky"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_refresh_releases_every_waiter() {
+    let idp = MockIdp::builder()
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("idp");
+    let dir = scratch();
+    let store = Arc::new(Panicky::default());
+    let (_m, session) = expired_session(&idp, store.clone(), &dir).await;
+    store.panic.store(true, Ordering::SeqCst);
+    let callers: Vec<_> = (0..100)
+        .map(|_| {
+            let s = session.clone();
+            tokio::spawn(async move { s.access_token().await })
+        })
+        .collect();
+    let results = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut out = Vec::new();
+        for c in callers {
+            out.push(c.await.expect("the caller itself did not panic"));
+        }
+        out
+    })
+    .await
+    .expect("no waiter hangs");
+    assert!(
+        results.iter().all(Result::is_err),
+        "every waiter got the failure"
+    );
+    assert_eq!(idp.control().count("token:refresh_token"), 0);
+    store.panic.store(false, Ordering::SeqCst);
+    assert!(
+        session.access_token().await.is_ok(),
+        "the next caller refreshes normally"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
