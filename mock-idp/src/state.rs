@@ -183,7 +183,9 @@ pub(crate) struct Store {
     pub(crate) grants: HashMap<u64, Grant>,
     pub(crate) next_grant: u64,
     pub(crate) refresh: HashMap<Hash, RefreshRecord>,
-    pub(crate) access: HashMap<String, AccessRecord>,
+    /// Access tokens by the SHA-256 of their exact bytes: a token the
+    /// provider issued is recognised without checking its signature again.
+    pub(crate) access: HashMap<Hash, AccessRecord>,
     pub(crate) access_inserts: u64,
     pub(crate) devices: HashMap<Hash, DeviceAuth>,
     pub(crate) user_codes: HashMap<String, Hash>,
@@ -209,8 +211,8 @@ impl Store {
         self.recent_tokens.push_back(record);
     }
 
-    pub(crate) fn insert_access(&mut self, jti: String, record: AccessRecord, now: i64) {
-        self.access.insert(jti, record);
+    pub(crate) fn insert_access(&mut self, token_hash: Hash, record: AccessRecord, now: i64) {
+        self.access.insert(token_hash, record);
         self.access_inserts += 1;
         if self.access_inserts.is_multiple_of(4096) {
             self.access.retain(|_, r| r.expires_at > now);

@@ -510,7 +510,7 @@ impl Issue {
         {
             let mut store = shared.store();
             store.insert_access(
-                jti,
+                Shared::hash(&access_token),
                 AccessRecord {
                     grant: grant_id,
                     expires_at: now + secs(lifetimes.access_token),

@@ -720,3 +720,32 @@ async fn rotation_can_be_turned_off_to_play_a_provider_without_it() {
         assert!(body["id_token"].is_string());
     }
 }
+
+#[tokio::test]
+async fn a_tampered_or_foreign_access_token_is_refused_everywhere() {
+    let idp = idp_auto("alice").await;
+    let t = tokens(&idp, "openid").await;
+    let access = t["access_token"].as_str().expect("at");
+    let parts: Vec<&str> = access.split('.').collect();
+    let (_, mut claims) = decode(access);
+    claims["sub"] = "bob".into();
+    let payload = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        claims.to_string(),
+    );
+    let tampered = format!("{}.{}.{}", parts[0], payload, parts[2]);
+    assert_eq!(userinfo_status(&idp, &tampered).await, 401);
+    assert_eq!(introspect(&idp, &tampered).await["active"], false);
+    // A token signed right by another provider instance is not one of ours.
+    let other = idp_auto("alice").await;
+    let foreign = tokens(&other, "openid").await;
+    assert_eq!(
+        userinfo_status(&idp, foreign["access_token"].as_str().expect("at")).await,
+        401
+    );
+    assert_eq!(
+        userinfo_status(&idp, access).await,
+        200,
+        "the real one still works"
+    );
+}
