@@ -46,6 +46,9 @@ pub struct Fault {
     /// Answer 200 with a body that is not valid JSON.
     #[serde(default)]
     pub malformed_json: bool,
+    /// With `status`: a `Retry-After` header, in seconds (429, 503).
+    #[serde(default)]
+    pub retry_after_secs: Option<u64>,
     /// How many requests it applies to; `None` until cleared.
     #[serde(default)]
     pub times: Option<u32>,
@@ -61,6 +64,7 @@ impl Fault {
             delay_ms: 0,
             drop_connection: false,
             malformed_json: false,
+            retry_after_secs: None,
             times: None,
         }
     }
@@ -75,6 +79,12 @@ impl Fault {
     #[must_use]
     pub fn delay_ms(mut self, ms: u64) -> Self {
         self.delay_ms = ms;
+        self
+    }
+    /// With a status: send `Retry-After: secs`.
+    #[must_use]
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
         self
     }
     /// Close the connection without answering.

@@ -154,6 +154,10 @@ async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
+                if let Some(secs) = fault.retry_after_secs {
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                }
                 r.extensions_mut().insert(LogNote("fault".to_owned()));
                 r
             } else if fault.malformed_json {

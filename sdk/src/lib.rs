@@ -45,6 +45,7 @@
 
 pub mod accounts;
 mod authed;
+mod clock;
 mod devices;
 mod error;
 mod http;

@@ -4,14 +4,27 @@
 use std::time::{Duration, SystemTime};
 
 /// How a session keeps its access token fresh. The default is [`RefreshPolicy::Proactive`].
+/// Set it with [`crate::SessionManager::with_policy`].
 ///
 /// ```
 /// use sessionkit::RefreshPolicy;
-/// // A TV app that streams over a WebSocket: refresh ahead of expiry and tell
-/// // realtime connections (they listen to the session's events).
-/// let policy = RefreshPolicy::Background;
-/// assert!(policy.has_timer());
-/// assert!(!RefreshPolicy::OnDemand.has_timer());
+///
+/// // A command-line tool that makes a few calls: refresh only when a call needs it.
+/// let cli = RefreshPolicy::OnDemand;
+/// // A desktop app making frequent API calls: refresh ahead of expiry (the default).
+/// let desktop = RefreshPolicy::Proactive;
+/// // A chat or TV app with a WebSocket: refresh ahead of expiry, and its realtime
+/// // connections re-authenticate on the session's `Refreshed` events.
+/// let realtime = RefreshPolicy::Background;
+/// // A field app on flaky networks: never give up a session over the network.
+/// let field = RefreshPolicy::OfflineFirst;
+/// // A banking app: short tokens, and the refresh token never leaves memory.
+/// let bank = RefreshPolicy::HighSecurity;
+///
+/// assert_eq!(RefreshPolicy::default(), desktop);
+/// assert!(!cli.has_timer() && realtime.has_timer());
+/// assert!(field.retries_until_online());
+/// assert!(bank.refresh_token_in_memory_only());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

@@ -137,6 +137,19 @@ impl Tokens {
         at.duration_since(SystemTime::now())
             .is_ok_and(|left| left > margin)
     }
+
+    /// When (Unix ms) the token stops being fresh, as [`Tokens::fresh`] decides it.
+    fn fresh_until_ms(&self, skew: Duration) -> u64 {
+        let Some(at) = self.expires_at else {
+            return u64::MAX;
+        };
+        let margin = match self.obtained_at.and_then(|o| at.duration_since(o).ok()) {
+            Some(lifetime) => skew.min(lifetime / 2),
+            None => skew,
+        };
+        crate::clock::unix_ms(at)
+            .saturating_sub(u64::try_from(margin.as_millis()).unwrap_or(u64::MAX))
+    }
 }
 
 /// An app's cleanup for an account that signs out (user files, caches, databases).
@@ -168,6 +181,9 @@ impl std::fmt::Debug for Shared {
 pub struct Session {
     info: AccountInfo,
     tokens: ArcSwap<Tokens>,
+    /// When the current token stops being fresh (Unix ms): the hot path
+    /// compares it with the coarse clock.
+    fresh_until_ms: AtomicU64,
     /// Held while a refresh runs: the single flight.
     flight: tokio::sync::Mutex<()>,
     /// Counts finished refresh attempts; a waiter compares it with what it saw.
@@ -208,6 +224,7 @@ impl Session {
         let (events, _) = broadcast::channel(64);
         Arc::new(Self {
             info,
+            fresh_until_ms: AtomicU64::new(tokens.fresh_until_ms(shared.client.skew())),
             tokens: ArcSwap::from_pointee(tokens),
             flight: tokio::sync::Mutex::new(()),
             finished: AtomicU64::new(0),
@@ -235,6 +252,13 @@ impl Session {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Box::new(f));
+    }
+
+    /// Replaces the tokens in memory, then the freshness deadline.
+    fn set_tokens(&self, tokens: Tokens) {
+        let deadline = tokens.fresh_until_ms(self.shared.client.skew());
+        self.tokens.store(Arc::new(tokens));
+        self.fresh_until_ms.store(deadline, Ordering::Release);
     }
 
     /// Marks the session ended and cancels its work.
@@ -384,12 +408,8 @@ impl Session {
         if self.ended.load(Ordering::Acquire) {
             return Err(Error::SignedOut);
         }
-        let skew = self.shared.client.skew();
-        {
-            let t = self.tokens.load();
-            if t.fresh(skew) {
-                return Ok(t.access.clone());
-            }
+        if crate::clock::coarse_now_ms() < self.fresh_until_ms.load(Ordering::Acquire) {
+            return Ok(self.tokens.load().access.clone());
         }
         self.refresh_shared(false, None).await
     }
@@ -514,7 +534,7 @@ impl Session {
                 };
                 if adopted.fresh(self.shared.client.skew()) {
                     tracing::debug!(account = %key.sub, "another process refreshed; adopting its tokens");
-                    self.tokens.store(Arc::new(adopted.clone()));
+                    self.set_tokens(adopted.clone());
                     self.state.send_replace(SessionState::SignedIn {
                         expires_at: adopted.expires_at,
                     });
@@ -566,7 +586,7 @@ impl Session {
                     scopes: tokens.scopes.clone(),
                 };
                 self.persist(&next, tokens.refresh_token.is_some()).await;
-                self.tokens.store(Arc::new(next.clone()));
+                self.set_tokens(next.clone());
                 self.state.send_replace(SessionState::SignedIn {
                     expires_at: next.expires_at,
                 });
@@ -1035,7 +1055,7 @@ impl SessionManager {
             }
             // Forget the tokens in memory too (their bytes are zeroized once
             // the last clone is dropped).
-            s.tokens.store(Arc::new(Tokens::scrubbed()));
+            s.set_tokens(Tokens::scrubbed());
             s.state.send_replace(SessionState::SignedOut);
             s.emit(SessionEvent::SignedOutLocally);
         }

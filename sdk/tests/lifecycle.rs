@@ -293,3 +293,31 @@ async fn logout_reports_a_provider_that_is_down_and_still_cleans_up() {
     assert!(store.is_empty());
     assert_eq!(session.running_tasks(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_refreshes_ahead_and_tells_listeners() {
+    let idp = MockIdp::builder()
+        .auto_login("bob")
+        .access_token_ttl(6)
+        .start()
+        .await
+        .expect("idp");
+    let (_m, session) = signed_in(
+        &idp,
+        RefreshPolicy::Background,
+        Arc::new(MemoryStore::new()),
+    )
+    .await;
+    let (before, expiry) = session.cached_access_token();
+    // What a realtime connection does: listen for Refreshed and take the new token.
+    let mut events = session.events();
+    next_refreshed(&mut events, Duration::from_secs(10))
+        .await
+        .expect("told of the refresh");
+    assert!(
+        SystemTime::now() < expiry.expect("expiry"),
+        "before the old token expired"
+    );
+    let (after, _) = session.cached_access_token();
+    assert_ne!(before, after);
+}

@@ -415,3 +415,41 @@ async fn a_panic_in_the_refresh_releases_every_waiter() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_is_honoured() {
+    let idp = MockIdp::builder()
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("idp");
+    let dir = scratch();
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let (_m, session) = expired_session(&idp, store, &dir).await;
+    idp.control().reset_requests();
+    idp.control().add_fault(
+        Fault::on("token")
+            .status(429, r#"{"error":"slow_down"}"#)
+            .retry_after(1)
+            .times(1),
+    );
+    session
+        .access_token()
+        .await
+        .expect("refreshed after waiting");
+    let polls: Vec<i64> = idp
+        .control()
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == "token")
+        .map(|r| r.at_ms)
+        .collect();
+    assert_eq!(polls.len(), 2);
+    // The backoff alone would wait at most 20 ms here; Retry-After says 1 s.
+    assert!(
+        polls[1] - polls[0] >= 950,
+        "waited {} ms",
+        polls[1] - polls[0]
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
