@@ -164,6 +164,7 @@ struct Shared {
     retry: RetryPolicy,
     policy: RefreshPolicy,
     hooks: Mutex<Vec<CleanupHook>>,
+    sign_out_after: Option<u32>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -190,6 +191,8 @@ pub struct Session {
     finished: AtomicU64,
     last_failure: Mutex<Option<Error>>,
     write_pending: AtomicBool,
+    /// Refreshes that failed in a row (each after its retries).
+    consecutive_failures: std::sync::atomic::AtomicU32,
     shared: Arc<Shared>,
     state: watch::Sender<SessionState>,
     events: broadcast::Sender<SessionEvent>,
@@ -230,6 +233,7 @@ impl Session {
             finished: AtomicU64::new(0),
             last_failure: Mutex::new(None),
             write_pending: AtomicBool::new(false),
+            consecutive_failures: std::sync::atomic::AtomicU32::new(0),
             shared,
             state,
             events,
@@ -587,6 +591,7 @@ impl Session {
                 };
                 self.persist(&next, tokens.refresh_token.is_some()).await;
                 self.set_tokens(next.clone());
+                self.consecutive_failures.store(0, Ordering::SeqCst);
                 self.state.send_replace(SessionState::SignedIn {
                     expires_at: next.expires_at,
                 });
@@ -601,6 +606,13 @@ impl Session {
                     self.signed_out_by_server().await;
                 } else {
                     self.fail(failure.kind, &failure.error);
+                    let failed = self.consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;
+                    if let Some(limit) = self.shared.sign_out_after
+                        && failed >= limit
+                    {
+                        tracing::info!(account = %key.sub, failed, "signing out after repeated refresh failures, as the app chose");
+                        self.end_with_cleanup(false).await;
+                    }
                 }
                 Err(failure.error)
             }
@@ -661,6 +673,12 @@ impl Session {
 
     async fn signed_out_by_server(&self) {
         tracing::info!(account = %self.info.key.sub, "the provider ended the session");
+        self.end_with_cleanup(true).await;
+    }
+
+    /// Ends the session and cleans up (store entries, registry, hooks);
+    /// `by_server` says who ended it.
+    async fn end_with_cleanup(&self, by_server: bool) {
         self.end();
         self.run_end_hooks();
         let hooks = self
@@ -682,8 +700,14 @@ impl Session {
         if let Ok(Err(e)) = blocking(move || registry.remove(&key)).await {
             tracing::warn!(%e, "could not remove the ended account from the registry");
         }
-        self.state.send_replace(SessionState::SignedOutByServer);
-        self.emit(SessionEvent::SignedOutByServer);
+        self.set_tokens(Tokens::scrubbed());
+        if by_server {
+            self.state.send_replace(SessionState::SignedOutByServer);
+            self.emit(SessionEvent::SignedOutByServer);
+        } else {
+            self.state.send_replace(SessionState::SignedOut);
+            self.emit(SessionEvent::SignedOutLocally);
+        }
     }
 
     /// Is a store write of the latest tokens still pending?
@@ -750,6 +774,7 @@ impl SessionManager {
                 retry: RetryPolicy::default(),
                 policy: RefreshPolicy::default(),
                 hooks: Mutex::new(Vec::new()),
+                sign_out_after: None,
             }),
             sessions: RwLock::new(BTreeMap::new()),
         }
@@ -778,6 +803,17 @@ impl SessionManager {
     pub fn with_policy(mut self, policy: RefreshPolicy) -> Self {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
             shared.policy = policy;
+        }
+        self
+    }
+
+    /// Signs an account out (locally, with cleanup) after `failures`
+    /// refreshes in a row have failed, each after its retries. By default a
+    /// failing refresh is reported and the session kept.
+    #[must_use]
+    pub fn sign_out_after_failures(mut self, failures: u32) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.sign_out_after = Some(failures.max(1));
         }
         self
     }

@@ -321,3 +321,72 @@ async fn background_refreshes_ahead_and_tells_listeners() {
     let (after, _) = session.cached_access_token();
     assert_ne!(before, after);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_leaves_zero_entries_in_the_real_keychain() {
+    let store = match sessionkit::KeychainStore::auto() {
+        Ok(s) => Arc::new(s),
+        Err(e) if std::env::var_os("SESSIONKIT_REQUIRE_KEYCHAIN").is_some() => {
+            panic!("no keychain: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIP logout_leaves_zero_entries_in_the_real_keychain: no keychain ({e})");
+            return;
+        }
+    };
+    let idp = MockIdp::builder()
+        .auto_login("carol")
+        .start()
+        .await
+        .expect("idp");
+    let provider = Provider::discover(idp.issuer(), &HttpClient::new().expect("http"))
+        .await
+        .expect("discovery");
+    let client = OidcClient::new(provider, "chat-example").scopes(["openid", "offline_access"]);
+    let namespace = format!(
+        "sk-logout-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("time")
+            .as_nanos()
+    );
+    let dir = scratch();
+    let manager = SessionManager::new(
+        client,
+        &namespace,
+        store.clone() as Arc<dyn TokenStore>,
+        AccountRegistry::at(dir.join("a.json")),
+    );
+    let account = manager
+        .login_loopback(LoopbackOptions::with_callback(|url| {
+            let url = url.to_owned();
+            tokio::spawn(async move {
+                let _ = reqwest::get(url).await;
+            });
+        }))
+        .await
+        .expect("sign in");
+    let key = account.key.clone();
+    let probe = store.clone();
+    let (session, refresh) =
+        tokio::task::spawn_blocking(move || (probe.load_session(&key), probe.load_refresh(&key)))
+            .await
+            .expect("join");
+    assert!(
+        session.is_ok() && refresh.is_ok(),
+        "both entries are in the {} keychain",
+        store.name()
+    );
+    let report = manager.logout(&account.key).await;
+    assert!(report.is_complete(), "{:?}", report.failures);
+    let key = account.key.clone();
+    let probe = store.clone();
+    let (session, refresh) =
+        tokio::task::spawn_blocking(move || (probe.load_session(&key), probe.load_refresh(&key)))
+            .await
+            .expect("join");
+    assert_eq!(session.err(), Some(StoreError::NotFound));
+    assert_eq!(refresh.err(), Some(StoreError::NotFound));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -453,3 +453,36 @@ async fn a_429_with_retry_after_is_honoured() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_can_choose_to_sign_out_after_repeated_failures() {
+    let idp = MockIdp::builder()
+        .auto_login("carol")
+        .start()
+        .await
+        .expect("idp");
+    let dir = scratch();
+    let store = Arc::new(MemoryStore::new());
+    let first = manager_with(&idp, store.clone(), &dir, HttpClient::new().expect("http")).await;
+    let account = first.login_loopback(play_browser()).await.expect("sign in");
+    let mut entry = store.load_session(&account.key).expect("entry");
+    entry.expires_at = Some(SystemTime::now() - Duration::from_secs(5));
+    store.save_session(&account.key, &entry).expect("save");
+    let manager = manager_with(&idp, store.clone(), &dir, HttpClient::new().expect("http"))
+        .await
+        .sign_out_after_failures(2);
+    manager.restore().await.expect("restore");
+    let session = manager.session(&account.key).expect("session");
+    idp.control()
+        .add_fault(Fault::on("token").status(503, "{}"));
+    assert!(session.access_token().await.is_err());
+    assert!(!session.cancellation().is_cancelled(), "one failure: kept");
+    assert!(session.access_token().await.is_err());
+    assert!(
+        session.cancellation().is_cancelled(),
+        "two in a row: signed out, as chosen"
+    );
+    assert_eq!(*session.state().borrow(), SessionState::SignedOut);
+    assert!(store.is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
