@@ -297,17 +297,10 @@ impl OidcClient {
             let Ok((mut stream, _)) = accepted else {
                 continue;
             };
-            let Some(target) = read_request_target(&mut stream).await else {
-                let _ = respond(
-                    &mut stream,
-                    400,
-                    "Bad request",
-                    "This is not a sign-in response.",
-                )
-                .await;
-                continue;
-            };
-            let Ok(redirect) = url::Url::parse(&format!("http://127.0.0.1:{port}{target}")) else {
+            let target = read_request_target(&mut stream).await;
+            let Some(redirect) =
+                target.and_then(|t| url::Url::parse(&format!("http://127.0.0.1:{port}{t}")).ok())
+            else {
                 let _ = respond(
                     &mut stream,
                     400,

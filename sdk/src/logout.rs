@@ -108,25 +108,22 @@ async fn revoke_once(client: &OidcClient, token: &RefreshToken, timeout: Duratio
         .revocation_endpoint
         .clone()
         .ok_or_else(|| Error::Config("the provider has no revocation endpoint".to_owned()))?;
-    let mut request = client
+    let request = client
         .provider()
         .http()
         .reqwest()
         .post(&endpoint)
         .timeout(timeout)
         .header("accept", "application/json");
-    let mut form = vec![
-        ("token", token.secret()),
-        ("token_type_hint", "refresh_token"),
-    ];
-    match client.secret() {
-        Some(secret) => {
-            let enc =
-                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            request = request.basic_auth(enc(client.client_id()), Some(enc(secret.secret())));
-        }
-        None => form.push(("client_id", client.client_id())),
-    }
+    let (request, form) = crate::token::authenticate(
+        request,
+        &[
+            ("token", token.secret()),
+            ("token_type_hint", "refresh_token"),
+        ],
+        client.client_id(),
+        client.secret(),
+    );
     let response = request
         .form(&form)
         .send()

@@ -167,6 +167,17 @@ struct Shared {
     sign_out_after: Option<u32>,
 }
 
+impl Shared {
+    /// Runs the app's cleanup hooks for `account`; returns what they reported.
+    fn run_hooks(&self, account: &AccountInfo) -> Vec<String> {
+        let hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        hooks
+            .iter()
+            .filter_map(|hook| hook(account).err())
+            .collect()
+    }
+}
+
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
@@ -681,16 +692,8 @@ impl Session {
     async fn end_with_cleanup(&self, by_server: bool) {
         self.end();
         self.run_end_hooks();
-        let hooks = self
-            .shared
-            .hooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for hook in hooks {
-            if let Err(e) = hook(&self.info) {
-                tracing::warn!(error = %e, "a cleanup hook failed");
-            }
+        for e in self.shared.run_hooks(&self.info) {
+            tracing::warn!(error = %e, "a cleanup hook failed");
         }
         let (store, key) = (self.shared.store.clone(), self.info.key.clone());
         if let Ok(Err(e)) = blocking(move || store.delete(&key)).await {
@@ -1103,16 +1106,8 @@ impl SessionManager {
                 key: key.clone(),
                 display_name: key.sub.clone(),
             });
-        let hooks = self
-            .shared
-            .hooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for hook in hooks {
-            if let Err(e) = hook(&info) {
-                failures.push((LogoutStep::CleanupHooks, e));
-            }
+        for e in self.shared.run_hooks(&info) {
+            failures.push((LogoutStep::CleanupHooks, e));
         }
         // 5. The provider: revoke, and the browser logout URL.
         let mut revoked = false;

@@ -123,6 +123,30 @@ pub(crate) fn parse_error_response(status: u16, body: &[u8]) -> Error {
     }
 }
 
+/// Client authentication for a form POST (RFC 6749 §2.3.1): a confidential
+/// client uses HTTP Basic with id and secret form-urlencoded first; a public
+/// client names itself with `client_id` in the form.
+pub(crate) fn authenticate<'a>(
+    request: reqwest::RequestBuilder,
+    form: &[(&'a str, &'a str)],
+    client_id: &'a str,
+    secret: Option<&ClientSecret>,
+) -> (reqwest::RequestBuilder, Vec<(&'a str, &'a str)>) {
+    let mut fields = form.to_vec();
+    let request = match secret {
+        Some(secret) => {
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            request.basic_auth(enc(client_id), Some(enc(secret.secret())))
+        }
+        None => {
+            fields.push(("client_id", client_id));
+            request
+        }
+    };
+    (request, fields)
+}
+
 /// A raw answer of the token endpoint.
 pub(crate) struct Answer {
     pub(crate) status: u16,
@@ -140,21 +164,12 @@ pub(crate) async fn post_form(
     secret: Option<&ClientSecret>,
     form: &[(&str, &str)],
 ) -> Result<Answer> {
-    let mut fields: Vec<(&str, &str)> = form.to_vec();
-    let mut request = provider
+    let request = provider
         .http()
         .reqwest()
         .post(url)
         .header("accept", "application/json");
-    match secret {
-        Some(secret) => {
-            // RFC 6749 §2.3.1: form-urlencode id and secret before Basic.
-            let enc =
-                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            request = request.basic_auth(enc(client_id), Some(enc(secret.secret())));
-        }
-        None => fields.push(("client_id", client_id)),
-    }
+    let (request, fields) = authenticate(request, form, client_id, secret);
     let response = request
         .form(&fields)
         .send()
