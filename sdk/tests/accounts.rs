@@ -3,24 +3,18 @@
 //! in a fresh manager (a new process, as far as the SDK can tell); a store
 //! that fails at start-up is reported and nothing is lost.
 
+mod support;
+
+use support::*;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use sessionkit::{
-    AccountKey, AccountRegistry, Error, HttpClient, LoopbackOptions, MemoryStore, OidcClient,
-    Provider, RefreshToken, SessionEntry, SessionManager, StoreError, TokenStore,
+    AccountRegistry, Error, HttpClient, MemoryStore, OidcClient, Provider, SessionManager,
+    StoreError, TokenStore,
 };
 use sessionkit_mock_idp::MockIdp;
-
-fn scratch() -> std::path::PathBuf {
-    use std::sync::atomic::AtomicU64;
-    static N: AtomicU64 = AtomicU64::new(0);
-    std::env::temp_dir().join(format!(
-        "sk-acc-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
 
 async fn manager(
     idp: &MockIdp,
@@ -35,16 +29,6 @@ async fn manager(
     SessionManager::new(client, "accounts-test", store, registry)
 }
 
-/// Plays the browser: follows the authorization URL to the loopback listener.
-fn play_browser() -> LoopbackOptions {
-    LoopbackOptions::with_callback(|url| {
-        let url = url.to_owned();
-        tokio::spawn(async move {
-            let _ = reqwest::get(url).await;
-        });
-    })
-}
-
 #[tokio::test]
 async fn two_accounts_sign_in_switch_and_restore_in_a_new_manager() {
     let idp = MockIdp::builder()
@@ -52,7 +36,7 @@ async fn two_accounts_sign_in_switch_and_restore_in_a_new_manager() {
         .start()
         .await
         .expect("idp");
-    let dir = scratch();
+    let dir = scratch("acc");
     let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
     let registry = AccountRegistry::at(dir.join("accounts.json"));
     let first = manager(&idp, store.clone(), registry.clone()).await;
@@ -118,51 +102,6 @@ async fn two_accounts_sign_in_switch_and_restore_in_a_new_manager() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A store that can be locked: reads and writes fail with Unavailable.
-#[derive(Debug, Default)]
-struct Lockable {
-    inner: MemoryStore,
-    locked: AtomicBool,
-    deletes: std::sync::atomic::AtomicUsize,
-}
-
-impl Lockable {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.locked.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable("the keychain is locked".into()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl TokenStore for Lockable {
-    fn save_session(&self, k: &AccountKey, e: &SessionEntry) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.save_session(k, e)
-    }
-    fn load_session(&self, k: &AccountKey) -> Result<SessionEntry, StoreError> {
-        self.check()?;
-        self.inner.load_session(k)
-    }
-    fn save_refresh(&self, k: &AccountKey, t: &RefreshToken) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.save_refresh(k, t)
-    }
-    fn load_refresh(&self, k: &AccountKey) -> Result<RefreshToken, StoreError> {
-        self.check()?;
-        self.inner.load_refresh(k)
-    }
-    fn delete(&self, k: &AccountKey) -> Result<(), StoreError> {
-        self.deletes.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
-        self.inner.delete(k)
-    }
-    fn name(&self) -> &str {
-        "lockable"
-    }
-}
-
 #[tokio::test]
 async fn a_locked_store_at_start_up_is_reported_and_loses_nothing() {
     let idp = MockIdp::builder()
@@ -170,7 +109,7 @@ async fn a_locked_store_at_start_up_is_reported_and_loses_nothing() {
         .start()
         .await
         .expect("idp");
-    let dir = scratch();
+    let dir = scratch("acc");
     let store = Arc::new(Lockable::default());
     let registry = AccountRegistry::at(dir.join("accounts.json"));
     let first = manager(&idp, store.clone(), registry.clone()).await;

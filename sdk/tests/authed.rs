@@ -4,9 +4,12 @@
 //! stay with the client until `clear()`, and a redirect to another origin
 //! does not carry the token.
 
+mod support;
+
+use support::*;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -16,21 +19,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sessionkit::{
-    AccessToken, AccountRegistry, AuthedClient, Error, HttpClient, LoopbackOptions, MemoryStore,
-    OidcClient, Provider, RefreshPolicy, Session, SessionManager, TokenStore,
+    AccessToken, AccountRegistry, AuthedClient, Error, HttpClient, MemoryStore, OidcClient,
+    Provider, RefreshPolicy, Session, SessionManager, TokenStore,
 };
 use sessionkit_mock_idp::MockIdp;
 
 // ---- support -----------------------------------------------------------
-
-fn scratch() -> std::path::PathBuf {
-    static N: AtomicU64 = AtomicU64::new(0);
-    std::env::temp_dir().join(format!(
-        "sk-authed-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
 
 async fn idp() -> MockIdp {
     MockIdp::builder()
@@ -60,15 +54,6 @@ async fn manager(
         AccountRegistry::at(dir.join("accounts.json")),
     )
     .with_policy(RefreshPolicy::OnDemand)
-}
-
-fn play_browser() -> LoopbackOptions {
-    LoopbackOptions::with_callback(|url| {
-        let url = url.to_owned();
-        tokio::spawn(async move {
-            let _ = reqwest::get(url).await;
-        });
-    })
 }
 
 /// Alice, signed in with a fresh token.
@@ -365,7 +350,7 @@ async fn revoke_access_token(idp: &MockIdp, token: &AccessToken) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_token_costs_one_api_request_and_no_token_request() {
     let idp = idp().await;
-    let dir = scratch();
+    let dir = scratch("authed");
     let (_m, session) = signed_in(&idp, &dir).await;
     let api = TestApi::start(&idp).await;
     idp.control().reset_requests();
@@ -403,7 +388,7 @@ async fn a_fresh_token_costs_one_api_request_and_no_token_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_refreshed_once_before_the_request() {
     let idp = idp().await;
-    let dir = scratch();
+    let dir = scratch("authed");
     let (_m, session) = expired(&idp, &dir).await;
     let (stale, _) = session.cached_access_token();
     let api = TestApi::start(&idp).await;
@@ -426,7 +411,7 @@ async fn an_expired_token_is_refreshed_once_before_the_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_costs_one_refresh_and_one_retry() {
     let idp = idp().await;
-    let dir = scratch();
+    let dir = scratch("authed");
     let (_m, session) = signed_in(&idp, &dir).await;
     let api = TestApi::start(&idp).await;
     let (revoked, _) = session.cached_access_token();
@@ -453,7 +438,7 @@ async fn a_401_costs_one_refresh_and_one_retry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_requests_hitting_401_together_share_one_refresh() {
     let idp = idp().await;
-    let dir = scratch();
+    let dir = scratch("authed");
     let (_m, session) = signed_in(&idp, &dir).await;
     let api = TestApi::start(&idp).await;
     let (revoked, _) = session.cached_access_token();
@@ -481,7 +466,7 @@ async fn many_requests_hitting_401_together_share_one_refresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_401_is_returned_after_exactly_one_retry() {
     let idp = idp().await;
-    let dir = scratch();
+    let dir = scratch("authed");
     let (_m, session) = signed_in(&idp, &dir).await;
     let api = TestApi::start(&idp).await;
     idp.control().reset_requests();
@@ -507,7 +492,7 @@ async fn a_second_401_is_returned_after_exactly_one_retry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookies_stay_with_the_account_until_cleared() {
     let idp = idp().await;
-    let dir = scratch();
+    let dir = scratch("authed");
     let (_m, session) = signed_in(&idp, &dir).await;
     let api = TestApi::start(&idp).await;
 
@@ -536,7 +521,7 @@ async fn cookies_stay_with_the_account_until_cleared() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_to_another_origin_carries_no_token() {
     let idp = idp().await;
-    let dir = scratch();
+    let dir = scratch("authed");
     let (_m, session) = signed_in(&idp, &dir).await;
     let api = TestApi::start(&idp).await;
     let client = AuthedClient::new(session.clone()).expect("client");
@@ -573,7 +558,7 @@ async fn a_redirect_to_another_origin_carries_no_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_out_session_sends_nothing() {
     let idp = idp().await;
-    let dir = scratch();
+    let dir = scratch("authed");
     let (manager, session) = signed_in(&idp, &dir).await;
     let api = TestApi::start(&idp).await;
     let client = AuthedClient::new(session.clone()).expect("client");
@@ -598,7 +583,7 @@ async fn a_signed_out_session_sends_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transport_failures_are_network_errors() {
     let idp = idp().await;
-    let dir = scratch();
+    let dir = scratch("authed");
     let (_m, session) = signed_in(&idp, &dir).await;
     // A server that hangs up on every connection without answering.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -4,8 +4,11 @@
 //! cancelled. A provider without the account API is a configuration error,
 //! and the token never goes to a provider that did not issue it.
 
+mod support;
+
+use support::*;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -16,15 +19,6 @@ use sessionkit::{
     list_devices, revoke_device,
 };
 use sessionkit_mock_idp::MockIdp;
-
-fn scratch() -> std::path::PathBuf {
-    static N: AtomicU64 = AtomicU64::new(0);
-    std::env::temp_dir().join(format!(
-        "sk-devices-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
 
 async fn idp() -> MockIdp {
     MockIdp::builder()
@@ -77,7 +71,7 @@ async fn sign_in(manager: &SessionManager, device_name: &'static str) -> Arc<Ses
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_another_device_signs_it_out_at_its_next_refresh() {
     let idp = idp().await;
-    let (laptop_dir, phone_dir) = (scratch(), scratch());
+    let (laptop_dir, phone_dir) = (scratch("devices"), scratch("devices"));
     let laptop = device(&idp, Arc::new(MemoryStore::new()), &laptop_dir).await;
     let laptop_session = sign_in(&laptop, "laptop").await;
 
@@ -159,7 +153,7 @@ async fn revoking_another_device_signs_it_out_at_its_next_refresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_an_unknown_session_is_not_found() {
     let idp = idp().await;
-    let dir = scratch();
+    let dir = scratch("devices");
     let manager = device(&idp, Arc::new(MemoryStore::new()), &dir).await;
     let session = sign_in(&manager, "laptop").await;
     let provider = manager.client().provider();
@@ -234,7 +228,7 @@ async fn lookalike(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_without_the_account_api_is_a_configuration_error() {
     let idp = idp().await;
-    let dir = scratch();
+    let dir = scratch("devices");
     let manager = device(&idp, Arc::new(MemoryStore::new()), &dir).await;
     let session = sign_in(&manager, "laptop").await;
 
@@ -258,7 +252,7 @@ async fn a_provider_without_the_account_api_is_a_configuration_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_never_goes_to_a_provider_that_did_not_issue_it() {
     let idp = idp().await;
-    let dir = scratch();
+    let dir = scratch("devices");
     let manager = device(&idp, Arc::new(MemoryStore::new()), &dir).await;
     let session = sign_in(&manager, "laptop").await;
     idp.control().reset_requests();

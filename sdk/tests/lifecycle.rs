@@ -3,6 +3,10 @@
 //! HTTP state, the app's hooks run, the refresh token revoked at the
 //! provider — even when the first revocation call fails.
 
+mod support;
+
+use support::*;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -14,16 +18,6 @@ use sessionkit::{
     TokenStore,
 };
 use sessionkit_mock_idp::{Fault, MockIdp};
-
-fn scratch() -> std::path::PathBuf {
-    use std::sync::atomic::AtomicU64;
-    static N: AtomicU64 = AtomicU64::new(0);
-    std::env::temp_dir().join(format!(
-        "sk-life-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
 
 async fn signed_in(
     idp: &MockIdp,
@@ -39,7 +33,7 @@ async fn signed_in(
         client,
         "lifecycle",
         store as Arc<dyn TokenStore>,
-        AccountRegistry::at(scratch().join("a.json")),
+        AccountRegistry::at(scratch("life").join("a.json")),
     )
     .with_policy(policy)
     .with_retry_policy(RetryPolicy {
@@ -351,7 +345,7 @@ async fn logout_leaves_zero_entries_in_the_real_keychain() {
             .expect("time")
             .as_nanos()
     );
-    let dir = scratch();
+    let dir = scratch("life");
     let manager = SessionManager::new(
         client,
         &namespace,

@@ -2,26 +2,20 @@
 //! thousand callers, transient faults retried and recovered, `invalid_grant`
 //! ending the session with cleanup, a locked store losing nothing.
 
+mod support;
+
+use support::*;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sessionkit::{
-    AccountKey, AccountRegistry, Error, FailureKind, HttpClient, LoopbackOptions, MemoryStore,
-    OidcClient, Provider, RefreshPolicy, RefreshToken, RetryPolicy, SessionEntry, SessionEvent,
-    SessionManager, SessionState, StoreError, TokenStore,
+    AccountKey, AccountRegistry, Error, FailureKind, HttpClient, MemoryStore, OidcClient, Provider,
+    RefreshPolicy, RefreshToken, RetryPolicy, SessionEntry, SessionEvent, SessionManager,
+    SessionState, StoreError, TokenStore,
 };
 use sessionkit_mock_idp::{Fault, MockIdp};
-
-fn scratch() -> std::path::PathBuf {
-    use std::sync::atomic::AtomicU64;
-    static N: AtomicU64 = AtomicU64::new(0);
-    std::env::temp_dir().join(format!(
-        "sk-refresh-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
 
 fn fast_retries() -> RetryPolicy {
     RetryPolicy {
@@ -52,15 +46,6 @@ async fn manager_with(
     // On demand: these tests are about what a caller of access_token() sees;
     // the background timer has its own tests (lifecycle.rs).
     .with_policy(RefreshPolicy::OnDemand)
-}
-
-fn play_browser() -> LoopbackOptions {
-    LoopbackOptions::with_callback(|url| {
-        let url = url.to_owned();
-        tokio::spawn(async move {
-            let _ = reqwest::get(url).await;
-        });
-    })
 }
 
 /// Signs alice in, then makes her stored access token expired and restores
@@ -94,7 +79,7 @@ async fn a_thousand_callers_on_an_expired_token_cause_one_refresh() {
         .start()
         .await
         .expect("idp");
-    let dir = scratch();
+    let dir = scratch("refresh");
     let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
     let (_m, session) = expired_session(&idp, store.clone(), &dir).await;
     let (old, _) = session.cached_access_token();
@@ -152,7 +137,7 @@ async fn transient_faults_are_retried_and_the_session_kept() {
             .status(504, "{}")
             .times(1),
     ] {
-        let dir = scratch();
+        let dir = scratch("refresh");
         let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
         let (_m, session) = expired_session(&idp, store.clone(), &dir).await;
         let mut events = session.events();
@@ -201,7 +186,7 @@ async fn retries_are_bounded_then_the_error_is_reported_and_the_session_kept() {
         .start()
         .await
         .expect("idp");
-    let dir = scratch();
+    let dir = scratch("refresh");
     let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
     let (_m, session) = expired_session(&idp, store.clone(), &dir).await;
     idp.control().reset_requests();
@@ -238,7 +223,7 @@ async fn invalid_grant_signs_out_with_cleanup() {
         .start()
         .await
         .expect("idp");
-    let dir = scratch();
+    let dir = scratch("refresh");
     let store = Arc::new(MemoryStore::new());
     let (manager, session) = expired_session(&idp, store.clone(), &dir).await;
     let mut state = session.state();
@@ -261,49 +246,6 @@ async fn invalid_grant_signs_out_with_cleanup() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A store that can be locked: every call fails with Unavailable.
-#[derive(Debug, Default)]
-struct Lockable {
-    inner: MemoryStore,
-    locked: AtomicBool,
-}
-
-impl Lockable {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.locked.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable("the keychain is locked".into()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl TokenStore for Lockable {
-    fn save_session(&self, k: &AccountKey, e: &SessionEntry) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.save_session(k, e)
-    }
-    fn load_session(&self, k: &AccountKey) -> Result<SessionEntry, StoreError> {
-        self.check()?;
-        self.inner.load_session(k)
-    }
-    fn save_refresh(&self, k: &AccountKey, t: &RefreshToken) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.save_refresh(k, t)
-    }
-    fn load_refresh(&self, k: &AccountKey) -> Result<RefreshToken, StoreError> {
-        self.check()?;
-        self.inner.load_refresh(k)
-    }
-    fn delete(&self, k: &AccountKey) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.delete(k)
-    }
-    fn name(&self) -> &str {
-        "lockable"
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_store_during_refresh_loses_nothing() {
     let idp = MockIdp::builder()
@@ -311,7 +253,7 @@ async fn a_locked_store_during_refresh_loses_nothing() {
         .start()
         .await
         .expect("idp");
-    let dir = scratch();
+    let dir = scratch("refresh");
     let store = Arc::new(Lockable::default());
     let (_m, session) = expired_session(&idp, store.clone(), &dir).await;
     let old_refresh = store.load_refresh(session.key()).expect("old");
@@ -384,7 +326,7 @@ async fn a_panic_in_the_refresh_releases_every_waiter() {
         .start()
         .await
         .expect("idp");
-    let dir = scratch();
+    let dir = scratch("refresh");
     let store = Arc::new(Panicky::default());
     let (_m, session) = expired_session(&idp, store.clone(), &dir).await;
     store.panic.store(true, Ordering::SeqCst);
@@ -423,7 +365,7 @@ async fn a_429_with_retry_after_is_honoured() {
         .start()
         .await
         .expect("idp");
-    let dir = scratch();
+    let dir = scratch("refresh");
     let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
     let (_m, session) = expired_session(&idp, store, &dir).await;
     idp.control().reset_requests();
@@ -461,7 +403,7 @@ async fn an_app_can_choose_to_sign_out_after_repeated_failures() {
         .start()
         .await
         .expect("idp");
-    let dir = scratch();
+    let dir = scratch("refresh");
     let store = Arc::new(MemoryStore::new());
     let first = manager_with(&idp, store.clone(), &dir, HttpClient::new().expect("http")).await;
     let account = first.login_loopback(play_browser()).await.expect("sign in");
