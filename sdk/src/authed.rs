@@ -199,6 +199,15 @@ impl AuthedClient {
         self.http.execute(retry).await.map_err(network)
     }
 
+    /// Does the client's own jar hold cookies for `url`? (For diagnostics
+    /// and tests: a logout must leave none.)
+    pub fn holds_cookies_for(&self, url: &url::Url) -> bool {
+        use reqwest::cookie::CookieStore as _;
+        self.jar
+            .as_ref()
+            .is_some_and(|jar| jar.cookies(url).is_some())
+    }
+
     /// Forgets what the client holds for the account: its cookies (a fresh,
     /// empty jar). There is no response cache. The session's end (logout,
     /// or the provider ending it) calls this for clients made with

@@ -604,3 +604,26 @@ async fn transport_failures_are_network_errors() {
     hang_up.abort();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn logout_leaves_zero_cookies() {
+    let idp = idp().await;
+    let dir = scratch("authed");
+    let (manager, session) = signed_in(&idp, &dir).await;
+    let api = TestApi::start(&idp).await;
+    let client = AuthedClient::new(session.clone()).expect("client");
+    assert_eq!(
+        client
+            .get(api.url("/cookie/set"))
+            .await
+            .expect("sent")
+            .status(),
+        200
+    );
+    let url = url::Url::parse(&api.url("/cookie/show")).expect("url");
+    assert!(client.holds_cookies_for(&url), "the API set a cookie");
+    let report = manager.logout(session.key()).await;
+    assert!(report.is_complete(), "{:?}", report.failures);
+    assert!(!client.holds_cookies_for(&url), "logout emptied the jar");
+    let _ = std::fs::remove_dir_all(dir);
+}
