@@ -1,9 +1,84 @@
 //! # sessionkit-realtime
 //!
 //! A WebSocket client that reconnects by itself with backoff and jitter,
-//! always with a fresh token, refreshes while connected without a gap, queues
-//! while offline and stops when the user logs out.
+//! always with a fresh token, and stops when the user logs out.
 //!
-//! This crate is being built; see the workspace README for what works today.
+//! Every connection attempt asks a [`TokenSource`] for a token and sends it
+//! in the `Authorization: Bearer` header (marked sensitive, never logged).
+//! Close codes drive what happens next: 4001 (or a 401 at the handshake)
+//! forces one refresh and reconnects at once; 4003 refreshes and ends the
+//! client as [`CloseReason::SignedOut`] when the refresh says the account is
+//! signed out; other 4000–4499 codes back off; 4500–4999 are terminal. A
+//! close reason `{"retry_after_ms": N}` sets the next delay. The state is on
+//! a `watch` channel ([`State`]); incoming messages arrive on an `mpsc`
+//! receiver ([`Incoming`]).
+//!
+//! Outgoing messages wait in a queue bounded by count and bytes while the
+//! client is disconnected and go out in order after the reconnect.
+//!
+//! An `on_connect` hook (resume, re-subscribe) runs on every new connection
+//! before the queued messages go out.
+//!
+//! Not there yet: refresh while
+//! connected (in-band or make-before-break), the token as a subprotocol or
+//! query parameter, and an overall deadline for the first connect.
+//!
+//! ## Layout
+//! - `token`: the [`TokenSource`] trait, [`StaticToken`], and the impl for
+//!   `Arc<sessionkit::Session>` (feature `sessionkit`, on by default).
+//! - `backoff`: the reconnect schedule as pure functions ([`Backoff`]).
+//! - `state`: [`State`], [`ReconnectReason`], [`CloseReason`].
+//! - `client`: [`RealtimeClient`] and its [`Builder`].
+//! - `error`: [`Error`] and [`TokenError`].
+//!
+//! ## A complete client
+//! ```no_run
+//! use std::sync::Arc;
+//! use sessionkit_realtime::{Incoming, RealtimeClient, Resume, State, StaticToken};
+//!
+//! # async fn demo() -> Result<(), sessionkit_realtime::Error> {
+//! // With the SDK: `let source = Arc::new(session.clone());` (an `Arc<Session>`).
+//! let source = Arc::new(StaticToken::new("an-access-token"));
+//! let (client, mut incoming) = RealtimeClient::builder("wss://chat.example.com/ws")
+//!     // On every (re)connect, before queued messages: resume and re-subscribe.
+//!     .on_connect(|resume: Resume| async move {
+//!         resume.send(r#"{"type":"resume","after":"last-seen-id"}"#);
+//!         resume.send(r#"{"type":"subscribe","room":"general"}"#);
+//!     })
+//!     .build(source)?;
+//!
+//! // Watch the connection.
+//! let mut state = client.state();
+//! tokio::spawn(async move {
+//!     while state.changed().await.is_ok() {
+//!         let now = state.borrow_and_update().clone();
+//!         if let State::Closed(why) = now {
+//!             eprintln!("closed: {why:?}");
+//!             break;
+//!         }
+//!     }
+//! });
+//!
+//! client.send("hello").await?;
+//! while let Some(message) = incoming.recv().await {
+//!     if let Incoming::Text(text) = message {
+//!         println!("{text}");
+//!     }
+//! }
+//! client.shutdown().await;
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
+
+mod backoff;
+mod client;
+mod error;
+mod state;
+mod token;
+
+pub use backoff::Backoff;
+pub use client::{Builder, Incoming, RealtimeClient, Resume, WhenFull};
+pub use error::{Error, Result, TokenError};
+pub use state::{CloseReason, ReconnectReason, State};
+pub use token::{BearerToken, BoxFuture, StaticToken, TokenSource};

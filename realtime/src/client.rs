@@ -1,0 +1,792 @@
+//! The client: one driver task per client that fetches a token, connects,
+//! pumps messages, and decides from how the connection ended whether to
+//! reconnect (and when) or stop.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, TryAcquireError, mpsc, watch};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backoff::{Backoff, jitter_unit};
+use crate::error::{Error, Result, TokenError};
+use crate::state::{CloseReason, ReconnectReason, State};
+use crate::token::{BearerToken, BoxFuture, TokenSource};
+
+/// A message from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Incoming {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+/// What [`RealtimeClient::send`] does when the outgoing queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WhenFull {
+    /// Wait until there is room (default).
+    #[default]
+    Wait,
+    /// Fail at once with [`Error::QueueFull`].
+    Error,
+}
+
+/// Given to the `on_connect` hook: what it sends goes out on the new
+/// connection before any queued message.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    generation: u64,
+    tx: mpsc::UnboundedSender<String>,
+}
+
+impl Resume {
+    /// The generation of the connection being set up.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Sends `text` first on the new connection (in call order).
+    pub fn send(&self, text: impl Into<String>) {
+        let _ = self.tx.send(text.into());
+    }
+}
+
+type HookFn = dyn Fn(Resume) -> BoxFuture<'static, ()> + Send + Sync;
+
+#[derive(Clone)]
+struct Hook(Arc<HookFn>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
+/// Settings for a [`RealtimeClient`]; start from [`RealtimeClient::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Builder {
+    url: String,
+    backoff: Backoff,
+    token_margin: Duration,
+    connect_timeout: Duration,
+    ping_interval: Duration,
+    pong_timeout: Duration,
+    write_timeout: Duration,
+    incoming_capacity: usize,
+    outgoing_capacity: usize,
+    outgoing_bytes: usize,
+    when_full: WhenFull,
+    on_connect: Option<Hook>,
+    first_connect_deadline: Option<Duration>,
+}
+
+impl Builder {
+    /// The reconnect schedule (default: 250 ms, ×2, 30 s, reset after 10 s up).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// How long a token must still be valid when a connection starts (default 60 s).
+    pub fn token_margin(mut self, margin: Duration) -> Self {
+        self.token_margin = margin;
+        self
+    }
+
+    /// The limit for TCP connect, TLS and the WebSocket handshake (default 10 s).
+    pub fn connect_timeout(mut self, limit: Duration) -> Self {
+        self.connect_timeout = limit;
+        self
+    }
+
+    /// Ping every `interval` (default 15 s); with no frame at all within
+    /// `timeout` after a ping (default 10 s) the connection is dead.
+    pub fn ping(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.ping_interval = interval;
+        self.pong_timeout = timeout;
+        self
+    }
+
+    /// The limit for one write (default 10 s).
+    pub fn write_timeout(mut self, limit: Duration) -> Self {
+        self.write_timeout = limit;
+        self
+    }
+
+    /// How many incoming messages wait for the app before reading pauses
+    /// (default 256).
+    pub fn incoming_capacity(mut self, n: usize) -> Self {
+        self.incoming_capacity = n.max(1);
+        self
+    }
+
+    /// The outgoing queue's bounds: at most `messages` messages and
+    /// `bytes` bytes wait (while connecting or disconnected) before `send`
+    /// waits or fails (see [`Builder::when_full`]); defaults 256 and 1 MiB.
+    /// One message larger than `bytes` is refused ([`Error::TooLarge`]).
+    pub fn outgoing_limits(mut self, messages: usize, bytes: usize) -> Self {
+        self.outgoing_capacity = messages.max(1);
+        self.outgoing_bytes = bytes.min(u32::MAX as usize);
+        self
+    }
+
+    /// A hook run on every new connection before queued messages go out
+    /// (resume a stream, re-subscribe): what it sends through [`Resume`]
+    /// goes first. It runs under the write timeout; if it takes longer,
+    /// the connection counts as lost.
+    pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Resume) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_connect = Some(Hook(Arc::new(move |resume| Box::pin(hook(resume)))));
+        self
+    }
+
+    /// Gives up with [`CloseReason::DeadlineExceeded`] unless a first
+    /// connection is up within `limit` (default: no limit). The first
+    /// connect uses the same backoff as reconnects; once connected, the
+    /// deadline no longer applies.
+    pub fn first_connect_deadline(mut self, limit: Duration) -> Self {
+        self.first_connect_deadline = Some(limit);
+        self
+    }
+
+    /// What `send` does when the outgoing queue is full (default: wait).
+    pub fn when_full(mut self, when_full: WhenFull) -> Self {
+        self.when_full = when_full;
+        self
+    }
+
+    /// Starts the client (it connects in the background). Must be called
+    /// inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] unless the URL is `ws://` or `wss://`.
+    pub fn build(
+        self,
+        source: Arc<dyn TokenSource>,
+    ) -> Result<(RealtimeClient, mpsc::Receiver<Incoming>)> {
+        let parsed = url::Url::parse(&self.url).map_err(|e| Error::InvalidUrl(format!("{e}")))?;
+        if !matches!(parsed.scheme(), "ws" | "wss") || parsed.host_str().is_none() {
+            return Err(Error::InvalidUrl(redact_url(&parsed)));
+        }
+        let (state_tx, state_rx) = watch::channel(State::Connecting { generation: 1 });
+        let (in_tx, in_rx) = mpsc::channel(self.incoming_capacity);
+        let (out_tx, out_rx) = mpsc::channel(self.outgoing_capacity);
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let bytes = Arc::new(Semaphore::new(self.outgoing_bytes));
+        let (max_bytes, when_full) = (self.outgoing_bytes, self.when_full);
+        let driver = Driver {
+            deadline: self.first_connect_deadline.map(|d| Instant::now() + d),
+            logout: source.cancellation(),
+            source,
+            cfg: self,
+            state: state_tx,
+            incoming: in_tx,
+            outgoing: out_rx,
+            outgoing_open: true,
+            bytes: bytes.clone(),
+            pending: None,
+            stop: stop.clone(),
+        };
+        tracker.spawn(driver.run());
+        tracker.close();
+        let client = RealtimeClient {
+            state: state_rx,
+            outgoing: out_tx,
+            bytes,
+            max_bytes,
+            when_full,
+            stop,
+            tracker,
+        };
+        Ok((client, in_rx))
+    }
+}
+
+/// A WebSocket client that reconnects by itself with a fresh token.
+///
+/// Dropping it closes it (like [`RealtimeClient::close`]).
+#[derive(Debug)]
+pub struct RealtimeClient {
+    state: watch::Receiver<State>,
+    outgoing: mpsc::Sender<String>,
+    /// One permit per queued byte; the driver gives them back once written.
+    bytes: Arc<Semaphore>,
+    max_bytes: usize,
+    when_full: WhenFull,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl RealtimeClient {
+    /// Settings for a client of `url` (`ws://` or `wss://`).
+    pub fn builder(url: impl Into<String>) -> Builder {
+        Builder {
+            url: url.into(),
+            backoff: Backoff::default(),
+            token_margin: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(15),
+            pong_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            incoming_capacity: 256,
+            outgoing_capacity: 256,
+            outgoing_bytes: 1 << 20,
+            when_full: WhenFull::Wait,
+            on_connect: None,
+            first_connect_deadline: None,
+        }
+    }
+
+    /// The state, as a `watch` receiver.
+    #[must_use]
+    pub fn state(&self) -> watch::Receiver<State> {
+        self.state.clone()
+    }
+
+    /// The state now.
+    #[must_use]
+    pub fn current_state(&self) -> State {
+        self.state.borrow().clone()
+    }
+
+    /// Queues a text message. Messages go out in order; those queued while
+    /// disconnected go out after the reconnect. When the queue is full this
+    /// waits or fails, as set by [`Builder::when_full`].
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once the client is closed; [`Error::QueueFull`]
+    /// (with [`WhenFull::Error`]); [`Error::TooLarge`] for a message larger
+    /// than the byte bound.
+    pub async fn send(&self, text: impl Into<String>) -> Result<()> {
+        if self.when_full == WhenFull::Error {
+            return self.try_send(text);
+        }
+        let text = text.into();
+        let n = self.check(&text)?;
+        let permits = self
+            .bytes
+            .acquire_many(n)
+            .await
+            .map_err(|_| Error::Closed)?;
+        let reserved = self.outgoing.reserve().await.map_err(|_| Error::Closed)?;
+        permits.forget();
+        reserved.send(text);
+        Ok(())
+    }
+
+    /// Queues a text message without waiting.
+    ///
+    /// # Errors
+    /// [`Error::QueueFull`] when the queue is full (by count or bytes),
+    /// [`Error::Closed`] once the client is closed, [`Error::TooLarge`] for
+    /// a message larger than the byte bound.
+    pub fn try_send(&self, text: impl Into<String>) -> Result<()> {
+        let text = text.into();
+        let n = self.check(&text)?;
+        let permits = self.bytes.try_acquire_many(n).map_err(|e| match e {
+            TryAcquireError::NoPermits => Error::QueueFull,
+            TryAcquireError::Closed => Error::Closed,
+        })?;
+        let reserved = self.outgoing.try_reserve().map_err(|e| match e {
+            mpsc::error::TrySendError::Full(()) => Error::QueueFull,
+            mpsc::error::TrySendError::Closed(()) => Error::Closed,
+        })?;
+        permits.forget();
+        reserved.send(text);
+        Ok(())
+    }
+
+    /// The message's size in permits, or why it cannot be queued.
+    fn check(&self, text: &str) -> Result<u32> {
+        if matches!(*self.state.borrow(), State::Closed(_)) {
+            return Err(Error::Closed);
+        }
+        if text.len() > self.max_bytes {
+            return Err(Error::TooLarge {
+                len: text.len(),
+                limit: self.max_bytes,
+            });
+        }
+        // max_bytes ≤ u32::MAX (see `outgoing_limits`).
+        Ok(u32::try_from(text.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Closes the client: the socket gets a normal close frame, timers and
+    /// token fetches stop. Idempotent; returns at once (see
+    /// [`RealtimeClient::shutdown`] to wait).
+    pub fn close(&self) {
+        self.stop.cancel();
+    }
+
+    /// Closes the client and waits until its task has ended.
+    pub async fn shutdown(&self) {
+        self.close();
+        self.tracker.wait().await;
+    }
+
+    /// Waits until the client has stopped (closed, signed out, terminal code).
+    pub async fn closed(&self) {
+        self.tracker.wait().await;
+    }
+
+    /// How many of the client's tasks are still running (0 once it has stopped).
+    #[must_use]
+    pub fn running_tasks(&self) -> usize {
+        self.tracker.len()
+    }
+}
+
+impl Drop for RealtimeClient {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How one attempt ended.
+enum Attempt {
+    Token(TokenError),
+    Failed(ReconnectReason),
+    Unauthorized,
+    Ended { up_for: Duration, end: SessionEnd },
+}
+
+/// How an open connection ended.
+enum SessionEnd {
+    Stopped(CloseReason),
+    ServerClosed { code: u16, reason: String },
+    Lost(String),
+    Unresponsive,
+}
+
+/// What to do after an attempt.
+enum Next {
+    Now(Option<BearerToken>),
+    Backoff {
+        reason: ReconnectReason,
+        advised: Option<Duration>,
+    },
+    Stop(CloseReason),
+}
+
+struct Driver {
+    cfg: Builder,
+    source: Arc<dyn TokenSource>,
+    logout: CancellationToken,
+    stop: CancellationToken,
+    /// Until the first connection is up: when to give up.
+    deadline: Option<Instant>,
+    state: watch::Sender<State>,
+    incoming: mpsc::Sender<Incoming>,
+    outgoing: mpsc::Receiver<String>,
+    outgoing_open: bool,
+    bytes: Arc<Semaphore>,
+    /// A message taken from the queue whose write failed: sent first after
+    /// the reconnect (it may have arrived already: at least once).
+    pending: Option<String>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let reason = self.run_loop().await;
+        tracing::debug!(?reason, "realtime client closed");
+        // Senders waiting for room get `Error::Closed`.
+        self.bytes.close();
+        self.state.send_replace(State::Closed(reason));
+    }
+
+    /// Runs `fut` unless the client is closed, the account signs out or the
+    /// first-connect deadline passes first.
+    async fn or_stop<F: Future>(&self, fut: F) -> Result<F::Output, CloseReason> {
+        let deadline = self.deadline;
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => Err(CloseReason::Closed),
+            () = self.logout.cancelled() => Err(CloseReason::SignedOut),
+            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                Err(CloseReason::DeadlineExceeded)
+            }
+            out = fut => Ok(out),
+        }
+    }
+
+    async fn run_loop(&mut self) -> CloseReason {
+        let mut generation = 0u64;
+        let mut failures = 0u32;
+        let mut auth_retry_used = false;
+        let mut token: Option<BearerToken> = None;
+        loop {
+            generation += 1;
+            self.state.send_replace(State::Connecting { generation });
+            let attempt = match self.attempt(generation, token.take()).await {
+                Ok(attempt) => attempt,
+                Err(reason) => return reason,
+            };
+            let next = match attempt {
+                Attempt::Token(TokenError::SignedOut) => Next::Stop(CloseReason::SignedOut),
+                Attempt::Token(e) => Next::Backoff {
+                    reason: ReconnectReason::TokenUnavailable(e.to_string()),
+                    advised: None,
+                },
+                Attempt::Failed(reason) => Next::Backoff {
+                    reason,
+                    advised: None,
+                },
+                Attempt::Unauthorized => {
+                    match self.after_refusal(false, &mut auth_retry_used).await {
+                        Ok(next) => next,
+                        Err(reason) => return reason,
+                    }
+                }
+                Attempt::Ended { up_for, end } => {
+                    if self.cfg.backoff.resets(up_for) {
+                        failures = 0;
+                        auth_retry_used = false;
+                    }
+                    match end {
+                        SessionEnd::Stopped(reason) => return reason,
+                        SessionEnd::ServerClosed { code: 4001, .. } => {
+                            match self.after_refusal(false, &mut auth_retry_used).await {
+                                Ok(next) => next,
+                                Err(reason) => return reason,
+                            }
+                        }
+                        SessionEnd::ServerClosed { code: 4003, .. } => {
+                            match self.after_refusal(true, &mut auth_retry_used).await {
+                                Ok(next) => next,
+                                Err(reason) => return reason,
+                            }
+                        }
+                        SessionEnd::ServerClosed { code, reason }
+                            if (4500..=4999).contains(&code) =>
+                        {
+                            Next::Stop(CloseReason::Terminal { code, reason })
+                        }
+                        SessionEnd::ServerClosed { code, reason } => Next::Backoff {
+                            advised: retry_after(&reason),
+                            reason: ReconnectReason::ServerClosed { code, reason },
+                        },
+                        SessionEnd::Lost(why) => Next::Backoff {
+                            reason: ReconnectReason::Transport(why),
+                            advised: None,
+                        },
+                        SessionEnd::Unresponsive => Next::Backoff {
+                            reason: ReconnectReason::Unresponsive,
+                            advised: None,
+                        },
+                    }
+                }
+            };
+            match next {
+                Next::Stop(reason) => return reason,
+                Next::Now(fresh) => token = fresh,
+                Next::Backoff { reason, advised } => {
+                    let retry_in =
+                        advised.unwrap_or_else(|| self.cfg.backoff.delay(failures, jitter_unit()));
+                    failures = failures.saturating_add(1);
+                    tracing::debug!(
+                        attempt = failures,
+                        ?retry_in,
+                        ?reason,
+                        "realtime reconnecting"
+                    );
+                    self.state.send_replace(State::Reconnecting {
+                        attempt: failures,
+                        retry_in,
+                        reason,
+                    });
+                    if let Err(reason) = self.or_stop(sleep(retry_in)).await {
+                        return reason;
+                    }
+                }
+            }
+        }
+    }
+
+    /// After the server refused the token (401, 4001) or the session (4003):
+    /// one forced refresh and an immediate retry; after that, back off. A
+    /// 4003 refreshes every time, so a revoked session ends as signed out.
+    async fn after_refusal(
+        &self,
+        revoked: bool,
+        auth_retry_used: &mut bool,
+    ) -> Result<Next, CloseReason> {
+        if *auth_retry_used && !revoked {
+            return Ok(Next::Backoff {
+                reason: ReconnectReason::Unauthorized,
+                advised: None,
+            });
+        }
+        let first = !*auth_retry_used;
+        *auth_retry_used = true;
+        Ok(match self.or_stop(self.source.refresh()).await? {
+            Ok(fresh) if first => Next::Now(Some(fresh)),
+            Ok(_) => Next::Backoff {
+                reason: ReconnectReason::Unauthorized,
+                advised: None,
+            },
+            Err(TokenError::SignedOut) => Next::Stop(CloseReason::SignedOut),
+            Err(e) => Next::Backoff {
+                reason: ReconnectReason::TokenUnavailable(e.to_string()),
+                advised: None,
+            },
+        })
+    }
+
+    async fn attempt(
+        &mut self,
+        generation: u64,
+        token: Option<BearerToken>,
+    ) -> Result<Attempt, CloseReason> {
+        let token = match token {
+            Some(token) => token,
+            None => match self
+                .or_stop(self.source.token(self.cfg.token_margin))
+                .await?
+            {
+                Ok(token) => token,
+                Err(e) => return Ok(Attempt::Token(e)),
+            },
+        };
+        let request = match request(&self.cfg.url, &token) {
+            Ok(request) => request,
+            Err(e) => return Ok(Attempt::Token(e)),
+        };
+        drop(token);
+        let connect = timeout(
+            self.cfg.connect_timeout,
+            tokio_tungstenite::connect_async(request),
+        );
+        let socket = match self.or_stop(connect).await? {
+            Err(_) => {
+                return Ok(Attempt::Failed(ReconnectReason::Transport(
+                    "connect timed out".to_owned(),
+                )));
+            }
+            Ok(Err(tungstenite::Error::Http(response))) if response.status().as_u16() == 401 => {
+                return Ok(Attempt::Unauthorized);
+            }
+            Ok(Err(tungstenite::Error::Http(response))) => {
+                return Ok(Attempt::Failed(ReconnectReason::Handshake {
+                    status: response.status().as_u16(),
+                }));
+            }
+            Ok(Err(e)) => return Ok(Attempt::Failed(ReconnectReason::Transport(e.to_string()))),
+            Ok(Ok((socket, _response))) => socket,
+        };
+        tracing::debug!(generation, "realtime connected");
+        self.deadline = None;
+        self.state.send_replace(State::Connected { generation });
+        let started = Instant::now();
+        let end = self.session(generation, socket).await;
+        Ok(Attempt::Ended {
+            up_for: started.elapsed(),
+            end,
+        })
+    }
+
+    /// Hands a message to the app, waiting while its queue is full, unless
+    /// the client stops meanwhile (the message is then dropped).
+    async fn deliver(&self, message: Incoming) {
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => {}
+            () = self.logout.cancelled() => {}
+            _ = self.incoming.send(message) => {}
+        }
+    }
+
+    /// Pumps one open connection until it ends.
+    async fn session(&mut self, generation: u64, socket: Socket) -> SessionEnd {
+        let (mut sink, mut stream) = socket.split();
+        let write_timeout = self.cfg.write_timeout;
+        if let Some(Hook(hook)) = self.cfg.on_connect.clone() {
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let ran = self
+                .or_stop(timeout(write_timeout, hook(Resume { generation, tx })))
+                .await;
+            match ran {
+                Err(reason) => return SessionEnd::Stopped(reason),
+                Ok(Err(_)) => return SessionEnd::Lost("the on_connect hook timed out".to_owned()),
+                Ok(Ok(())) => {}
+            }
+            while let Ok(text) = rx.try_recv() {
+                let sent = timeout(write_timeout, sink.send(Message::text(text))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    return SessionEnd::Lost("write failed".to_owned());
+                }
+            }
+        }
+        if let Some(text) = self.pending.take() {
+            let sent = timeout(write_timeout, sink.send(Message::text(text.clone()))).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                self.pending = Some(text);
+                return SessionEnd::Lost("write failed".to_owned());
+            }
+            self.bytes.add_permits(text.len());
+        }
+        let mut next_ping = Instant::now() + self.cfg.ping_interval;
+        let mut dead_at: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                biased;
+                () = self.stop.cancelled() => {
+                    let frame = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+                    let _ = timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
+                    return SessionEnd::Stopped(CloseReason::Closed);
+                }
+                () = self.logout.cancelled() => {
+                    let frame = CloseFrame { code: CloseCode::Normal, reason: "signed out".into() };
+                    let _ = timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
+                    return SessionEnd::Stopped(CloseReason::SignedOut);
+                }
+                frame = stream.next() => {
+                    dead_at = None;
+                    match frame {
+                        None => return SessionEnd::Lost("closed without a close frame".to_owned()),
+                        Some(Err(e)) => return SessionEnd::Lost(e.to_string()),
+                        Some(Ok(Message::Close(frame))) => {
+                            let (code, reason) = frame.map_or((1005, String::new()), |f| {
+                                (u16::from(f.code), f.reason.to_string())
+                            });
+                            return SessionEnd::ServerClosed { code, reason };
+                        }
+                        // A stop while the app is not reading is handled by
+                        // the stop arms on the next turn.
+                        Some(Ok(Message::Text(text))) => {
+                            self.deliver(Incoming::Text(text.to_string())).await;
+                        }
+                        Some(Ok(Message::Binary(bytes))) => {
+                            self.deliver(Incoming::Binary(bytes.to_vec())).await;
+                        }
+                        Some(Ok(Message::Ping(_))) => {
+                            // tungstenite queued the pong; push it out now.
+                            let _ = timeout(write_timeout, sink.flush()).await;
+                        }
+                        Some(Ok(_)) => {}
+                    }
+                }
+                out = self.outgoing.recv(), if self.outgoing_open => match out {
+                    None => self.outgoing_open = false,
+                    Some(text) => {
+                        let sent = timeout(write_timeout, sink.send(Message::text(text.clone()))).await;
+                        if !matches!(sent, Ok(Ok(()))) {
+                            self.pending = Some(text);
+                            return SessionEnd::Lost("write failed".to_owned());
+                        }
+                        self.bytes.add_permits(text.len());
+                    }
+                },
+                () = sleep_until(next_ping) => {
+                    next_ping = Instant::now() + self.cfg.ping_interval;
+                    let sent = timeout(write_timeout, sink.send(Message::Ping(Default::default()))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        return SessionEnd::Lost("ping write failed".to_owned());
+                    }
+                    dead_at.get_or_insert(Instant::now() + self.cfg.pong_timeout);
+                }
+                () = sleep_until(dead_at.unwrap_or_else(Instant::now)), if dead_at.is_some() => {
+                    return SessionEnd::Unresponsive;
+                }
+            }
+        }
+    }
+}
+
+/// The handshake request: the URL plus `Authorization: Bearer`, marked sensitive.
+fn request(
+    url: &str,
+    token: &BearerToken,
+) -> Result<tungstenite::handshake::client::Request, TokenError> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| TokenError::Unavailable(format!("bad request: {e}")))?;
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.secret()))
+        .map_err(|_| TokenError::Unavailable("the token is not a valid header value".to_owned()))?;
+    value.set_sensitive(true);
+    request.headers_mut().insert(AUTHORIZATION, value);
+    Ok(request)
+}
+
+/// The server's advised delay in a close reason: `{"retry_after_ms": N}`.
+pub(crate) fn retry_after(reason: &str) -> Option<Duration> {
+    #[derive(Deserialize)]
+    struct Advice {
+        retry_after_ms: u64,
+    }
+    serde_json::from_str::<Advice>(reason)
+        .ok()
+        .map(|a| Duration::from_millis(a.retry_after_ms))
+}
+
+/// A URL for an error message, without credentials or query.
+fn redact_url(url: &url::Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.path()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_from_the_close_reason() {
+        assert_eq!(
+            retry_after(r#"{"retry_after_ms": 1500}"#),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_after(r#"{"retry_after_ms":0,"why":"restart"}"#),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("going away"), None);
+        assert_eq!(retry_after(r#"{"retry_after_ms": -1}"#), None);
+        assert_eq!(retry_after(""), None);
+    }
+
+    #[test]
+    fn the_header_is_sensitive() {
+        let built = request("ws://127.0.0.1:1/ws", &BearerToken::new("t0k")).expect("request");
+        let value = built.headers().get(AUTHORIZATION).expect("header");
+        assert!(value.is_sensitive());
+        assert_eq!(value.as_bytes(), b"Bearer t0k");
+        assert!(request("ws://127.0.0.1:1/ws", &BearerToken::new("a\nb")).is_err());
+    }
+
+    #[tokio::test]
+    async fn only_ws_urls_are_accepted() {
+        let source: Arc<dyn TokenSource> = Arc::new(crate::StaticToken::new("t"));
+        for bad in ["http://x/ws", "not a url", "file:///tmp/ws"] {
+            assert!(matches!(
+                RealtimeClient::builder(bad).build(source.clone()),
+                Err(Error::InvalidUrl(_))
+            ));
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! A test WebSocket server on 127.0.0.1:0 that checks bearer tokens and can
+//! be told to close connections with a code, drop them, or go away and come
+//! back on the same port; and token sources whose refreshes are counted.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State as AxumState;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sessionkit_realtime::{BearerToken, BoxFuture, State, TokenError, TokenSource};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What the server tells its open connections.
+#[derive(Debug, Clone)]
+pub(crate) enum Command {
+    Close(u16, String),
+    Drop,
+    /// Stop reading and answering (half-open), without closing.
+    Freeze,
+}
+
+#[derive(Default)]
+pub(crate) struct Shared {
+    allowed: Mutex<HashSet<String>>,
+    /// Tokens of accepted connections, in order.
+    pub(crate) accepted: Mutex<Vec<String>>,
+    /// Handshakes refused with 401.
+    pub(crate) refused: AtomicUsize,
+    /// Text messages received, in order.
+    pub(crate) received: Mutex<Vec<String>>,
+    /// Connections open now.
+    pub(crate) open: AtomicUsize,
+}
+
+#[derive(Clone)]
+struct Run {
+    shared: Arc<Shared>,
+    commands: broadcast::Sender<Command>,
+    cancel: CancellationToken,
+}
+
+pub(crate) struct WsServer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) shared: Arc<Shared>,
+    run: Option<(Run, JoinHandle<()>)>,
+}
+
+impl WsServer {
+    pub(crate) async fn start(allowed: &[&str]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shared = Arc::new(Shared::default());
+        let mut server = Self {
+            addr,
+            shared,
+            run: None,
+        };
+        server.allow(allowed);
+        server.serve(listener);
+        server
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub(crate) fn allow(&self, tokens: &[&str]) {
+        lock(&self.shared.allowed).extend(tokens.iter().map(|t| (*t).to_owned()));
+    }
+
+    pub(crate) fn accepted(&self) -> Vec<String> {
+        lock(&self.shared.accepted).clone()
+    }
+
+    pub(crate) fn received(&self) -> Vec<String> {
+        lock(&self.shared.received).clone()
+    }
+
+    /// Waits (up to 5 s) until `n` messages have arrived.
+    pub(crate) async fn received_at_least(&self, n: usize) -> Vec<String> {
+        for _ in 0..500 {
+            if self.received().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.received()
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let run = Run {
+            shared: self.shared.clone(),
+            commands: broadcast::channel(16).0,
+            cancel: CancellationToken::new(),
+        };
+        let app = Router::new()
+            .route("/ws", get(upgrade))
+            .with_state(run.clone());
+        let shutdown = run.cancel.clone().cancelled_owned();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        });
+        self.run = Some((run, task));
+    }
+
+    /// Tells every open connection to do `command`.
+    pub(crate) fn command(&self, command: Command) {
+        if let Some((run, _)) = &self.run {
+            let _ = run.commands.send(command);
+        }
+    }
+
+    /// Drops every connection and the listener.
+    pub(crate) async fn stop(&mut self) {
+        if let Some((run, task)) = self.run.take() {
+            run.cancel.cancel();
+            task.await.expect("server task");
+        }
+    }
+
+    /// Listens again on the same port.
+    pub(crate) async fn restart(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("rebind the same port");
+        self.serve(listener);
+    }
+}
+
+impl Drop for WsServer {
+    fn drop(&mut self) {
+        if let Some((run, _)) = &self.run {
+            run.cancel.cancel();
+        }
+    }
+}
+
+async fn upgrade(
+    AxumState(run): AxumState<Run>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let allowed = token
+        .as_ref()
+        .is_some_and(|t| lock(&run.shared.allowed).contains(t));
+    let Some(token) = token.filter(|_| allowed) else {
+        run.shared.refused.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    lock(&run.shared.accepted).push(token);
+    let commands = run.commands.subscribe();
+    upgrade.on_upgrade(move |socket| connection(run, socket, commands))
+}
+
+async fn connection(run: Run, mut socket: WebSocket, mut commands: broadcast::Receiver<Command>) {
+    run.shared.open.fetch_add(1, Ordering::SeqCst);
+    loop {
+        tokio::select! {
+            () = run.cancel.cancelled() => break,
+            command = commands.recv() => match command {
+                Ok(Command::Close(code, reason)) => {
+                    let frame = CloseFrame { code, reason: reason.into() };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+                Ok(Command::Drop) | Err(broadcast::error::RecvError::Closed) => break,
+                Ok(Command::Freeze) => {
+                    run.cancel.cancelled().await;
+                    break;
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+            },
+            message = socket.recv() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    lock(&run.shared.received).push(text.to_string());
+                    if socket.send(Message::Text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    run.shared.open.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Tokens `tok-0`, `tok-1`, …: `refresh` moves to the next one (or, once
+/// `revoke` was called, signs out); refreshes are counted.
+#[derive(Default)]
+pub(crate) struct Rotating {
+    current: AtomicUsize,
+    refreshes: AtomicUsize,
+    revoked: AtomicBool,
+    unavailable: AtomicBool,
+    cancel: CancellationToken,
+}
+
+impl Rotating {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Every `token` call fails transiently (no network).
+    pub(crate) fn unavailable() -> Arc<Self> {
+        let source = Self::default();
+        source.unavailable.store(true, Ordering::SeqCst);
+        Arc::new(source)
+    }
+
+    pub(crate) fn refreshes(&self) -> usize {
+        self.refreshes.load(Ordering::SeqCst)
+    }
+
+    /// Moves to the next token without a refresh (it expired meanwhile).
+    pub(crate) fn rotate(&self) {
+        self.current.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The provider revoked the session: the next refresh signs out.
+    pub(crate) fn revoke(&self) {
+        self.revoked.store(true, Ordering::SeqCst);
+    }
+
+    /// The user logs out.
+    pub(crate) fn logout(&self) {
+        self.cancel.cancel();
+    }
+
+    fn now(&self) -> Result<BearerToken, TokenError> {
+        if self.cancel.is_cancelled() {
+            return Err(TokenError::SignedOut);
+        }
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(TokenError::Unavailable("offline".to_owned()));
+        }
+        Ok(BearerToken::new(format!(
+            "tok-{}",
+            self.current.load(Ordering::SeqCst)
+        )))
+    }
+}
+
+impl TokenSource for Rotating {
+    fn token(&self, _min_valid: Duration) -> BoxFuture<'_, Result<BearerToken, TokenError>> {
+        Box::pin(async move { self.now() })
+    }
+
+    fn refresh(&self) -> BoxFuture<'_, Result<BearerToken, TokenError>> {
+        Box::pin(async move {
+            self.refreshes.fetch_add(1, Ordering::SeqCst);
+            if self.revoked.load(Ordering::SeqCst) {
+                self.cancel.cancel();
+                return Err(TokenError::SignedOut);
+            }
+            self.rotate();
+            self.now()
+        })
+    }
+
+    fn cancellation(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+}
+
+/// Waits (up to 10 s) for a state that matches.
+pub(crate) async fn wait_for(
+    state: &mut watch::Receiver<State>,
+    matches: impl FnMut(&State) -> bool,
+) -> State {
+    wait_within(Duration::from_secs(10), state, matches).await
+}
+
+/// Waits (up to `limit`) for a state that matches.
+pub(crate) async fn wait_within(
+    limit: Duration,
+    state: &mut watch::Receiver<State>,
+    matches: impl FnMut(&State) -> bool,
+) -> State {
+    tokio::time::timeout(limit, state.wait_for(matches))
+        .await
+        .expect("timed out waiting for a state")
+        .expect("state channel closed")
+        .clone()
+}
+
+pub(crate) fn is_connected(state: &State) -> bool {
+    matches!(state, State::Connected { .. })
+}
