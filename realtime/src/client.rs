@@ -2,10 +2,12 @@
 //! pumps messages, and decides from how the connection ended whether to
 //! reconnect (and when) or stop.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::net::TcpStream;
@@ -23,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::backoff::{Backoff, jitter_unit};
 use crate::error::{Error, Result, TokenError};
 use crate::state::{CloseReason, ReconnectReason, State};
-use crate::token::{BearerToken, BoxFuture, TokenSource};
+use crate::token::{BearerToken, BoxFuture, TimedToken, TokenSource};
 
 /// A message from the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +80,44 @@ impl std::fmt::Debug for Hook {
     }
 }
 
+type InBandFn = dyn Fn(&BearerToken) -> String + Send + Sync;
+type IdentityFn = dyn Fn(&Incoming) -> Option<String> + Send + Sync;
+
+/// How the client re-authenticates while connected, before the token
+/// expires (see [`Builder::refresh_margin`]).
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum RefreshMode {
+    /// Open a second connection with the fresh token; once it is up (and
+    /// the `on_connect` hook has run on it) it becomes the connection,
+    /// the old one gets a normal close and is read until it has closed
+    /// (sending waits meanwhile, so order is kept across the switch).
+    /// The state stays [`State::Connected`] (with the next generation).
+    #[default]
+    MakeBeforeBreak,
+    /// Send the text message this hook builds from the fresh token on the
+    /// open connection (the server re-authenticates it in place).
+    InBand(Arc<InBandFn>),
+}
+
+impl std::fmt::Debug for RefreshMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::MakeBeforeBreak => f.write_str("MakeBeforeBreak"),
+            Self::InBand(_) => f.write_str("InBand"),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Identity(Arc<IdentityFn>);
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Identity")
+    }
+}
+
 /// Settings for a [`RealtimeClient`]; start from [`RealtimeClient::builder`].
 #[derive(Debug, Clone)]
 #[must_use]
@@ -95,6 +135,9 @@ pub struct Builder {
     when_full: WhenFull,
     on_connect: Option<Hook>,
     first_connect_deadline: Option<Duration>,
+    refresh_margin: Duration,
+    refresh_mode: RefreshMode,
+    identity: Option<Identity>,
 }
 
 impl Builder {
@@ -107,6 +150,79 @@ impl Builder {
     /// How long a token must still be valid when a connection starts (default 60 s).
     pub fn token_margin(mut self, margin: Duration) -> Self {
         self.token_margin = margin;
+        self
+    }
+
+    /// While connected, re-authenticate this long before the token expires
+    /// (default 60 s), but never earlier than half the token's remaining
+    /// lifetime, and at most once per token. Needs a [`TokenSource`] that
+    /// knows expiries ([`TokenSource::timed_token`]); the fresh token comes
+    /// from [`TokenSource::timed_refresh`]. How: [`Builder::refresh_mode`].
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+
+    /// How to re-authenticate while connected (default
+    /// [`RefreshMode::MakeBeforeBreak`]).
+    pub fn refresh_mode(mut self, mode: RefreshMode) -> Self {
+        self.refresh_mode = mode;
+        self
+    }
+
+    /// Re-authenticate in-band: `hook` builds the text message carrying the
+    /// fresh token, sent on the open connection
+    /// (shorthand for [`RefreshMode::InBand`]).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use std::time::{Duration, SystemTime};
+    /// use sessionkit_realtime::{RealtimeClient, StaticToken};
+    ///
+    /// # async fn demo() -> Result<(), sessionkit_realtime::Error> {
+    /// let source = Arc::new(StaticToken::new("t0"));
+    /// source.set_expiry(Some(SystemTime::now() + Duration::from_secs(300)));
+    /// let (client, _incoming) = RealtimeClient::builder("wss://chat.example.com/ws")
+    ///     .refresh_margin(Duration::from_secs(30))
+    ///     .refresh_in_band(|token| format!(r#"{{"type":"auth","token":"{}"}}"#, token.secret()))
+    ///     .build(source)?;
+    /// # drop(client); Ok(()) }
+    /// ```
+    pub fn refresh_in_band<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&BearerToken) -> String + Send + Sync + 'static,
+    {
+        self.refresh_mode = RefreshMode::InBand(Arc::new(hook));
+        self
+    }
+
+    /// The app's message identity: during a make-before-break overlap a
+    /// message whose identity was already delivered (from either
+    /// connection) is dropped. Without it, after the switch only the new
+    /// connection's messages are delivered (the old one's are dropped).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use sessionkit_realtime::{Incoming, RealtimeClient, StaticToken};
+    ///
+    /// # async fn demo() -> Result<(), sessionkit_realtime::Error> {
+    /// let source = Arc::new(StaticToken::new("t0"));
+    /// let (client, _incoming) = RealtimeClient::builder("wss://chat.example.com/ws")
+    ///     .refresh_margin(Duration::from_secs(60)) // make-before-break by default
+    ///     // Messages look like `<id>|<payload>`.
+    ///     .message_identity(|message| match message {
+    ///         Incoming::Text(text) => text.split_once('|').map(|(id, _)| id.to_owned()),
+    ///         _ => None,
+    ///     })
+    ///     .build(source)?;
+    /// # drop(client); Ok(()) }
+    /// ```
+    pub fn message_identity<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Incoming) -> Option<String> + Send + Sync + 'static,
+    {
+        self.identity = Some(Identity(Arc::new(hook)));
         self
     }
 
@@ -255,6 +371,9 @@ impl RealtimeClient {
             when_full: WhenFull::Wait,
             on_connect: None,
             first_connect_deadline: None,
+            refresh_margin: Duration::from_secs(60),
+            refresh_mode: RefreshMode::MakeBeforeBreak,
+            identity: None,
         }
     }
 
@@ -364,6 +483,22 @@ impl Drop for RealtimeClient {
 }
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Sink = SplitSink<Socket, Message>;
+type Stream = SplitStream<Socket>;
+/// A make-before-break connection being opened.
+type Upgrade = BoxFuture<'static, std::result::Result<(Socket, TimedToken), String>>;
+
+/// When to re-authenticate a token expiring at `expires_at`: `margin`
+/// before it, but no earlier than half its remaining lifetime; `None` when
+/// the expiry is unknown or already past.
+pub(crate) fn reauth_at(expires_at: Option<SystemTime>, margin: Duration) -> Option<Instant> {
+    let remaining = expires_at?.duration_since(SystemTime::now()).ok()?;
+    if remaining.is_zero() {
+        return None;
+    }
+    let lead = margin.min(remaining / 2);
+    Some(Instant::now() + (remaining - lead))
+}
 
 /// How one attempt ended.
 enum Attempt {
@@ -383,7 +518,7 @@ enum SessionEnd {
 
 /// What to do after an attempt.
 enum Next {
-    Now(Option<BearerToken>),
+    Now(Option<TimedToken>),
     Backoff {
         reason: ReconnectReason,
         advised: Option<Duration>,
@@ -436,11 +571,11 @@ impl Driver {
         let mut generation = 0u64;
         let mut failures = 0u32;
         let mut auth_retry_used = false;
-        let mut token: Option<BearerToken> = None;
+        let mut token: Option<TimedToken> = None;
         loop {
             generation += 1;
             self.state.send_replace(State::Connecting { generation });
-            let attempt = match self.attempt(generation, token.take()).await {
+            let attempt = match self.attempt(&mut generation, token.take()).await {
                 Ok(attempt) => attempt,
                 Err(reason) => return reason,
             };
@@ -541,7 +676,7 @@ impl Driver {
         }
         let first = !*auth_retry_used;
         *auth_retry_used = true;
-        Ok(match self.or_stop(self.source.refresh()).await? {
+        Ok(match self.or_stop(self.source.timed_refresh()).await? {
             Ok(fresh) if first => Next::Now(Some(fresh)),
             Ok(_) => Next::Backoff {
                 reason: ReconnectReason::Unauthorized,
@@ -557,24 +692,23 @@ impl Driver {
 
     async fn attempt(
         &mut self,
-        generation: u64,
-        token: Option<BearerToken>,
+        generation: &mut u64,
+        token: Option<TimedToken>,
     ) -> Result<Attempt, CloseReason> {
         let token = match token {
             Some(token) => token,
             None => match self
-                .or_stop(self.source.token(self.cfg.token_margin))
+                .or_stop(self.source.timed_token(self.cfg.token_margin))
                 .await?
             {
                 Ok(token) => token,
                 Err(e) => return Ok(Attempt::Token(e)),
             },
         };
-        let request = match request(&self.cfg.url, &token) {
+        let request = match request(&self.cfg.url, &token.token) {
             Ok(request) => request,
             Err(e) => return Ok(Attempt::Token(e)),
         };
-        drop(token);
         let connect = timeout(
             self.cfg.connect_timeout,
             tokio_tungstenite::connect_async(request),
@@ -596,11 +730,13 @@ impl Driver {
             Ok(Err(e)) => return Ok(Attempt::Failed(ReconnectReason::Transport(e.to_string()))),
             Ok(Ok((socket, _response))) => socket,
         };
-        tracing::debug!(generation, "realtime connected");
+        tracing::debug!(generation = *generation, "realtime connected");
         self.deadline = None;
-        self.state.send_replace(State::Connected { generation });
+        self.state.send_replace(State::Connected {
+            generation: *generation,
+        });
         let started = Instant::now();
-        let end = self.session(generation, socket).await;
+        let end = self.session(generation, socket, token).await;
         Ok(Attempt::Ended {
             up_for: started.elapsed(),
             end,
@@ -618,9 +754,26 @@ impl Driver {
         }
     }
 
-    /// Pumps one open connection until it ends.
-    async fn session(&mut self, generation: u64, socket: Socket) -> SessionEnd {
-        let (mut sink, mut stream) = socket.split();
+    /// Hands a message to the app unless, during a make-before-break
+    /// overlap, a message with the same identity was already delivered.
+    async fn deliver_once(&self, message: Incoming, overlap: &mut Option<HashSet<String>>) {
+        if let (Some(seen), Some(Identity(identity))) = (overlap.as_mut(), &self.cfg.identity)
+            && let Some(id) = identity(&message)
+            && !seen.insert(id)
+        {
+            return;
+        }
+        self.deliver(message).await;
+    }
+
+    /// Runs the `on_connect` hook on a new connection and sends what it
+    /// sent, then (with `pending`) the message whose write failed.
+    async fn prepare(
+        &mut self,
+        generation: u64,
+        sink: &mut Sink,
+        pending: bool,
+    ) -> Result<(), SessionEnd> {
         let write_timeout = self.cfg.write_timeout;
         if let Some(Hook(hook)) = self.cfg.on_connect.clone() {
             let (tx, mut rx) = mpsc::unbounded_channel();
@@ -628,28 +781,78 @@ impl Driver {
                 .or_stop(timeout(write_timeout, hook(Resume { generation, tx })))
                 .await;
             match ran {
-                Err(reason) => return SessionEnd::Stopped(reason),
-                Ok(Err(_)) => return SessionEnd::Lost("the on_connect hook timed out".to_owned()),
+                Err(reason) => return Err(SessionEnd::Stopped(reason)),
+                Ok(Err(_)) => {
+                    return Err(SessionEnd::Lost("the on_connect hook timed out".to_owned()));
+                }
                 Ok(Ok(())) => {}
             }
             while let Ok(text) = rx.try_recv() {
                 let sent = timeout(write_timeout, sink.send(Message::text(text))).await;
                 if !matches!(sent, Ok(Ok(()))) {
-                    return SessionEnd::Lost("write failed".to_owned());
+                    return Err(SessionEnd::Lost("write failed".to_owned()));
                 }
             }
+        }
+        if !pending {
+            return Ok(());
         }
         if let Some(text) = self.pending.take() {
             let sent = timeout(write_timeout, sink.send(Message::text(text.clone()))).await;
             if !matches!(sent, Ok(Ok(()))) {
                 self.pending = Some(text);
-                return SessionEnd::Lost("write failed".to_owned());
+                return Err(SessionEnd::Lost("write failed".to_owned()));
             }
             self.bytes.add_permits(text.len());
         }
+        Ok(())
+    }
+
+    /// Opens the make-before-break connection with a fresh token.
+    fn upgrade(&self, old: BearerToken) -> Upgrade {
+        let source = self.source.clone();
+        let url = self.cfg.url.clone();
+        let limit = self.cfg.connect_timeout;
+        Box::pin(async move {
+            let fresh = source.timed_refresh().await.map_err(|e| e.to_string())?;
+            if fresh.token == old {
+                return Err("the source gave the same token again".to_owned());
+            }
+            let request = request(&url, &fresh.token).map_err(|e| e.to_string())?;
+            let (socket, _response) = timeout(limit, tokio_tungstenite::connect_async(request))
+                .await
+                .map_err(|_| "connect timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+            Ok((socket, fresh))
+        })
+    }
+
+    /// Pumps one open connection until it ends; re-authenticates it before
+    /// its token expires (a make-before-break switch moves `generation` on).
+    #[allow(clippy::too_many_lines)]
+    async fn session(
+        &mut self,
+        generation: &mut u64,
+        socket: Socket,
+        token: TimedToken,
+    ) -> SessionEnd {
+        let (mut sink, mut stream) = socket.split();
+        let write_timeout = self.cfg.write_timeout;
+        if let Err(end) = self.prepare(*generation, &mut sink, true).await {
+            return end;
+        }
+        let margin = self.cfg.refresh_margin;
+        let mut reauth = reauth_at(token.expires_at, margin);
+        let mut current = token.token;
+        let mut upgrade: Option<Upgrade> = None;
+        // The old connection after a switch, read until it has closed.
+        let mut draining: Option<(Stream, Instant)> = None;
+        // Identities delivered during a make-before-break overlap.
+        let mut overlap: Option<HashSet<String>> = None;
         let mut next_ping = Instant::now() + self.cfg.ping_interval;
         let mut dead_at: Option<Instant> = None;
         loop {
+            let drain_until = draining.as_ref().map(|(_, until)| *until);
             tokio::select! {
                 biased;
                 () = self.stop.cancelled() => {
@@ -676,10 +879,10 @@ impl Driver {
                         // A stop while the app is not reading is handled by
                         // the stop arms on the next turn.
                         Some(Ok(Message::Text(text))) => {
-                            self.deliver(Incoming::Text(text.to_string())).await;
+                            self.deliver_once(Incoming::Text(text.to_string()), &mut overlap).await;
                         }
                         Some(Ok(Message::Binary(bytes))) => {
-                            self.deliver(Incoming::Binary(bytes.to_vec())).await;
+                            self.deliver_once(Incoming::Binary(bytes.to_vec()), &mut overlap).await;
                         }
                         Some(Ok(Message::Ping(_))) => {
                             // tungstenite queued the pong; push it out now.
@@ -688,7 +891,91 @@ impl Driver {
                         Some(Ok(_)) => {}
                     }
                 }
-                out = self.outgoing.recv(), if self.outgoing_open => match out {
+                frame = async { draining.as_mut().map(|(old, _)| old).expect("draining").next().await },
+                    if draining.is_some() => match frame {
+                    Some(Ok(Message::Text(text))) if self.cfg.identity.is_some() => {
+                        self.deliver_once(Incoming::Text(text.to_string()), &mut overlap).await;
+                    }
+                    Some(Ok(Message::Binary(bytes))) if self.cfg.identity.is_some() => {
+                        self.deliver_once(Incoming::Binary(bytes.to_vec()), &mut overlap).await;
+                    }
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                        draining = None;
+                        overlap = None;
+                    }
+                    Some(Ok(_)) => {}
+                },
+                () = sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => {
+                    draining = None;
+                    overlap = None;
+                }
+                () = sleep_until(reauth.unwrap_or_else(Instant::now)), if reauth.is_some() => {
+                    // At most once per token.
+                    reauth = None;
+                    match self.cfg.refresh_mode.clone() {
+                        RefreshMode::MakeBeforeBreak => {
+                            tracing::debug!(generation = *generation, "realtime make-before-break refresh");
+                            upgrade = Some(self.upgrade(current.clone()));
+                            overlap = self.cfg.identity.is_some().then(HashSet::new);
+                        }
+                        RefreshMode::InBand(hook) => {
+                            let Ok(fetched) = self.or_stop(self.source.timed_refresh()).await else {
+                                // The stop arms close the socket on the next turn.
+                                continue;
+                            };
+                            match fetched {
+                                Ok(fresh) if fresh.token != current => {
+                                    let text = hook(&fresh.token);
+                                    let sent = timeout(write_timeout, sink.send(Message::text(text))).await;
+                                    if !matches!(sent, Ok(Ok(()))) {
+                                        return SessionEnd::Lost("write failed".to_owned());
+                                    }
+                                    tracing::debug!(generation = *generation, "realtime in-band refresh");
+                                    reauth = reauth_at(fresh.expires_at, margin);
+                                    current = fresh.token;
+                                }
+                                Ok(_) => tracing::debug!("in-band refresh: the source gave the same token"),
+                                Err(e) => tracing::debug!(error = %e, "in-band refresh failed"),
+                            }
+                        }
+                    }
+                }
+                done = async { upgrade.as_mut().expect("upgrade").await }, if upgrade.is_some() => {
+                    upgrade = None;
+                    match done {
+                        Err(why) => {
+                            tracing::debug!(%why, "make-before-break refresh failed; keeping the connection");
+                            overlap = None;
+                        }
+                        Ok((socket, fresh)) => {
+                            let (mut new_sink, new_stream) = socket.split();
+                            match self.prepare(*generation + 1, &mut new_sink, false).await {
+                                Err(SessionEnd::Stopped(reason)) => return SessionEnd::Stopped(reason),
+                                Err(_) => {
+                                    tracing::debug!("make-before-break: the new connection failed; keeping the old one");
+                                    overlap = None;
+                                }
+                                Ok(()) => {
+                                    let frame = CloseFrame { code: CloseCode::Normal, reason: "re-authenticated".into() };
+                                    let _ = timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
+                                    let old_stream = std::mem::replace(&mut stream, new_stream);
+                                    sink = new_sink;
+                                    draining = Some((old_stream, Instant::now() + write_timeout));
+                                    *generation += 1;
+                                    tracing::debug!(generation = *generation, "realtime switched connections");
+                                    self.state.send_replace(State::Connected { generation: *generation });
+                                    reauth = reauth_at(fresh.expires_at, margin);
+                                    current = fresh.token;
+                                    next_ping = Instant::now() + self.cfg.ping_interval;
+                                    dead_at = None;
+                                }
+                            }
+                        }
+                    }
+                }
+                // While the old connection drains, sending waits: what went
+                // out on it reaches the server before what goes on the new one.
+                out = self.outgoing.recv(), if self.outgoing_open && draining.is_none() => match out {
                     None => self.outgoing_open = false,
                     Some(text) => {
                         let sent = timeout(write_timeout, sink.send(Message::text(text.clone()))).await;
@@ -768,6 +1055,27 @@ mod tests {
         assert_eq!(retry_after("going away"), None);
         assert_eq!(retry_after(r#"{"retry_after_ms": -1}"#), None);
         assert_eq!(retry_after(""), None);
+    }
+
+    #[test]
+    fn reauth_is_margin_before_expiry_but_never_before_half_the_lifetime() {
+        let now = Instant::now();
+        let soon = |d: Duration| Some(SystemTime::now() + d);
+        let margin = Duration::from_secs(60);
+        // Long-lived: 60 s before expiry.
+        let at = reauth_at(soon(Duration::from_secs(600)), margin).expect("scheduled");
+        let lead = at - now;
+        assert!(lead > Duration::from_secs(539) && lead < Duration::from_secs(541));
+        // Shorter than the margin: at half the remaining lifetime.
+        let at = reauth_at(soon(Duration::from_secs(10)), margin).expect("scheduled");
+        let lead = at - now;
+        assert!(lead > Duration::from_millis(4900) && lead < Duration::from_millis(5100));
+        // Unknown or past expiry: nothing scheduled.
+        assert_eq!(reauth_at(None, margin), None);
+        assert_eq!(
+            reauth_at(Some(SystemTime::now() - Duration::from_secs(1)), margin),
+            None
+        );
     }
 
     #[test]

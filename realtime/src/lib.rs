@@ -19,16 +19,21 @@
 //! An `on_connect` hook (resume, re-subscribe) runs on every new connection
 //! before the queued messages go out.
 //!
-//! Not there yet: refresh while
-//! connected (in-band or make-before-break), the token as a subprotocol or
-//! query parameter, and an overall deadline for the first connect.
+//! While connected, the client re-authenticates before the token expires
+//! ([`Builder::refresh_margin`], when the [`TokenSource`] knows the expiry
+//! through [`TokenSource::timed_token`]): by default make-before-break (a
+//! second connection with the fresh token, then a switch; the state stays
+//! `Connected`; [`Builder::message_identity`] delivers messages seen on both
+//! connections once), or in-band ([`Builder::refresh_in_band`]).
+//!
+//! Not there yet: the token as a subprotocol or query parameter.
 //!
 //! ## Layout
-//! - `token`: the [`TokenSource`] trait, [`StaticToken`], and the impl for
+//! - `token`: the [`TokenSource`] trait, [`TimedToken`], [`StaticToken`], and the impl for
 //!   `Arc<sessionkit::Session>` (feature `sessionkit`, on by default).
 //! - `backoff`: the reconnect schedule as pure functions ([`Backoff`]).
 //! - `state`: [`State`], [`ReconnectReason`], [`CloseReason`].
-//! - `client`: [`RealtimeClient`] and its [`Builder`].
+//! - `client`: [`RealtimeClient`], its [`Builder`] and [`RefreshMode`].
 //! - `error`: [`Error`] and [`TokenError`].
 //!
 //! ## A complete client
@@ -78,7 +83,7 @@ mod state;
 mod token;
 
 pub use backoff::Backoff;
-pub use client::{Builder, Incoming, RealtimeClient, Resume, WhenFull};
+pub use client::{Builder, Incoming, RealtimeClient, RefreshMode, Resume, WhenFull};
 pub use error::{Error, Result, TokenError};
 pub use state::{CloseReason, ReconnectReason, State};
-pub use token::{BearerToken, BoxFuture, StaticToken, TokenSource};
+pub use token::{BearerToken, BoxFuture, StaticToken, TimedToken, TokenSource};

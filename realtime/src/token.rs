@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +14,29 @@ use crate::error::TokenError;
 
 /// A boxed `Send` future, so that `Arc<dyn TokenSource>` works.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A token and, when the source knows it, when it expires. The client
+/// re-authenticates while connected shortly before `expires_at` (see
+/// [`Builder::refresh_margin`](crate::Builder::refresh_margin)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedToken {
+    /// The bearer token.
+    pub token: BearerToken,
+    /// When it stops being valid; `None` when unknown (then the client does
+    /// not re-authenticate while connected).
+    pub expires_at: Option<SystemTime>,
+}
+
+impl TimedToken {
+    /// A token whose expiry is unknown.
+    #[must_use]
+    pub fn unknown_expiry(token: BearerToken) -> Self {
+        Self {
+            token,
+            expires_at: None,
+        }
+    }
+}
 
 /// A bearer token. `Debug` prints `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -52,6 +75,19 @@ pub trait TokenSource: Send + Sync + 'static {
     /// A new token even if the current one looks valid (the server refused it).
     fn refresh(&self) -> BoxFuture<'_, Result<BearerToken, TokenError>>;
 
+    /// Like [`TokenSource::token`], with the token's expiry. The default
+    /// says "unknown"; override it so the client can re-authenticate before
+    /// the token expires.
+    fn timed_token(&self, min_valid: Duration) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
+        Box::pin(async move { self.token(min_valid).await.map(TimedToken::unknown_expiry) })
+    }
+
+    /// Like [`TokenSource::refresh`], with the new token's expiry (default:
+    /// unknown).
+    fn timed_refresh(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
+        Box::pin(async move { self.refresh().await.map(TimedToken::unknown_expiry) })
+    }
+
     /// Fires when the account's session ends (logout): every client using
     /// this source closes.
     fn cancellation(&self) -> CancellationToken;
@@ -62,7 +98,7 @@ pub trait TokenSource: Send + Sync + 'static {
 /// counts the calls; [`StaticToken::sign_out`] ends it.
 #[derive(Debug)]
 pub struct StaticToken {
-    token: Mutex<BearerToken>,
+    token: Mutex<TimedToken>,
     refreshes: AtomicUsize,
     cancel: CancellationToken,
 }
@@ -72,7 +108,7 @@ impl StaticToken {
     #[must_use]
     pub fn new(token: impl Into<String>) -> Self {
         Self {
-            token: Mutex::new(BearerToken::new(token)),
+            token: Mutex::new(TimedToken::unknown_expiry(BearerToken::new(token))),
             refreshes: AtomicUsize::new(0),
             cancel: CancellationToken::new(),
         }
@@ -80,7 +116,20 @@ impl StaticToken {
 
     /// Replaces the token given from now on.
     pub fn set(&self, token: impl Into<String>) {
-        *self.lock() = BearerToken::new(token);
+        *self.lock() = TimedToken::unknown_expiry(BearerToken::new(token));
+    }
+
+    /// Replaces the token given from now on, with its expiry.
+    pub fn set_expiring(&self, token: impl Into<String>, expires_at: SystemTime) {
+        *self.lock() = TimedToken {
+            token: BearerToken::new(token),
+            expires_at: Some(expires_at),
+        };
+    }
+
+    /// Sets (or clears) the current token's expiry.
+    pub fn set_expiry(&self, expires_at: Option<SystemTime>) {
+        self.lock().expires_at = expires_at;
     }
 
     /// How many times `refresh` was called.
@@ -95,13 +144,13 @@ impl StaticToken {
         self.cancel.cancel();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BearerToken> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TimedToken> {
         self.token
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn current(&self) -> Result<BearerToken, TokenError> {
+    fn current(&self) -> Result<TimedToken, TokenError> {
         if self.cancel.is_cancelled() {
             Err(TokenError::SignedOut)
         } else {
@@ -112,10 +161,19 @@ impl StaticToken {
 
 impl TokenSource for StaticToken {
     fn token(&self, _min_valid: Duration) -> BoxFuture<'_, Result<BearerToken, TokenError>> {
-        Box::pin(async move { self.current() })
+        Box::pin(async move { self.current().map(|t| t.token) })
     }
 
     fn refresh(&self) -> BoxFuture<'_, Result<BearerToken, TokenError>> {
+        self.refreshes.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move { self.current().map(|t| t.token) })
+    }
+
+    fn timed_token(&self, _min_valid: Duration) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
+        Box::pin(async move { self.current() })
+    }
+
+    fn timed_refresh(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
         self.refreshes.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move { self.current() })
     }
@@ -133,7 +191,7 @@ mod session {
     use sessionkit::{Session, SessionState};
     use tokio_util::sync::CancellationToken;
 
-    use super::{BearerToken, BoxFuture, TokenSource};
+    use super::{BearerToken, BoxFuture, TimedToken, TokenSource};
     use crate::error::TokenError;
 
     /// The session keeps its token fresh by its own refresh policy, so
@@ -157,8 +215,44 @@ mod session {
             })
         }
 
+        /// The expiry is the cached one right after `access_token()`.
+        fn timed_token(
+            &self,
+            _min_valid: Duration,
+        ) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
+            Box::pin(async move {
+                match self.access_token().await {
+                    Ok(token) => Ok(timed(self, token.secret())),
+                    Err(e) => Err(classify(self, &e)),
+                }
+            })
+        }
+
+        fn timed_refresh(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
+            Box::pin(async move {
+                match self.force_refresh().await {
+                    Ok(token) => Ok(timed(self, token.secret())),
+                    Err(e) => Err(classify(self, &e)),
+                }
+            })
+        }
+
         fn cancellation(&self) -> CancellationToken {
             Session::cancellation(self).clone()
+        }
+    }
+
+    /// The token with the session's cached expiry when the cache still
+    /// holds that token (another refresh may have replaced it meanwhile).
+    fn timed(session: &Arc<Session>, secret: &str) -> TimedToken {
+        let (cached, expires_at) = session.cached_access_token();
+        TimedToken {
+            token: BearerToken::new(secret),
+            expires_at: if cached.secret() == secret {
+                expires_at
+            } else {
+                None
+            },
         }
     }
 

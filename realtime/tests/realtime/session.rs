@@ -115,3 +115,26 @@ async fn logout_closes_the_client_and_leaves_no_task() {
     );
     assert_eq!(client.running_tasks(), 0);
 }
+
+#[tokio::test]
+async fn the_session_gives_its_tokens_expiry() {
+    let idp = MockIdp::builder()
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("idp");
+    let (_manager, _key, session) = signed_in(&idp).await;
+
+    let timed = TokenSource::timed_token(&session, Duration::ZERO)
+        .await
+        .expect("token");
+    let (cached, expires_at) = session.cached_access_token();
+    assert_eq!(timed.token.secret(), cached.secret());
+    assert!(expires_at.is_some());
+    assert_eq!(timed.expires_at, expires_at);
+
+    let fresh = TokenSource::timed_refresh(&session).await.expect("refresh");
+    assert_ne!(fresh.token, timed.token);
+    assert_eq!(fresh.expires_at, session.cached_access_token().1);
+    assert!(fresh.expires_at.is_some());
+}

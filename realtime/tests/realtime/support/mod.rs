@@ -14,7 +14,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use sessionkit_realtime::{BearerToken, BoxFuture, State, TokenError, TokenSource};
+use sessionkit_realtime::{BearerToken, BoxFuture, State, TimedToken, TokenError, TokenSource};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,9 @@ pub(crate) enum Command {
     Drop,
     /// Stop reading and answering (half-open), without closing.
     Freeze,
+    /// Send this text on every open connection (one account, many
+    /// connections: the same message on each).
+    Broadcast(String),
 }
 
 #[derive(Default)]
@@ -190,6 +193,11 @@ async fn connection(run: Run, mut socket: WebSocket, mut commands: broadcast::Re
                     run.cancel.cancelled().await;
                     break;
                 }
+                Ok(Command::Broadcast(text)) => {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
             },
             message = socket.recv() => match message {
@@ -216,6 +224,8 @@ pub(crate) struct Rotating {
     revoked: AtomicBool,
     unavailable: AtomicBool,
     cancel: CancellationToken,
+    /// Each token's lifetime from when it is handed out (`None`: unknown).
+    lifetime: Mutex<Option<Duration>>,
 }
 
 impl Rotating {
@@ -228,6 +238,25 @@ impl Rotating {
         let source = Self::default();
         source.unavailable.store(true, Ordering::SeqCst);
         Arc::new(source)
+    }
+
+    /// Tokens that expire `lifetime` after they are handed out.
+    pub(crate) fn expiring(lifetime: Duration) -> Arc<Self> {
+        let source = Self::default();
+        *lock(&source.lifetime) = Some(lifetime);
+        Arc::new(source)
+    }
+
+    fn timed(&self, token: BearerToken) -> TimedToken {
+        TimedToken {
+            token,
+            expires_at: lock(&self.lifetime).map(|l| std::time::SystemTime::now() + l),
+        }
+    }
+
+    /// Changes the lifetime of the tokens handed out from now on.
+    pub(crate) fn set_lifetime(&self, lifetime: Option<Duration>) {
+        *lock(&self.lifetime) = lifetime;
     }
 
     pub(crate) fn refreshes(&self) -> usize {
@@ -278,6 +307,14 @@ impl TokenSource for Rotating {
             self.rotate();
             self.now()
         })
+    }
+
+    fn timed_token(&self, min_valid: Duration) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
+        Box::pin(async move { self.token(min_valid).await.map(|t| self.timed(t)) })
+    }
+
+    fn timed_refresh(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
+        Box::pin(async move { self.refresh().await.map(|t| self.timed(t)) })
     }
 
     fn cancellation(&self) -> CancellationToken {
