@@ -11,26 +11,6 @@ use sessionkit_mock_idp::{Config, Fault, MockIdp, SecretSource};
 
 use crate::support::*;
 
-async fn consented(idp: &MockIdp) -> Value {
-    let pkce = pkce();
-    let mut params = auth_params(&pkce, "openid offline_access");
-    params.push(("prompt".into(), "consent".into()));
-    let code = location_params(&authorize(idp, &http(), &params).await)["code"].clone();
-    let (status, body) = token_request(
-        idp,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("client_id", CLIENT),
-            ("code_verifier", &pkce.verifier),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200);
-    body
-}
-
 #[tokio::test]
 async fn faults_answer_before_the_endpoint_and_consume_nothing() {
     let idp = idp_auto("alice").await;
@@ -428,15 +408,7 @@ fn the_binary_prints_its_issuer_first_and_stops_cleanly_on_sigterm() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("line");
-    let issuer = line
-        .trim()
-        .strip_prefix("mock-idp listening on ")
-        .expect("first line")
-        .to_owned();
+    let issuer = listening_issuer(&mut child);
     assert!(issuer.starts_with("http://127.0.0.1:"));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let doc: Value = runtime.block_on(async {
@@ -490,15 +462,7 @@ fn the_binary_serves_tls_and_writes_its_certificate() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("line");
-    let issuer = line
-        .trim()
-        .strip_prefix("mock-idp listening on ")
-        .expect("first line")
-        .to_owned();
+    let issuer = listening_issuer(&mut child);
     assert!(issuer.starts_with("https://127.0.0.1:"), "{issuer}");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let doc: Value = runtime.block_on(async {
@@ -546,15 +510,7 @@ fn trace_level_logs_carry_no_token() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("line");
-    let issuer = line
-        .trim()
-        .strip_prefix("mock-idp listening on ")
-        .expect("first line")
-        .to_owned();
+    let issuer = listening_issuer(&mut child);
     let stderr = child.stderr.take().expect("stderr");
     let collected = std::thread::spawn(move || {
         let mut all = String::new();
@@ -644,4 +600,16 @@ fn trace_level_logs_carry_no_token() {
             "a secret appeared in the trace log"
         );
     }
+}
+
+/// The issuer from the binary's first stdout line, `mock-idp listening on URL`.
+fn listening_issuer(child: &mut std::process::Child) -> String {
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    line.trim()
+        .strip_prefix("mock-idp listening on ")
+        .expect("the first line announces the issuer")
+        .to_owned()
 }

@@ -77,26 +77,6 @@ async fn check_logout_token(idp: &MockIdp, token: &str, sid: &str) {
     assert!(claims["jti"].is_string() && claims["iat"].is_i64());
 }
 
-async fn consented(idp: &MockIdp) -> Value {
-    let pkce = pkce();
-    let mut params = auth_params(&pkce, "openid offline_access");
-    params.push(("prompt".into(), "consent".into()));
-    let code = location_params(&authorize(idp, &http(), &params).await)["code"].clone();
-    let (status, body) = token_request(
-        idp,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("client_id", CLIENT),
-            ("code_verifier", &pkce.verifier),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200);
-    body
-}
-
 #[tokio::test]
 async fn rp_initiated_logout_ends_the_session_and_redirects_only_where_registered() {
     let idp = idp_auto("alice").await;

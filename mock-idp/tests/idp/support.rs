@@ -142,23 +142,44 @@ pub async fn token_request(idp: &MockIdp, form: &[(&str, &str)]) -> (u16, Value)
     )
 }
 
+/// Redeems a code for the public client with its PKCE verifier.
+pub async fn redeem(idp: &MockIdp, code: &str, verifier: &str) -> (u16, Value) {
+    token_request(
+        idp,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", CLIENT),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
 /// The whole code flow against an auto-login provider: the token response.
 pub async fn tokens(idp: &MockIdp, scope: &str) -> Value {
     let pkce = pkce();
     let code = code(idp, &pkce, scope).await;
-    let (status, body) = token_request(
-        idp,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("client_id", CLIENT),
-            ("code_verifier", &pkce.verifier),
-        ],
-    )
-    .await;
+    let (status, body) = redeem(idp, &code, &pkce.verifier).await;
     assert_eq!(status, 200, "{body}");
     body
+}
+
+/// The code flow with `prompt=consent`, so `offline_access` brings a refresh token.
+pub async fn consented_tokens(idp: &MockIdp, scope: &str) -> Value {
+    let pkce = pkce();
+    let mut params = auth_params(&pkce, scope);
+    params.push(("prompt".into(), "consent".into()));
+    let code = location_params(&authorize(idp, &http(), &params).await)["code"].clone();
+    let (status, body) = redeem(idp, &code, &pkce.verifier).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// A consented sign-in with a refresh token.
+pub async fn consented(idp: &MockIdp) -> Value {
+    consented_tokens(idp, "openid offline_access").await
 }
 
 pub async fn refresh(idp: &MockIdp, refresh_token: &str) -> (u16, Value) {

@@ -11,30 +11,6 @@ use sessionkit_mock_idp::{DeviceOutcome, DeviceScript, Lifetimes, MockIdp};
 
 use crate::support::*;
 
-async fn consented_tokens(idp: &MockIdp, scope: &str) -> Value {
-    let pkce = pkce();
-    let mut params = auth_params(&pkce, scope);
-    params.push(("prompt".into(), "consent".into()));
-    let code = location_params(&authorize(idp, &http(), &params).await)["code"].clone();
-    let (status, body) = redeem(idp, &code, &pkce.verifier).await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-async fn redeem(idp: &MockIdp, code: &str, verifier: &str) -> (u16, Value) {
-    token_request(
-        idp,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("client_id", CLIENT),
-            ("code_verifier", verifier),
-        ],
-    )
-    .await
-}
-
 async fn userinfo_status(idp: &MockIdp, access: &str) -> u16 {
     http()
         .get(idp.url("/userinfo"))
