@@ -113,6 +113,7 @@ fn run() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let shutdown = shutdown_signal()?;
         let mut builder = MockIdp::builder()
             .config(config)
             .bind(&args.bind)
@@ -134,31 +135,33 @@ fn run() -> anyhow::Result<()> {
              control API and dashboard: {}",
             idp.url("/_control/")
         );
-        shutdown_signal().await;
+        shutdown.await;
         eprintln!("mock-idp shutting down");
         idp.shutdown().await;
         Ok(())
     })
 }
 
-async fn shutdown_signal() {
+/// Installs the Ctrl-C and SIGTERM handlers now — before the listening line
+/// is printed, so a signal sent right after it is never the default
+/// (immediate) termination — and returns a future that ends at the first one.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -613,3 +613,25 @@ fn listening_issuer(child: &mut std::process::Child) -> String {
         .expect("the first line announces the issuer")
         .to_owned()
 }
+
+#[test]
+fn sigterm_right_after_the_listening_line_is_a_clean_stop() {
+    // The handlers are installed before the line is printed: a signal at once
+    // (even while keys are still being generated) is a clean shutdown.
+    for _ in 0..5 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mock-idp"))
+            .args(["--bind", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let _issuer = listening_issuer(&mut child);
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exit = child.wait().expect("wait");
+        assert!(exit.success(), "clean exit on an early SIGTERM: {exit:?}");
+    }
+}
