@@ -73,13 +73,13 @@ async fn proactive_refreshes_before_expiry_at_most_once_per_half_life_and_on_dem
  {
     let proactive_idp = MockIdp::builder()
         .auto_login("alice")
-        .access_token_ttl(6)
+        .access_token_ttl(8)
         .start()
         .await
         .expect("idp");
     let on_demand_idp = MockIdp::builder()
         .auto_login("bob")
-        .access_token_ttl(6)
+        .access_token_ttl(8)
         .start()
         .await
         .expect("idp");
@@ -100,8 +100,9 @@ async fn proactive_refreshes_before_expiry_at_most_once_per_half_life_and_on_dem
     let started = Instant::now();
     let (_, first_expiry) = proactive.cached_access_token();
     let mut events = proactive.events();
-    // A 6 s token: the margin would be the 60 s skew, so half its life (3 s)
-    // is kept at least, and the timer's floor of 5 s between refreshes holds.
+    // An 8 s token: the margin would be the 60 s skew, so half its life (4 s)
+    // is the margin, and the timer's floor of 5 s between refreshes holds:
+    // the refresh comes at 5 s, 3 s before expiry.
     let first = next_refreshed(&mut events, Duration::from_secs(10))
         .await
         .expect("refreshed in the background");
@@ -140,7 +141,7 @@ async fn proactive_refreshes_before_expiry_at_most_once_per_half_life_and_on_dem
 async fn high_security_keeps_the_refresh_token_out_of_the_store() {
     let idp = MockIdp::builder()
         .auto_login("carol")
-        .access_token_ttl(6)
+        .access_token_ttl(8)
         .start()
         .await
         .expect("idp");
@@ -163,7 +164,7 @@ async fn high_security_keeps_the_refresh_token_out_of_the_store() {
 async fn offline_first_keeps_retrying_until_the_network_returns() {
     let idp = MockIdp::builder()
         .auto_login("alice")
-        .access_token_ttl(6)
+        .access_token_ttl(8)
         .start()
         .await
         .expect("idp");
@@ -292,7 +293,7 @@ async fn logout_reports_a_provider_that_is_down_and_still_cleans_up() {
 async fn background_refreshes_ahead_and_tells_listeners() {
     let idp = MockIdp::builder()
         .auto_login("bob")
-        .access_token_ttl(6)
+        .access_token_ttl(8)
         .start()
         .await
         .expect("idp");
