@@ -14,7 +14,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, TryAcquireError, mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
+use tokio_tungstenite::tungstenite::http::{
+    HeaderValue,
+    header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL},
+};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -109,6 +112,49 @@ impl std::fmt::Debug for RefreshMode {
     }
 }
 
+/// Where each connection attempt puts the token (see
+/// [`Builder::token_transport`]). Every attempt gets a fresh-enough token,
+/// a reconnect after a refresh uses the same transport, and a 401 at the
+/// handshake counts as a 4001 whichever transport carried the token.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TokenTransport {
+    /// `Authorization: Bearer TOKEN` (default); the header value is marked
+    /// sensitive.
+    #[default]
+    Header,
+    /// Two values in `Sec-WebSocket-Protocol`: `PROTOCOL, TOKEN`. The
+    /// server must choose `protocol` (never the token) in its handshake
+    /// response; any other answer fails the attempt (and is retried with
+    /// backoff). The token must be a valid header token (no spaces or
+    /// commas; JWTs and opaque base64url tokens are).
+    Subprotocol {
+        /// The protocol the server is expected to choose, e.g. `"bearer"`.
+        protocol: String,
+    },
+    /// `NAME=TOKEN` appended to the URL's query for that attempt only. The
+    /// client's stored URL never holds the token, and the client never logs
+    /// a URL with its query.
+    QueryParameter {
+        /// The parameter's name, e.g. `"access_token"`.
+        name: String,
+    },
+}
+
+impl TokenTransport {
+    /// [`TokenTransport::Subprotocol`] with `protocol`.
+    pub fn subprotocol(protocol: impl Into<String>) -> Self {
+        Self::Subprotocol {
+            protocol: protocol.into(),
+        }
+    }
+
+    /// [`TokenTransport::QueryParameter`] named `name`.
+    pub fn query_parameter(name: impl Into<String>) -> Self {
+        Self::QueryParameter { name: name.into() }
+    }
+}
+
 #[derive(Clone)]
 struct Identity(Arc<IdentityFn>);
 
@@ -138,9 +184,31 @@ pub struct Builder {
     refresh_margin: Duration,
     refresh_mode: RefreshMode,
     identity: Option<Identity>,
+    token_transport: TokenTransport,
 }
 
 impl Builder {
+    /// Where the token goes on every connection attempt (default
+    /// [`TokenTransport::Header`]).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use sessionkit_realtime::{RealtimeClient, StaticToken, TokenTransport};
+    ///
+    /// # async fn demo() -> Result<(), sessionkit_realtime::Error> {
+    /// let source = Arc::new(StaticToken::new("an-access-token"));
+    /// // Browsers' WebSocket API cannot set headers; servers built for them
+    /// // often read the token from the subprotocol or the query.
+    /// let (client, _incoming) = RealtimeClient::builder("wss://chat.example.com/ws")
+    ///     .token_transport(TokenTransport::subprotocol("bearer"))
+    ///     .build(source)?;
+    /// # drop(client); Ok(()) }
+    /// ```
+    pub fn token_transport(mut self, transport: TokenTransport) -> Self {
+        self.token_transport = transport;
+        self
+    }
+
     /// The reconnect schedule (default: 250 ms, ×2, 30 s, reset after 10 s up).
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
@@ -374,6 +442,7 @@ impl RealtimeClient {
             refresh_margin: Duration::from_secs(60),
             refresh_mode: RefreshMode::MakeBeforeBreak,
             identity: None,
+            token_transport: TokenTransport::Header,
         }
     }
 
@@ -705,7 +774,13 @@ impl Driver {
                 Err(e) => return Ok(Attempt::Token(e)),
             },
         };
-        let request = match request(&self.cfg.url, &token.token) {
+        tracing::trace!(
+            generation = *generation,
+            url = %redact(&self.cfg.url),
+            "realtime connecting"
+        );
+        let transport = &self.cfg.token_transport;
+        let request = match request(&self.cfg.url, transport, &token.token) {
             Ok(request) => request,
             Err(e) => return Ok(Attempt::Token(e)),
         };
@@ -727,8 +802,16 @@ impl Driver {
                     status: response.status().as_u16(),
                 }));
             }
-            Ok(Err(e)) => return Ok(Attempt::Failed(ReconnectReason::Transport(e.to_string()))),
-            Ok(Ok((socket, _response))) => socket,
+            Ok(Err(e)) => {
+                let why = scrub(&e.to_string(), &token.token);
+                return Ok(Attempt::Failed(ReconnectReason::Transport(why)));
+            }
+            Ok(Ok((socket, response))) => {
+                if let Err(why) = chosen_protocol(transport, &response) {
+                    return Ok(Attempt::Failed(ReconnectReason::Transport(why)));
+                }
+                socket
+            }
         };
         tracing::debug!(generation = *generation, "realtime connected");
         self.deadline = None;
@@ -812,17 +895,19 @@ impl Driver {
     fn upgrade(&self, old: BearerToken) -> Upgrade {
         let source = self.source.clone();
         let url = self.cfg.url.clone();
+        let transport = self.cfg.token_transport.clone();
         let limit = self.cfg.connect_timeout;
         Box::pin(async move {
             let fresh = source.timed_refresh().await.map_err(|e| e.to_string())?;
             if fresh.token == old {
                 return Err("the source gave the same token again".to_owned());
             }
-            let request = request(&url, &fresh.token).map_err(|e| e.to_string())?;
-            let (socket, _response) = timeout(limit, tokio_tungstenite::connect_async(request))
+            let request = request(&url, &transport, &fresh.token).map_err(|e| e.to_string())?;
+            let (socket, response) = timeout(limit, tokio_tungstenite::connect_async(request))
                 .await
                 .map_err(|_| "connect timed out".to_owned())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| scrub(&e.to_string(), &fresh.token))?;
+            chosen_protocol(&transport, &response)?;
             Ok((socket, fresh))
         })
     }
@@ -1002,19 +1087,76 @@ impl Driver {
     }
 }
 
-/// The handshake request: the URL plus `Authorization: Bearer`, marked sensitive.
+/// The handshake request for one attempt: the token in the header
+/// (`Authorization: Bearer`, marked sensitive), the subprotocol header
+/// (`PROTOCOL, TOKEN`, marked sensitive) or the query (`NAME=TOKEN`, on a
+/// copy of the URL).
 fn request(
     url: &str,
+    transport: &TokenTransport,
     token: &BearerToken,
 ) -> Result<tungstenite::handshake::client::Request, TokenError> {
-    let mut request = url
-        .into_client_request()
-        .map_err(|e| TokenError::Unavailable(format!("bad request: {e}")))?;
-    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.secret()))
-        .map_err(|_| TokenError::Unavailable("the token is not a valid header value".to_owned()))?;
+    let invalid = || TokenError::Unavailable("the token is not a valid header value".to_owned());
+    let mut request = match transport {
+        TokenTransport::QueryParameter { name } => {
+            let mut with_token = url::Url::parse(url)
+                .map_err(|e| TokenError::Unavailable(format!("bad request: {e}")))?;
+            with_token
+                .query_pairs_mut()
+                .append_pair(name, token.secret());
+            with_token.as_str().into_client_request()
+        }
+        TokenTransport::Header | TokenTransport::Subprotocol { .. } => url.into_client_request(),
+    }
+    // The error names the URL without the token (the request was not built).
+    .map_err(|e| TokenError::Unavailable(scrub(&format!("bad request: {e}"), token)))?;
+    let (name, text) = match transport {
+        TokenTransport::Header => (AUTHORIZATION, format!("Bearer {}", token.secret())),
+        TokenTransport::Subprotocol { protocol } => {
+            let secret = token.secret();
+            if secret.is_empty() || secret.contains([',', ' ', '\t']) {
+                return Err(invalid());
+            }
+            (SEC_WEBSOCKET_PROTOCOL, format!("{protocol}, {secret}"))
+        }
+        TokenTransport::QueryParameter { .. } => return Ok(request),
+    };
+    let mut value = HeaderValue::from_str(&text).map_err(|_| invalid())?;
     value.set_sensitive(true);
-    request.headers_mut().insert(AUTHORIZATION, value);
+    request.headers_mut().insert(name, value);
     Ok(request)
+}
+
+/// With [`TokenTransport::Subprotocol`], the server must have chosen the
+/// protocol (tungstenite already checked it chose one of the two values).
+fn chosen_protocol(
+    transport: &TokenTransport,
+    response: &tungstenite::handshake::client::Response,
+) -> std::result::Result<(), String> {
+    let TokenTransport::Subprotocol { protocol } = transport else {
+        return Ok(());
+    };
+    let chosen = response.headers().get(SEC_WEBSOCKET_PROTOCOL);
+    if chosen.is_some_and(|v| v.as_bytes() == protocol.as_bytes()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the server did not choose the subprotocol {protocol:?}"
+        ))
+    }
+}
+
+/// `text` with every occurrence of the token replaced.
+fn scrub(text: &str, token: &BearerToken) -> String {
+    if token.secret().is_empty() {
+        return text.to_owned();
+    }
+    text.replace(token.secret(), "[redacted]")
+}
+
+/// A URL string for a log line, without credentials or query.
+fn redact(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| "<invalid url>".to_owned(), |u| redact_url(&u))
 }
 
 /// The server's advised delay in a close reason: `{"retry_after_ms": N}`.
@@ -1080,11 +1222,44 @@ mod tests {
 
     #[test]
     fn the_header_is_sensitive() {
-        let built = request("ws://127.0.0.1:1/ws", &BearerToken::new("t0k")).expect("request");
+        let header = TokenTransport::Header;
+        let built =
+            request("ws://127.0.0.1:1/ws", &header, &BearerToken::new("t0k")).expect("request");
         let value = built.headers().get(AUTHORIZATION).expect("header");
         assert!(value.is_sensitive());
         assert_eq!(value.as_bytes(), b"Bearer t0k");
-        assert!(request("ws://127.0.0.1:1/ws", &BearerToken::new("a\nb")).is_err());
+        assert!(request("ws://127.0.0.1:1/ws", &header, &BearerToken::new("a\nb")).is_err());
+    }
+
+    #[test]
+    fn the_subprotocol_carries_the_protocol_then_the_token() {
+        let transport = TokenTransport::subprotocol("bearer");
+        let built =
+            request("ws://127.0.0.1:1/ws", &transport, &BearerToken::new("t0k")).expect("request");
+        assert!(built.headers().get(AUTHORIZATION).is_none());
+        let value = built.headers().get(SEC_WEBSOCKET_PROTOCOL).expect("header");
+        assert!(value.is_sensitive());
+        assert_eq!(value.as_bytes(), b"bearer, t0k");
+        for bad in ["a,b", "a b", ""] {
+            assert!(request("ws://127.0.0.1:1/ws", &transport, &BearerToken::new(bad)).is_err());
+        }
+    }
+
+    #[test]
+    fn the_query_parameter_is_added_to_a_copy_of_the_url() {
+        let transport = TokenTransport::query_parameter("access_token");
+        let url = "ws://127.0.0.1:1/ws?room=a";
+        let built = request(url, &transport, &BearerToken::new("t0k+/=")).expect("request");
+        assert_eq!(
+            built.uri().to_string(),
+            "ws://127.0.0.1:1/ws?room=a&access_token=t0k%2B%2F%3D"
+        );
+        assert!(built.headers().get(AUTHORIZATION).is_none());
+        assert_eq!(redact(url), "ws://127.0.0.1/ws");
+        assert_eq!(
+            scrub("failed ws://x/?access_token=t0k", &BearerToken::new("t0k")),
+            "failed ws://x/?access_token=[redacted]"
+        );
     }
 
     #[tokio::test]

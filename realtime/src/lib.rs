@@ -4,7 +4,8 @@
 //! always with a fresh token, and stops when the user logs out.
 //!
 //! Every connection attempt asks a [`TokenSource`] for a token and sends it
-//! in the `Authorization: Bearer` header (marked sensitive, never logged).
+//! (by default) in the `Authorization: Bearer` header (marked sensitive,
+//! never logged).
 //! Close codes drive what happens next: 4001 (or a 401 at the handshake)
 //! forces one refresh and reconnects at once; 4003 refreshes and ends the
 //! client as [`CloseReason::SignedOut`] when the refresh says the account is
@@ -26,14 +27,16 @@
 //! `Connected`; [`Builder::message_identity`] delivers messages seen on both
 //! connections once), or in-band ([`Builder::refresh_in_band`]).
 //!
-//! Not there yet: the token as a subprotocol or query parameter.
+//! The token can go in a subprotocol or a query parameter instead of the
+//! header ([`Builder::token_transport`], [`TokenTransport`]); a query
+//! token is only ever on that attempt's request, never in a log line.
 //!
 //! ## Layout
 //! - `token`: the [`TokenSource`] trait, [`TimedToken`], [`StaticToken`], and the impl for
 //!   `Arc<sessionkit::Session>` (feature `sessionkit`, on by default).
 //! - `backoff`: the reconnect schedule as pure functions ([`Backoff`]).
 //! - `state`: [`State`], [`ReconnectReason`], [`CloseReason`].
-//! - `client`: [`RealtimeClient`], its [`Builder`] and [`RefreshMode`].
+//! - `client`: [`RealtimeClient`], its [`Builder`], [`RefreshMode`] and [`TokenTransport`].
 //! - `error`: [`Error`] and [`TokenError`].
 //!
 //! ## A complete client
@@ -83,7 +86,9 @@ mod state;
 mod token;
 
 pub use backoff::Backoff;
-pub use client::{Builder, Incoming, RealtimeClient, RefreshMode, Resume, WhenFull};
+pub use client::{
+    Builder, Incoming, RealtimeClient, RefreshMode, Resume, TokenTransport, WhenFull,
+};
 pub use error::{Error, Result, TokenError};
 pub use state::{CloseReason, ReconnectReason, State};
 pub use token::{BearerToken, BoxFuture, StaticToken, TimedToken, TokenSource};

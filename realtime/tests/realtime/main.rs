@@ -4,6 +4,7 @@ mod refresh;
 #[cfg(feature = "sessionkit")]
 mod session;
 mod support;
+mod transport;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -9,9 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State as AxumState;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
+use axum::extract::{RawQuery, State as AxumState};
+use axum::http::{
+    HeaderMap, StatusCode,
+    header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL},
+};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sessionkit_realtime::{BearerToken, BoxFuture, State, TimedToken, TokenError, TokenSource};
@@ -35,9 +38,26 @@ pub(crate) enum Command {
     Broadcast(String),
 }
 
+/// Where the server reads the token from.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum TokenIn {
+    /// `Authorization: Bearer TOKEN`.
+    #[default]
+    Header,
+    /// `Sec-WebSocket-Protocol: PROTOCOL, TOKEN`; the server chooses `PROTOCOL`.
+    Subprotocol(String),
+    /// Like `Subprotocol`, but (wrongly) chooses the token as the protocol.
+    SubprotocolChoosingToken(String),
+    /// The query parameter of this name.
+    Query(String),
+}
+
 #[derive(Default)]
 pub(crate) struct Shared {
     allowed: Mutex<HashSet<String>>,
+    token_in: Mutex<TokenIn>,
+    /// Every handshake's query string (`None` without one), in order.
+    pub(crate) queries: Mutex<Vec<Option<String>>>,
     /// Tokens of accepted connections, in order.
     pub(crate) accepted: Mutex<Vec<String>>,
     /// Handshakes refused with 401.
@@ -84,6 +104,15 @@ impl WsServer {
 
     pub(crate) fn allow(&self, tokens: &[&str]) {
         lock(&self.shared.allowed).extend(tokens.iter().map(|t| (*t).to_owned()));
+    }
+
+    /// Reads the token from `token_in` from now on (the header by default).
+    pub(crate) fn expect_token_in(&self, token_in: TokenIn) {
+        *lock(&self.shared.token_in) = token_in;
+    }
+
+    pub(crate) fn queries(&self) -> Vec<Option<String>> {
+        lock(&self.shared.queries).clone()
     }
 
     pub(crate) fn accepted(&self) -> Vec<String> {
@@ -158,13 +187,42 @@ impl Drop for WsServer {
 async fn upgrade(
     AxumState(run): AxumState<Run>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    RawQuery(query): RawQuery,
+    mut upgrade: WebSocketUpgrade,
 ) -> Response {
-    let token = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
+    lock(&run.shared.queries).push(query.clone());
+    let token_in = lock(&run.shared.token_in).clone();
+    let token = match &token_in {
+        TokenIn::Header => headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned),
+        TokenIn::Subprotocol(protocol) | TokenIn::SubprotocolChoosingToken(protocol) => {
+            let values: Vec<String> = headers
+                .get_all(SEC_WEBSOCKET_PROTOCOL)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(|v| v.trim().to_owned())
+                .collect();
+            let token = match values.as_slice() {
+                [first, token] if first == protocol => Some(token.clone()),
+                _ => None,
+            };
+            let chosen = match &token_in {
+                TokenIn::SubprotocolChoosingToken(_) => token.clone().unwrap_or_default(),
+                _ => protocol.clone(),
+            };
+            upgrade = upgrade.protocols([chosen]);
+            token
+        }
+        TokenIn::Query(name) => query.as_deref().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        }),
+    };
     let allowed = token
         .as_ref()
         .is_some_and(|t| lock(&run.shared.allowed).contains(t));
