@@ -97,44 +97,21 @@ fn unix(t: SystemTime) -> i64 {
 
 fn claim_error(err: ClaimsVerificationError) -> IdTokenError {
     use ClaimsVerificationError as C;
+    let claim = |claim: &'static str, reason: String| IdTokenError::Claim { claim, reason };
     match err {
         // openidconnect reports a refused `iat` as Expired, with our message.
-        C::Expired(m) if m.starts_with("iat ") => IdTokenError::Claim {
-            claim: "iat",
-            reason: m,
-        },
-        C::Expired(m) => IdTokenError::Claim {
-            claim: "exp",
-            reason: m,
-        },
-        C::InvalidAudience(m) => IdTokenError::Claim {
-            claim: "aud",
-            reason: m,
-        },
-        C::InvalidIssuer(m) => IdTokenError::Claim {
-            claim: "iss",
-            reason: m,
-        },
-        C::InvalidNonce(m) => IdTokenError::Claim {
-            claim: "nonce",
-            reason: m,
-        },
-        C::InvalidSubject(m) => IdTokenError::Claim {
-            claim: "sub",
-            reason: m,
-        },
-        C::InvalidAuthTime(m) => IdTokenError::Claim {
-            claim: "auth_time",
-            reason: m,
-        },
+        C::Expired(m) if m.starts_with("iat ") => claim("iat", m),
+        C::Expired(m) => claim("exp", m),
+        C::InvalidAudience(m) => claim("aud", m),
+        C::InvalidIssuer(m) => claim("iss", m),
+        C::InvalidNonce(m) => claim("nonce", m),
+        C::InvalidSubject(m) => claim("sub", m),
+        C::InvalidAuthTime(m) => claim("auth_time", m),
         C::SignatureVerification(SignatureVerificationError::NoMatchingKey) => {
             IdTokenError::UnknownKey
         }
         C::SignatureVerification(e) => IdTokenError::Signature(e.to_string()),
-        C::Other(m) if m.contains("azp") || m.contains("authorized party") => IdTokenError::Claim {
-            claim: "azp",
-            reason: m,
-        },
+        C::Other(m) if m.contains("azp") || m.contains("authorized party") => claim("azp", m),
         other => IdTokenError::Malformed(other.to_string()),
     }
 }
