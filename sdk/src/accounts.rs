@@ -17,6 +17,18 @@ pub struct AccountInfo {
     pub key: AccountKey,
     /// What to call it (`name`, else `preferred_username`, else `email`, else `sub`).
     pub display_name: String,
+    /// A short name the user can type (`preferred_username`, else `email`), if the
+    /// ID token had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+impl AccountInfo {
+    /// The name to type for this account: its username, else its `sub`.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.username.as_deref().unwrap_or(&self.key.sub)
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -121,7 +133,10 @@ impl AccountRegistry {
     pub fn upsert(&self, info: AccountInfo, activate: bool) -> Result<()> {
         let mut file = self.read()?;
         match file.accounts.iter_mut().find(|a| a.key == info.key) {
-            Some(existing) => existing.display_name = info.display_name.clone(),
+            Some(existing) => {
+                existing.display_name.clone_from(&info.display_name);
+                existing.username.clone_from(&info.username);
+            }
             None => file.accounts.push(info.clone()),
         }
         if activate {
@@ -206,6 +221,7 @@ mod tests {
         AccountInfo {
             key: key(sub),
             display_name: sub.to_uppercase(),
+            username: None,
         }
     }
 

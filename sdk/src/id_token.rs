@@ -73,6 +73,8 @@ pub struct IdClaims {
     pub sid: Option<String>,
     /// A display name: `name`, else `preferred_username`, else `email`, else `sub`.
     pub display_name: String,
+    /// A short name the user can type: `preferred_username`, else `email`.
+    pub username: Option<String>,
     /// Every claim, as sent.
     pub all: Value,
 }
@@ -207,6 +209,7 @@ pub fn verify_with_keys(
         iat: claims.issue_time().timestamp(),
         sid: text("sid"),
         display_name,
+        username: text("preferred_username").or_else(|| text("email")),
         all,
     })
 }

@@ -888,6 +888,7 @@ impl SessionManager {
         let info = AccountInfo {
             key: key.clone(),
             display_name: claims.display_name.clone(),
+            username: claims.username.clone(),
         };
         let mem = Tokens {
             access: tokens.access_token.clone(),
@@ -939,12 +940,17 @@ impl SessionManager {
         Ok(self.shared.registry.active()?.filter(|a| self.mine(&a.key)))
     }
 
-    /// Finds a listed account by `sub` or display name.
+    /// Finds a listed account by `sub`, username or display name.
     pub fn find(&self, name: &str) -> Result<Option<AccountInfo>> {
         let accounts = self.accounts()?;
         Ok(accounts
             .iter()
             .find(|a| a.key.sub == name)
+            .or_else(|| {
+                accounts
+                    .iter()
+                    .find(|a| a.username.as_deref() == Some(name))
+            })
             .or_else(|| accounts.iter().find(|a| a.display_name == name))
             .cloned())
     }
@@ -1105,6 +1111,7 @@ impl SessionManager {
             .unwrap_or_else(|| AccountInfo {
                 key: key.clone(),
                 display_name: key.sub.clone(),
+                username: None,
             });
         for e in self.shared.run_hooks(&info) {
             failures.push((LogoutStep::CleanupHooks, e));
