@@ -259,10 +259,17 @@ pub struct Config {
     pub max_body_bytes: usize,
 }
 
+/// The back-channel logout URL of the built-in `chat-example` client: the
+/// default address of the example `chat-server`.
+pub const DEFAULT_CHAT_BACKCHANNEL_URI: &str = "http://127.0.0.1:9091/backchannel-logout";
+
 impl Default for Config {
     fn default() -> Self {
         let mut chat = ClientConfig::public("chat-example");
         chat.audience = Some("chat-server".to_owned());
+        // Where `chat-server` listens by default, so that a revoked session's
+        // chat sockets close (4003) with both binaries on their defaults.
+        chat.backchannel_logout_uri = Some(DEFAULT_CHAT_BACKCHANNEL_URI.to_owned());
         let server = ClientConfig::confidential(
             "chat-server",
             SecretSource::Env("MOCK_IDP_CHAT_SERVER_SECRET".to_owned()),
