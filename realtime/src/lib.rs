@@ -31,6 +31,15 @@
 //! header ([`Builder::token_transport`], [`TokenTransport`]); a query
 //! token is only ever on that attempt's request, never in a log line.
 //!
+//! ## Tokens and logs
+//! The token is never in a log record of this crate, and the default
+//! feature `safe-logs` keeps it out of tungstenite's: tungstenite writes
+//! every client handshake request, headers and query included, as a `log`
+//! TRACE record. `safe-logs` sets the `log` crate's `max_level_debug`
+//! feature, which compiles `log` TRACE records out of the whole program
+//! (`tracing`'s own TRACE events are not affected). Without the feature,
+//! keep the target `tungstenite::handshake::client` below TRACE.
+//!
 //! ## Layout
 //! - `token`: the [`TokenSource`] trait, [`TimedToken`], [`StaticToken`], and the impl for
 //!   `Arc<sessionkit::Session>` (feature `sessionkit`, on by default).

@@ -1,0 +1,454 @@
+//! One account's connection to the chat server, shared by the plain mode and
+//! the terminal UI: it joins the room, resumes after the last message seen,
+//! re-sends what the server has not acknowledged, and reports what happens.
+//!
+//! Losing nothing across reconnects takes three things, all here: the
+//! server's per-room sequence numbers (join with `after` = the last one
+//! seen), client message ids (a resend is stored once), and the
+//! `on_connect` hook of [`RealtimeClient`], which re-sends every
+//! unacknowledged message before the queued ones go out.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sessionkit::Session;
+use sessionkit_realtime::{Incoming, RealtimeClient, Resume, State, TokenSource};
+use tokio::sync::{mpsc, watch};
+
+use crate::protocol::{ChatMessage, ClientFrame, ServerFrame, valid_room};
+
+/// What the conversation reports, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConversationEvent {
+    /// The server greeted a new connection.
+    Hello {
+        /// The user the server sees.
+        user: String,
+        /// When the connection's token expires (Unix seconds).
+        expires_at: u64,
+    },
+    /// A message not shown before, in sequence order per room.
+    Message(ChatMessage),
+    /// A message of ours is stored under `seq`.
+    Acked {
+        /// Our message id.
+        id: String,
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// The room's history is caught up.
+    Joined {
+        /// The room.
+        room: String,
+        /// Its last sequence number.
+        last_seq: u64,
+    },
+    /// The server refused a frame.
+    Refused {
+        /// The server's code.
+        code: String,
+        /// Why.
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    id: String,
+    room: String,
+    text: String,
+}
+
+#[derive(Debug)]
+struct Shared {
+    room: String,
+    last_seq: HashMap<String, u64>,
+    pending: VecDeque<Pending>,
+    next_id: u64,
+    id_prefix: String,
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn frame(frame: &ClientFrame) -> String {
+    // Serializing these plain structs cannot fail.
+    serde_json::to_string(frame).unwrap_or_default()
+}
+
+/// A connection to the chat server for one session and one room at a time.
+#[derive(Debug)]
+pub struct Conversation {
+    client: RealtimeClient,
+    shared: Arc<Mutex<Shared>>,
+    pending: watch::Receiver<usize>,
+    pending_tx: Arc<watch::Sender<usize>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Conversation {
+    /// Connects `session` to the chat server at `server_url` and joins `room`.
+    ///
+    /// # Errors
+    /// When the URL is not a `ws://` or `wss://` URL or the room name is invalid.
+    pub fn start(
+        session: Arc<Session>,
+        server_url: &str,
+        room: &str,
+    ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<ConversationEvent>)> {
+        if !valid_room(room) {
+            anyhow::bail!("{room:?} is not a room name (1–64 of a-z, 0-9, - and _)");
+        }
+        let shared = Arc::new(Mutex::new(Shared {
+            room: room.to_owned(),
+            last_seq: HashMap::new(),
+            pending: VecDeque::new(),
+            next_id: 0,
+            id_prefix: id_prefix(),
+        }));
+        let resume_state = shared.clone();
+        let source: Arc<dyn TokenSource> = Arc::new(session);
+        let (client, incoming) = RealtimeClient::builder(server_url)
+            .on_connect(move |resume: Resume| {
+                let shared = resume_state.clone();
+                async move { resume_conversation(&shared, &resume) }
+            })
+            .message_identity(identity)
+            .build(source)?;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (pending_tx, pending) = watch::channel(0);
+        let pending_tx = Arc::new(pending_tx);
+        let reader = tokio::spawn(read(
+            incoming,
+            shared.clone(),
+            events_tx,
+            pending_tx.clone(),
+        ));
+        Ok((
+            Self {
+                client,
+                shared,
+                pending,
+                pending_tx,
+                reader,
+            },
+            events,
+        ))
+    }
+
+    /// Posts `text` to the current room; returns its message id. It is
+    /// re-sent after every reconnect until the server acknowledges it.
+    ///
+    /// # Errors
+    /// When the client is closed (signed out, closed by the server for good).
+    pub async fn send(&self, text: &str) -> anyhow::Result<String> {
+        let pending = {
+            let mut shared = lock(&self.shared);
+            shared.next_id += 1;
+            let pending = Pending {
+                id: format!("{}-{}", shared.id_prefix, shared.next_id),
+                room: shared.room.clone(),
+                text: text.to_owned(),
+            };
+            shared.pending.push_back(pending.clone());
+            pending
+        };
+        self.pending_tx
+            .send_replace(lock(&self.shared).pending.len());
+        let sent = self
+            .client
+            .send(frame(&ClientFrame::Send {
+                room: pending.room,
+                id: pending.id.clone(),
+                text: pending.text,
+            }))
+            .await;
+        if let Err(e) = sent {
+            let mut shared = lock(&self.shared);
+            shared.pending.retain(|p| p.id != pending.id);
+            self.pending_tx.send_replace(shared.pending.len());
+            return Err(e.into());
+        }
+        Ok(pending.id)
+    }
+
+    /// Moves to `room`: leaves the current one and joins the new one after
+    /// the last message seen there.
+    ///
+    /// # Errors
+    /// An invalid room name, or a closed client.
+    pub async fn switch_room(&self, room: &str) -> anyhow::Result<()> {
+        if !valid_room(room) {
+            anyhow::bail!("{room:?} is not a room name (1–64 of a-z, 0-9, - and _)");
+        }
+        let (old, after) = {
+            let mut shared = lock(&self.shared);
+            let old = std::mem::replace(&mut shared.room, room.to_owned());
+            (old, shared.last_seq.get(room).copied().unwrap_or(0))
+        };
+        self.client
+            .send(frame(&ClientFrame::Leave { room: old }))
+            .await?;
+        self.client
+            .send(frame(&ClientFrame::Join {
+                room: room.to_owned(),
+                after,
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// The current room.
+    #[must_use]
+    pub fn room(&self) -> String {
+        lock(&self.shared).room.clone()
+    }
+
+    /// How many of our messages wait for the server's acknowledgement.
+    #[must_use]
+    pub fn unacknowledged(&self) -> usize {
+        *self.pending.borrow()
+    }
+
+    /// Waits until every message sent so far is acknowledged, or the
+    /// connection is closed for good (then returns how many were not).
+    pub async fn all_acknowledged(&self) -> usize {
+        let mut pending = self.pending.clone();
+        let mut state = self.client.state();
+        loop {
+            let left = *pending.borrow_and_update();
+            if left == 0 {
+                return 0;
+            }
+            if matches!(*state.borrow_and_update(), State::Closed(_)) {
+                return left;
+            }
+            tokio::select! {
+                r = pending.changed() => if r.is_err() { return left; },
+                r = state.changed() => if r.is_err() { return left; },
+            }
+        }
+    }
+
+    /// The connection's state.
+    #[must_use]
+    pub fn state(&self) -> watch::Receiver<State> {
+        self.client.state()
+    }
+
+    /// Closes the connection and waits until nothing of it runs.
+    pub async fn shutdown(&self) {
+        self.client.shutdown().await;
+        self.reader.abort();
+    }
+}
+
+impl Drop for Conversation {
+    fn drop(&mut self) {
+        self.client.close();
+        self.reader.abort();
+    }
+}
+
+/// Runs on every new connection before queued messages: join the room after
+/// the last message seen, then re-send every unacknowledged message in
+/// order (the server stores each id once).
+fn resume_conversation(shared: &Mutex<Shared>, resume: &Resume) {
+    let shared = lock(shared);
+    resume.send(frame(&ClientFrame::Join {
+        room: shared.room.clone(),
+        after: shared.last_seq.get(&shared.room).copied().unwrap_or(0),
+    }));
+    for p in &shared.pending {
+        resume.send(frame(&ClientFrame::Send {
+            room: p.room.clone(),
+            id: p.id.clone(),
+            text: p.text.clone(),
+        }));
+    }
+}
+
+/// Messages and acknowledgements seen on two connections at once (during a
+/// make-before-break token refresh) are delivered once.
+fn identity(incoming: &Incoming) -> Option<String> {
+    let Incoming::Text(text) = incoming else {
+        return None;
+    };
+    match serde_json::from_str::<ServerFrame>(text).ok()? {
+        ServerFrame::Message(m) => Some(format!("m:{}:{}", m.room, m.seq)),
+        ServerFrame::Ack { room, id, seq } => Some(format!("a:{room}:{id}:{seq}")),
+        _ => None,
+    }
+}
+
+async fn read(
+    mut incoming: mpsc::Receiver<Incoming>,
+    shared: Arc<Mutex<Shared>>,
+    events: mpsc::UnboundedSender<ConversationEvent>,
+    pending_tx: Arc<watch::Sender<usize>>,
+) {
+    while let Some(message) = incoming.recv().await {
+        let Incoming::Text(text) = message else {
+            continue;
+        };
+        let frame = match serde_json::from_str::<ServerFrame>(&text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring a frame the client does not understand");
+                continue;
+            }
+        };
+        let event = {
+            let mut shared = lock(&shared);
+            match frame {
+                ServerFrame::Hello { user, expires_at } => {
+                    Some(ConversationEvent::Hello { user, expires_at })
+                }
+                ServerFrame::Message(m) => {
+                    let last = shared.last_seq.entry(m.room.clone()).or_insert(0);
+                    if m.seq > *last {
+                        *last = m.seq;
+                        Some(ConversationEvent::Message(m))
+                    } else {
+                        None
+                    }
+                }
+                ServerFrame::Ack { id, seq, .. } => {
+                    let before = shared.pending.len();
+                    shared.pending.retain(|p| p.id != id);
+                    pending_tx.send_replace(shared.pending.len());
+                    (shared.pending.len() < before).then_some(ConversationEvent::Acked { id, seq })
+                }
+                ServerFrame::Joined { room, last_seq } => {
+                    Some(ConversationEvent::Joined { room, last_seq })
+                }
+                ServerFrame::Authed { .. } => None,
+                ServerFrame::Error { code, message, id } => {
+                    if let Some(id) = id {
+                        // Refused for good (too long, bad room): do not re-send it.
+                        shared.pending.retain(|p| p.id != id);
+                        pending_tx.send_replace(shared.pending.len());
+                    }
+                    Some(ConversationEvent::Refused { code, message })
+                }
+            }
+        };
+        if let Some(event) = event
+            && events.send(event).is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// A prefix that keeps this process's message ids apart from earlier runs
+/// of the same account (ids are unique per sender at the server).
+fn id_prefix() -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Mutex<Shared> {
+        Mutex::new(Shared {
+            room: "general".into(),
+            last_seq: HashMap::from([("general".to_owned(), 7)]),
+            pending: VecDeque::from([
+                Pending {
+                    id: "p-1".into(),
+                    room: "general".into(),
+                    text: "one".into(),
+                },
+                Pending {
+                    id: "p-2".into(),
+                    room: "other".into(),
+                    text: "two".into(),
+                },
+            ]),
+            next_id: 2,
+            id_prefix: "p".into(),
+        })
+    }
+
+    #[test]
+    fn identity_names_messages_and_acks_only() {
+        let m =
+            r#"{"type":"message","room":"a","seq":3,"user":"u","id":"x","text":"t","sent_at":1}"#;
+        assert_eq!(
+            identity(&Incoming::Text(m.into())).as_deref(),
+            Some("m:a:3")
+        );
+        let a = r#"{"type":"ack","room":"a","id":"x","seq":3}"#;
+        assert_eq!(
+            identity(&Incoming::Text(a.into())).as_deref(),
+            Some("a:a:x:3")
+        );
+        let h = r#"{"type":"hello","user":"u","expires_at":1}"#;
+        assert_eq!(identity(&Incoming::Text(h.into())), None);
+        assert_eq!(identity(&Incoming::Text("not json".into())), None);
+    }
+
+    #[test]
+    fn ids_differ_between_runs() {
+        assert_ne!(id_prefix(), id_prefix());
+    }
+
+    #[tokio::test]
+    async fn reader_drops_replayed_messages_and_settles_acks() {
+        let shared = Arc::new(shared());
+        let (in_tx, in_rx) = mpsc::channel(16);
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let (p_tx, p_rx) = watch::channel(2);
+        let task = tokio::spawn(read(in_rx, shared.clone(), ev_tx, Arc::new(p_tx)));
+        let msg = |seq: u64| {
+            Incoming::Text(format!(
+                r#"{{"type":"message","room":"general","seq":{seq},"user":"u","id":"i{seq}","text":"t","sent_at":1}}"#
+            ))
+        };
+        for m in [msg(6), msg(7), msg(8), msg(8)] {
+            in_tx.send(m).await.expect("send");
+        }
+        in_tx
+            .send(Incoming::Text(
+                r#"{"type":"ack","room":"general","id":"p-1","seq":9}"#.into(),
+            ))
+            .await
+            .expect("send");
+        in_tx
+            .send(Incoming::Text(
+                r#"{"type":"ack","room":"general","id":"p-1","seq":9}"#.into(),
+            ))
+            .await
+            .expect("send");
+        drop(in_tx);
+        task.await.expect("reader");
+        let mut events = Vec::new();
+        while let Ok(e) = ev_rx.try_recv() {
+            events.push(e);
+        }
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(matches!(&events[0], ConversationEvent::Message(m) if m.seq == 8));
+        assert_eq!(
+            events[1],
+            ConversationEvent::Acked {
+                id: "p-1".into(),
+                seq: 9
+            }
+        );
+        assert_eq!(*p_rx.borrow(), 1);
+        assert_eq!(lock(&shared).last_seq["general"], 8);
+    }
+}

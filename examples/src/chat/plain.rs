@@ -1,0 +1,133 @@
+//! `chat --plain`: lines from stdin become messages, every message is
+//! printed as `[SEQ] USER: TEXT` on stdout, status goes to stderr. At the
+//! end of input it waits until the server acknowledged every line (and the
+//! echo of the last one was printed), then exits 0.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sessionkit::Session;
+use sessionkit_realtime::{CloseReason, State};
+use tokio::io::AsyncBufReadExt as _;
+
+use super::conversation::{Conversation, ConversationEvent};
+use super::setup::Setup;
+use super::status::{describe_session_event, describe_state};
+use super::{DEMO_USERS, Options};
+
+/// How long to wait for the echo of our last message once it is acknowledged.
+const ECHO_WAIT: Duration = Duration::from_secs(5);
+
+pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
+    let session = signed_in_session(&setup).await?;
+    let (conversation, mut events) =
+        Conversation::start(session.clone(), &setup.server_url, &options.room)?;
+    eprintln!(
+        "chat: {} in #{} on {}",
+        session.info().name(),
+        options.room,
+        setup.server_url
+    );
+    let mut session_events = session.events();
+    let mut state = conversation.state();
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let (mut input_open, mut events_open, mut state_open) = (true, true, true);
+    // The highest sequence number acknowledged to us, and the highest printed, in our room.
+    let (mut acked, mut printed) = (0u64, 0u64);
+    let mut echo_deadline = None;
+    let mut stdout = std::io::stdout();
+    loop {
+        if !input_open && conversation.unacknowledged() == 0 {
+            let deadline =
+                *echo_deadline.get_or_insert_with(|| tokio::time::Instant::now() + ECHO_WAIT);
+            if printed >= acked || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        tokio::select! {
+            line = lines.next_line(), if input_open => {
+                match line.context("cannot read stdin")? {
+                    Some(line) if line.trim().is_empty() => {}
+                    Some(line) => {
+                        conversation.send(&line).await?;
+                    }
+                    None => input_open = false,
+                }
+            }
+            event = events.recv(), if events_open => {
+                // The events end when the connection closes for good; the
+                // state says why (below).
+                let Some(event) = event else {
+                    events_open = false;
+                    continue;
+                };
+                match event {
+                    ConversationEvent::Message(m) => {
+                        writeln!(stdout, "[{}] {}: {}", m.seq, m.user, m.text)?;
+                        stdout.flush()?;
+                        if m.room == options.room {
+                            printed = printed.max(m.seq);
+                        }
+                    }
+                    ConversationEvent::Acked { seq, .. } => acked = acked.max(seq),
+                    ConversationEvent::Hello { user, .. } => eprintln!("chat: signed in at the server as {user}"),
+                    ConversationEvent::Joined { room, last_seq } => {
+                        eprintln!("chat: joined #{room} (last message {last_seq})");
+                    }
+                    ConversationEvent::Refused { code, message } => {
+                        eprintln!("chat: the server refused a message ({code}): {message}");
+                    }
+                }
+            }
+            changed = state.changed(), if state_open => {
+                state_open = changed.is_ok();
+                let now = state.borrow_and_update().clone();
+                if changed.is_ok() {
+                    eprintln!("chat: {}", describe_state(&now));
+                }
+                if let State::Closed(reason) = now {
+                    conversation.shutdown().await;
+                    return match reason {
+                        CloseReason::Closed => Ok(()),
+                        CloseReason::SignedOut => Err(anyhow::anyhow!(
+                            "signed out by the server; run `chat login` to sign in again"
+                        )),
+                        other => Err(anyhow::anyhow!("{}", super::status::describe_close(&other))),
+                    };
+                }
+                if !state_open {
+                    anyhow::bail!("the connection ended without a reason");
+                }
+            }
+            event = session_events.recv() => {
+                if let Ok(event) = event && let Some(line) = describe_session_event(&event) {
+                    eprintln!("chat: {line}");
+                }
+            }
+            _ = tokio::time::sleep(ECHO_WAIT), if !input_open => {}
+        }
+    }
+    let left = conversation.all_acknowledged().await;
+    conversation.shutdown().await;
+    if left > 0 {
+        anyhow::bail!("{left} messages were not acknowledged by the server");
+    }
+    Ok(())
+}
+
+/// The active account's session; in the embedded demo, a fresh sign-in as
+/// `SESSIONKIT_DEMO_USER` (default `alice`).
+async fn signed_in_session(setup: &Setup) -> anyhow::Result<Arc<Session>> {
+    let Some(embedded) = &setup.embedded else {
+        return setup.active_session().await;
+    };
+    let user = std::env::var("SESSIONKIT_DEMO_USER").unwrap_or_else(|_| DEMO_USERS[0].to_owned());
+    let account = embedded.sign_in(&setup.manager, &user).await?;
+    eprintln!("chat: embedded demo, signed in as {}", account.name());
+    setup
+        .manager
+        .session(&account.key)
+        .context("the new session is not in memory")
+}

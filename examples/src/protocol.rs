@@ -1,0 +1,210 @@
+//! The chat wire protocol: JSON text frames tagged by `"type"`, shared by
+//! [`crate::server`] and the `chat` client.
+//!
+//! A connection is opened with the access token in the `Authorization:
+//! Bearer` header on `ws://HOST:PORT/ws`. The server answers with
+//! [`ServerFrame::Hello`], then the client joins rooms and sends messages:
+//!
+//! ```text
+//! client → {"type":"join","room":"general","after":41}
+//! server ← {"type":"message","room":"general","seq":42,...}   (history after 41, then live)
+//! server ← {"type":"joined","room":"general","last_seq":42}
+//! client → {"type":"send","room":"general","id":"c-7","text":"hi"}
+//! server ← {"type":"ack","room":"general","id":"c-7","seq":43}
+//! server ← {"type":"message","room":"general","seq":43,"user":"alice","id":"c-7","text":"hi",...}
+//! ```
+//!
+//! A `send` is idempotent per sender and `id`: a resend after a reconnect is
+//! acknowledged with the sequence number it got the first time and is not
+//! stored or delivered again. Sequence numbers are per room, start at 1 and
+//! have no gaps.
+//!
+//! Close codes the server uses: 4001 when the connection's token expired,
+//! 4003 when the provider logged the session out (back-channel logout),
+//! 4008 when the client could not keep up with its rooms (reconnect and
+//! resume), 1008 for a protocol violation.
+
+use serde::{Deserialize, Serialize};
+
+/// The path of the WebSocket endpoint.
+pub const WS_PATH: &str = "/ws";
+/// The path the provider posts back-channel logout tokens to.
+pub const BACKCHANNEL_PATH: &str = "/backchannel-logout";
+/// The longest message text the server accepts, in bytes.
+pub const MAX_TEXT_BYTES: usize = 4096;
+/// The longest client message id the server accepts, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+/// Close code: the connection's token expired (or was replaced by an invalid one).
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+/// Close code: the session was logged out at the provider.
+pub const CLOSE_SIGNED_OUT: u16 = 4003;
+/// Close code: the client fell behind its rooms' traffic; reconnect and resume.
+pub const CLOSE_TOO_SLOW: u16 = 4008;
+
+/// A frame the client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Subscribe to `room`, first receiving every stored message with a
+    /// sequence number above `after` (0 for the whole history).
+    Join {
+        /// The room name: 1–64 of `a-z`, `0-9`, `-`, `_`.
+        room: String,
+        /// The last sequence number the client has seen in this room.
+        #[serde(default)]
+        after: u64,
+    },
+    /// Stop receiving `room`'s messages.
+    Leave {
+        /// The room name.
+        room: String,
+    },
+    /// Post a message. The client may post to a room it has not joined.
+    Send {
+        /// The room name.
+        room: String,
+        /// The client's id for this message, unique per sender; a resend
+        /// with the same id is acknowledged again but stored once.
+        id: String,
+        /// The text, at most [`MAX_TEXT_BYTES`].
+        text: String,
+    },
+    /// In-band re-authentication: a fresh access token for the same
+    /// subject; the connection then lives until the new token expires.
+    Auth {
+        /// The new access token.
+        token: String,
+    },
+}
+
+/// A frame the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The first frame on every connection.
+    Hello {
+        /// The display name of the connection's user.
+        user: String,
+        /// When the connection's token expires (Unix seconds); the server
+        /// closes the connection with 4001 then unless re-authenticated.
+        expires_at: u64,
+    },
+    /// A stored message, from the history or live.
+    Message(ChatMessage),
+    /// A `join` is complete: the history up to `last_seq` has been sent.
+    Joined {
+        /// The room name.
+        room: String,
+        /// The room's last sequence number when the join completed.
+        last_seq: u64,
+    },
+    /// A `send` is stored (now or before) under `seq`.
+    Ack {
+        /// The room name.
+        room: String,
+        /// The client's message id.
+        id: String,
+        /// The sequence number the message has in the room.
+        seq: u64,
+    },
+    /// An in-band `auth` was accepted.
+    Authed {
+        /// When the new token expires (Unix seconds).
+        expires_at: u64,
+    },
+    /// A frame was refused; the connection stays open.
+    Error {
+        /// A short machine-readable code (`bad_frame`, `bad_room`, `too_long`, `bad_token`, `storage`).
+        code: String,
+        /// What was wrong, for people.
+        message: String,
+        /// The client message id the error is about, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+}
+
+/// A message as stored and delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// The room name.
+    pub room: String,
+    /// The per-room sequence number (1, 2, 3, …).
+    pub seq: u64,
+    /// The sender's display name.
+    pub user: String,
+    /// The sender's client message id.
+    pub id: String,
+    /// The text.
+    pub text: String,
+    /// When the server stored it (Unix milliseconds).
+    pub sent_at: u64,
+}
+
+/// Whether `room` is a valid room name: 1–64 of `a-z`, `0-9`, `-`, `_`.
+#[must_use]
+pub fn valid_room(room: &str) -> bool {
+    (1..=64).contains(&room.len())
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_with_their_type_tag() {
+        let frame = ClientFrame::Send {
+            room: "general".into(),
+            id: "c-1".into(),
+            text: "hi".into(),
+        };
+        let json = serde_json::to_string(&frame).expect("serialize");
+        assert_eq!(
+            json,
+            r#"{"type":"send","room":"general","id":"c-1","text":"hi"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<ClientFrame>(&json).expect("parse"),
+            frame
+        );
+        let join: ClientFrame =
+            serde_json::from_str(r#"{"type":"join","room":"a"}"#).expect("parse");
+        assert_eq!(
+            join,
+            ClientFrame::Join {
+                room: "a".into(),
+                after: 0
+            }
+        );
+        let message = ServerFrame::Message(ChatMessage {
+            room: "a".into(),
+            seq: 3,
+            user: "bob".into(),
+            id: "x".into(),
+            text: "t".into(),
+            sent_at: 1,
+        });
+        let json = serde_json::to_string(&message).expect("serialize");
+        assert!(
+            json.starts_with(r#"{"type":"message","room":"a","seq":3"#),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<ServerFrame>(&json).expect("parse"),
+            message
+        );
+    }
+
+    #[test]
+    fn room_names_are_checked() {
+        assert!(valid_room("general"));
+        assert!(valid_room("team-1_b"));
+        assert!(!valid_room(""));
+        assert!(!valid_room("General"));
+        assert!(!valid_room("a b"));
+        assert!(!valid_room(&"a".repeat(65)));
+    }
+}

@@ -1,0 +1,281 @@
+//! Back-channel logout (OpenID Connect Back-Channel Logout 1.0): the provider
+//! POSTs a signed logout token when a session ends; the server closes that
+//! session's connections with 4003 and refuses its tokens from then on.
+//!
+//! Logged-out sessions are remembered for [`REMEMBER`] (longer than any
+//! access token of theirs lives), at most [`MAX_REMEMBERED`] of them. A
+//! logout token that names only a `sub` logs out every session of that
+//! subject: its tokens issued up to the logout token's `iat` are refused.
+//! Handling the same logout token twice does no harm.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::time::Instant;
+
+use super::claims::{self, AccessToken};
+use super::hub::{Kick, Target};
+use super::jwks::VerifyError;
+use super::{App, unix_now};
+use crate::protocol::CLOSE_SIGNED_OUT;
+
+/// How long a logged-out session is remembered.
+pub(crate) const REMEMBER: Duration = Duration::from_secs(3600);
+/// The most logged-out sessions (and subjects) remembered at once.
+pub(crate) const MAX_REMEMBERED: usize = 10_000;
+
+/// The JOSE `typ` values a logout token may carry.
+const LOGOUT_TYPS: &[&str] = &["logout+jwt", "jwt"];
+
+#[derive(Debug, Default)]
+struct Remembered {
+    /// Logged-out sessions, with when to forget them.
+    sids: HashMap<String, Instant>,
+    /// Logged-out subjects: tokens issued at or before the first value are
+    /// refused until the second.
+    subs: HashMap<String, (i64, Instant)>,
+}
+
+/// The sessions and subjects logged out recently.
+#[derive(Debug, Default)]
+pub(crate) struct Revocations {
+    inner: Mutex<Remembered>,
+}
+
+/// Drops the expired entries and, if still full, the one forgotten soonest.
+fn make_room<V>(map: &mut HashMap<String, V>, now: Instant, until: impl Fn(&V) -> Instant) {
+    map.retain(|_, v| until(v) > now);
+    while map.len() >= MAX_REMEMBERED {
+        let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, v)| until(v))
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        map.remove(&oldest);
+    }
+}
+
+impl Revocations {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Remembered> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Remembers that `sid` was logged out.
+    pub(crate) fn revoke_session(&self, sid: &str) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if !state.sids.contains_key(sid) {
+            make_room(&mut state.sids, now, |until| *until);
+        }
+        state.sids.insert(sid.to_owned(), now + REMEMBER);
+    }
+
+    /// Remembers that every session of `sub` up to `iat` was logged out.
+    pub(crate) fn revoke_subject(&self, sub: &str, iat: i64) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if !state.subs.contains_key(sub) {
+            make_room(&mut state.subs, now, |(_, until)| *until);
+        }
+        let cutoff = state.subs.get(sub).map_or(iat, |(c, _)| (*c).max(iat));
+        state.subs.insert(sub.to_owned(), (cutoff, now + REMEMBER));
+    }
+
+    /// Whether `token` belongs to a session (or subject) logged out.
+    pub(crate) fn is_revoked(&self, token: &AccessToken) -> bool {
+        let now = Instant::now();
+        let state = self.lock();
+        let sid_out = token
+            .sid
+            .as_ref()
+            .and_then(|sid| state.sids.get(sid))
+            .is_some_and(|until| *until > now);
+        let sub_out = state.subs.get(&token.sub).is_some_and(|(cutoff, until)| {
+            *until > now && token.iat.is_none_or(|iat| iat <= *cutoff)
+        });
+        sid_out || sub_out
+    }
+}
+
+/// The RFC 6749-style error body; the detail stays in the log.
+fn error(status: StatusCode, code: &str, description: &str) -> Response {
+    let body = serde_json::json!({"error": code, "error_description": description});
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+/// The `logout_token` field of a form body.
+fn logout_token(headers: &HeaderMap, body: &[u8]) -> Result<String, &'static str> {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form {
+        return Err("the body must be application/x-www-form-urlencoded");
+    }
+    let mut tokens = url::form_urlencoded::parse(body).filter(|(k, _)| k == "logout_token");
+    match (tokens.next(), tokens.next()) {
+        (Some((_, token)), None) if !token.is_empty() => Ok(token.into_owned()),
+        (Some(_), Some(_)) => Err("more than one logout_token"),
+        _ => Err("no logout_token"),
+    }
+}
+
+/// `POST /backchannel-logout`.
+pub(crate) async fn handler(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let token = match logout_token(&headers, &body) {
+        Ok(token) => token,
+        Err(why) => {
+            tracing::info!(why, "back-channel logout refused");
+            return error(StatusCode::BAD_REQUEST, "invalid_request", why);
+        }
+    };
+    let claims = match app.verifier.verify(&token, LOGOUT_TYPS).await {
+        Ok(claims) => claims,
+        Err(VerifyError::Unavailable(why)) => {
+            tracing::warn!(%why, "back-channel logout: cannot check the token now");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the provider's keys are unavailable",
+            );
+        }
+        Err(VerifyError::Invalid(why)) => {
+            tracing::info!(%why, len = token.len(), "back-channel logout token refused");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "invalid logout token",
+            );
+        }
+    };
+    let logout = match claims::check_logout(
+        &claims,
+        &app.config.issuer,
+        &app.config.backchannel_client_id,
+        unix_now(),
+    ) {
+        Ok(logout) => logout,
+        Err(why) => {
+            tracing::info!(%why, "back-channel logout token refused");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "invalid logout token",
+            );
+        }
+    };
+    let kick = Kick {
+        code: CLOSE_SIGNED_OUT,
+        reason: "signed out",
+    };
+    let closed = if let Some(sid) = &logout.sid {
+        app.revocations.revoke_session(sid);
+        app.hub.kick(Target::Session(sid), &kick)
+    } else if let Some(sub) = &logout.sub {
+        app.revocations.revoke_subject(sub, logout.iat);
+        app.hub.kick(Target::Subject(sub), &kick)
+    } else {
+        0
+    };
+    tracing::info!(
+        sid = logout.sid.as_deref(),
+        sub = logout.sub.as_deref(),
+        closed,
+        "back-channel logout"
+    );
+    (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn token(sub: &str, sid: Option<&str>, iat: Option<i64>) -> AccessToken {
+        AccessToken {
+            sub: sub.into(),
+            sid: sid.map(str::to_owned),
+            user: sub.into(),
+            exp: i64::MAX,
+            iat,
+        }
+    }
+
+    #[test]
+    fn a_logged_out_session_is_refused_and_others_are_not() {
+        let r = Revocations::default();
+        r.revoke_session("s1");
+        r.revoke_session("s1");
+        assert!(r.is_revoked(&token("alice", Some("s1"), Some(5))));
+        assert!(!r.is_revoked(&token("alice", Some("s2"), Some(5))));
+        assert!(!r.is_revoked(&token("alice", None, Some(5))));
+    }
+
+    #[test]
+    fn a_subject_logout_refuses_only_older_tokens() {
+        let r = Revocations::default();
+        r.revoke_subject("alice", 100);
+        assert!(r.is_revoked(&token("alice", Some("s"), Some(100))));
+        assert!(r.is_revoked(&token("alice", Some("s"), None)));
+        assert!(!r.is_revoked(&token("alice", Some("s"), Some(101))));
+        assert!(!r.is_revoked(&token("bob", Some("s"), Some(1))));
+    }
+
+    #[test]
+    fn the_memory_is_bounded() {
+        let mut map = HashMap::new();
+        let now = Instant::now();
+        for i in 0..MAX_REMEMBERED {
+            map.insert(i.to_string(), now + Duration::from_secs(i as u64 + 1));
+        }
+        make_room(&mut map, now, |v| *v);
+        assert_eq!(map.len(), MAX_REMEMBERED - 1);
+        assert!(!map.contains_key("0"), "the soonest forgotten goes first");
+        map.insert("old".into(), now);
+        make_room(&mut map, now, |v| *v);
+        assert!(!map.contains_key("old"), "expired entries go");
+    }
+
+    #[test]
+    fn the_form_needs_exactly_one_logout_token() {
+        let mut headers = HeaderMap::new();
+        assert!(
+            logout_token(&headers, b"logout_token=abc").is_err(),
+            "no content type"
+        );
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+        );
+        assert_eq!(
+            logout_token(&headers, b"logout_token=a%2Bb").as_deref(),
+            Ok("a+b")
+        );
+        assert!(logout_token(&headers, b"other=1").is_err());
+        assert!(logout_token(&headers, b"logout_token=").is_err());
+        assert!(logout_token(&headers, b"logout_token=a&logout_token=b").is_err());
+    }
+}

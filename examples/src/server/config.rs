@@ -1,0 +1,96 @@
+//! [`ServerConfig`] and [`Database`]: what a chat server is told at start.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the chat server keeps its messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// In memory: lost when the server stops (tests, the embedded demo).
+    Memory,
+    /// An SQLite file, created and migrated at start, written with WAL and
+    /// `synchronous=FULL` so an acknowledged message survives a crash.
+    File(PathBuf),
+}
+
+impl Database {
+    /// `":memory:"` is [`Database::Memory`], anything else a file path.
+    #[must_use]
+    pub fn from_arg(arg: &str) -> Self {
+        if arg == ":memory:" {
+            Self::Memory
+        } else {
+            Self::File(PathBuf::from(arg))
+        }
+    }
+
+    /// The path for messages (`:memory:` for the in-memory database).
+    pub(crate) fn label(&self) -> PathBuf {
+        match self {
+            Self::Memory => PathBuf::from(":memory:"),
+            Self::File(path) => path.clone(),
+        }
+    }
+}
+
+/// How a [`ChatServer`](super::ChatServer) is set up. Start from
+/// [`ServerConfig::new`] and change the fields you need.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The address to listen on (default `127.0.0.1:0`, a free port).
+    pub bind: SocketAddr,
+    /// The OpenID provider whose access tokens are accepted; its discovery
+    /// document names the JWKS. Compared exactly with the tokens' `iss`.
+    pub issuer: String,
+    /// The `aud` an access token must contain (default `chat-server`).
+    pub audience: String,
+    /// The client id the provider addresses back-channel logout tokens to
+    /// (their `aud`; default `chat-example`, the chat client).
+    pub backchannel_client_id: String,
+    /// Where messages are stored (default [`Database::Memory`]).
+    pub db: Database,
+    /// The shortest time between two JWKS fetches caused by a token signed
+    /// with an unknown key id (default 10 s), so forged key ids cannot make
+    /// the server hammer the provider. The first fetch is never delayed.
+    pub jwks_refetch_interval: Duration,
+}
+
+impl ServerConfig {
+    /// The defaults for `issuer`: `127.0.0.1:0`, audience `chat-server`,
+    /// back-channel logout client `chat-example`, an in-memory database.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Self {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            issuer: issuer.into(),
+            audience: "chat-server".to_owned(),
+            backchannel_client_id: "chat-example".to_owned(),
+            db: Database::Memory,
+            jwks_refetch_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_mock_idp_defaults() {
+        let config = ServerConfig::new("http://127.0.0.1:9090");
+        assert_eq!(config.bind.to_string(), "127.0.0.1:0");
+        assert_eq!(config.audience, "chat-server");
+        assert_eq!(config.backchannel_client_id, "chat-example");
+        assert_eq!(config.db, Database::Memory);
+    }
+
+    #[test]
+    fn memory_is_spelled_like_sqlite() {
+        assert_eq!(Database::from_arg(":memory:"), Database::Memory);
+        assert_eq!(
+            Database::from_arg("chat.db"),
+            Database::File(PathBuf::from("chat.db"))
+        );
+    }
+}

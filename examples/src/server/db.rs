@@ -1,0 +1,382 @@
+//! Message storage in SQLite.
+//!
+//! One connection behind a mutex, used from `spawn_blocking`, so SQLite never
+//! blocks the async runtime and writes are serialized (the per-room sequence
+//! is `max + 1` inside the inserting transaction). A file database uses WAL
+//! with `synchronous=FULL`: a commit is on disk before the server acknowledges
+//! it, so a server killed right after an ack still has the message.
+//!
+//! The schema is migrated with `PRAGMA user_version`: each entry of
+//! [`MIGRATIONS`] takes the database from version `i` to `i + 1`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::config::Database;
+use super::error::ServerError;
+use crate::protocol::ChatMessage;
+
+/// The schema steps, in order; the database's `user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: messages, with a per-room sequence and idempotent client ids.
+    "CREATE TABLE messages (
+        room       TEXT    NOT NULL,
+        seq        INTEGER NOT NULL,
+        sender_sub TEXT    NOT NULL,
+        user       TEXT    NOT NULL,
+        client_id  TEXT    NOT NULL,
+        text       TEXT    NOT NULL,
+        sent_at    INTEGER NOT NULL,
+        PRIMARY KEY (room, seq),
+        UNIQUE (sender_sub, client_id)
+    );",
+];
+
+/// The schema version this server writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// A storage failure while serving (opening has [`ServerError`]).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    /// SQLite said no.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A thread panicked while holding the connection.
+    #[error("the database connection was poisoned by a panic")]
+    Poisoned,
+    /// The blocking task could not run to the end.
+    #[error("the database task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// A stored value is out of range (a corrupt row).
+    #[error("a stored value is out of range")]
+    Corrupt,
+}
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub(crate) struct NewMessage {
+    pub(crate) room: String,
+    pub(crate) sender_sub: String,
+    pub(crate) user: String,
+    pub(crate) client_id: String,
+    pub(crate) text: String,
+    pub(crate) sent_at: u64,
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// Stored now.
+    New(ChatMessage),
+    /// The sender had already sent this id; nothing was written.
+    Existing {
+        /// The room it is stored in.
+        room: String,
+        /// Its sequence number there.
+        seq: u64,
+    },
+}
+
+/// The message store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt)
+}
+
+/// Opens (creating it if needed) and migrates the database. Blocking.
+pub(crate) fn open(db: &Database) -> Result<Store, ServerError> {
+    let path = db.label();
+    let sqlite = |source| ServerError::Database {
+        path: path.to_owned(),
+        source,
+    };
+    let mut conn = match db {
+        Database::Memory => Connection::open_in_memory().map_err(sqlite)?,
+        Database::File(file) => {
+            let conn = Connection::open(file).map_err(sqlite)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(sqlite)?;
+            let mode: String = conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+                .map_err(sqlite)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(%mode, "the database did not switch to WAL");
+            }
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(sqlite)?;
+            conn
+        }
+    };
+    migrate(&mut conn, &path)?;
+    Ok(Store {
+        conn: Arc::new(Mutex::new(conn)),
+    })
+}
+
+/// Applies the migrations the database lacks, each in its own transaction.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), ServerError> {
+    let sqlite = |source| ServerError::Database {
+        path: path.to_owned(),
+        source,
+    };
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(sqlite)?;
+    if found > SCHEMA_VERSION {
+        return Err(ServerError::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (version, sql) in (1..)
+        .zip(MIGRATIONS)
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .map_err(sqlite)?;
+        tx.execute_batch(sql).map_err(sqlite)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(sqlite)?;
+        tx.commit().map_err(sqlite)?;
+        tracing::info!(version, path = %path.display(), "migrated the database");
+    }
+    Ok(())
+}
+
+/// Stores `msg` unless its sender already used its id; calls `on_commit`
+/// with the new message after the commit, still holding the connection, so
+/// messages of a room are announced in sequence order.
+fn insert(
+    conn: &mut Connection,
+    msg: &NewMessage,
+    on_commit: impl FnOnce(&ChatMessage),
+) -> Result<Stored, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let existing: Option<(String, i64)> = tx
+        .query_row(
+            "SELECT room, seq FROM messages WHERE sender_sub = ?1 AND client_id = ?2",
+            params![msg.sender_sub, msg.client_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    if let Some((room, seq)) = existing {
+        return Ok(Stored::Existing {
+            room,
+            seq: to_u64(seq)?,
+        });
+    }
+    let seq: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE room = ?1",
+        params![msg.room],
+        |row| row.get(0),
+    )?;
+    tx.execute(
+        "INSERT INTO messages (room, seq, sender_sub, user, client_id, text, sent_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            msg.room,
+            seq,
+            msg.sender_sub,
+            msg.user,
+            msg.client_id,
+            msg.text,
+            to_i64(msg.sent_at)
+        ],
+    )?;
+    tx.commit()?;
+    let stored = ChatMessage {
+        room: msg.room.clone(),
+        seq: to_u64(seq)?,
+        user: msg.user.clone(),
+        id: msg.client_id.clone(),
+        text: msg.text.clone(),
+        sent_at: msg.sent_at,
+    };
+    on_commit(&stored);
+    Ok(Stored::New(stored))
+}
+
+fn last_seq(conn: &Connection, room: &str) -> Result<u64, StoreError> {
+    let seq: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room = ?1",
+        params![room],
+        |row| row.get(0),
+    )?;
+    to_u64(seq)
+}
+
+/// Up to `limit` messages of `room` with `after < seq <= upto`, in order.
+fn page(
+    conn: &Connection,
+    room: &str,
+    after: u64,
+    upto: u64,
+    limit: usize,
+) -> Result<Vec<ChatMessage>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, user, client_id, text, sent_at FROM messages
+         WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![room, to_i64(after), to_i64(upto), to_i64(limit as u64)],
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, i64>(4)?,
+            ))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, user, id, text, sent_at) = row?;
+        out.push(ChatMessage {
+            room: room.to_owned(),
+            seq: to_u64(seq)?,
+            user,
+            id,
+            text,
+            sent_at: to_u64(sent_at)?,
+        });
+    }
+    Ok(out)
+}
+
+impl Store {
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().map_err(|_| StoreError::Poisoned)?;
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    /// Stores a message idempotently (see `insert`).
+    pub(crate) async fn insert(
+        &self,
+        msg: NewMessage,
+        on_commit: impl FnOnce(&ChatMessage) + Send + 'static,
+    ) -> Result<Stored, StoreError> {
+        self.with(move |conn| insert(conn, &msg, on_commit)).await
+    }
+
+    /// The highest sequence number of `room` (0 when empty).
+    pub(crate) async fn last_seq(&self, room: &str) -> Result<u64, StoreError> {
+        let room = room.to_owned();
+        self.with(move |conn| last_seq(conn, &room)).await
+    }
+
+    /// Up to `limit` messages of `room` with `after < seq <= upto`, in order.
+    pub(crate) async fn page(
+        &self,
+        room: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let room = room.to_owned();
+        self.with(move |conn| page(conn, &room, after, upto, limit))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(room: &str, sub: &str, id: &str) -> NewMessage {
+        NewMessage {
+            room: room.into(),
+            sender_sub: sub.into(),
+            user: sub.into(),
+            client_id: id.into(),
+            text: format!("text of {id}"),
+            sent_at: 1,
+        }
+    }
+
+    fn memory() -> Connection {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn, Path::new(":memory:")).expect("migrate");
+        conn
+    }
+
+    #[test]
+    fn sequences_are_per_room_and_ids_idempotent_per_sender() {
+        let mut conn = memory();
+        let mut announced = Vec::new();
+        let mut put = |conn: &mut Connection, m: NewMessage| {
+            insert(conn, &m, |c| announced.push(c.seq)).expect("insert")
+        };
+        assert!(matches!(put(&mut conn, msg("a", "alice", "1")), Stored::New(m) if m.seq == 1));
+        assert!(matches!(put(&mut conn, msg("a", "bob", "1")), Stored::New(m) if m.seq == 2));
+        assert!(matches!(put(&mut conn, msg("b", "alice", "2")), Stored::New(m) if m.seq == 1));
+        assert_eq!(
+            put(&mut conn, msg("a", "alice", "1")),
+            Stored::Existing {
+                room: "a".into(),
+                seq: 1
+            }
+        );
+        assert_eq!(announced, [1, 2, 1], "a resend is not announced");
+        assert_eq!(last_seq(&conn, "a").expect("last"), 2);
+        assert_eq!(last_seq(&conn, "none").expect("last"), 0);
+    }
+
+    #[test]
+    fn pages_are_bounded_on_both_sides() {
+        let mut conn = memory();
+        for i in 0..10 {
+            insert(&mut conn, &msg("a", "alice", &i.to_string()), |_| {}).expect("insert");
+        }
+        let seqs = |v: Vec<ChatMessage>| v.iter().map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(page(&conn, "a", 3, 10, 4).expect("page")),
+            [4, 5, 6, 7]
+        );
+        assert_eq!(seqs(page(&conn, "a", 7, 8, 4).expect("page")), [8]);
+        assert!(page(&conn, "a", 10, 10, 4).expect("page").is_empty());
+        let first = page(&conn, "a", 0, 1, 1).expect("page");
+        assert_eq!(first[0].id, "0");
+        assert_eq!(first[0].text, "text of 0");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .expect("set");
+        assert!(matches!(
+            migrate(&mut conn, Path::new(":memory:")),
+            Err(ServerError::SchemaTooNew { .. })
+        ));
+    }
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let mut conn = memory();
+        migrate(&mut conn, Path::new(":memory:")).expect("again");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+}

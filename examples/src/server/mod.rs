@@ -1,0 +1,208 @@
+//! The chat server: an axum WebSocket server that lets in only holders of a
+//! valid access token from the configured issuer, keeps rooms of messages in
+//! SQLite, and closes a connection when its token expires (4001) or its
+//! session is logged out at the provider (4003). The `chat-server` binary is
+//! a thin wrapper; tests and the embedded demo start it in-process.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sessionkit_examples::server::ServerError> {
+//! use sessionkit_examples::server::{ChatServer, Database, ServerConfig};
+//!
+//! let mut config = ServerConfig::new("http://127.0.0.1:9090");
+//! config.db = Database::File("chat.db".into());
+//! let server = ChatServer::start(config).await?;
+//! println!("chat-server listening on {}", server.ws_url());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layout
+//! - `config`: [`ServerConfig`], [`Database`]; `error`: [`ServerError`].
+//! - `jwks`: signatures against the issuer's keys; `claims`: the claim checks.
+//! - `ws`: the handshake and the connection task; `hub`: rooms and the
+//!   registry of connections.
+//! - `backchannel`: the back-channel logout endpoint and the sessions it ended.
+//! - `db`: SQLite storage and its migrations.
+//!
+//! The wire format is [`crate::protocol`].
+
+mod backchannel;
+mod claims;
+mod config;
+mod db;
+mod error;
+mod hub;
+mod jwks;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{Database, ServerConfig};
+pub use error::ServerError;
+
+use crate::protocol::{BACKCHANNEL_PATH, WS_PATH};
+
+/// How long [`ChatServer::shutdown`] waits for connections to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Timeout of each request to the identity provider.
+const IDP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The state every handler shares.
+pub(crate) struct App {
+    pub(crate) config: ServerConfig,
+    pub(crate) verifier: jwks::Verifier,
+    pub(crate) store: db::Store,
+    pub(crate) hub: Arc<hub::Hub>,
+    pub(crate) revocations: backchannel::Revocations,
+    /// Cancelled when the server stops.
+    pub(crate) cancel: CancellationToken,
+    /// The accept loop and every connection.
+    pub(crate) tracker: TaskTracker,
+}
+
+/// Now, in Unix seconds.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Now, in Unix milliseconds.
+pub(crate) fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The routes: the WebSocket and the back-channel logout endpoint.
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(WS_PATH, get(ws::handler))
+        .route(BACKCHANNEL_PATH, post(backchannel::handler))
+        .layer(DefaultBodyLimit::max(ws::MAX_FRAME_BYTES))
+        .with_state(app)
+}
+
+/// A running chat server. Dropping it stops accepting connections and
+/// closes the open ones; [`ChatServer::shutdown`] also waits for that.
+pub struct ChatServer {
+    addr: SocketAddr,
+    app: Arc<App>,
+}
+
+impl std::fmt::Debug for ChatServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatServer")
+            .field("addr", &self.addr)
+            .field("issuer", &self.app.config.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChatServer {
+    /// Binds `config.bind`, opens (creating and migrating) the database and
+    /// starts serving. The provider is not contacted until the first token
+    /// arrives, so it may start later.
+    pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        let listener =
+            TcpListener::bind(config.bind)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.bind.to_string(),
+                    source,
+                })?;
+        Self::start_on(listener, config).await
+    }
+
+    /// Like [`ChatServer::start`] on a listener bound already (`config.bind`
+    /// is not used).
+    pub async fn start_on(
+        listener: TcpListener,
+        config: ServerConfig,
+    ) -> Result<Self, ServerError> {
+        if config.issuer.trim().is_empty() {
+            return Err(ServerError::Config("the issuer is empty".to_owned()));
+        }
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.bind.to_string(),
+            source,
+        })?;
+        let db = config.db.clone();
+        let store = tokio::task::spawn_blocking(move || db::open(&db))
+            .await
+            .map_err(|e| ServerError::Config(format!("opening the database failed: {e}")))??;
+        let http = reqwest::Client::builder()
+            .timeout(IDP_TIMEOUT)
+            .connect_timeout(IDP_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ServerError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let verifier = jwks::Verifier::new(&config.issuer, http, config.jwks_refetch_interval);
+        let app = Arc::new(App {
+            config,
+            verifier,
+            store,
+            hub: Arc::default(),
+            revocations: backchannel::Revocations::default(),
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        let serve = axum::serve(listener, router(app.clone()))
+            .with_graceful_shutdown(app.cancel.clone().cancelled_owned());
+        app.tracker.spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "the chat server stopped serving");
+            }
+        });
+        tracing::info!(%addr, issuer = %app.config.issuer, "chat-server listening");
+        Ok(Self { addr, app })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The WebSocket URL: `ws://HOST:PORT/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{WS_PATH}", self.addr)
+    }
+
+    /// The URL to register as the chat client's `backchannel_logout_uri`.
+    pub fn backchannel_logout_url(&self) -> String {
+        format!("http://{}{BACKCHANNEL_PATH}", self.addr)
+    }
+
+    /// How many WebSocket connections are open now.
+    pub fn connections(&self) -> usize {
+        self.app.hub.connections()
+    }
+
+    /// Stops accepting, closes every connection with 1001 ("going away"),
+    /// and waits (up to 5 s) for them and the accept loop to finish.
+    pub async fn shutdown(self) {
+        self.app.cancel.cancel();
+        self.app.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.app.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the shutdown grace period");
+        }
+    }
+}
+
+impl Drop for ChatServer {
+    fn drop(&mut self) {
+        self.app.cancel.cancel();
+    }
+}

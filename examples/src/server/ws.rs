@@ -1,0 +1,600 @@
+//! The WebSocket endpoint: the handshake (a valid access token or a 401),
+//! then one task per connection that answers the client's frames, forwards
+//! its rooms' messages, and closes the socket when the token expires (4001),
+//! the session is logged out (4003), the client falls behind (4008) or the
+//! server stops (1001).
+//!
+//! Joining a room subscribes to its live messages *before* reading the
+//! history, and live messages the history already covered are skipped, so a
+//! join sees every message once and in order even while others post.
+//!
+//! In-band `auth`: a valid token for the same subject moves the connection's
+//! deadline to that token's `exp` (answered with `authed`). A token for
+//! another subject is refused with an `error` frame (`bad_token`) and the
+//! connection goes on under its current token; an invalid token closes the
+//! connection with 4001, a logged-out one with 4003. When the provider cannot
+//! be reached to check it, an `error` frame (`bad_token`) says so and the
+//! connection goes on under its current token.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::{Instant, timeout};
+
+use super::claims::{self, AccessToken};
+use super::db::{NewMessage, Stored};
+use super::hub::{Kick, Registration};
+use super::jwks::VerifyError;
+use super::{App, unix_millis, unix_now};
+use crate::protocol::{
+    CLOSE_SIGNED_OUT, CLOSE_TOKEN_EXPIRED, CLOSE_TOO_SLOW, ChatMessage, ClientFrame, MAX_ID_BYTES,
+    MAX_TEXT_BYTES, ServerFrame, valid_room,
+};
+
+/// The largest WebSocket frame and message the server reads.
+pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// How many stored messages a join reads at a time.
+const REPLAY_PAGE: usize = 500;
+/// Live messages queued for one connection before its rooms lag.
+const OUTBOUND_BUFFER: usize = 256;
+/// The most rooms one connection may join.
+const MAX_ROOMS: usize = 64;
+/// How long a write to a client may take before it is given up as gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the closing handshake may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The JOSE `typ` values an access token may carry (RFC 9068, or plain JWT).
+const ACCESS_TYPS: &[&str] = &["at+jwt", "jwt"];
+/// Close code for a server going away (RFC 6455).
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Why a token was not accepted.
+#[derive(Debug)]
+pub(crate) enum AuthError {
+    /// Bad signature, wrong claims, malformed.
+    Invalid(String),
+    /// Its session (or subject) was logged out by the provider.
+    Revoked,
+    /// The provider's keys could not be fetched.
+    Unavailable(String),
+}
+
+/// Verifies an access token: signature, claims, and not logged out.
+pub(crate) async fn authenticate(app: &App, token: &str) -> Result<AccessToken, AuthError> {
+    let claims = app
+        .verifier
+        .verify(token, ACCESS_TYPS)
+        .await
+        .map_err(|e| match e {
+            VerifyError::Invalid(why) => AuthError::Invalid(why),
+            VerifyError::Unavailable(why) => AuthError::Unavailable(why),
+        })?;
+    let token = claims::check_access(
+        &claims,
+        &app.config.issuer,
+        &app.config.audience,
+        unix_now(),
+    )
+    .map_err(AuthError::Invalid)?;
+    if app.revocations.is_revoked(&token) {
+        return Err(AuthError::Revoked);
+    }
+    Ok(token)
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// 401 with the RFC 6750 challenge; the reason stays in the log.
+fn unauthorized() -> Response {
+    let body = serde_json::json!({
+        "error": "invalid_token",
+        "error_description": "the access token is missing or invalid",
+    });
+    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn unavailable() -> Response {
+    let body = serde_json::json!({
+        "error": "temporarily_unavailable",
+        "error_description": "the identity provider cannot be reached; try again",
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+}
+
+/// `GET /ws`: checks the token, then upgrades.
+pub(crate) async fn handler(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Some(token) = bearer(&headers) else {
+        tracing::info!("WebSocket refused: no bearer token");
+        return unauthorized();
+    };
+    let identity = match authenticate(&app, token).await {
+        Ok(identity) => identity,
+        Err(AuthError::Unavailable(why)) => {
+            tracing::warn!(%why, "WebSocket refused: cannot check the token now");
+            return unavailable();
+        }
+        Err(AuthError::Invalid(why)) => {
+            tracing::info!(%why, token_len = token.len(), "WebSocket refused: invalid token");
+            return unauthorized();
+        }
+        Err(AuthError::Revoked) => {
+            tracing::info!(
+                token_len = token.len(),
+                "WebSocket refused: session logged out"
+            );
+            return unauthorized();
+        }
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if app.cancel.is_cancelled() {
+        return unavailable();
+    }
+    // Counted by the tracker from now, so shutdown waits for the connection.
+    let tracked = app.tracker.token();
+    upgrade
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| async move {
+            let _tracked = tracked;
+            run(app, identity, socket).await;
+        })
+}
+
+/// How a connection ends.
+#[derive(Debug)]
+enum End {
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+    /// The peer is gone (closed, reset, or too slow to write to).
+    Gone,
+}
+
+/// What a room's forwarder hands the connection.
+#[derive(Debug)]
+enum Outbound {
+    /// A live message of the join `generation`.
+    Message(u64, Arc<ChatMessage>),
+    /// The join `generation` fell behind its room.
+    Lagged(u64),
+}
+
+/// A joined room: which join it is, and its forwarder.
+#[derive(Debug)]
+struct Joined {
+    generation: u64,
+    forwarder: AbortHandle,
+}
+
+/// Forwards a room's live messages past `skip_through` to the connection.
+async fn forward(
+    mut rx: broadcast::Receiver<Arc<ChatMessage>>,
+    generation: u64,
+    skip_through: u64,
+    out: mpsc::Sender<Outbound>,
+) {
+    loop {
+        let item = match rx.recv().await {
+            Ok(message) if message.seq <= skip_through => continue,
+            Ok(message) => Outbound::Message(generation, message),
+            Err(RecvError::Lagged(_)) => Outbound::Lagged(generation),
+            Err(RecvError::Closed) => return,
+        };
+        let lagged = matches!(item, Outbound::Lagged(_));
+        if out.send(item).await.is_err() || lagged {
+            return;
+        }
+    }
+}
+
+/// When a token that expires at `exp` (Unix seconds) runs out, on the runtime's clock.
+fn deadline_for(exp: i64) -> Instant {
+    let exp_ms = u64::try_from(exp).unwrap_or(0).saturating_mul(1000);
+    Instant::now() + Duration::from_millis(exp_ms.saturating_sub(unix_millis()))
+}
+
+async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), End> {
+    let text = serde_json::to_string(frame).map_err(|_| End::Gone)?;
+    match timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(End::Gone),
+    }
+}
+
+async fn send_error(
+    socket: &mut WebSocket,
+    code: &str,
+    message: &str,
+    id: Option<String>,
+) -> Result<(), End> {
+    let frame = ServerFrame::Error {
+        code: code.to_owned(),
+        message: message.to_owned(),
+        id,
+    };
+    send(socket, &frame).await
+}
+
+/// Sends a close frame and waits (briefly) for the client's, so the frame is
+/// not lost to a connection reset.
+async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    if !matches!(
+        timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    let _ = timeout(CLOSE_TIMEOUT, async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+struct Connection {
+    app: Arc<App>,
+    identity: AccessToken,
+    deadline: Instant,
+    registration: Registration,
+    rooms: HashMap<String, Joined>,
+    next_generation: u64,
+    forwarders: JoinSet<()>,
+    out_tx: mpsc::Sender<Outbound>,
+}
+
+async fn run(app: Arc<App>, identity: AccessToken, mut socket: WebSocket) {
+    let (registration, mut kicks) = app.hub.register(&identity.sub, identity.sid.clone());
+    // A logout that came between the handshake and the registration.
+    if app.revocations.is_revoked(&identity) {
+        close(socket, CLOSE_SIGNED_OUT, "signed out").await;
+        return;
+    }
+    tracing::info!(user = %identity.user, sid = identity.sid.as_deref(), "connected");
+    let (out_tx, mut out_rx) = mpsc::channel(OUTBOUND_BUFFER);
+    let mut conn = Connection {
+        deadline: deadline_for(identity.exp),
+        app,
+        identity,
+        registration,
+        rooms: HashMap::new(),
+        next_generation: 0,
+        forwarders: JoinSet::new(),
+        out_tx,
+    };
+    let hello = ServerFrame::Hello {
+        user: conn.identity.user.clone(),
+        expires_at: u64::try_from(conn.identity.exp).unwrap_or(0),
+    };
+    let mut end = send(&mut socket, &hello).await.err();
+    while end.is_none() {
+        // Unbiased: a busy room must not starve the client's own frames.
+        let step = tokio::select! {
+            () = conn.app.cancel.cancelled() => Err(End::Close(CLOSE_GOING_AWAY, "server shutting down")),
+            Some(kick) = kicks.recv() => {
+                let Kick { code, reason } = kick;
+                Err(End::Close(code, reason))
+            }
+            () = tokio::time::sleep_until(conn.deadline) => Err(End::Close(CLOSE_TOKEN_EXPIRED, "token expired")),
+            Some(out) = out_rx.recv() => conn.outbound(&mut socket, out).await,
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => conn.frame(&mut socket, text.as_str()).await,
+                Some(Ok(Message::Binary(_))) => {
+                    send_error(&mut socket, "bad_frame", "frames are JSON text", None).await
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                // The library answers a close frame; an error means the peer is gone.
+                Some(Ok(Message::Close(_)) | Err(_)) | None => Err(End::Gone),
+            },
+        };
+        end = step.err();
+    }
+    conn.forwarders.abort_all();
+    tracing::info!(user = %conn.identity.user, ?end, "disconnected");
+    if let Some(End::Close(code, reason)) = end {
+        close(socket, code, reason).await;
+    }
+}
+
+impl Connection {
+    async fn outbound(&mut self, socket: &mut WebSocket, out: Outbound) -> Result<(), End> {
+        let current = |room: &str, generation: u64| {
+            self.rooms
+                .get(room)
+                .is_some_and(|j| j.generation == generation)
+        };
+        match out {
+            Outbound::Message(generation, message) if current(&message.room, generation) => {
+                send(socket, &ServerFrame::Message((*message).clone())).await
+            }
+            Outbound::Lagged(generation)
+                if self.rooms.values().any(|j| j.generation == generation) =>
+            {
+                Err(End::Close(CLOSE_TOO_SLOW, "too slow; reconnect and resume"))
+            }
+            // From a room left (or joined again) since.
+            _ => Ok(()),
+        }
+    }
+
+    async fn frame(&mut self, socket: &mut WebSocket, text: &str) -> Result<(), End> {
+        let Ok(value) = serde_json::from_str::<Value>(text) else {
+            return send_error(socket, "bad_frame", "not JSON", None).await;
+        };
+        let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+        // The serde message is not echoed: it may quote the frame's values.
+        let Ok(frame) = serde_json::from_value::<ClientFrame>(value) else {
+            return send_error(socket, "bad_frame", "unknown or malformed frame", id).await;
+        };
+        match frame {
+            ClientFrame::Join { room, after } => self.join(socket, room, after).await,
+            ClientFrame::Leave { room } => {
+                if !valid_room(&room) {
+                    return send_error(socket, "bad_room", "invalid room name", None).await;
+                }
+                if let Some(joined) = self.rooms.remove(&room) {
+                    joined.forwarder.abort();
+                }
+                Ok(())
+            }
+            ClientFrame::Send { room, id, text } => self.post(socket, room, id, text).await,
+            ClientFrame::Auth { token } => self.reauth(socket, &token).await,
+        }
+    }
+
+    async fn join(&mut self, socket: &mut WebSocket, room: String, after: u64) -> Result<(), End> {
+        if !valid_room(&room) {
+            return send_error(socket, "bad_room", "invalid room name", None).await;
+        }
+        if let Some(old) = self.rooms.remove(&room) {
+            old.forwarder.abort();
+        } else if self.rooms.len() >= MAX_ROOMS {
+            return send_error(socket, "bad_room", "too many rooms joined", None).await;
+        }
+        // Subscribe first: whatever is stored after `last` arrives live.
+        // Live messages up to `after` are skipped too: the client has them
+        // (or, if the room is shorter than the client thinks, says it does).
+        let rx = self.app.hub.subscribe(&room);
+        let store = &self.app.store;
+        let last = match store.last_seq(&room).await {
+            Ok(last) => last,
+            Err(e) => {
+                tracing::error!(error = %e, %room, "cannot read the room");
+                return send_error(socket, "storage", "cannot read the room now", None).await;
+            }
+        };
+        let mut cursor = after;
+        while cursor < last {
+            let page = match store.page(&room, cursor, last, REPLAY_PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, %room, "cannot read the room");
+                    return send_error(socket, "storage", "cannot read the room now", None).await;
+                }
+            };
+            let Some(tail) = page.last() else { break };
+            cursor = tail.seq;
+            for message in page {
+                send(socket, &ServerFrame::Message(message)).await?;
+            }
+        }
+        send(
+            socket,
+            &ServerFrame::Joined {
+                room: room.clone(),
+                last_seq: last,
+            },
+        )
+        .await?;
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let forwarder = self.forwarders.spawn(forward(
+            rx,
+            generation,
+            last.max(after),
+            self.out_tx.clone(),
+        ));
+        self.rooms.insert(
+            room,
+            Joined {
+                generation,
+                forwarder,
+            },
+        );
+        Ok(())
+    }
+
+    async fn post(
+        &mut self,
+        socket: &mut WebSocket,
+        room: String,
+        id: String,
+        text: String,
+    ) -> Result<(), End> {
+        if !valid_room(&room) {
+            return send_error(socket, "bad_room", "invalid room name", Some(id)).await;
+        }
+        if id.is_empty() {
+            return send_error(socket, "bad_frame", "the message id is empty", None).await;
+        }
+        if id.len() > MAX_ID_BYTES {
+            return send_error(socket, "too_long", "the message id is too long", None).await;
+        }
+        if text.len() > MAX_TEXT_BYTES {
+            return send_error(socket, "too_long", "the text is too long", Some(id)).await;
+        }
+        let hub = self.app.hub.clone();
+        let message = NewMessage {
+            room: room.clone(),
+            sender_sub: self.identity.sub.clone(),
+            user: self.identity.user.clone(),
+            client_id: id.clone(),
+            text,
+            sent_at: unix_millis(),
+        };
+        // Announced from inside the store, in sequence order, after the commit.
+        match self
+            .app
+            .store
+            .insert(message, move |m| hub.publish(m))
+            .await
+        {
+            Ok(Stored::New(message)) => {
+                let ack = ServerFrame::Ack {
+                    room,
+                    id,
+                    seq: message.seq,
+                };
+                send(socket, &ack).await
+            }
+            Ok(Stored::Existing { room: stored, seq }) if stored == room => {
+                send(socket, &ServerFrame::Ack { room, id, seq }).await
+            }
+            Ok(Stored::Existing { .. }) => {
+                let why = "this id was used for a message in another room";
+                send_error(socket, "bad_frame", why, Some(id)).await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %room, "cannot store a message");
+                send_error(socket, "storage", "the message was not stored", Some(id)).await
+            }
+        }
+    }
+
+    async fn reauth(&mut self, socket: &mut WebSocket, token: &str) -> Result<(), End> {
+        match authenticate(&self.app, token).await {
+            Ok(fresh) if fresh.sub == self.identity.sub => {
+                self.deadline = deadline_for(fresh.exp);
+                self.registration.set_sid(fresh.sid.clone());
+                let expires_at = u64::try_from(fresh.exp).unwrap_or(0);
+                self.identity = fresh;
+                send(socket, &ServerFrame::Authed { expires_at }).await
+            }
+            Ok(_) => {
+                tracing::info!(user = %self.identity.user, "in-band auth for another subject refused");
+                let why = "the token is for another user";
+                send_error(socket, "bad_token", why, None).await
+            }
+            Err(AuthError::Unavailable(why)) => {
+                tracing::warn!(%why, "in-band auth: cannot check the token now");
+                let why = "the token cannot be checked now; try again";
+                send_error(socket, "bad_token", why, None).await
+            }
+            Err(AuthError::Revoked) => Err(End::Close(CLOSE_SIGNED_OUT, "signed out")),
+            Err(AuthError::Invalid(why)) => {
+                tracing::info!(%why, token_len = token.len(), "in-band auth: invalid token");
+                Err(End::Close(CLOSE_TOKEN_EXPIRED, "invalid token"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_needs_a_token() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer(&headers), None);
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert_eq!(bearer(&headers), Some("abc"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  abc "),
+        );
+        assert_eq!(bearer(&headers), Some("abc"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&headers), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert_eq!(bearer(&headers), None);
+    }
+
+    #[test]
+    fn a_refusal_carries_the_bearer_challenge() {
+        let response = unauthorized();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer error="invalid_token""#
+        );
+    }
+
+    #[test]
+    fn deadlines_follow_the_expiry() {
+        let now = unix_now();
+        let start = Instant::now();
+        let in_ten = deadline_for(now + 10);
+        assert!(
+            in_ten > start + Duration::from_secs(8) && in_ten <= start + Duration::from_secs(10)
+        );
+        assert!(deadline_for(now - 10) <= Instant::now());
+    }
+
+    #[tokio::test]
+    async fn a_forwarder_skips_the_replayed_part_and_reports_a_lag() {
+        let (tx, rx) = broadcast::channel(2);
+        let (out_tx, mut out_rx) = mpsc::channel(8);
+        let message = |seq| {
+            Arc::new(ChatMessage {
+                room: "a".into(),
+                seq,
+                user: "u".into(),
+                id: seq.to_string(),
+                text: String::new(),
+                sent_at: 0,
+            })
+        };
+        let task = tokio::spawn(forward(rx, 7, 3, out_tx));
+        for seq in [3, 4] {
+            tx.send(message(seq)).expect("send");
+        }
+        match out_rx.recv().await {
+            Some(Outbound::Message(7, m)) => assert_eq!(m.seq, 4),
+            other => panic!("unexpected {other:?}"),
+        }
+        for seq in 5..10 {
+            tx.send(message(seq)).expect("send");
+        }
+        assert!(matches!(out_rx.recv().await, Some(Outbound::Lagged(7))));
+        task.await.expect("forwarder ends after a lag");
+    }
+}

@@ -1,0 +1,477 @@
+//! The pieces every `chat` test needs: a mock IdP and a chat server on free
+//! ports, the `chat` binary with its own HOME and keychain namespace, and a
+//! driver for `chat --plain` over pipes.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sessionkit_examples::server::{ChatServer, Database, ServerConfig};
+use sessionkit_mock_idp::MockIdp;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+/// How long any one expected thing may take.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A fresh directory under the temp dir.
+pub fn scratch(prefix: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "sk-chat-{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A mock IdP and a chat server (in this process) wired for back-channel logout.
+pub struct Stack {
+    pub idp: MockIdp,
+    pub server: Option<ChatServer>,
+    pub server_url: String,
+    pub dir: PathBuf,
+}
+
+impl Stack {
+    /// Access tokens live `ttl` seconds (mock-idp's default without).
+    pub async fn start(ttl: Option<u64>) -> Self {
+        let mut builder = MockIdp::builder().bind("127.0.0.1:0");
+        if let Some(ttl) = ttl {
+            builder = builder.access_token_ttl(ttl);
+        }
+        let idp = builder.start().await.expect("mock idp");
+        let dir = scratch("stack");
+        let mut config = ServerConfig::new(idp.issuer());
+        config.db = Database::File(dir.join("chat.db"));
+        let server = ChatServer::start(config).await.expect("chat server");
+        idp.control()
+            .set_backchannel_logout_uri("chat-example", Some(&server.backchannel_logout_url()))
+            .expect("back-channel uri");
+        Self {
+            server_url: server.ws_url(),
+            idp,
+            server: Some(server),
+            dir,
+        }
+    }
+
+    /// Stops the chat server (its sockets close).
+    pub async fn stop_server(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+
+    /// Starts the chat server again on the same port and database.
+    pub async fn start_server(&mut self) {
+        let addr = url::Url::parse(&self.server_url).expect("url");
+        let addr = format!("127.0.0.1:{}", addr.port().expect("port"));
+        let mut last = None;
+        for _ in 0..50 {
+            match tokio::net::TcpListener::bind(&addr).await {
+                Ok(listener) => {
+                    let mut config = ServerConfig::new(self.idp.issuer());
+                    config.db = Database::File(self.dir.join("chat.db"));
+                    let server = ChatServer::start_on(listener, config)
+                        .await
+                        .expect("restart");
+                    self.server = Some(server);
+                    return;
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("cannot bind {addr} again: {last:?}");
+    }
+}
+
+/// One user's `chat`: its own HOME (accounts file) and keychain namespace.
+pub struct User {
+    pub name: String,
+    pub home: PathBuf,
+    pub namespace: String,
+    pub issuer: String,
+    pub server_url: String,
+}
+
+impl User {
+    pub fn new(name: &str, stack: &Stack) -> Self {
+        let home = scratch(name);
+        let namespace = format!(
+            "sk-chat-test-{}",
+            home.file_name().and_then(|n| n.to_str()).unwrap_or("x")
+        );
+        Self {
+            name: name.to_owned(),
+            home,
+            namespace,
+            issuer: stack.idp.issuer().to_owned(),
+            server_url: stack.server_url.clone(),
+        }
+    }
+
+    /// Another account in the same HOME and namespace as `other`.
+    pub fn beside(name: &str, other: &User) -> Self {
+        Self {
+            name: name.to_owned(),
+            home: other.home.clone(),
+            namespace: other.namespace.clone(),
+            issuer: other.issuer.clone(),
+            server_url: other.server_url.clone(),
+        }
+    }
+
+    /// The same user on another chat server.
+    pub fn on_server(mut self, url: &str) -> Self {
+        url.clone_into(&mut self.server_url);
+        self
+    }
+
+    /// `chat` with this user's options (issuer, server, keyutils store, namespace).
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat"));
+        cmd.args([
+            "--issuer",
+            &self.issuer,
+            "--server",
+            &self.server_url,
+            "--store",
+            "keyutils",
+            "--namespace",
+            &self.namespace,
+        ])
+        .env("HOME", &self.home)
+        .env("XDG_CONFIG_HOME", self.home.join(".config"))
+        .env_remove("SESSIONKIT_ISSUER")
+        .env_remove("SESSIONKIT_SERVER")
+        .env_remove("SESSIONKIT_STORE")
+        .env_remove("SESSIONKIT_NAMESPACE")
+        .env_remove("SESSIONKIT_CLIENT_ID")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `chat ARGS` to the end.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let out = tokio::time::timeout(
+            PATIENCE,
+            self.command().args(args).stdin(Stdio::null()).output(),
+        )
+        .await
+        .expect("chat finishes in time")
+        .expect("chat runs");
+        Output {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `chat login --no-browser`, with the provider logging in as this user
+    /// when the printed URL is opened.
+    pub async fn login(&self, idp: &MockIdp) {
+        let mut child = self
+            .command()
+            .args(["login", "--no-browser"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("chat login");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = tokio::time::timeout(PATIENCE, stdout.next_line())
+            .await
+            .expect("the URL line in time")
+            .expect("read")
+            .expect("a line");
+        let url = first
+            .strip_prefix("Open this URL to sign in: ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_owned();
+        idp.control()
+            .set_auto_login(Some(&self.name))
+            .expect("auto login");
+        reqwest::get(&url).await.expect("the browser's request");
+        idp.control().set_auto_login(None).expect("auto login off");
+        let second = tokio::time::timeout(PATIENCE, stdout.next_line())
+            .await
+            .expect("signed in in time")
+            .expect("read");
+        let status = child.wait().await.expect("wait");
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use tokio::io::AsyncReadExt as _;
+            let _ = e.read_to_string(&mut err).await;
+        }
+        assert!(status.success(), "login failed: {err}");
+        assert_eq!(
+            second.as_deref(),
+            Some(format!("Signed in as {}", self.name).as_str())
+        );
+    }
+
+    /// Starts `chat --plain`.
+    pub fn plain(&self) -> Plain {
+        self.plain_with_log("warn")
+    }
+
+    /// Starts `chat --plain` with `RUST_LOG=filter`.
+    pub fn plain_with_log(&self, filter: &str) -> Plain {
+        let mut child = self
+            .command()
+            .env("RUST_LOG", filter)
+            .arg("--plain")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("chat --plain");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = err_lines.next_line().await {
+                let mut s = lock(&sink);
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Plain {
+            child,
+            stdin,
+            stdout,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Signs out of every account (keeps the kernel keyring clean).
+    pub async fn cleanup(&self) {
+        let _ = self.run(&["logout", "--all"]).await;
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn ok(&self) -> &str {
+        assert!(
+            self.status.success(),
+            "chat failed: {}\n{}",
+            self.stderr,
+            self.stdout
+        );
+        &self.stdout
+    }
+}
+
+/// `chat --plain` over pipes.
+pub struct Plain {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines<BufReader<ChildStdout>>,
+    /// Every stdout line read so far.
+    pub seen: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Plain {
+    pub async fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("write stdin");
+        stdin.flush().await.expect("flush");
+    }
+
+    /// Reads stdout until a line equal to `want`.
+    pub async fn expect_line(&mut self, want: &str) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !self.seen.iter().any(|l| l == want) {
+            let line = tokio::time::timeout_at(deadline, self.stdout.next_line())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no line {want:?} in time; stdout so far {:?}; stderr:\n{}",
+                        self.seen,
+                        self.stderr()
+                    )
+                })
+                .expect("read stdout");
+            match line {
+                Some(line) => self.seen.push(line),
+                None => panic!(
+                    "stdout ended before {want:?}; seen {:?}; stderr:\n{}",
+                    self.seen,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Waits until stderr contains `needle`.
+    pub async fn expect_status(&self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !self.stderr().contains(needle) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no status {needle:?} in time; stderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        lock(&self.stderr).clone()
+    }
+
+    /// Closes stdin (end of input).
+    pub fn close_input(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Closes stdin and waits for the exit; the rest of stdout is in `seen`.
+    pub async fn finish(mut self) -> (ExitStatus, Vec<String>, String) {
+        self.close_input();
+        self.exited().await
+    }
+
+    /// Waits for the exit with stdin still open.
+    pub async fn exited(mut self) -> (ExitStatus, Vec<String>, String) {
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("chat --plain did not exit; stderr:\n{}", self.stderr()))
+            .expect("wait");
+        while let Ok(Ok(Some(line))) =
+            tokio::time::timeout(Duration::from_secs(5), self.stdout.next_line()).await
+        {
+            self.seen.push(line);
+        }
+        // Let the stderr reader drain.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stderr = self.stderr();
+        (status, self.seen, stderr)
+    }
+}
+
+/// The lines of `seen` that are messages, as `(seq, user, text)`.
+pub fn messages(seen: &[String]) -> Vec<(u64, String, String)> {
+    seen.iter()
+        .filter_map(|l| {
+            let rest = l.strip_prefix('[')?;
+            let (seq, rest) = rest.split_once("] ")?;
+            let (user, text) = rest.split_once(": ")?;
+            Some((seq.parse().ok()?, user.to_owned(), text.to_owned()))
+        })
+        .collect()
+}
+
+/// The mock IdP's fingerprint of a token: the first 6 bytes of its SHA-256, in hex.
+pub fn fingerprint(word: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, word.as_bytes()).as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The `chat-server` binary as a child process, killed with SIGKILL and
+/// restarted on the same port and database.
+pub struct ServerProcess {
+    child: Option<Child>,
+    pub url: String,
+    port: u16,
+    db: PathBuf,
+    issuer: String,
+}
+
+impl ServerProcess {
+    pub async fn start(stack: &Stack) -> Self {
+        let db = stack.dir.join("process.db");
+        let (child, url) = Self::spawn(stack.idp.issuer(), "127.0.0.1:0", &db)
+            .await
+            .expect("chat-server starts");
+        let port = url::Url::parse(&url).expect("url").port().expect("port");
+        Self {
+            child: Some(child),
+            url,
+            port,
+            db,
+            issuer: stack.idp.issuer().to_owned(),
+        }
+    }
+
+    async fn spawn(
+        issuer: &str,
+        bind: &str,
+        db: &std::path::Path,
+    ) -> Result<(Child, String), String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .args(["--bind", bind, "--issuer", issuer, "--db"])
+            .arg(db)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn chat-server");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("listening line in time")
+            .expect("read");
+        match first
+            .as_deref()
+            .and_then(|l| l.strip_prefix("chat-server listening on "))
+        {
+            Some(url) => Ok((child, url.to_owned())),
+            None => {
+                let out = child.wait_with_output().await.expect("output");
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        }
+    }
+
+    /// SIGKILL: no close frames, no shutdown.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill");
+        }
+    }
+
+    /// Starts it again on the same port and database.
+    pub async fn restart(&mut self) {
+        let bind = format!("127.0.0.1:{}", self.port);
+        let mut last = String::new();
+        for _ in 0..50 {
+            match Self::spawn(&self.issuer, &bind, &self.db).await {
+                Ok((child, url)) => {
+                    assert_eq!(url, self.url);
+                    self.child = Some(child);
+                    return;
+                }
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chat-server does not start again on {bind}: {last}");
+    }
+}

@@ -1,0 +1,98 @@
+//! Token expiry: the server closes a connection with 4001 when its token
+//! expires, unless an in-band `auth` with a fresh token moved the deadline.
+//! These wait in real time, a few seconds at most.
+
+use std::time::{Duration, Instant};
+
+use sessionkit_examples::protocol::{
+    CLOSE_SIGNED_OUT, CLOSE_TOKEN_EXPIRED, ClientFrame, ServerFrame,
+};
+
+use crate::support::{Client, Event, claims, idp, server, signed, token};
+
+#[tokio::test]
+async fn a_connection_is_closed_with_4001_when_its_token_expires() {
+    let idp = idp().await;
+    let server = server(&idp).await;
+    let short = claims(&idp, "alice", 2);
+    let exp = short["exp"].as_u64().expect("exp");
+    let started = Instant::now();
+    let mut alice = Client::connect(&server, &signed(&idp, &short)).await;
+    assert!(matches!(alice.hello, ServerFrame::Hello { expires_at, .. } if expires_at == exp));
+    alice.assert_alive().await;
+    let (code, reason) = alice.closed().await;
+    assert_eq!(code, CLOSE_TOKEN_EXPIRED, "{reason}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed too early: {waited:?}"
+    );
+    assert_eq!(reason, "token expired");
+}
+
+#[tokio::test]
+async fn an_in_band_auth_moves_the_deadline() {
+    let idp = idp().await;
+    let server = server(&idp).await;
+    let short = claims(&idp, "alice", 2);
+    let exp = short["exp"].as_i64().expect("exp");
+    let mut alice = Client::connect(&server, &signed(&idp, &short)).await;
+    // A fresh token from a real login of the same user.
+    let fresh = token(&idp, "alice").await;
+    alice.send(&ClientFrame::Auth { token: fresh }).await;
+    let expires_at = match alice.frame().await {
+        ServerFrame::Authed { expires_at } => expires_at,
+        other => panic!("expected authed, got {other:?}"),
+    };
+    assert!(expires_at as i64 > exp + 60, "the new expiry is reported");
+
+    // Past the first token's expiry the connection is still open.
+    let until = Duration::from_secs(u64::try_from(exp + 2 - idp.control().now()).unwrap_or(0));
+    assert_eq!(alice.event_within(until).await, None, "nothing happened");
+    alice.assert_alive().await;
+}
+
+#[tokio::test]
+async fn an_in_band_auth_for_another_user_is_refused_and_a_bad_one_closes() {
+    let idp = idp().await;
+    let server = server(&idp).await;
+    let mut alice = Client::connect(&server, &token(&idp, "alice").await).await;
+    alice
+        .send(&ClientFrame::Auth {
+            token: token(&idp, "bob").await,
+        })
+        .await;
+    match alice.frame().await {
+        ServerFrame::Error { code, .. } => assert_eq!(code, "bad_token"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    alice.assert_alive().await;
+    assert!(
+        matches!(&alice.hello, ServerFrame::Hello { user, .. } if user == "alice"),
+        "still alice"
+    );
+
+    alice
+        .send(&ClientFrame::Auth {
+            token: "garbage".into(),
+        })
+        .await;
+    assert_eq!(alice.closed().await.0, CLOSE_TOKEN_EXPIRED);
+
+    // A token of a session logged out since closes with 4003.
+    let bob_token = token(&idp, "bob").await;
+    let mut bob = Client::connect(&server, &bob_token).await;
+    idp.control()
+        .set_backchannel_logout_uri("chat-example", Some(&server.backchannel_logout_url()))
+        .expect("register");
+    let sid = crate::support::sid_of(&bob_token);
+    assert_eq!(idp.control().send_backchannel_logout(&sid), 1);
+    let (code, _) = bob.closed().await;
+    assert_eq!(code, CLOSE_SIGNED_OUT);
+    let mut bob2 = Client::connect(&server, &token(&idp, "bob").await).await;
+    bob2.send(&ClientFrame::Auth { token: bob_token }).await;
+    assert!(matches!(
+        bob2.event().await,
+        Event::Closed(CLOSE_SIGNED_OUT, _)
+    ));
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the chat server over real sockets on `127.0.0.1:0`,
+//! with the mock IdP in-process and real tokens from it.
+
+mod backchannel;
+mod chat;
+mod durability;
+mod expiry;
+mod handshake;
+mod support;
