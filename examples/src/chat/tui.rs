@@ -90,6 +90,8 @@ struct App {
     notice: String,
     connection: String,
     reconnect_at: Option<Instant>,
+    /// The connection was lost since the last `Connected`.
+    was_down: bool,
     active: Option<Active>,
     quit: bool,
 }
@@ -112,6 +114,7 @@ impl App {
             notice,
             connection: "not connected".to_owned(),
             reconnect_at: None,
+            was_down: false,
             active: None,
             quit: false,
         }
@@ -217,9 +220,14 @@ impl App {
             _ => None,
         };
         match state {
+            State::Connected { .. } if self.was_down => {
+                self.was_down = false;
+                self.notice = "Reconnected; nothing was lost.".to_owned();
+            }
             State::Reconnecting {
                 attempt, reason, ..
             } => {
+                self.was_down = true;
                 self.notice = format!(
                     "Connection lost: {}. Reconnecting (attempt {attempt}).",
                     describe_reason(&reason)
@@ -366,7 +374,7 @@ impl App {
             Constraint::Min(3),
             Constraint::Length(3),
             Constraint::Length(1),
-            Constraint::Length(1),
+            Constraint::Length(2),
         ])
         .areas(frame.area());
 

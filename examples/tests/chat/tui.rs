@@ -38,7 +38,7 @@ impl Tmux {
                 "-s",
                 &tmux.target,
             ])
-            .args(["-x", "100", "-y", "20"])
+            .args(["-x", "84", "-y", "15"])
             .arg(script)
             .status()
             .await
@@ -137,18 +137,26 @@ fn script(user: &User) -> std::path::PathBuf {
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_terminal_ui_shows_the_status_bar_and_a_reconnect() {
+/// Whether tmux is here; without it the test says SKIP, unless CI requires it.
+fn have_tmux() -> bool {
     if std::process::Command::new("tmux")
         .arg("-V")
         .output()
-        .is_err()
+        .is_ok()
     {
-        assert!(
-            std::env::var_os("SESSIONKIT_REQUIRE_TMUX").is_none(),
-            "tmux is required here (apt-get install tmux)"
-        );
-        println!("SKIP: no tmux on this machine");
+        return true;
+    }
+    assert!(
+        std::env::var_os("SESSIONKIT_REQUIRE_TMUX").is_none(),
+        "tmux is required here (apt-get install tmux)"
+    );
+    println!("SKIP: no tmux on this machine");
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_ui_shows_the_status_bar_and_a_reconnect() {
+    if !have_tmux() {
         return;
     }
     let mut stack = Stack::start(None).await;
@@ -173,7 +181,8 @@ async fn the_terminal_ui_shows_the_status_bar_and_a_reconnect() {
     );
     println!("--- while the server is down ---\n{screen}");
     stack.start_server().await;
-    let screen = tmux.wait_for("│ connected").await;
+    let screen = tmux.wait_for("Reconnected").await;
+    assert!(screen.contains("│ connected │"), "{screen}");
     println!("--- after the reconnect ---\n{screen}");
 
     tmux.keys("/quit").await;
@@ -184,4 +193,50 @@ async fn the_terminal_ui_shows_the_status_bar_and_a_reconnect() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     alice.cleanup().await;
+}
+
+/// The README's first command: `chat` with no options starts the embedded
+/// provider and server, asks who to sign in as, and chats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_demo_signs_in_from_the_terminal_ui() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("demo-tui");
+    let path = dir.join("run-demo.sh");
+    let body = format!(
+        "#!/bin/sh\nexport HOME='{home}' RUST_LOG=warn\n\
+         unset SESSIONKIT_ISSUER SESSIONKIT_SERVER SESSIONKIT_DEMO_USER\nexec '{chat}'\n",
+        home = dir.display(),
+        chat = env!("CARGO_BIN_EXE_chat"),
+    );
+    std::fs::write(&path, body).expect("script");
+    let mut perms = std::fs::metadata(&path).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).expect("chmod");
+    let tmux = Tmux::start(&path).await;
+
+    tmux.wait_for("Type a name and press Enter to sign in as alice, bob, carol")
+        .await;
+    tmux.keys("bob").await;
+    tmux.enter().await;
+    tmux.wait_for("bob │ #general │ connected").await;
+    tmux.keys("hello from the demo").await;
+    tmux.enter().await;
+    tmux.wait_for("[1] bob: hello from the demo").await;
+    tmux.keys("/room random").await;
+    tmux.enter().await;
+    let screen = tmux.wait_for("bob │ #random │ connected").await;
+    assert!(
+        !screen.contains("hello from the demo"),
+        "another room: {screen}"
+    );
+    tmux.keys("/quit").await;
+    tmux.enter().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tmux.running().await {
+        assert!(tokio::time::Instant::now() < deadline, "chat did not quit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
