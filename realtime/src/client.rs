@@ -96,6 +96,12 @@ pub enum RefreshMode {
     /// the old one gets a normal close and is read until it has closed
     /// (sending waits meanwhile, so order is kept across the switch).
     /// The state stays [`State::Connected`] (with the next generation).
+    /// If the refresh or the second connection fails, the old connection
+    /// stays and the switch is tried again at half the current token's
+    /// remaining lifetime (no sooner than the backoff's base); once that is
+    /// too short, the server's 4001 at expiry leads to a normal reconnect
+    /// with a refresh. See [`Builder::message_identity`] for what is
+    /// delivered during the overlap.
     #[default]
     MakeBeforeBreak,
     /// Send the text message this hook builds from the fresh token on the
@@ -185,6 +191,8 @@ pub struct Builder {
     refresh_mode: RefreshMode,
     identity: Option<Identity>,
     token_transport: TokenTransport,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    read_buffer: usize,
 }
 
 impl Builder {
@@ -206,6 +214,44 @@ impl Builder {
     /// ```
     pub fn token_transport(mut self, transport: TokenTransport) -> Self {
         self.token_transport = transport;
+        self
+    }
+
+    /// The TLS settings for `wss://` URLs (default: the platform's root
+    /// certificates, loaded on every attempt). Use it to trust a private CA
+    /// or a self-signed server certificate, or to pin one; `ws://` URLs
+    /// ignore it. The config's crypto provider is the caller's choice (this
+    /// crate enables rustls with aws-lc-rs only).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use sessionkit_realtime::{RealtimeClient, StaticToken, rustls};
+    ///
+    /// # async fn demo(ca_der: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+    /// // The private CA's certificate (DER), e.g. read from a file.
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// roots.add(rustls::pki_types::CertificateDer::from(ca_der))?;
+    /// let tls = rustls::ClientConfig::builder()
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let source = Arc::new(StaticToken::new("an-access-token"));
+    /// let (client, _incoming) = RealtimeClient::builder("wss://chat.internal:8443/ws")
+    ///     .tls_config(Arc::new(tls))
+    ///     .build(source)?;
+    /// # drop(client); Ok(()) }
+    /// ```
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// The size of each connection's read buffer and of one read from the
+    /// socket (default 8 KiB, at least 1 KiB). An idle connection keeps
+    /// this much; a larger message still arrives whole (the buffer grows
+    /// for it), in reads of this size. tungstenite's own default (128 KiB)
+    /// suits bulk transfers, not many mostly idle connections.
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.read_buffer = bytes.max(1 << 10);
         self
     }
 
@@ -264,10 +310,23 @@ impl Builder {
         self
     }
 
-    /// The app's message identity: during a make-before-break overlap a
-    /// message whose identity was already delivered (from either
-    /// connection) is dropped. Without it, after the switch only the new
-    /// connection's messages are delivered (the old one's are dropped).
+    /// The app's message identity (text or binary): during a
+    /// make-before-break overlap a message whose identity was already
+    /// delivered (from either connection) is dropped, and the old
+    /// connection is read until it has closed, so a message the server
+    /// sent only there is still delivered. Messages for which the hook
+    /// returns `None` are always delivered.
+    ///
+    /// Without it the client cannot tell copies apart, so it delivers by
+    /// connection: until the switch, what arrives on the old connection;
+    /// from the switch on, what arrives on the new one (it was held, not
+    /// read, while the new connection was being set up). What arrives on
+    /// the old connection after the switch is dropped. A server that sends
+    /// the same message on both connections during the overlap may thus
+    /// have it delivered twice (once from each side of the switch), and one
+    /// that sends a message only on the old connection after the switch has
+    /// it dropped; servers that cannot avoid either need an identity (or
+    /// the app de-duplicates, or use [`RefreshMode::InBand`]).
     ///
     /// ```no_run
     /// use std::sync::Arc;
@@ -334,7 +393,13 @@ impl Builder {
     /// A hook run on every new connection before queued messages go out
     /// (resume a stream, re-subscribe): what it sends through [`Resume`]
     /// goes first. It runs under the write timeout; if it takes longer,
-    /// the connection counts as lost.
+    /// the connection counts as lost. It also runs on a make-before-break
+    /// connection, before the switch (the old connection may still be
+    /// delivering meanwhile). To lose nothing across reconnects, re-send
+    /// the unacknowledged messages here ([`crate::Unacked::resend`]).
+    ///
+    /// Order on a new connection: what the hook sent, then a message whose
+    /// write failed on the previous connection (if any), then the queue.
     pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(Resume) -> Fut + Send + Sync + 'static,
@@ -443,6 +508,8 @@ impl RealtimeClient {
             refresh_mode: RefreshMode::MakeBeforeBreak,
             identity: None,
             token_transport: TokenTransport::Header,
+            tls: None,
+            read_buffer: 8 << 10,
         }
     }
 
@@ -567,6 +634,16 @@ pub(crate) fn reauth_at(expires_at: Option<SystemTime>, margin: Duration) -> Opt
     }
     let lead = margin.min(remaining / 2);
     Some(Instant::now() + (remaining - lead))
+}
+
+/// When to try again after a failed re-authentication while connected, the
+/// current token expiring at `expires_at`: after half its remaining
+/// lifetime, unless that is shorter than `floor` (then the token runs out,
+/// the server closes with 4001, and the client reconnects with a refresh).
+pub(crate) fn reauth_retry(expires_at: Option<SystemTime>, floor: Duration) -> Option<Instant> {
+    let remaining = expires_at?.duration_since(SystemTime::now()).ok()?;
+    let wait = remaining / 2;
+    (wait >= floor && !wait.is_zero()).then(|| Instant::now() + wait)
 }
 
 /// How one attempt ended.
@@ -786,7 +863,7 @@ impl Driver {
         };
         let connect = timeout(
             self.cfg.connect_timeout,
-            tokio_tungstenite::connect_async(request),
+            open(request, self.cfg.tls.clone(), self.cfg.read_buffer),
         );
         let socket = match self.or_stop(connect).await? {
             Err(_) => {
@@ -897,13 +974,15 @@ impl Driver {
         let url = self.cfg.url.clone();
         let transport = self.cfg.token_transport.clone();
         let limit = self.cfg.connect_timeout;
+        let tls = self.cfg.tls.clone();
+        let read_buffer = self.cfg.read_buffer;
         Box::pin(async move {
             let fresh = source.timed_refresh().await.map_err(|e| e.to_string())?;
             if fresh.token == old {
                 return Err("the source gave the same token again".to_owned());
             }
             let request = request(&url, &transport, &fresh.token).map_err(|e| e.to_string())?;
-            let (socket, response) = timeout(limit, tokio_tungstenite::connect_async(request))
+            let (socket, response) = timeout(limit, open(request, tls, read_buffer))
                 .await
                 .map_err(|_| "connect timed out".to_owned())?
                 .map_err(|e| scrub(&e.to_string(), &fresh.token))?;
@@ -929,6 +1008,10 @@ impl Driver {
         let margin = self.cfg.refresh_margin;
         let mut reauth = reauth_at(token.expires_at, margin);
         let mut current = token.token;
+        let mut current_expiry = token.expires_at;
+        // A failed re-authentication is tried again while the token lives
+        // (at half its remaining lifetime, no sooner than the backoff's base).
+        let floor = self.cfg.backoff.base.max(Duration::from_millis(10));
         let mut upgrade: Option<Upgrade> = None;
         // The old connection after a switch, read until it has closed.
         let mut draining: Option<(Stream, Instant)> = None;
@@ -995,7 +1078,7 @@ impl Driver {
                     overlap = None;
                 }
                 () = sleep_until(reauth.unwrap_or_else(Instant::now)), if reauth.is_some() => {
-                    // At most once per token.
+                    // Once per token; again only after a failure (`reauth_retry`).
                     reauth = None;
                     match self.cfg.refresh_mode.clone() {
                         RefreshMode::MakeBeforeBreak => {
@@ -1018,9 +1101,16 @@ impl Driver {
                                     tracing::debug!(generation = *generation, "realtime in-band refresh");
                                     reauth = reauth_at(fresh.expires_at, margin);
                                     current = fresh.token;
+                                    current_expiry = fresh.expires_at;
                                 }
-                                Ok(_) => tracing::debug!("in-band refresh: the source gave the same token"),
-                                Err(e) => tracing::debug!(error = %e, "in-band refresh failed"),
+                                Ok(_) => {
+                                    tracing::debug!("in-band refresh: the source gave the same token");
+                                    reauth = reauth_retry(current_expiry, floor);
+                                }
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "in-band refresh failed");
+                                    reauth = reauth_retry(current_expiry, floor);
+                                }
                             }
                         }
                     }
@@ -1031,6 +1121,7 @@ impl Driver {
                         Err(why) => {
                             tracing::debug!(%why, "make-before-break refresh failed; keeping the connection");
                             overlap = None;
+                            reauth = reauth_retry(current_expiry, floor);
                         }
                         Ok((socket, fresh)) => {
                             let (mut new_sink, new_stream) = socket.split();
@@ -1039,6 +1130,7 @@ impl Driver {
                                 Err(_) => {
                                     tracing::debug!("make-before-break: the new connection failed; keeping the old one");
                                     overlap = None;
+                                    reauth = reauth_retry(current_expiry, floor);
                                 }
                                 Ok(()) => {
                                     let frame = CloseFrame { code: CloseCode::Normal, reason: "re-authenticated".into() };
@@ -1051,6 +1143,7 @@ impl Driver {
                                     self.state.send_replace(State::Connected { generation: *generation });
                                     reauth = reauth_at(fresh.expires_at, margin);
                                     current = fresh.token;
+                                    current_expiry = fresh.expires_at;
                                     next_ping = Instant::now() + self.cfg.ping_interval;
                                     dead_at = None;
                                 }
@@ -1085,6 +1178,18 @@ impl Driver {
             }
         }
     }
+}
+
+/// Opens one connection: TCP without Nagle's delay, TLS for `wss://`
+/// (with the app's config, else the platform's roots), the handshake.
+async fn open(
+    request: tungstenite::handshake::client::Request,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    read_buffer: usize,
+) -> std::result::Result<(Socket, tungstenite::handshake::client::Response), tungstenite::Error> {
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+    let config = tungstenite::protocol::WebSocketConfig::default().read_buffer_size(read_buffer);
+    tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector).await
 }
 
 /// The handshake request for one attempt: the token in the header
@@ -1216,6 +1321,29 @@ mod tests {
         assert_eq!(reauth_at(None, margin), None);
         assert_eq!(
             reauth_at(Some(SystemTime::now() - Duration::from_secs(1)), margin),
+            None
+        );
+    }
+
+    #[test]
+    fn a_failed_reauth_is_retried_at_half_the_remaining_life_above_the_floor() {
+        let now = Instant::now();
+        let soon = |d: Duration| Some(SystemTime::now() + d);
+        let at = reauth_retry(soon(Duration::from_secs(10)), Duration::from_millis(250))
+            .expect("retried");
+        let wait = at - now;
+        assert!(wait > Duration::from_millis(4900) && wait < Duration::from_millis(5100));
+        // Too close to the expiry, unknown or past: the 4001 path takes over.
+        assert_eq!(
+            reauth_retry(soon(Duration::from_millis(400)), Duration::from_millis(250)),
+            None
+        );
+        assert_eq!(reauth_retry(None, Duration::from_millis(250)), None);
+        assert_eq!(
+            reauth_retry(
+                Some(SystemTime::now() - Duration::from_secs(1)),
+                Duration::ZERO
+            ),
             None
         );
     }

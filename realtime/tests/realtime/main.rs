@@ -1,9 +1,12 @@
 //! The realtime client against a real WebSocket server on 127.0.0.1.
 
 mod refresh;
+mod resume;
 #[cfg(feature = "sessionkit")]
 mod session;
+mod stale;
 mod support;
+mod tls;
 mod transport;
 
 use std::sync::Arc;

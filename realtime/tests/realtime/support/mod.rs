@@ -2,6 +2,8 @@
 //! be told to close connections with a code, drop them, or go away and come
 //! back on the same port; and token sources whose refreshes are counted.
 
+pub(crate) mod scripted;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

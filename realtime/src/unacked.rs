@@ -1,0 +1,190 @@
+//! The app-level half of "nothing is lost across reconnects": messages kept
+//! until the server acknowledges them, and re-sent on every new connection.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::client::{RealtimeClient, Resume};
+use crate::error::Result;
+
+/// Messages sent but not yet acknowledged by the server, in send order.
+///
+/// The client writes every queued message once, in order (a message whose
+/// write failed is written again first on the next connection). What it
+/// cannot know is whether a message written just before a connection died
+/// reached the server: only the server can say. For at-least-once delivery
+/// with the server dropping duplicates (exactly once, in order, as the app
+/// sees it):
+///
+/// 1. give every message an id the server echoes in an acknowledgement;
+/// 2. send through [`Unacked::send`] (it records the message, then queues it);
+/// 3. in the `on_connect` hook, call [`Unacked::resend`]: the unacknowledged
+///    messages go out first on the new connection, in their order, before
+///    anything still queued;
+/// 4. on every acknowledgement from the server, call [`Unacked::ack`];
+/// 5. on the server, store a message only the first time its id is seen and
+///    acknowledge every copy.
+///
+/// Clones share the same list. The list is not bounded: it holds what the
+/// server has not acknowledged yet (at most what the app sent since the
+/// oldest unacknowledged message). Send from one task, or order is the order
+/// in which concurrent senders recorded their messages.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use sessionkit_realtime::{Incoming, RealtimeClient, Resume, StaticToken, Unacked};
+///
+/// # async fn demo() -> Result<(), sessionkit_realtime::Error> {
+/// let unacked = Unacked::new();
+/// let source = Arc::new(StaticToken::new("an-access-token"));
+/// let (client, mut incoming) = RealtimeClient::builder("wss://chat.example.com/ws")
+///     .on_connect({
+///         let unacked = unacked.clone();
+///         move |resume: Resume| {
+///             unacked.resend(&resume);
+///             std::future::ready(())
+///         }
+///     })
+///     .build(source)?;
+///
+/// // Messages `{"id":N,...}`; the server answers `{"ack":N}`.
+/// unacked.send(&client, "1", r#"{"id":1,"text":"hi"}"#).await?;
+/// while let Some(Incoming::Text(text)) = incoming.recv().await {
+///     if let Some(id) = text.strip_prefix(r#"{"ack":"#).and_then(|t| t.strip_suffix('}')) {
+///         unacked.ack(id);
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Unacked {
+    inner: Arc<Mutex<VecDeque<(String, String)>>>,
+}
+
+impl Unacked {
+    /// An empty list.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(String, String)>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records `text` under `id`, then queues it on `client` (waiting for
+    /// room like [`RealtimeClient::send`]). If queueing fails the record is
+    /// removed again.
+    ///
+    /// # Errors
+    /// Those of [`RealtimeClient::send`].
+    pub async fn send(
+        &self,
+        client: &RealtimeClient,
+        id: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Result<()> {
+        let (id, text) = (id.into(), text.into());
+        self.record(id.clone(), text.clone());
+        let sent = client.send(text).await;
+        if sent.is_err() {
+            self.forget_last(&id);
+        }
+        sent
+    }
+
+    /// Like [`Unacked::send`] without waiting ([`RealtimeClient::try_send`]).
+    ///
+    /// # Errors
+    /// Those of [`RealtimeClient::try_send`].
+    pub fn try_send(
+        &self,
+        client: &RealtimeClient,
+        id: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Result<()> {
+        let (id, text) = (id.into(), text.into());
+        self.record(id.clone(), text.clone());
+        let sent = client.try_send(text);
+        if sent.is_err() {
+            self.forget_last(&id);
+        }
+        sent
+    }
+
+    /// Records a message without queueing it (for apps that queue it
+    /// themselves, after this call).
+    pub fn record(&self, id: impl Into<String>, text: impl Into<String>) {
+        self.lock().push_back((id.into(), text.into()));
+    }
+
+    fn forget_last(&self, id: &str) {
+        let mut list = self.lock();
+        if let Some(at) = list.iter().rposition(|(i, _)| i == id) {
+            list.remove(at);
+        }
+    }
+
+    /// The server acknowledged `id`: forgets it. Returns whether it was
+    /// there (an acknowledgement of a re-sent duplicate is not).
+    pub fn ack(&self, id: &str) -> bool {
+        let mut list = self.lock();
+        // Acknowledgements usually come in order: the oldest first.
+        match list.iter().position(|(i, _)| i == id) {
+            Some(at) => {
+                list.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends every unacknowledged message through `resume`, oldest first;
+    /// call it from the `on_connect` hook. Returns how many.
+    pub fn resend(&self, resume: &Resume) -> usize {
+        let list = self.lock();
+        for (_, text) in list.iter() {
+            resume.send(text.clone());
+        }
+        list.len()
+    }
+
+    /// How many messages wait for an acknowledgement.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether every message was acknowledged.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// The ids waiting for an acknowledgement, oldest first.
+    #[must_use]
+    pub fn ids(&self) -> Vec<String> {
+        self.lock().iter().map(|(id, _)| id.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_remove_and_order_is_kept() {
+        let unacked = Unacked::new();
+        for i in 0..5 {
+            unacked.record(i.to_string(), format!("m{i}"));
+        }
+        assert!(unacked.ack("2"));
+        assert!(!unacked.ack("2"));
+        assert!(unacked.ack("0"));
+        assert_eq!(unacked.ids(), ["1", "3", "4"]);
+        unacked.forget_last("4");
+        assert_eq!(unacked.len(), 2);
+        assert!(unacked.ack("1") && unacked.ack("3"));
+        assert!(unacked.is_empty());
+    }
+}

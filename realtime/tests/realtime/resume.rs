@@ -1,0 +1,210 @@
+//! Nothing lost, nothing doubled, across forced disconnects: the app keeps
+//! unacknowledged messages ([`Unacked`]), the `on_connect` hook re-sends
+//! them, the server drops duplicates by id.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use sessionkit_realtime::{Backoff, Incoming, RealtimeClient, Resume, Unacked};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{sleep, timeout};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::support::{Rotating, lock};
+
+const MESSAGES: u64 = 500;
+const DROPS: usize = 20;
+
+/// The server's drop `k` happens when a new message arrives with `7 + 24k`
+/// stored (the last after 463 of 500).
+fn drop_point(k: usize) -> usize {
+    7 + 24 * k
+}
+
+/// How the server drops the connection at drop `k`.
+#[derive(Debug, Clone, Copy)]
+enum Drop {
+    /// The message was stored but not acknowledged; TCP reset.
+    StoredThenReset,
+    /// The message was lost in flight; close frame 1012.
+    LostThenClose1012,
+    /// The message was stored and acknowledged; FIN without a close frame.
+    AckedThenFin,
+    /// The message was lost in flight; TCP reset.
+    LostThenReset,
+    /// The message was stored, not acknowledged; close 4000 with a retry advice.
+    StoredThenClose4000,
+}
+
+fn drop_kind(k: usize) -> Drop {
+    [
+        Drop::StoredThenReset,
+        Drop::LostThenClose1012,
+        Drop::AckedThenFin,
+        Drop::LostThenReset,
+        Drop::StoredThenClose4000,
+    ][k % 5]
+}
+
+#[derive(Default)]
+struct Ledger {
+    seen: HashSet<u64>,
+    /// Ids in the order they were stored (the server's sequence).
+    stored: Vec<u64>,
+    /// Every copy received, duplicates included.
+    copies: usize,
+    drops: Vec<Drop>,
+}
+
+enum Action {
+    Ack,
+    Drop(Drop),
+}
+
+async fn serve(listener: TcpListener, ledger: Arc<Mutex<Ledger>>) {
+    while let Ok((tcp, _)) = listener.accept().await {
+        tokio::spawn(connection(tcp, ledger.clone()));
+    }
+}
+
+async fn connection(tcp: TcpStream, ledger: Arc<Mutex<Ledger>>) {
+    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+        return;
+    };
+    while let Some(Ok(message)) = ws.next().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let id = value["id"].as_u64().expect("id");
+        let action = {
+            let mut ledger = lock(&ledger);
+            ledger.copies += 1;
+            let fresh = !ledger.seen.contains(&id);
+            let k = ledger.drops.len();
+            if fresh && k < DROPS && ledger.stored.len() == drop_point(k) {
+                let kind = drop_kind(k);
+                ledger.drops.push(kind);
+                if !matches!(kind, Drop::LostThenClose1012 | Drop::LostThenReset) {
+                    ledger.seen.insert(id);
+                    ledger.stored.push(id);
+                }
+                Action::Drop(kind)
+            } else {
+                if fresh {
+                    ledger.seen.insert(id);
+                    ledger.stored.push(id);
+                }
+                Action::Ack
+            }
+        };
+        let ack = Message::text(format!(r#"{{"ack":{id}}}"#));
+        match action {
+            Action::Ack => {
+                if ws.send(ack).await.is_err() {
+                    return;
+                }
+            }
+            Action::Drop(Drop::StoredThenReset | Drop::LostThenReset) => {
+                let _ = ws.get_ref().set_zero_linger();
+                return;
+            }
+            Action::Drop(Drop::AckedThenFin) => {
+                let _ = ws.send(ack).await;
+                return;
+            }
+            Action::Drop(kind) => {
+                let (code, reason) = match kind {
+                    Drop::LostThenClose1012 => (1012, "restarting"),
+                    _ => (4000, r#"{"retry_after_ms":0}"#),
+                };
+                let frame = CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: reason.into(),
+                };
+                let _ = ws.send(Message::Close(Some(frame))).await;
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn five_hundred_messages_across_twenty_forced_disconnects_arrive_once_in_order() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}/ws", listener.local_addr().expect("addr"));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let server = tokio::spawn(serve(listener, ledger.clone()));
+
+    // The app: every message is kept until acknowledged and re-sent by the
+    // `on_connect` hook on every new connection.
+    let unacked = Unacked::new();
+    let (client, mut incoming) = RealtimeClient::builder(url)
+        .backoff(Backoff::new(
+            Duration::from_millis(1),
+            2.0,
+            Duration::from_millis(20),
+        ))
+        // A short queue: the app is still sending while the server drops.
+        .outgoing_limits(16, 64 << 10)
+        .on_connect({
+            let unacked = unacked.clone();
+            move |resume: Resume| {
+                unacked.resend(&resume);
+                std::future::ready(())
+            }
+        })
+        .build(Rotating::new())
+        .expect("client");
+    let acker = {
+        let unacked = unacked.clone();
+        tokio::spawn(async move {
+            while let Some(message) = incoming.recv().await {
+                let Incoming::Text(text) = message else {
+                    continue;
+                };
+                let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+                let id = value["ack"].as_u64().expect("an ack");
+                unacked.ack(&id.to_string());
+            }
+        })
+    };
+
+    let sent = timeout(Duration::from_secs(20), async {
+        for id in 0..MESSAGES {
+            let text = format!(r#"{{"id":{id},"body":"message {id}"}}"#);
+            unacked
+                .send(&client, id.to_string(), text)
+                .await
+                .expect("send");
+        }
+        // Until the server stored everything and acknowledged it.
+        while lock(&ledger).stored.len() < MESSAGES as usize || !unacked.is_empty() {
+            sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let (stored, copies, drops) = {
+        let ledger = lock(&ledger);
+        (ledger.stored.clone(), ledger.copies, ledger.drops.clone())
+    };
+    assert!(
+        sent.is_ok(),
+        "timed out: {} stored, {} unacknowledged ({:?}…), drops {drops:?}",
+        stored.len(),
+        unacked.len(),
+        unacked.ids().first()
+    );
+    assert_eq!(drops.len(), DROPS, "{drops:?}");
+    assert_eq!(stored, (0..MESSAGES).collect::<Vec<_>>());
+    // Re-sent copies reached the server and were dropped there.
+    assert!(copies > stored.len(), "{copies} copies");
+
+    client.shutdown().await;
+    acker.await.expect("acker");
+    server.abort();
+}
