@@ -145,8 +145,14 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let (url, close, idp, _manager, session) = rt.block_on(async {
         let (url, close) = server().await;
+        // SESSIONKIT_BENCH_ALG=ES256: the IdP signs with P-256 instead of RSA.
+        let alg = match std::env::var("SESSIONKIT_BENCH_ALG").as_deref() {
+            Ok("ES256") => sessionkit_mock_idp::Alg::ES256,
+            _ => sessionkit_mock_idp::Alg::RS256,
+        };
         let idp = MockIdp::builder()
             .auto_login("alice")
+            .signing_alg(alg)
             .start()
             .await
             .unwrap();
