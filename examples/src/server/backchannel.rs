@@ -5,8 +5,12 @@
 //! Logged-out sessions are remembered for [`REMEMBER`] (longer than any
 //! access token of theirs lives), at most [`MAX_REMEMBERED`] of them. A
 //! logout token that names only a `sub` logs out every session of that
-//! subject: its tokens issued up to the logout token's `iat` are refused.
-//! Handling the same logout token twice does no harm.
+//! subject: its connections and tokens issued up to the logout token's
+//! `iat` are closed and refused; later sign-ins are not touched.
+//!
+//! A logout token must say `typ: logout+jwt`, and have a `jti` and an `exp`.
+//! Its `jti` is remembered until its `exp` (plus leeway), so a replay is
+//! recognized and answered with a harmless 200 that changes nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,12 +29,13 @@ use super::{App, unix_now};
 use crate::protocol::CLOSE_SIGNED_OUT;
 
 /// How long a logged-out session is remembered.
-pub(crate) const REMEMBER: Duration = Duration::from_secs(3600);
+pub(crate) const REMEMBER: Duration = Duration::from_secs(24 * 3600);
 /// The most logged-out sessions (and subjects) remembered at once.
 pub(crate) const MAX_REMEMBERED: usize = 10_000;
 
-/// The JOSE `typ` values a logout token may carry.
-const LOGOUT_TYPS: &[&str] = &["logout+jwt", "jwt"];
+/// The JOSE `typ` a logout token must carry (compared without case and
+/// without `application/`); a missing or generic `typ` is refused.
+const LOGOUT_TYPS: &[&str] = &["logout+jwt"];
 
 #[derive(Debug, Default)]
 struct Remembered {
@@ -39,6 +44,9 @@ struct Remembered {
     /// Logged-out subjects: tokens issued at or before the first value are
     /// refused until the second.
     subs: HashMap<String, (i64, Instant)>,
+    /// The `jti`s of logout tokens handled, with when to forget them (after
+    /// their `exp`, when they are refused anyway).
+    jtis: HashMap<String, Instant>,
 }
 
 /// The sessions and subjects logged out recently.
@@ -88,6 +96,23 @@ impl Revocations {
         }
         let cutoff = state.subs.get(sub).map_or(iat, |(c, _)| (*c).max(iat));
         state.subs.insert(sub.to_owned(), (cutoff, now + REMEMBER));
+    }
+
+    /// Remembers the `jti` of a logout token that expires at `exp` (Unix
+    /// seconds); `false` if it was seen already (a replay).
+    pub(crate) fn first_use(&self, jti: &str, exp: i64) -> bool {
+        let now = Instant::now();
+        let secs = exp
+            .saturating_add(claims::FUTURE_LEEWAY_SECS)
+            .saturating_sub(unix_now());
+        let until = now + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+        let mut state = self.lock();
+        if state.jtis.get(jti).is_some_and(|forget| *forget > now) {
+            return false;
+        }
+        make_room(&mut state.jtis, now, |until| *until);
+        state.jtis.insert(jti.to_owned(), until);
+        true
     }
 
     /// Whether `token` belongs to a session (or subject) logged out.
@@ -152,7 +177,7 @@ pub(crate) async fn handler(
         }
     };
     let claims = match app.verifier.verify(&token, LOGOUT_TYPS).await {
-        Ok(claims) => claims,
+        Ok(verified) => verified.claims,
         Err(VerifyError::Unavailable(why)) => {
             tracing::warn!(%why, "back-channel logout: cannot check the token now");
             return error(
@@ -186,6 +211,14 @@ pub(crate) async fn handler(
             );
         }
     };
+    if !app.revocations.first_use(&logout.jti, logout.exp) {
+        tracing::info!(
+            sid = logout.sid.as_deref(),
+            sub = logout.sub.as_deref(),
+            "back-channel logout replayed; nothing to do"
+        );
+        return (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response();
+    }
     let kick = Kick {
         code: CLOSE_SIGNED_OUT,
         reason: "signed out",
@@ -195,7 +228,13 @@ pub(crate) async fn handler(
         app.hub.kick(Target::Session(sid), &kick)
     } else if let Some(sub) = &logout.sub {
         app.revocations.revoke_subject(sub, logout.iat);
-        app.hub.kick(Target::Subject(sub), &kick)
+        app.hub.kick(
+            Target::Subject {
+                sub,
+                issued_through: logout.iat,
+            },
+            &kick,
+        )
     } else {
         0
     };
@@ -242,6 +281,24 @@ mod tests {
         assert!(r.is_revoked(&token("alice", Some("s"), None)));
         assert!(!r.is_revoked(&token("alice", Some("s"), Some(101))));
         assert!(!r.is_revoked(&token("bob", Some("s"), Some(1))));
+    }
+
+    #[test]
+    fn a_logout_token_is_used_once_until_it_expires() {
+        let r = Revocations::default();
+        let exp = unix_now() + 120;
+        assert!(r.first_use("j1", exp));
+        assert!(!r.first_use("j1", exp), "a replay");
+        assert!(r.first_use("j2", exp));
+        // Long past its exp (and the leeway) it is forgotten; it is refused anyway by then.
+        let old = unix_now() - 2 * claims::FUTURE_LEEWAY_SECS;
+        assert!(r.first_use("j3", old));
+        assert!(r.first_use("j3", old));
+    }
+
+    #[test]
+    fn logged_out_sessions_are_remembered_for_a_day() {
+        assert!(REMEMBER >= Duration::from_secs(24 * 3600));
     }
 
     #[test]

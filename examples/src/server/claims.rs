@@ -2,16 +2,24 @@
 //! functions of the decoded claims and the time, so they are tested without
 //! keys or a network. Signatures are checked before these run (see `jwks`).
 //!
-//! Clock leeway: `exp` is checked without leeway, because the server closes
-//! a connection at its token's `exp` anyway (accepting a token it would
-//! close at once helps nobody). Times that must not be in the future (`iat`
-//! of a logout token, `nbf`) get [`FUTURE_LEEWAY_SECS`] for clock skew
-//! between the provider and this server.
+//! Clock leeway: an access token's `exp` is checked without leeway, because
+//! the server closes a connection at its token's `exp` anyway (accepting a
+//! token it would close at once helps nobody). Times that must not be in the
+//! future (`iat` of a logout token, `nbf`) and a logout token's `exp` get
+//! [`FUTURE_LEEWAY_SECS`] for clock skew between the provider and this
+//! server. A logout token older than [`LOGOUT_MAX_AGE_SECS`] is refused.
 
 use serde_json::{Map, Value};
 
 /// Leeway, in seconds, for times that must not lie in the future.
 pub(crate) const FUTURE_LEEWAY_SECS: i64 = 30;
+
+/// The oldest a logout token's `iat` may be, in seconds.
+pub(crate) const LOGOUT_MAX_AGE_SECS: i64 = 300;
+
+/// The JOSE `typ` (normalized, see `jwks::normalize_typ`) of an RFC 9068
+/// access token.
+pub(crate) const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
 /// The event a back-channel logout token carries (OpenID Back-Channel Logout 1.0 §2.4).
 pub(crate) const BACKCHANNEL_LOGOUT_EVENT: &str =
@@ -44,6 +52,10 @@ pub(crate) struct LogoutToken {
     pub(crate) sub: Option<String>,
     /// When the token was issued (Unix seconds).
     pub(crate) iat: i64,
+    /// When it expires (Unix seconds).
+    pub(crate) exp: i64,
+    /// Its unique id, to recognize a replay.
+    pub(crate) jti: String,
 }
 
 /// A NumericDate claim (RFC 7519 §2): a JSON number, possibly fractional.
@@ -97,15 +109,23 @@ fn check_aud(claims: &Claims, audience: &str) -> Result<(), String> {
 
 /// Checks an access token's claims: `iss` exactly `issuer`, `aud` contains
 /// `audience`, `exp` after `now`, `nbf` (if any) not after `now` plus leeway,
-/// and a `sub`.
+/// and a `sub`. `typ` is the header's (normalized) `typ`: unless it is
+/// `at+jwt` (RFC 9068), which an ID token never is, a token with a `nonce`
+/// or an `at_hash` is refused as an ID token, whatever its `aud`.
 pub(crate) fn check_access(
     claims: &Claims,
+    typ: Option<&str>,
     issuer: &str,
     audience: &str,
     now: i64,
 ) -> Result<AccessToken, String> {
     check_iss(claims, issuer)?;
     check_aud(claims, audience)?;
+    if typ != Some(ACCESS_TOKEN_TYP)
+        && (claims.contains_key("nonce") || claims.contains_key("at_hash"))
+    {
+        return Err("an ID token is not an access token".to_owned());
+    }
     let exp = numeric_date(claims, "exp")?.ok_or("no `exp`")?;
     if exp <= now {
         return Err("the token has expired".to_owned());
@@ -138,10 +158,11 @@ pub(crate) fn check_access(
 }
 
 /// Checks a logout token's claims (OpenID Back-Channel Logout 1.0 §2.6):
-/// `iss` exactly `issuer`, `aud` contains `client_id`, `iat` present and not
-/// in the future (leeway allowed), `exp` (if any) after `now`, the
-/// back-channel logout event, a `sid` or a `sub`, and no `nonce` (which
-/// would make it an ID token).
+/// `iss` exactly `issuer`, `aud` contains `client_id`, `iat` present, not in
+/// the future and not older than [`LOGOUT_MAX_AGE_SECS`], `exp` present and
+/// not past (leeway allowed both ways), a `jti`, the back-channel logout
+/// event, a `sid` or a `sub`, and no `nonce` (which would make it an ID
+/// token).
 pub(crate) fn check_logout(
     claims: &Claims,
     issuer: &str,
@@ -154,11 +175,14 @@ pub(crate) fn check_logout(
     if iat > now + FUTURE_LEEWAY_SECS {
         return Err("`iat` is in the future".to_owned());
     }
-    if let Some(exp) = numeric_date(claims, "exp")?
-        && exp <= now
-    {
+    if iat < now - LOGOUT_MAX_AGE_SECS {
+        return Err("the logout token is too old (`iat`)".to_owned());
+    }
+    let exp = numeric_date(claims, "exp")?.ok_or("no `exp`")?;
+    if exp <= now - FUTURE_LEEWAY_SECS {
         return Err("the logout token has expired".to_owned());
     }
+    let jti = string_claim(claims, "jti")?.ok_or("no `jti`")?.to_owned();
     let event = claims
         .get("events")
         .and_then(Value::as_object)
@@ -174,7 +198,13 @@ pub(crate) fn check_logout(
     if sid.is_none() && sub.is_none() {
         return Err("neither `sid` nor `sub`".to_owned());
     }
-    Ok(LogoutToken { sid, sub, iat })
+    Ok(LogoutToken {
+        sid,
+        sub,
+        iat,
+        exp,
+        jti,
+    })
 }
 
 #[cfg(test)]
@@ -185,6 +215,7 @@ mod tests {
 
     const ISS: &str = "http://127.0.0.1:9090";
     const NOW: i64 = 1_700_000_000;
+    const AT: Option<&str> = Some(ACCESS_TOKEN_TYP);
 
     fn claims(value: Value) -> Claims {
         match value {
@@ -210,7 +241,7 @@ mod tests {
 
     #[test]
     fn a_good_access_token_passes_with_sub_as_the_name() {
-        let token = check_access(&access(), ISS, "chat-server", NOW).expect("valid");
+        let token = check_access(&access(), AT, ISS, "chat-server", NOW).expect("valid");
         assert_eq!(token.sub, "alice");
         assert_eq!(token.user, "alice");
         assert_eq!(token.sid.as_deref(), Some("s1"));
@@ -222,12 +253,16 @@ mod tests {
         let mut c = access();
         c.insert("name".into(), json!("Alice Example"));
         assert_eq!(
-            check_access(&c, ISS, "chat-server", NOW).expect("ok").user,
+            check_access(&c, AT, ISS, "chat-server", NOW)
+                .expect("ok")
+                .user,
             "Alice Example"
         );
         c.insert("preferred_username".into(), json!("ally"));
         assert_eq!(
-            check_access(&c, ISS, "chat-server", NOW).expect("ok").user,
+            check_access(&c, AT, ISS, "chat-server", NOW)
+                .expect("ok")
+                .user,
             "ally"
         );
     }
@@ -250,7 +285,7 @@ mod tests {
             let mut c = access();
             c.insert(name.into(), value.clone());
             assert!(
-                check_access(&c, ISS, "chat-server", NOW).is_err(),
+                check_access(&c, AT, ISS, "chat-server", NOW).is_err(),
                 "{name} = {value} was accepted"
             );
         }
@@ -258,7 +293,7 @@ mod tests {
             let mut c = access();
             c.remove(name);
             assert!(
-                check_access(&c, ISS, "chat-server", NOW).is_err(),
+                check_access(&c, AT, ISS, "chat-server", NOW).is_err(),
                 "no {name} was accepted"
             );
         }
@@ -270,7 +305,7 @@ mod tests {
         c.insert("aud".into(), json!(["other", "chat-server"]));
         c.insert("exp".into(), json!((NOW + 10) as f64 + 0.5));
         c.insert("nbf".into(), json!(NOW + 5));
-        let token = check_access(&c, ISS, "chat-server", NOW).expect("valid");
+        let token = check_access(&c, AT, ISS, "chat-server", NOW).expect("valid");
         assert_eq!(token.exp, NOW + 10);
     }
 
@@ -279,10 +314,17 @@ mod tests {
         let token = check_logout(&logout(), ISS, "chat-example", NOW).expect("valid");
         assert_eq!(token.sid.as_deref(), Some("s1"));
         assert_eq!(token.sub.as_deref(), Some("alice"));
+        assert_eq!((token.jti.as_str(), token.exp), ("j1", NOW + 120));
         let mut only_sub = logout();
         only_sub.remove("sid");
-        only_sub.remove("exp");
         assert!(check_logout(&only_sub, ISS, "chat-example", NOW).is_ok());
+        // Clock skew is tolerated both ways, up to the leeway; five minutes of age too.
+        let mut skewed = logout();
+        skewed.insert("exp".into(), json!(NOW - FUTURE_LEEWAY_SECS + 1));
+        skewed.insert("iat".into(), json!(NOW - LOGOUT_MAX_AGE_SECS));
+        assert!(check_logout(&skewed, ISS, "chat-example", NOW).is_ok());
+        skewed.insert("iat".into(), json!(NOW + FUTURE_LEEWAY_SECS));
+        assert!(check_logout(&skewed, ISS, "chat-example", NOW).is_ok());
     }
 
     #[test]
@@ -291,7 +333,11 @@ mod tests {
             ("iss", json!("http://evil.example")),
             ("aud", json!("chat-server")),
             ("iat", json!(NOW + FUTURE_LEEWAY_SECS + 1)),
-            ("exp", json!(NOW - 1)),
+            ("iat", json!(NOW - LOGOUT_MAX_AGE_SECS - 1)),
+            ("exp", json!(NOW - FUTURE_LEEWAY_SECS)),
+            ("exp", json!("soon")),
+            ("jti", json!("")),
+            ("jti", json!(7)),
             ("events", json!({})),
             ("events", json!({ BACKCHANNEL_LOGOUT_EVENT: "yes" })),
             ("events", json!([BACKCHANNEL_LOGOUT_EVENT])),
@@ -306,7 +352,7 @@ mod tests {
                 "{name} = {value} was accepted"
             );
         }
-        for name in ["iss", "aud", "iat", "events"] {
+        for name in ["iss", "aud", "iat", "exp", "jti", "events"] {
             let mut c = logout();
             c.remove(name);
             assert!(
@@ -318,5 +364,24 @@ mod tests {
         neither.remove("sid");
         neither.remove("sub");
         assert!(check_logout(&neither, ISS, "chat-example", NOW).is_err());
+    }
+
+    #[test]
+    fn id_token_shaped_tokens_need_the_access_token_typ() {
+        for name in ["nonce", "at_hash"] {
+            let mut c = access();
+            c.insert(name.into(), json!("x"));
+            for typ in [None, Some("jwt")] {
+                assert!(
+                    check_access(&c, typ, ISS, "chat-server", NOW).is_err(),
+                    "{name} with typ {typ:?} was accepted"
+                );
+            }
+            // An RFC 9068 access token is never an ID token: extra claims are its business.
+            assert!(check_access(&c, AT, ISS, "chat-server", NOW).is_ok());
+        }
+        for typ in [None, Some("jwt")] {
+            assert!(check_access(&access(), typ, ISS, "chat-server", NOW).is_ok());
+        }
     }
 }

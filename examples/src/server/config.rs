@@ -51,15 +51,22 @@ pub struct ServerConfig {
     pub backchannel_client_id: String,
     /// Where messages are stored (default [`Database::Memory`]).
     pub db: Database,
-    /// The shortest time between two JWKS fetches caused by a token signed
-    /// with an unknown key id (default 10 s), so forged key ids cannot make
-    /// the server hammer the provider. The first fetch is never delayed.
+    /// The shortest time between two JWKS fetch attempts (default 10 s),
+    /// failed or not, so tokens with forged key ids cannot make the server
+    /// hammer the provider, even while it fails. The first fetch is never
+    /// delayed; after a failed one, tokens get 503 until the next may start.
     pub jwks_refetch_interval: Duration,
+    /// How long fetched keys are trusted (default 10 min): the first token
+    /// checked after that makes the server fetch the set again, so a key the
+    /// provider stopped publishing stops being accepted. (While the provider
+    /// cannot be reached, the keys it published last stay in use.)
+    pub jwks_max_age: Duration,
 }
 
 impl ServerConfig {
     /// The defaults for `issuer`: `127.0.0.1:0`, audience `chat-server`,
-    /// back-channel logout client `chat-example`, an in-memory database.
+    /// back-channel logout client `chat-example`, an in-memory database, a
+    /// JWKS refetch at most every 10 s and keys trusted for 10 min.
     pub fn new(issuer: impl Into<String>) -> Self {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -68,6 +75,7 @@ impl ServerConfig {
             backchannel_client_id: "chat-example".to_owned(),
             db: Database::Memory,
             jwks_refetch_interval: Duration::from_secs(10),
+            jwks_max_age: Duration::from_secs(600),
         }
     }
 }
@@ -83,6 +91,7 @@ mod tests {
         assert_eq!(config.audience, "chat-server");
         assert_eq!(config.backchannel_client_id, "chat-example");
         assert_eq!(config.db, Database::Memory);
+        assert_eq!(config.jwks_max_age, Duration::from_secs(600));
     }
 
     #[test]

@@ -157,7 +157,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), ServerError> {
 
 /// Stores `msg` unless its sender already used its id; calls `on_commit`
 /// with the new message after the commit, still holding the connection, so
-/// messages of a room are announced in sequence order.
+/// messages of a room are announced in sequence order. A [`Stored::New`]
+/// (and so an ack) exists only once the transaction has committed: a failed
+/// commit is an error, and the transaction is rolled back.
 fn insert(
     conn: &mut Connection,
     msg: &NewMessage,
@@ -339,6 +341,39 @@ mod tests {
         assert_eq!(announced, [1, 2, 1], "a resend is not announced");
         assert_eq!(last_seq(&conn, "a").expect("last"), 2);
         assert_eq!(last_seq(&conn, "none").expect("last"), 0);
+    }
+
+    #[test]
+    fn a_failed_commit_stores_nothing_and_announces_nothing() {
+        let mut conn = memory();
+        // A deferred foreign key violation: the INSERT succeeds, the COMMIT fails.
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);
+             CREATE TRIGGER fail_commit AFTER INSERT ON messages BEGIN
+                 INSERT INTO child VALUES (42);
+             END;",
+        )
+        .expect("set up the failing commit");
+        let mut announced = Vec::new();
+        let result = insert(&mut conn, &msg("a", "alice", "1"), |m| {
+            announced.push(m.seq)
+        });
+        assert!(
+            matches!(result, Err(StoreError::Sqlite(_))),
+            "no `Stored` (so no ack) without a commit: {result:?}"
+        );
+        assert!(announced.is_empty(), "nothing announced");
+        assert_eq!(last_seq(&conn, "a").expect("last"), 0, "rolled back");
+        // Once commits work again, the same id is stored as new.
+        conn.execute_batch("DROP TRIGGER fail_commit;")
+            .expect("drop");
+        let stored = insert(&mut conn, &msg("a", "alice", "1"), |m| {
+            announced.push(m.seq)
+        });
+        assert!(matches!(stored, Ok(Stored::New(m)) if m.seq == 1));
+        assert_eq!(announced, [1]);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub(crate) struct Kick {
 struct Entry {
     sub: String,
     sid: Option<String>,
+    /// The `iat` of the connection's current token, when it has one.
+    iat: Option<i64>,
     kick: mpsc::Sender<Kick>,
 }
 
@@ -35,8 +37,14 @@ struct Entry {
 pub(crate) enum Target<'a> {
     /// Those whose token has this `sid`.
     Session(&'a str),
-    /// Those of this subject.
-    Subject(&'a str),
+    /// Those of this subject whose token was issued at or before
+    /// `issued_through` (Unix seconds), or says not when.
+    Subject {
+        /// The subject.
+        sub: &'a str,
+        /// The latest `iat` hit.
+        issued_through: i64,
+    },
 }
 
 /// Rooms and connections.
@@ -61,10 +69,11 @@ pub(crate) struct Registration {
 }
 
 impl Registration {
-    /// Records the session of a new token (after an in-band `auth`).
-    pub(crate) fn set_sid(&self, sid: Option<String>) {
+    /// Records the session and issue time of a new token (after an in-band `auth`).
+    pub(crate) fn set_token(&self, sid: Option<String>, iat: Option<i64>) {
         if let Some(entry) = lock(&self.hub.conns).get_mut(&self.id) {
             entry.sid = sid;
+            entry.iat = iat;
         }
     }
 }
@@ -96,11 +105,13 @@ impl Hub {
         }
     }
 
-    /// Adds a connection; returns its registration and where kicks arrive.
+    /// Adds a connection (its token's subject, session and issue time);
+    /// returns its registration and where kicks arrive.
     pub(crate) fn register(
         self: &Arc<Self>,
         sub: &str,
         sid: Option<String>,
+        iat: Option<i64>,
     ) -> (Registration, mpsc::Receiver<Kick>) {
         let (tx, rx) = mpsc::channel(4);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -109,6 +120,7 @@ impl Hub {
             Entry {
                 sub: sub.to_owned(),
                 sid,
+                iat,
                 kick: tx,
             },
         );
@@ -126,7 +138,10 @@ impl Hub {
         for entry in conns.values() {
             let hit = match target {
                 Target::Session(sid) => entry.sid.as_deref() == Some(sid),
-                Target::Subject(sub) => entry.sub == sub,
+                Target::Subject {
+                    sub,
+                    issued_through,
+                } => entry.sub == sub && entry.iat.is_none_or(|iat| iat <= issued_through),
             };
             // A full queue means it is closing already.
             if hit && entry.kick.try_send(kick.clone()).is_ok() {
@@ -177,9 +192,9 @@ mod tests {
     #[test]
     fn kicks_reach_the_session_or_the_subject_and_registrations_unregister() {
         let hub = Arc::new(Hub::default());
-        let (r1, mut k1) = hub.register("alice", Some("s1".into()));
-        let (r2, mut k2) = hub.register("alice", Some("s2".into()));
-        let (_r3, mut k3) = hub.register("bob", Some("s3".into()));
+        let (r1, mut k1) = hub.register("alice", Some("s1".into()), Some(10));
+        let (r2, mut k2) = hub.register("alice", Some("s2".into()), Some(10));
+        let (_r3, mut k3) = hub.register("bob", Some("s3".into()), Some(10));
         assert_eq!(hub.connections(), 3);
         let kick = Kick {
             code: 4003,
@@ -188,9 +203,16 @@ mod tests {
         assert_eq!(hub.kick(Target::Session("s1"), &kick), 1);
         assert_eq!(k1.try_recv().expect("kicked"), kick);
         assert!(k2.try_recv().is_err());
-        r2.set_sid(Some("s1".into()));
+        r2.set_token(Some("s1".into()), Some(20));
         assert_eq!(hub.kick(Target::Session("s1"), &kick), 2);
-        assert_eq!(hub.kick(Target::Subject("alice"), &kick), 2);
+        let alice_through = |issued_through| Target::Subject {
+            sub: "alice",
+            issued_through,
+        };
+        // A subject's logout reaches only tokens issued up to its `iat`.
+        assert_eq!(hub.kick(alice_through(9), &kick), 0);
+        assert_eq!(hub.kick(alice_through(10), &kick), 1);
+        assert_eq!(hub.kick(alice_through(20), &kick), 2);
         assert!(k3.try_recv().is_err());
         drop(r1);
         assert_eq!(hub.connections(), 2);

@@ -146,7 +146,12 @@ impl ChatServer {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ServerError::Config(format!("cannot build the HTTP client: {e}")))?;
-        let verifier = jwks::Verifier::new(&config.issuer, http, config.jwks_refetch_interval);
+        let verifier = jwks::Verifier::new(
+            &config.issuer,
+            http,
+            config.jwks_refetch_interval,
+            config.jwks_max_age,
+        );
         let app = Arc::new(App {
             config,
             verifier,

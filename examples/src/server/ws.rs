@@ -5,8 +5,15 @@
 //! server stops (1001).
 //!
 //! Joining a room subscribes to its live messages *before* reading the
-//! history, and live messages the history already covered are skipped, so a
-//! join sees every message once and in order even while others post.
+//! history, and live messages the history already covered (up to the room's
+//! last sequence number at the join) are skipped, so a join sees every
+//! message once and in order even while others post. A client whose cursor
+//! is past the room's end (the database was reset) is told the real end in
+//! `joined` and gets every message after it, live.
+//!
+//! Access tokens: an RFC 9068 `typ` (`at+jwt`) is accepted as is; a generic
+//! or missing `typ` (providers that do not set one) is accepted unless the
+//! token looks like an ID token (`nonce`, `at_hash`).
 //!
 //! In-band `auth`: a valid token for the same subject moves the connection's
 //! deadline to that token's `exp` (answered with `authed`). A token for
@@ -53,7 +60,8 @@ const MAX_ROOMS: usize = 64;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the closing handshake may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// The JOSE `typ` values an access token may carry (RFC 9068, or plain JWT).
+/// The JOSE `typ` values an access token may carry (RFC 9068, or plain JWT;
+/// a missing `typ` counts as plain JWT).
 const ACCESS_TYPS: &[&str] = &["at+jwt", "jwt"];
 /// Close code for a server going away (RFC 6455).
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -71,7 +79,7 @@ pub(crate) enum AuthError {
 
 /// Verifies an access token: signature, claims, and not logged out.
 pub(crate) async fn authenticate(app: &App, token: &str) -> Result<AccessToken, AuthError> {
-    let claims = app
+    let verified = app
         .verifier
         .verify(token, ACCESS_TYPS)
         .await
@@ -80,7 +88,8 @@ pub(crate) async fn authenticate(app: &App, token: &str) -> Result<AccessToken, 
             VerifyError::Unavailable(why) => AuthError::Unavailable(why),
         })?;
     let token = claims::check_access(
-        &claims,
+        &verified.claims,
+        verified.typ.as_deref(),
         &app.config.issuer,
         &app.config.audience,
         unix_now(),
@@ -279,7 +288,9 @@ struct Connection {
 }
 
 async fn run(app: Arc<App>, identity: AccessToken, mut socket: WebSocket) {
-    let (registration, mut kicks) = app.hub.register(&identity.sub, identity.sid.clone());
+    let (registration, mut kicks) =
+        app.hub
+            .register(&identity.sub, identity.sid.clone(), identity.iat);
     // A logout that came between the handshake and the registration.
     if app.revocations.is_revoked(&identity) {
         close(socket, CLOSE_SIGNED_OUT, "signed out").await;
@@ -326,6 +337,9 @@ async fn run(app: Arc<App>, identity: AccessToken, mut socket: WebSocket) {
     }
     conn.forwarders.abort_all();
     tracing::info!(user = %conn.identity.user, ?end, "disconnected");
+    // Unregistered before the closing handshake: a closing connection is
+    // not counted, and no longer kicked.
+    drop(conn);
     if let Some(End::Close(code, reason)) = end {
         close(socket, code, reason).await;
     }
@@ -386,9 +400,10 @@ impl Connection {
         } else if self.rooms.len() >= MAX_ROOMS {
             return send_error(socket, "bad_room", "too many rooms joined", None).await;
         }
-        // Subscribe first: whatever is stored after `last` arrives live.
-        // Live messages up to `after` are skipped too: the client has them
-        // (or, if the room is shorter than the client thinks, says it does).
+        // Subscribe first: whatever is stored after `last` arrives live, and
+        // only what the history covered (up to `last`) is skipped. A cursor
+        // past `last` (the database was reset) skips nothing more: those
+        // messages are new, whatever their numbers.
         let rx = self.app.hub.subscribe(&room);
         let store = &self.app.store;
         let last = match store.last_seq(&room).await {
@@ -423,12 +438,9 @@ impl Connection {
         .await?;
         self.next_generation += 1;
         let generation = self.next_generation;
-        let forwarder = self.forwarders.spawn(forward(
-            rx,
-            generation,
-            last.max(after),
-            self.out_tx.clone(),
-        ));
+        let forwarder = self
+            .forwarders
+            .spawn(forward(rx, generation, last, self.out_tx.clone()));
         self.rooms.insert(
             room,
             Joined {
@@ -499,8 +511,13 @@ impl Connection {
     async fn reauth(&mut self, socket: &mut WebSocket, token: &str) -> Result<(), End> {
         match authenticate(&self.app, token).await {
             Ok(fresh) if fresh.sub == self.identity.sub => {
+                self.registration.set_token(fresh.sid.clone(), fresh.iat);
+                // A logout that landed between the check and the line above
+                // was aimed at the old session and missed this connection.
+                if self.app.revocations.is_revoked(&fresh) {
+                    return Err(End::Close(CLOSE_SIGNED_OUT, "signed out"));
+                }
                 self.deadline = deadline_for(fresh.exp);
-                self.registration.set_sid(fresh.sid.clone());
                 let expires_at = u64::try_from(fresh.exp).unwrap_or(0);
                 self.identity = fresh;
                 send(socket, &ServerFrame::Authed { expires_at }).await

@@ -9,7 +9,9 @@ use sessionkit_examples::protocol::CLOSE_SIGNED_OUT;
 use sessionkit_examples::server::ChatServer;
 use sessionkit_mock_idp::{Alg, MockIdp};
 
-use crate::support::{Client, assert_unauthorized, forged, idp, server, sid_of, token, within};
+use crate::support::{
+    Client, assert_unauthorized, claims, forged, idp, server, sid_of, signed, token, within,
+};
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
@@ -117,6 +119,21 @@ async fn bad_logout_tokens_are_refused_with_400_and_close_nothing() {
             "iat in the future",
             with("iat", Some(json!(idp.control().now() + 3600))),
         ),
+        (
+            "stale iat",
+            with("iat", Some(json!(idp.control().now() - 600))),
+        ),
+        ("no exp", with("exp", None)),
+        (
+            "expired",
+            with("exp", Some(json!(idp.control().now() - 60))),
+        ),
+        ("no jti", with("jti", None)),
+        ("typ JWT", idp.control().sign_jwt(Alg::RS256, "JWT", &good)),
+        (
+            "typ at+jwt",
+            idp.control().sign_jwt(Alg::RS256, "at+jwt", &good),
+        ),
         ("neither sid nor sub", {
             let mut c = good.clone();
             let map = c.as_object_mut().expect("object");
@@ -166,4 +183,56 @@ async fn a_logout_by_subject_closes_every_session_of_that_user() {
     assert_eq!(laptop.closed().await.0, CLOSE_SIGNED_OUT);
     assert_eq!(phone.closed().await.0, CLOSE_SIGNED_OUT);
     bob.assert_alive().await;
+}
+
+#[tokio::test]
+async fn a_logout_by_subject_spares_later_sign_ins_and_a_replay_changes_nothing() {
+    let idp = idp().await;
+    let server = server(&idp).await;
+    let now = idp.control().now();
+    let alice_issued_at = |iat: i64| {
+        let mut c = claims(&idp, "alice", 300);
+        c["iat"] = json!(iat);
+        signed(&idp, &c)
+    };
+    let mut before = Client::connect(&server, &alice_issued_at(now - 10)).await;
+    let by_subject = |jti: &str| {
+        let mut c = logout_claims(&idp, "unused", "alice");
+        let map = c.as_object_mut().expect("object");
+        map.remove("sid");
+        map.insert("iat".into(), json!(now - 5));
+        map.insert("jti".into(), json!(jti));
+        idp.control().sign_jwt(Alg::RS256, "logout+jwt", &c)
+    };
+    let logout = by_subject("sub-1");
+    assert_eq!(
+        post_logout(&server, &[("logout_token", &logout)]).await.0,
+        200
+    );
+    assert_eq!(before.closed().await.0, CLOSE_SIGNED_OUT);
+
+    // Signed in again after the logout: not touched by it, nor by its replay,
+    // nor by another logout token of the same moment.
+    let mut after = Client::connect(&server, &alice_issued_at(now)).await;
+    assert_eq!(
+        post_logout(&server, &[("logout_token", &logout)]).await.0,
+        200,
+        "a replay is a harmless 200"
+    );
+    after.assert_alive().await;
+    assert_eq!(
+        post_logout(&server, &[("logout_token", &by_subject("sub-2"))])
+            .await
+            .0,
+        200
+    );
+    after.assert_alive().await;
+    assert_eq!(server.connections(), 1);
+    // Tokens issued before the logout stay out.
+    assert_unauthorized(
+        &server.ws_url(),
+        Some(&alice_issued_at(now - 6)),
+        "issued before the logout",
+    )
+    .await;
 }

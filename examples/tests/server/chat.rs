@@ -2,11 +2,10 @@
 //! and frame validation.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use sessionkit_examples::protocol::{ClientFrame, MAX_ID_BYTES, MAX_TEXT_BYTES, ServerFrame};
 
-use crate::support::{Client, Event, idp, server, token};
+use crate::support::{Client, Event, idp, server, token, within};
 
 #[tokio::test]
 async fn two_users_chat_in_a_room() {
@@ -125,52 +124,102 @@ async fn a_join_resumes_after_the_last_seen_sequence() {
     }
     // Nothing after the end; a join past the end just reports the end.
     assert_eq!(bob.join("general", 6).await, (vec![], 6));
-    assert_eq!(bob.join("general", 100).await, (vec![], 6));
+}
 
-    // Joined ahead of the room: live messages up to `after` are skipped too.
+/// A cursor past the room's end (the server's database was reset) is told
+/// the real end, and every message after that end is delivered, even those
+/// numbered up to the old cursor: they are new.
+#[tokio::test]
+async fn a_join_past_the_end_gets_every_new_message() {
+    let idp = idp().await;
+    let server = server(&idp).await;
+    let mut alice = Client::connect(&server, &token(&idp, "alice").await).await;
+    for i in 1..=5 {
+        assert_eq!(alice.post("general", &format!("m{i}"), "old").await, i);
+    }
+    let mut bob = Client::connect(&server, &token(&idp, "bob").await).await;
+    assert_eq!(bob.join("general", 9).await, (vec![], 5));
+    for i in 6..=11 {
+        assert_eq!(alice.post("general", &format!("m{i}"), "new").await, i);
+    }
+    for seq in 6..=11 {
+        match bob.frame().await {
+            ServerFrame::Message(m) => assert_eq!((m.seq, m.text.as_str()), (seq, "new")),
+            other => panic!("expected message {seq}, got {other:?}"),
+        }
+    }
+
+    // An empty room too.
     assert_eq!(bob.join("fresh", 2).await, (vec![], 0));
     for i in 1..=3 {
         assert_eq!(alice.post("fresh", &format!("f{i}"), "f").await, i);
     }
-    match bob.frame().await {
-        ServerFrame::Message(m) => assert_eq!((m.room.as_str(), m.seq), ("fresh", 3)),
-        other => panic!("expected message 3, got {other:?}"),
+    for seq in 1..=3 {
+        match bob.frame().await {
+            ServerFrame::Message(m) => assert_eq!((m.room.as_str(), m.seq), ("fresh", seq)),
+            other => panic!("expected message {seq}, got {other:?}"),
+        }
     }
 }
 
 /// Joins while another client posts as fast as it can: every join must see
-/// each message exactly once, history then live, in order.
+/// each message exactly once, history then live, in order. The joiners are
+/// let go by the number of acks the poster has seen, not by the clock; one
+/// joins while the poster waits half way, so at least one join certainly
+/// lands inside the burst.
 #[tokio::test]
 async fn joins_during_a_burst_of_posts_have_no_gap_and_no_duplicate() {
     const TOTAL: u64 = 400;
+    /// The poster waits here until the joiner gated on it has joined.
+    const PAUSE_AT: u64 = 200;
+    /// Each joiner's `after`, and how many acks the poster has seen when it joins.
+    const JOINERS: [(u64, u64); 4] = [(0, 0), (3, 50), (6, PAUSE_AT), (9, 300)];
     let idp = idp().await;
     let server = server(&idp).await;
     let mut poster = Client::connect(&server, &token(&idp, "bob").await).await;
     let alice_token = token(&idp, "alice").await;
     let mut joiners = Vec::new();
-    for _ in 0..4 {
+    for _ in JOINERS {
         joiners.push(Client::connect(&server, &alice_token).await);
     }
+    let (acks_tx, acks_rx) = tokio::sync::watch::channel(0_u64);
+    let (resume_tx, resume_rx) = tokio::sync::oneshot::channel::<()>();
 
     let burst = tokio::spawn(async move {
-        for i in 1..=TOTAL {
-            poster.post_nowait("busy", &format!("p{i}"), "x").await;
-        }
         let mut acked = BTreeSet::new();
-        while acked.len() < TOTAL as usize {
-            if let ServerFrame::Ack { seq, .. } = poster.frame().await {
-                acked.insert(seq);
+        let mut resume = Some(resume_rx);
+        for (from, to) in [(1, PAUSE_AT), (PAUSE_AT + 1, TOTAL)] {
+            for i in from..=to {
+                poster.post_nowait("busy", &format!("p{i}"), "x").await;
+            }
+            while acked.len() < to as usize {
+                if let ServerFrame::Ack { seq, .. } = poster.frame().await {
+                    acked.insert(seq);
+                    acks_tx.send_replace(acked.len() as u64);
+                }
+            }
+            if let Some(resume) = resume.take() {
+                within("the joiner at the pause", resume)
+                    .await
+                    .expect("resumed");
             }
         }
-        acked
+        (acked, acks_tx)
     });
 
+    let mut resume_tx = Some(resume_tx);
     let mut checks = Vec::new();
-    for (n, mut joiner) in joiners.into_iter().enumerate() {
+    for (n, ((after, gate), mut joiner)) in JOINERS.into_iter().zip(joiners).enumerate() {
+        let mut acks = acks_rx.clone();
+        let resume = if gate == PAUSE_AT {
+            resume_tx.take()
+        } else {
+            None
+        };
         checks.push(tokio::spawn(async move {
-            // Join at different moments of the burst, resuming from different points.
-            tokio::time::sleep(Duration::from_millis(15 * n as u64)).await;
-            let after = n as u64 * 3;
+            within("the joiner's turn", acks.wait_for(|acked| *acked >= gate))
+                .await
+                .expect("the poster is there");
             joiner
                 .send(&ClientFrame::Join {
                     room: "busy".into(),
@@ -179,7 +228,8 @@ async fn joins_during_a_burst_of_posts_have_no_gap_and_no_duplicate() {
                 .await;
             let mut seqs = Vec::new();
             let mut joined_at = None;
-            while seqs.last().copied() != Some(TOTAL) {
+            let mut resume = resume;
+            while joined_at.is_none() || seqs.last().copied() != Some(TOTAL) {
                 match joiner.frame().await {
                     ServerFrame::Message(m) => seqs.push(m.seq),
                     ServerFrame::Joined { last_seq, .. } => {
@@ -190,11 +240,15 @@ async fn joins_during_a_burst_of_posts_have_no_gap_and_no_duplicate() {
                             assert!(seqs.is_empty(), "joiner {n}");
                         }
                         joined_at = Some(last_seq);
+                        if let Some(resume) = resume.take() {
+                            resume.send(()).expect("the poster waits");
+                        }
                     }
                     other => panic!("unexpected {other:?}"),
                 }
             }
-            let expected: Vec<u64> = (after + 1..=TOTAL).collect();
+            let last = joined_at.expect("joined");
+            let expected: Vec<u64> = (after.min(last) + 1..=TOTAL).collect();
             if seqs != expected {
                 let seen: BTreeSet<u64> = seqs.iter().copied().collect();
                 let missing: Vec<_> = expected.iter().filter(|s| !seen.contains(s)).collect();
@@ -205,20 +259,20 @@ async fn joins_during_a_burst_of_posts_have_no_gap_and_no_duplicate() {
                     .collect();
                 panic!("joiner {n}: missing {missing:?}, repeated or out of order {repeated:?}");
             }
-            joined_at.expect("joined")
+            last
         }));
     }
-    let acked = burst.await.expect("poster");
+    let (acked, _acks_tx) = burst.await.expect("poster");
     assert_eq!(acked, (1..=TOTAL).collect());
     let mut joined = Vec::new();
     for check in checks {
         joined.push(check.await.expect("joiner"));
     }
-    // At least one join happened mid-burst (history and live both used).
-    assert!(
-        joined.iter().any(|&last| last > 0 && last < TOTAL),
-        "no join landed inside the burst: {joined:?}"
-    );
+    for ((_, gate), last) in JOINERS.into_iter().zip(&joined) {
+        assert!(*last >= gate, "joined before its turn: {joined:?}");
+    }
+    // The join at the pause saw exactly the first half as history, the rest live.
+    assert_eq!(joined[2], PAUSE_AT, "{joined:?}");
 }
 
 #[tokio::test]

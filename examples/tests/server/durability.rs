@@ -59,7 +59,9 @@ async fn connect(url: &str, token: &str) -> Client {
 
 #[tokio::test]
 async fn acknowledged_messages_survive_sigkill() {
-    const SENT: usize = 120;
+    const SENT: usize = 400;
+    /// The ack after which the server is killed, while the rest are being written.
+    const KILL_AFTER: usize = 25;
     let idp = idp().await;
     let dir = TempDir::new("sigkill");
     let db = dir.0.join("chat.db");
@@ -68,24 +70,27 @@ async fn acknowledged_messages_survive_sigkill() {
 
     let (mut child, url) = spawn(&idp, db).await;
     let mut client = connect(&url, &alice).await;
+    // Text big enough that the server is still busy writing when it dies.
+    let text = |i: usize| format!("text {i} {}", "x".repeat(2_000));
     for i in 0..SENT {
         let room = if i % 3 == 0 { "side" } else { "general" };
-        client
-            .post_nowait(room, &format!("m{i}"), &format!("text {i}"))
-            .await;
+        client.post_nowait(room, &format!("m{i}"), &text(i)).await;
     }
-    // Kill it in the middle of the stream, right after some ack.
+    // Kill it in the middle of the stream, right after the N-th ack: every
+    // ack read so far must survive, whatever else was or was not written.
     let mut acked: BTreeMap<String, (String, u64)> = BTreeMap::new();
-    while acked.len() < SENT / 2 {
+    while acked.len() < KILL_AFTER {
         if let ServerFrame::Ack { room, id, seq } = client.frame().await {
             acked.insert(id, (room, seq));
         }
     }
-    child.kill().await.expect("SIGKILL");
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
     drop(client);
 
     let (mut child, url) = spawn(&idp, db).await;
     let mut client = connect(&url, &alice).await;
+    let mut stored = 0;
     for room in ["general", "side"] {
         let (history, last) = client.join(room, 0).await;
         let seqs: Vec<u64> = history.iter().map(|m| m.seq).collect();
@@ -95,8 +100,10 @@ async fn acknowledged_messages_survive_sigkill() {
             "{room}: in order, no gap, no duplicate"
         );
         for m in &history {
-            assert_eq!(m.text, format!("text {}", &m.id[1..]), "stored whole");
+            let i: usize = m.id[1..].parse().expect("an id we sent");
+            assert_eq!(m.text, text(i), "stored whole");
         }
+        stored += history.len();
         for (id, (r, seq)) in acked.iter().filter(|(_, (r, _))| r == room) {
             let found: Vec<_> = history.iter().filter(|m| &m.id == id).collect();
             assert_eq!(found.len(), 1, "{id} stored once");
@@ -107,6 +114,10 @@ async fn acknowledged_messages_survive_sigkill() {
             );
         }
     }
+    assert!(stored >= KILL_AFTER, "{stored} stored");
+    // Not asserted (it depends on the machine's speed), but the point of the test:
+    // the kill came while messages were still being written.
+    eprintln!("{stored} of {SENT} messages were stored when the server was killed");
     // Resending an acknowledged message after the restart is still idempotent.
     let (id, (room, seq)) = acked.iter().next().expect("an ack");
     assert_eq!(client.post(room, id, "again").await, *seq);

@@ -1,14 +1,15 @@
 //! The handshake: only a valid access token from the configured issuer
 //! opens a connection; everything else is a 401 that shows nothing.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sessionkit_examples::server::ServerConfig;
-use sessionkit_mock_idp::Alg;
+use sessionkit_mock_idp::{Alg, Fault, Lifetimes, MockIdp};
 
 use crate::support::{
     Client, assert_unauthorized, claims, forged, idp, refused, server, server_with, signed, token,
+    tokens, within,
 };
 
 #[tokio::test]
@@ -161,4 +162,131 @@ async fn a_plain_http_request_with_a_good_token_is_not_upgraded() {
         401,
         "no token is a 401 even without an upgrade"
     );
+}
+
+#[tokio::test]
+async fn a_failing_jwks_endpoint_is_asked_at_most_once_per_interval() {
+    let idp = idp().await;
+    idp.control()
+        .add_fault(Fault::on("jwks").status(500, r#"{"error":"server_error"}"#));
+    let server = server(&idp).await; // the default 10 s between attempts
+    let url = server.ws_url();
+    let good = claims(&idp, "alice", 300);
+    let response = refused(&url, Some(&signed(&idp, &good))).await;
+    assert_eq!(response.status(), 503, "the keys are unavailable");
+    assert_eq!(idp.control().count("jwks"), 1);
+    // Tokens with made-up key ids, many at once: no further request.
+    let attempts = (0..16).map(|i| {
+        let token = forged(&format!("random-{i}"), "at+jwt", &good);
+        let url = url.clone();
+        async move { refused(&url, Some(&token)).await.status() }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert!(statuses.iter().all(|s| *s == 503), "{statuses:?}");
+    assert_eq!(
+        idp.control().count("jwks"),
+        1,
+        "a failed attempt counts for the rate limit"
+    );
+    assert_eq!(idp.control().count("discovery"), 1);
+}
+
+#[tokio::test]
+async fn a_cached_key_is_used_while_a_fetch_hangs() {
+    const HANG_MS: u64 = 8_000;
+    let idp = idp().await;
+    let mut config = ServerConfig::new(idp.issuer());
+    config.jwks_refetch_interval = Duration::ZERO;
+    let server = server_with(config).await;
+    let first = token(&idp, "alice").await;
+    let second = token(&idp, "bob").await;
+    Client::connect(&server, &first).await;
+    assert_eq!(idp.control().count("jwks"), 1);
+
+    // A token with an unknown key id makes the server refetch; that fetch hangs.
+    idp.control()
+        .add_fault(Fault::on("jwks").delay_ms(HANG_MS).times(1));
+    let unknown = forged("unknown-kid", "at+jwt", &claims(&idp, "mallory", 300));
+    let url = server.ws_url();
+    let hanging = tokio::spawn(async move { refused(&url, Some(&unknown)).await.status() });
+    within("the refetch reaches the provider", async {
+        while !idp.control().faults().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+
+    // A token whose key is cached does not wait for it.
+    let started = Instant::now();
+    let mut bob = Client::connect(&server, &second).await;
+    let took = started.elapsed();
+    assert!(
+        !hanging.is_finished(),
+        "the refetch was still hanging when bob got in"
+    );
+    assert!(
+        took < Duration::from_millis(HANG_MS / 2),
+        "bob waited for the fetch: {took:?}"
+    );
+    bob.assert_alive().await;
+    hanging.abort();
+}
+
+#[tokio::test]
+async fn keys_are_refetched_after_the_max_age_and_dropped_keys_refused() {
+    // Rotated-out keys leave the provider's JWKS at once.
+    let idp = MockIdp::builder()
+        .lifetimes(Lifetimes {
+            key_grace: 0,
+            ..Lifetimes::default()
+        })
+        .start()
+        .await
+        .expect("mock idp starts");
+    let mut config = ServerConfig::new(idp.issuer());
+    config.jwks_refetch_interval = Duration::ZERO;
+    config.jwks_max_age = Duration::ZERO; // every token finds the keys too old
+    let server = server_with(config).await;
+    let old = signed(&idp, &claims(&idp, "alice", 300));
+    Client::connect(&server, &old).await;
+    let fetches = idp.control().count("jwks");
+
+    // While the provider fails, the keys it published last stay in use.
+    idp.control()
+        .add_fault(Fault::on("jwks").status(503, "{}").times(1));
+    Client::connect(&server, &old).await.assert_alive().await;
+    assert_eq!(idp.control().count("jwks"), fetches + 1, "refetched");
+
+    let (rs, _) = idp.control().rotate_keys().await.expect("rotate");
+    assert_eq!(idp.control().published_kids().len(), 2, "old keys gone");
+    assert_unauthorized(&server.ws_url(), Some(&old), "a key no longer published").await;
+    assert!(idp.control().published_kids().contains(&rs));
+    Client::connect(&server, &signed(&idp, &claims(&idp, "alice", 300)))
+        .await
+        .assert_alive()
+        .await;
+}
+
+#[tokio::test]
+async fn an_id_token_is_refused_even_when_its_audience_fits() {
+    let idp = idp().await;
+    let mut config = ServerConfig::new(idp.issuer());
+    // The ID tokens of the chat client are for `chat-example`.
+    config.audience = "chat-example".to_owned();
+    let server = server_with(config).await;
+    let login = tokens(&idp, "alice").await;
+    let id_token = login["id_token"].as_str().expect("an ID token");
+    assert_unauthorized(&server.ws_url(), Some(id_token), "an ID token").await;
+    // A plain-JWT token without ID-token claims is still fine (other providers).
+    let mut plain = claims(&idp, "alice", 300);
+    plain["aud"] = json!("chat-example");
+    let plain = idp.control().sign_jwt(Alg::RS256, "JWT", &plain);
+    Client::connect(&server, &plain).await.assert_alive().await;
+    // With the RFC 9068 typ, including its `application/` spelling.
+    let mut at = claims(&idp, "alice", 300);
+    at["aud"] = json!("chat-example");
+    let at = idp
+        .control()
+        .sign_jwt(Alg::RS256, "application/at+jwt", &at);
+    Client::connect(&server, &at).await.assert_alive().await;
 }

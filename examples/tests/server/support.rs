@@ -48,6 +48,16 @@ pub async fn server_with(config: ServerConfig) -> ChatServer {
 
 /// A real access token for `user`, through the device flow of the chat client.
 pub async fn token(idp: &MockIdp, user: &str) -> String {
+    let body = tokens(idp, user).await;
+    body["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access token in {body}"))
+        .to_owned()
+}
+
+/// The whole token response of a device-flow login of `user` (access, ID
+/// and refresh token).
+pub async fn tokens(idp: &MockIdp, user: &str) -> Value {
     let http = reqwest::Client::new();
     let device: Value = http
         .post(idp.url("/device_authorization"))
@@ -78,11 +88,7 @@ pub async fn token(idp: &MockIdp, user: &str) -> String {
         .send()
         .await
         .expect("token request");
-    let body: Value = response.json().await.expect("token JSON");
-    body["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no access token in {body}"))
-        .to_owned()
+    response.json().await.expect("token JSON")
 }
 
 /// The claims of a good access token for `sub`, valid for `ttl` seconds.
