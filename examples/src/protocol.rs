@@ -41,8 +41,8 @@ pub const CLOSE_SIGNED_OUT: u16 = 4003;
 /// Close code: the client fell behind its rooms' traffic; reconnect and resume.
 pub const CLOSE_TOO_SLOW: u16 = 4008;
 
-/// A frame the client sends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A frame the client sends. Its `Debug` never shows an `auth` token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// Subscribe to `room`, first receiving every stored message with a
@@ -75,6 +75,29 @@ pub enum ClientFrame {
         /// The new access token.
         token: String,
     },
+}
+
+impl std::fmt::Debug for ClientFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Join { room, after } => f
+                .debug_struct("Join")
+                .field("room", room)
+                .field("after", after)
+                .finish(),
+            Self::Leave { room } => f.debug_struct("Leave").field("room", room).finish(),
+            Self::Send { room, id, text } => f
+                .debug_struct("Send")
+                .field("room", room)
+                .field("id", id)
+                .field("text", text)
+                .finish(),
+            Self::Auth { token } => f
+                .debug_struct("Auth")
+                .field("token", &format_args!("[redacted {} bytes]", token.len()))
+                .finish(),
+        }
+    }
 }
 
 /// A frame the server sends.
@@ -196,6 +219,16 @@ mod tests {
             serde_json::from_str::<ServerFrame>(&json).expect("parse"),
             message
         );
+    }
+
+    #[test]
+    fn an_auth_frame_never_shows_its_token() {
+        let frame = ClientFrame::Auth {
+            token: "eyJ.secret.token".into(),
+        };
+        let shown = format!("{frame:?} {frame:#?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("[redacted 16 bytes]"), "{shown}");
     }
 
     #[test]

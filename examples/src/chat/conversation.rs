@@ -46,10 +46,16 @@ pub enum ConversationEvent {
     },
     /// The server refused a frame.
     Refused {
+        /// Our message id, when the refusal is about one of our messages.
+        id: Option<String>,
         /// The server's code.
         code: String,
         /// Why.
         message: String,
+        /// Whether the message was dropped for good (too long, bad room);
+        /// otherwise (`storage`) it stays unacknowledged and is re-sent
+        /// after the next reconnect.
+        permanent: bool,
     },
 }
 
@@ -64,6 +70,11 @@ struct Pending {
 struct Shared {
     room: String,
     last_seq: HashMap<String, u64>,
+    /// Rooms being joined again from their start because the server's
+    /// history turned out shorter than what was seen (its database was
+    /// reset): their messages are held, by sequence, until that join
+    /// completes, then shown in order, once.
+    resyncing: HashMap<String, std::collections::BTreeMap<u64, ChatMessage>>,
     pending: VecDeque<Pending>,
     next_id: u64,
     id_prefix: String,
@@ -73,7 +84,7 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn frame(frame: &ClientFrame) -> String {
+fn frame_json(frame: &ClientFrame) -> String {
     // Serializing these plain structs cannot fail.
     serde_json::to_string(frame).unwrap_or_default()
 }
@@ -81,7 +92,7 @@ fn frame(frame: &ClientFrame) -> String {
 /// A connection to the chat server for one session and one room at a time.
 #[derive(Debug)]
 pub struct Conversation {
-    client: RealtimeClient,
+    client: Arc<RealtimeClient>,
     shared: Arc<Mutex<Shared>>,
     pending: watch::Receiver<usize>,
     pending_tx: Arc<watch::Sender<usize>>,
@@ -104,6 +115,7 @@ impl Conversation {
         let shared = Arc::new(Mutex::new(Shared {
             room: room.to_owned(),
             last_seq: HashMap::new(),
+            resyncing: HashMap::new(),
             pending: VecDeque::new(),
             next_id: 0,
             id_prefix: id_prefix(),
@@ -117,11 +129,13 @@ impl Conversation {
             })
             .message_identity(identity)
             .build(source)?;
+        let client = Arc::new(client);
         let (events_tx, events) = mpsc::unbounded_channel();
         let (pending_tx, pending) = watch::channel(0);
         let pending_tx = Arc::new(pending_tx);
         let reader = tokio::spawn(read(
             incoming,
+            Arc::downgrade(&client),
             shared.clone(),
             events_tx,
             pending_tx.clone(),
@@ -159,7 +173,7 @@ impl Conversation {
             .send_replace(lock(&self.shared).pending.len());
         let sent = self
             .client
-            .send(frame(&ClientFrame::Send {
+            .send(frame_json(&ClientFrame::Send {
                 room: pending.room,
                 id: pending.id.clone(),
                 text: pending.text,
@@ -189,10 +203,10 @@ impl Conversation {
             (old, shared.last_seq.get(room).copied().unwrap_or(0))
         };
         self.client
-            .send(frame(&ClientFrame::Leave { room: old }))
+            .send(frame_json(&ClientFrame::Leave { room: old }))
             .await?;
         self.client
-            .send(frame(&ClientFrame::Join {
+            .send(frame_json(&ClientFrame::Join {
                 room: room.to_owned(),
                 after,
             }))
@@ -210,26 +224,6 @@ impl Conversation {
     #[must_use]
     pub fn unacknowledged(&self) -> usize {
         *self.pending.borrow()
-    }
-
-    /// Waits until every message sent so far is acknowledged, or the
-    /// connection is closed for good (then returns how many were not).
-    pub async fn all_acknowledged(&self) -> usize {
-        let mut pending = self.pending.clone();
-        let mut state = self.client.state();
-        loop {
-            let left = *pending.borrow_and_update();
-            if left == 0 {
-                return 0;
-            }
-            if matches!(*state.borrow_and_update(), State::Closed(_)) {
-                return left;
-            }
-            tokio::select! {
-                r = pending.changed() => if r.is_err() { return left; },
-                r = state.changed() => if r.is_err() { return left; },
-            }
-        }
     }
 
     /// The connection's state.
@@ -257,12 +251,12 @@ impl Drop for Conversation {
 /// order (the server stores each id once).
 fn resume_conversation(shared: &Mutex<Shared>, resume: &Resume) {
     let shared = lock(shared);
-    resume.send(frame(&ClientFrame::Join {
+    resume.send(frame_json(&ClientFrame::Join {
         room: shared.room.clone(),
         after: shared.last_seq.get(&shared.room).copied().unwrap_or(0),
     }));
     for p in &shared.pending {
-        resume.send(frame(&ClientFrame::Send {
+        resume.send(frame_json(&ClientFrame::Send {
             room: p.room.clone(),
             id: p.id.clone(),
             text: p.text.clone(),
@@ -285,6 +279,7 @@ fn identity(incoming: &Incoming) -> Option<String> {
 
 async fn read(
     mut incoming: mpsc::Receiver<Incoming>,
+    client: std::sync::Weak<RealtimeClient>,
     shared: Arc<Mutex<Shared>>,
     events: mpsc::UnboundedSender<ConversationEvent>,
     pending_tx: Arc<watch::Sender<usize>>,
@@ -300,45 +295,99 @@ async fn read(
                 continue;
             }
         };
-        let event = {
-            let mut shared = lock(&shared);
+        let out: Vec<ConversationEvent> = {
+            let mut guard = lock(&shared);
+            let shared = &mut *guard;
             match frame {
                 ServerFrame::Hello { user, expires_at } => {
-                    Some(ConversationEvent::Hello { user, expires_at })
+                    vec![ConversationEvent::Hello { user, expires_at }]
                 }
-                ServerFrame::Message(m) => {
-                    let last = shared.last_seq.entry(m.room.clone()).or_insert(0);
-                    if m.seq > *last {
-                        *last = m.seq;
-                        Some(ConversationEvent::Message(m))
-                    } else {
-                        None
+                ServerFrame::Message(m) => match shared.resyncing.get_mut(&m.room) {
+                    Some(held) => {
+                        held.insert(m.seq, m);
+                        Vec::new()
                     }
-                }
+                    None => {
+                        let last = shared.last_seq.entry(m.room.clone()).or_insert(0);
+                        if m.seq > *last {
+                            *last = m.seq;
+                            vec![ConversationEvent::Message(m)]
+                        } else {
+                            Vec::new()
+                        }
+                    }
+                },
                 ServerFrame::Ack { id, seq, .. } => {
                     let before = shared.pending.len();
                     shared.pending.retain(|p| p.id != id);
                     pending_tx.send_replace(shared.pending.len());
-                    (shared.pending.len() < before).then_some(ConversationEvent::Acked { id, seq })
+                    if shared.pending.len() < before {
+                        vec![ConversationEvent::Acked { id, seq }]
+                    } else {
+                        Vec::new()
+                    }
                 }
                 ServerFrame::Joined { room, last_seq } => {
-                    Some(ConversationEvent::Joined { room, last_seq })
+                    let cursor = shared.last_seq.entry(room.clone()).or_insert(0);
+                    if let Some(held) = shared.resyncing.remove(&room) {
+                        // The join from the start is complete: what was held
+                        // (its history and anything live before it) in order.
+                        let mut out: Vec<_> = held
+                            .into_values()
+                            .filter(|m| m.seq > *cursor)
+                            .map(ConversationEvent::Message)
+                            .collect();
+                        if let Some(ConversationEvent::Message(m)) = out.last() {
+                            *cursor = m.seq;
+                        }
+                        out.push(ConversationEvent::Joined { room, last_seq });
+                        out
+                    } else if last_seq >= *cursor {
+                        vec![ConversationEvent::Joined { room, last_seq }]
+                    } else {
+                        // The server's history ends before what we saw: its
+                        // database was reset, and its messages 1..=last_seq
+                        // are new ones. Join again from the start (the join
+                        // replaces the subscription) and hold what arrives
+                        // until that join completes.
+                        tracing::warn!(%room, last_seq, cursor = *cursor, "the room's history is shorter than what was seen; joining it again");
+                        *cursor = 0;
+                        let rejoin = frame_json(&ClientFrame::Join {
+                            room: room.clone(),
+                            after: 0,
+                        });
+                        if client.upgrade().is_some_and(|c| c.try_send(rejoin).is_ok()) {
+                            shared
+                                .resyncing
+                                .insert(room, std::collections::BTreeMap::new());
+                        }
+                        Vec::new()
+                    }
                 }
-                ServerFrame::Authed { .. } => None,
+                ServerFrame::Authed { .. } => Vec::new(),
                 ServerFrame::Error { code, message, id } => {
-                    if let Some(id) = id {
-                        // Refused for good (too long, bad room): do not re-send it.
-                        shared.pending.retain(|p| p.id != id);
+                    // A storage failure is the server's trouble: the message
+                    // stays pending and goes again after the next reconnect.
+                    // Anything else about a message (too long, bad room) is
+                    // final: re-sending would be refused again.
+                    let permanent = id.is_some() && code != "storage";
+                    if permanent {
+                        shared.pending.retain(|p| Some(&p.id) != id.as_ref());
                         pending_tx.send_replace(shared.pending.len());
                     }
-                    Some(ConversationEvent::Refused { code, message })
+                    vec![ConversationEvent::Refused {
+                        id,
+                        code,
+                        message,
+                        permanent,
+                    }]
                 }
             }
         };
-        if let Some(event) = event
-            && events.send(event).is_err()
-        {
-            return;
+        for event in out {
+            if events.send(event).is_err() {
+                return;
+            }
         }
     }
 }
@@ -366,6 +415,7 @@ mod tests {
         Mutex::new(Shared {
             room: "general".into(),
             last_seq: HashMap::from([("general".to_owned(), 7)]),
+            resyncing: HashMap::new(),
             pending: VecDeque::from([
                 Pending {
                     id: "p-1".into(),
@@ -412,7 +462,13 @@ mod tests {
         let (in_tx, in_rx) = mpsc::channel(16);
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
         let (p_tx, p_rx) = watch::channel(2);
-        let task = tokio::spawn(read(in_rx, shared.clone(), ev_tx, Arc::new(p_tx)));
+        let task = tokio::spawn(read(
+            in_rx,
+            std::sync::Weak::new(),
+            shared.clone(),
+            ev_tx,
+            Arc::new(p_tx),
+        ));
         let msg = |seq: u64| {
             Incoming::Text(format!(
                 r#"{{"type":"message","room":"general","seq":{seq},"user":"u","id":"i{seq}","text":"t","sent_at":1}}"#

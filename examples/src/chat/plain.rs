@@ -3,6 +3,7 @@
 //! end of input it waits until the server acknowledged every line (and the
 //! echo of the last one was printed), then exits 0.
 
+use std::collections::HashSet;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,15 +35,19 @@ pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
     let mut state = conversation.state();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let (mut input_open, mut events_open, mut state_open) = (true, true, true);
-    // The highest sequence number acknowledged to us, and the highest printed, in our room.
-    let (mut acked, mut printed) = (0u64, 0u64);
+    // Our message ids the server has not settled yet (acknowledged or
+    // refused for good), and the acknowledged ones whose echo has not been
+    // printed yet; both follow the events in the order they are printed.
+    let mut outstanding = HashSet::new();
+    let mut awaiting_echo = HashSet::new();
+    let mut refused = 0usize;
     let mut echo_deadline = None;
     let mut stdout = std::io::stdout();
     loop {
-        if !input_open && conversation.unacknowledged() == 0 {
+        if !input_open && outstanding.is_empty() {
             let deadline =
                 *echo_deadline.get_or_insert_with(|| tokio::time::Instant::now() + ECHO_WAIT);
-            if printed >= acked || tokio::time::Instant::now() >= deadline {
+            if awaiting_echo.is_empty() || tokio::time::Instant::now() >= deadline {
                 break;
             }
         }
@@ -51,7 +56,7 @@ pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
                 match line.context("cannot read stdin")? {
                     Some(line) if line.trim().is_empty() => {}
                     Some(line) => {
-                        conversation.send(&line).await?;
+                        outstanding.insert(conversation.send(&line).await?);
                     }
                     None => input_open = false,
                 }
@@ -67,17 +72,22 @@ pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
                     ConversationEvent::Message(m) => {
                         writeln!(stdout, "[{}] {}: {}", m.seq, m.user, m.text)?;
                         stdout.flush()?;
-                        if m.room == options.room {
-                            printed = printed.max(m.seq);
+                        awaiting_echo.remove(&m.id);
+                    }
+                    ConversationEvent::Acked { id, .. } => {
+                        if outstanding.remove(&id) {
+                            awaiting_echo.insert(id);
                         }
                     }
-                    ConversationEvent::Acked { seq, .. } => acked = acked.max(seq),
                     ConversationEvent::Hello { user, .. } => eprintln!("chat: signed in at the server as {user}"),
                     ConversationEvent::Joined { room, last_seq } => {
                         eprintln!("chat: joined #{room} (last message {last_seq})");
                     }
-                    ConversationEvent::Refused { code, message } => {
+                    ConversationEvent::Refused { id, code, message, permanent } => {
                         eprintln!("chat: the server refused a message ({code}): {message}");
+                        if permanent && id.is_some_and(|id| outstanding.remove(&id)) {
+                            refused += 1;
+                        }
                     }
                 }
             }
@@ -109,10 +119,16 @@ pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
             _ = tokio::time::sleep(ECHO_WAIT), if !input_open => {}
         }
     }
-    let left = conversation.all_acknowledged().await;
+    // Print what already arrived (other users' messages too) before leaving.
+    while let Ok(event) = events.try_recv() {
+        if let ConversationEvent::Message(m) = event {
+            writeln!(stdout, "[{}] {}: {}", m.seq, m.user, m.text)?;
+        }
+    }
+    stdout.flush()?;
     conversation.shutdown().await;
-    if left > 0 {
-        anyhow::bail!("{left} messages were not acknowledged by the server");
+    if refused > 0 {
+        anyhow::bail!("{refused} messages were refused by the server");
     }
     Ok(())
 }

@@ -165,7 +165,8 @@ impl Embedded {
             let url = url.to_owned();
             tokio::spawn(async move {
                 if let Err(e) = browser.get(url).send().await {
-                    tracing::warn!(error = %e, "the demo's sign-in request failed");
+                    // Without the URL: after the redirect it holds the code.
+                    tracing::warn!(error = %e.without_url(), "the demo's sign-in request failed");
                 }
             });
         });

@@ -26,6 +26,9 @@ use super::status::{describe_reason, describe_session_event, describe_state, sec
 use super::{DEMO_USERS, Options};
 use crate::protocol::ChatMessage;
 
+/// How many messages of each room the UI keeps (older ones scroll away).
+const KEEP_PER_ROOM: usize = 1000;
+
 const HELP: &str = "/room NAME · /switch ACCOUNT · /login [USER] · /logout · /accounts · /quit";
 
 pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
@@ -92,6 +95,8 @@ struct App {
     reconnect_at: Option<Instant>,
     /// The connection was lost since the last `Connected`.
     was_down: bool,
+    /// `/quit` warned about unacknowledged messages once.
+    quit_warned: bool,
     active: Option<Active>,
     quit: bool,
 }
@@ -115,6 +120,7 @@ impl App {
             connection: "not connected".to_owned(),
             reconnect_at: None,
             was_down: false,
+            quit_warned: false,
             active: None,
             quit: false,
         }
@@ -196,9 +202,13 @@ impl App {
     fn conversation_event(&mut self, event: Option<ConversationEvent>) {
         match event {
             Some(ConversationEvent::Message(m)) => {
-                self.messages.entry(m.room.clone()).or_default().push(m);
+                let shown = self.messages.entry(m.room.clone()).or_default();
+                shown.push(m);
+                if shown.len() > KEEP_PER_ROOM {
+                    shown.drain(..shown.len() - KEEP_PER_ROOM);
+                }
             }
-            Some(ConversationEvent::Refused { code, message }) => {
+            Some(ConversationEvent::Refused { code, message, .. }) => {
                 self.notice = format!("the server refused a message ({code}): {message}");
             }
             Some(_) => {}
@@ -288,7 +298,20 @@ impl App {
 
     async fn command(&mut self, name: &str, arg: &str) -> anyhow::Result<()> {
         match name {
-            "quit" | "q" => self.quit = true,
+            "quit" | "q" => {
+                let waiting = self
+                    .active
+                    .as_ref()
+                    .map_or(0, |a| a.conversation.unacknowledged());
+                if waiting > 0 && !self.quit_warned {
+                    self.quit_warned = true;
+                    self.notice = format!(
+                        "{waiting} messages are not acknowledged yet; /quit again to leave anyway."
+                    );
+                } else {
+                    self.quit = true;
+                }
+            }
             "help" => self.notice = HELP.to_owned(),
             "room" => {
                 if let Some(active) = &self.active {

@@ -56,14 +56,18 @@ async fn plain_mode_exits_only_after_every_line_is_acknowledged() {
     for i in 1..=200 {
         a.send(&format!("line {i}")).await;
     }
-    let (status, _, stderr) = a.finish().await;
+    let (status, alice_saw, stderr) = a.finish().await;
     assert!(status.success(), "{stderr}");
-    b.expect_line("[200] alice: line 200").await;
-    let got = messages(&b.seen);
     let want: Vec<_> = (1..=200)
         .map(|i| (i, "alice".to_owned(), format!("line {i}")))
         .collect();
-    assert_eq!(got, want);
+    assert_eq!(
+        messages(&alice_saw),
+        want,
+        "alice printed every line before exiting"
+    );
+    b.expect_line("[200] alice: line 200").await;
+    assert_eq!(messages(&b.seen), want);
     let _ = b.finish().await;
     alice.cleanup().await;
     bob.cleanup().await;
@@ -94,11 +98,16 @@ async fn a_server_killed_mid_conversation_loses_and_doubles_nothing() {
     }
     server.restart().await;
     b.expect_line("[40] alice: m40").await;
-    let (status, _, stderr) = a.finish().await;
+    let (status, alice_saw, stderr) = a.finish().await;
     assert!(status.success(), "{stderr}");
     let want: Vec<_> = (1..=40)
         .map(|i| (i, "alice".to_owned(), format!("m{i}")))
         .collect();
+    assert_eq!(
+        messages(&alice_saw),
+        want,
+        "alice saw each message once, in order"
+    );
     let (status, seen, stderr) = b.finish().await;
     assert!(status.success(), "{stderr}");
     assert_eq!(messages(&seen), want, "bob saw each message once, in order");
@@ -127,7 +136,10 @@ async fn a_token_expiring_mid_conversation_is_replaced_without_a_gap() {
     let (status, _, a_err) = a.finish().await;
     let (_, seen, b_err) = b.finish().await;
     assert!(status.success(), "{a_err}");
-    assert_eq!(messages(&seen).len(), 15);
+    let want: Vec<_> = (1..=15)
+        .map(|i| (i, "alice".to_owned(), format!("tick {i}")))
+        .collect();
+    assert_eq!(messages(&seen), want);
     for stderr in [&a_err, &b_err] {
         assert!(
             stderr.contains("token refreshed"),
@@ -317,8 +329,8 @@ async fn no_token_reaches_any_output_at_trace_level() {
     // Login → refresh → reconnect → logout, every process at TRACE.
     let mut stack = Stack::start(Some(4)).await;
     let alice = User::new("alice", &stack);
-    let mut outputs = String::new();
-    alice.login(&stack.idp).await;
+    let mut outputs = alice.login_logged(&stack.idp, "trace").await;
+    assert!(outputs.contains("TRACE"), "the login ran at TRACE");
     let mut a = alice.plain_with_log("trace");
     a.expect_status("joined #general").await;
     a.send("before").await;
@@ -376,4 +388,56 @@ async fn no_token_reaches_any_output_at_trace_level() {
                 .map_or("token", |t| t.kind)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_the_server_refuses_makes_plain_mode_fail() {
+    let stack = Stack::start(None).await;
+    let alice = User::new("alice", &stack);
+    alice.login(&stack.idp).await;
+    let mut a = alice.plain();
+    a.send("fine").await;
+    a.send(&"x".repeat(5000)).await;
+    let (status, seen, stderr) = a.finish().await;
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("error: 1 messages were refused by the server"),
+        "{stderr}"
+    );
+    assert_eq!(
+        messages(&seen),
+        [(1, "alice".to_owned(), "fine".to_owned())]
+    );
+    alice.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_history_was_reset_is_followed_from_its_new_end() {
+    let mut stack = Stack::start(None).await;
+    let (alice, bob) = (User::new("alice", &stack), User::new("bob", &stack));
+    alice.login(&stack.idp).await;
+    bob.login(&stack.idp).await;
+    let mut a = alice.plain();
+    let mut b = bob.plain();
+    a.expect_status("joined #general").await;
+    b.expect_status("joined #general").await;
+    for i in 1..=3 {
+        a.send(&format!("old {i}")).await;
+    }
+    b.expect_line("[3] alice: old 3").await;
+    // The database is gone: sequence numbers start again at 1, below what
+    // both clients saw. They must show the new messages, not skip them.
+    stack.reset_server().await;
+    b.expect_status("joined #general (last message 0)").await;
+    a.send("after the reset").await;
+    b.expect_line("[1] alice: after the reset").await;
+    let (status, alice_saw, stderr) = a.finish().await;
+    assert!(status.success(), "{stderr}");
+    assert!(
+        alice_saw.contains(&"[1] alice: after the reset".to_owned()),
+        "{alice_saw:?}"
+    );
+    let _ = b.finish().await;
+    alice.cleanup().await;
+    bob.cleanup().await;
 }

@@ -70,6 +70,15 @@ impl Stack {
         }
     }
 
+    /// Stops the chat server, deletes its database, and starts it again.
+    pub async fn reset_server(&mut self) {
+        self.stop_server().await;
+        for name in ["chat.db", "chat.db-wal", "chat.db-shm"] {
+            let _ = std::fs::remove_file(self.dir.join(name));
+        }
+        self.start_server().await;
+    }
+
     /// Starts the chat server again on the same port and database.
     pub async fn start_server(&mut self) {
         let addr = url::Url::parse(&self.server_url).expect("url");
@@ -180,8 +189,14 @@ impl User {
     /// `chat login --no-browser`, with the provider logging in as this user
     /// when the printed URL is opened.
     pub async fn login(&self, idp: &MockIdp) {
+        self.login_logged(idp, "warn").await;
+    }
+
+    /// `login` with `RUST_LOG=filter`; returns everything it printed.
+    pub async fn login_logged(&self, idp: &MockIdp, filter: &str) -> String {
         let mut child = self
             .command()
+            .env("RUST_LOG", filter)
             .args(["login", "--no-browser"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -218,6 +233,12 @@ impl User {
             second.as_deref(),
             Some(format!("Signed in as {}", self.name).as_str())
         );
+        let mut rest = String::new();
+        while let Ok(Some(line)) = stdout.next_line().await {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        format!("{first}\n{}\n{rest}{err}", second.unwrap_or_default())
     }
 
     /// Starts `chat --plain`.
@@ -425,7 +446,7 @@ impl ServerProcess {
         db: &std::path::Path,
     ) -> Result<(Child, String), String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .args(["--bind", bind, "--issuer", issuer, "--db"])
+            .args(["--bind", bind, "--issuer", issuer, "--log", "warn", "--db"])
             .arg(db)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -442,7 +463,13 @@ impl ServerProcess {
             .as_deref()
             .and_then(|l| l.strip_prefix("chat-server listening on "))
         {
-            Some(url) => Ok((child, url.to_owned())),
+            Some(url) => {
+                // Keep reading its output so that a full pipe never blocks it.
+                let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+                Ok((child, url.to_owned()))
+            }
             None => {
                 let out = child.wait_with_output().await.expect("output");
                 Err(String::from_utf8_lossy(&out.stderr).into_owned())
