@@ -185,6 +185,15 @@ async fn the_terminal_ui_shows_the_status_bar_and_a_reconnect() {
     assert!(screen.contains("│ connected │"), "{screen}");
     println!("--- after the reconnect ---\n{screen}");
 
+    // Signed out everywhere at the provider: the server closes with 4003,
+    // the refresh is refused, and the UI says so in words.
+    assert!(stack.idp.control().revoke_user_sessions("alice") > 0);
+    let screen = tmux.wait_for("Signed out by the server").await;
+    assert!(
+        screen.contains(" signed out │"),
+        "the status bar too: {screen}"
+    );
+
     tmux.keys("/quit").await;
     tmux.enter().await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -231,6 +240,14 @@ async fn the_embedded_demo_signs_in_from_the_terminal_ui() {
         !screen.contains("hello from the demo"),
         "another room: {screen}"
     );
+    // A second account, then back to the first.
+    tmux.keys("/login alice").await;
+    tmux.enter().await;
+    tmux.wait_for("alice │ #random │ connected").await;
+    tmux.keys("/switch bob").await;
+    tmux.enter().await;
+    tmux.wait_for("Switched to bob.").await;
+    tmux.wait_for("bob │ #random │ connected").await;
     tmux.keys("/quit").await;
     tmux.enter().await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
