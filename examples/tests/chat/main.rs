@@ -13,14 +13,7 @@ use support::{PATIENCE, Stack, User, messages};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_chat_in_plain_mode() {
     let stack = Stack::start(None).await;
-    let (alice, bob) = (User::new("alice", &stack), User::new("bob", &stack));
-    alice.login(&stack.idp).await;
-    bob.login(&stack.idp).await;
-
-    let mut a = alice.plain();
-    let mut b = bob.plain();
-    a.expect_status("joined #general").await;
-    b.expect_status("joined #general").await;
+    let (alice, bob, mut a, mut b) = support::chatting_pair(&stack).await;
     a.send("hello bob").await;
     b.expect_line("[1] alice: hello bob").await;
     b.send("hi alice").await;
@@ -120,13 +113,7 @@ async fn a_server_killed_mid_conversation_loses_and_doubles_nothing() {
 async fn a_token_expiring_mid_conversation_is_replaced_without_a_gap() {
     // 6 s access tokens; the chat server closes a socket (4001) when its token expires.
     let stack = Stack::start(Some(6)).await;
-    let (alice, bob) = (User::new("alice", &stack), User::new("bob", &stack));
-    alice.login(&stack.idp).await;
-    bob.login(&stack.idp).await;
-    let mut a = alice.plain();
-    let mut b = bob.plain();
-    a.expect_status("joined #general").await;
-    b.expect_status("joined #general").await;
+    let (alice, bob, mut a, mut b) = support::chatting_pair(&stack).await;
     // 15 s of conversation: more than two token lifetimes.
     for i in 1..=15 {
         a.send(&format!("tick {i}")).await;
@@ -157,13 +144,7 @@ async fn a_token_expiring_mid_conversation_is_replaced_without_a_gap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_revoked_elsewhere_signs_the_client_out() {
     let stack = Stack::start(None).await;
-    let (alice, bob) = (User::new("alice", &stack), User::new("bob", &stack));
-    alice.login(&stack.idp).await;
-    bob.login(&stack.idp).await;
-    let a = alice.plain();
-    let mut b = bob.plain();
-    a.expect_status("joined #general").await;
-    b.expect_status("joined #general").await;
+    let (alice, bob, a, mut b) = support::chatting_pair(&stack).await;
 
     // "Sign out everywhere" for alice at the provider: back-channel logout
     // reaches the chat server, which closes alice's socket with 4003.
@@ -414,13 +395,7 @@ async fn a_line_the_server_refuses_makes_plain_mode_fail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_whose_history_was_reset_is_followed_from_its_new_end() {
     let mut stack = Stack::start(None).await;
-    let (alice, bob) = (User::new("alice", &stack), User::new("bob", &stack));
-    alice.login(&stack.idp).await;
-    bob.login(&stack.idp).await;
-    let mut a = alice.plain();
-    let mut b = bob.plain();
-    a.expect_status("joined #general").await;
-    b.expect_status("joined #general").await;
+    let (alice, bob, mut a, mut b) = support::chatting_pair(&stack).await;
     for i in 1..=3 {
         a.send(&format!("old {i}")).await;
     }

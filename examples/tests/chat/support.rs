@@ -303,6 +303,17 @@ impl Output {
     }
 }
 
+/// alice and bob signed in, each with `chat --plain` joined to #general.
+pub async fn chatting_pair(stack: &Stack) -> (User, User, Plain, Plain) {
+    let (alice, bob) = (User::new("alice", stack), User::new("bob", stack));
+    alice.login(&stack.idp).await;
+    bob.login(&stack.idp).await;
+    let (a, b) = (alice.plain(), bob.plain());
+    a.expect_status("joined #general").await;
+    b.expect_status("joined #general").await;
+    (alice, bob, a, b)
+}
+
 /// `chat --plain` over pipes.
 pub struct Plain {
     pub child: Child,

@@ -97,6 +97,17 @@ impl Tmux {
         assert!(status.success());
     }
 
+    /// Types `/quit` and waits until `chat` has exited.
+    async fn quit(&self) {
+        self.keys("/quit").await;
+        self.enter().await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self.running().await {
+            assert!(tokio::time::Instant::now() < deadline, "chat did not quit");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn running(&self) -> bool {
         Command::new("tmux")
             .args(["-L", &self.socket, "has-session", "-t", &self.target])
@@ -116,6 +127,14 @@ impl Drop for Tmux {
     }
 }
 
+/// Writes an executable shell script.
+fn write_script(path: &std::path::Path, body: &str) {
+    std::fs::write(path, body).expect("script");
+    let mut perms = std::fs::metadata(path).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(path, perms).expect("chmod");
+}
+
 /// A script that runs `chat` (the terminal UI) for `user`.
 fn script(user: &User) -> std::path::PathBuf {
     let dir = scratch("tmux");
@@ -130,10 +149,7 @@ fn script(user: &User) -> std::path::PathBuf {
         server = user.server_url,
         ns = user.namespace,
     );
-    std::fs::write(&path, body).expect("script");
-    let mut perms = std::fs::metadata(&path).expect("meta").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&path, perms).expect("chmod");
+    write_script(&path, &body);
     path
 }
 
@@ -194,13 +210,7 @@ async fn the_terminal_ui_shows_the_status_bar_and_a_reconnect() {
         "the status bar too: {screen}"
     );
 
-    tmux.keys("/quit").await;
-    tmux.enter().await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tmux.running().await {
-        assert!(tokio::time::Instant::now() < deadline, "chat did not quit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tmux.quit().await;
     alice.cleanup().await;
 }
 
@@ -219,10 +229,7 @@ async fn the_embedded_demo_signs_in_from_the_terminal_ui() {
         home = dir.display(),
         chat = env!("CARGO_BIN_EXE_chat"),
     );
-    std::fs::write(&path, body).expect("script");
-    let mut perms = std::fs::metadata(&path).expect("meta").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&path, perms).expect("chmod");
+    write_script(&path, &body);
     let tmux = Tmux::start(&path).await;
 
     tmux.wait_for("Type a name and press Enter to sign in as alice, bob, carol")
@@ -248,12 +255,6 @@ async fn the_embedded_demo_signs_in_from_the_terminal_ui() {
     tmux.enter().await;
     tmux.wait_for("Switched to bob.").await;
     tmux.wait_for("bob │ #random │ connected").await;
-    tmux.keys("/quit").await;
-    tmux.enter().await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tmux.running().await {
-        assert!(tokio::time::Instant::now() < deadline, "chat did not quit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tmux.quit().await;
     let _ = std::fs::remove_dir_all(dir);
 }
