@@ -17,16 +17,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{ServerChild, rss_kib};
+use common::{ServerChild, env_or, rss_kib};
 use sessionkit_realtime::{Incoming, RealtimeClient, State, StaticToken, TokenSource};
 use tokio::sync::mpsc;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     if common::is_server() {

@@ -18,15 +18,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::ServerChild;
+use common::{ServerChild, env_or};
 use sessionkit_realtime::{RealtimeClient, State, StaticToken, TokenSource};
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn wait_open(server: &mut ServerChild, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
