@@ -258,3 +258,22 @@ async fn the_embedded_demo_signs_in_from_the_terminal_ui() {
     tmux.quit().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Short-lived tokens: the notice line says when the token was refreshed,
+/// and the connection stays up (make-before-break, no reconnect shown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_ui_says_when_the_token_is_refreshed() {
+    if !have_tmux() {
+        return;
+    }
+    let stack = Stack::start(Some(5)).await;
+    let alice = User::new("alice", &stack);
+    alice.login(&stack.idp).await;
+    let tmux = Tmux::start(&script(&alice)).await;
+    tmux.wait_for("alice │ #general │ connected").await;
+    let screen = tmux.wait_for("token refreshed, valid for").await;
+    assert!(screen.contains("│ connected │"), "{screen}");
+    assert!(!screen.contains("Connection lost"), "{screen}");
+    tmux.quit().await;
+    alice.cleanup().await;
+}
