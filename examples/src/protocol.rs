@@ -22,7 +22,8 @@
 //! Close codes the server uses: 4001 when the connection's token expired,
 //! 4003 when the provider logged the session out (back-channel logout),
 //! 4008 when the client could not keep up with its rooms (reconnect and
-//! resume), 1008 for a protocol violation.
+//! resume), 1008 for a protocol violation. The server pings every 30 s and
+//! drops a connection that sent no frame at all (not even a pong) for 60 s.
 
 use serde::{Deserialize, Serialize};
 

@@ -61,12 +61,17 @@ pub struct ServerConfig {
     /// provider stopped publishing stops being accepted. (While the provider
     /// cannot be reached, the keys it published last stay in use.)
     pub jwks_max_age: Duration,
+    /// How long a connection may stay silent (no frame at all, not even a
+    /// pong) before the server drops it as dead (default 60 s). The server
+    /// pings every half of it, so a client that reads its socket stays up.
+    pub idle_timeout: Duration,
 }
 
 impl ServerConfig {
     /// The defaults for `issuer`: `127.0.0.1:0`, audience `chat-server`,
     /// back-channel logout client `chat-example`, an in-memory database, a
-    /// JWKS refetch at most every 10 s and keys trusted for 10 min.
+    /// JWKS refetch at most every 10 s, keys trusted for 10 min, and silent
+    /// connections dropped after 60 s.
     pub fn new(issuer: impl Into<String>) -> Self {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -76,6 +81,7 @@ impl ServerConfig {
             db: Database::Memory,
             jwks_refetch_interval: Duration::from_secs(10),
             jwks_max_age: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }

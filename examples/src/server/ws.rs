@@ -313,6 +313,12 @@ async fn run(app: Arc<App>, identity: AccessToken, mut socket: WebSocket) {
         expires_at: u64::try_from(conn.identity.exp).unwrap_or(0),
     };
     let mut end = send(&mut socket, &hello).await.err();
+    // Liveness: a ping every half idle timeout; a peer silent for the whole
+    // timeout (a half-open TCP connection, a frozen client) is gone.
+    let idle = conn.app.config.idle_timeout.max(Duration::from_millis(10));
+    let mut last_heard = Instant::now();
+    let mut pings = tokio::time::interval_at(Instant::now() + idle / 2, idle / 2);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while end.is_none() {
         // Unbiased: a busy room must not starve the client's own frames.
         let step = tokio::select! {
@@ -323,7 +329,15 @@ async fn run(app: Arc<App>, identity: AccessToken, mut socket: WebSocket) {
             }
             () = tokio::time::sleep_until(conn.deadline) => Err(End::Close(CLOSE_TOKEN_EXPIRED, "token expired")),
             Some(out) = out_rx.recv() => conn.outbound(&mut socket, out).await,
-            incoming = socket.recv() => match incoming {
+            _ = pings.tick() => {
+                if last_heard.elapsed() >= idle {
+                    tracing::info!(user = %conn.identity.user, "no frame within the idle timeout");
+                    Err(End::Gone)
+                } else {
+                    socket.send(Message::Ping(Default::default())).await.map_err(|_| End::Gone)
+                }
+            }
+            incoming = socket.recv() => match incoming.inspect(|_| last_heard = Instant::now()) {
                 Some(Ok(Message::Text(text))) => conn.frame(&mut socket, text.as_str()).await,
                 Some(Ok(Message::Binary(_))) => {
                     send_error(&mut socket, "bad_frame", "frames are JSON text", None).await

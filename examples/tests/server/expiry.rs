@@ -108,3 +108,24 @@ async fn an_in_band_auth_for_another_user_is_refused_and_a_bad_one_closes() {
         Event::Closed(CLOSE_SIGNED_OUT, _)
     ));
 }
+
+/// A client that stops reading (a frozen app, a half-open connection) never
+/// answers the server's pings: it is dropped after the idle timeout, while
+/// one that keeps reading answers them and stays.
+#[tokio::test]
+async fn a_silent_connection_is_dropped_and_a_reading_one_stays() {
+    let idp = idp().await;
+    let mut config = sessionkit_examples::server::ServerConfig::new(idp.issuer());
+    config.idle_timeout = Duration::from_secs(1);
+    let server = crate::support::server_with(config).await;
+    let (silent_token, reading_token) = (token(&idp, "alice").await, token(&idp, "bob").await);
+    let mut reading = Client::connect(&server, &reading_token).await;
+    let _silent = crate::support::open(&server.ws_url(), Some(&silent_token))
+        .await
+        .expect("handshake accepted");
+    assert_eq!(server.connections(), 2);
+    // Bob reads (tungstenite answers pings while reading) for 3 idle timeouts.
+    assert!(reading.event_within(Duration::from_secs(3)).await.is_none());
+    assert_eq!(server.connections(), 1, "the silent connection was dropped");
+    reading.assert_alive().await;
+}
