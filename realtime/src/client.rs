@@ -246,10 +246,13 @@ impl Builder {
     }
 
     /// The size of each connection's read buffer and of one read from the
-    /// socket (default 8 KiB, at least 1 KiB). An idle connection keeps
-    /// this much; a larger message still arrives whole (the buffer grows
-    /// for it), in reads of this size. tungstenite's own default (128 KiB)
-    /// suits bulk transfers, not many mostly idle connections.
+    /// socket (default 8 KiB, at least 1 KiB). A connection that only ever
+    /// receives small messages keeps this much; a larger message still
+    /// arrives whole, in reads of this size, but the buffer grows for it and
+    /// keeps that size until the connection ends. tungstenite's limits
+    /// stay: 16 MiB per frame, 64 MiB per message (a larger one ends the
+    /// connection). tungstenite's own default buffer (128 KiB) suits bulk
+    /// transfers, not many mostly idle connections.
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.read_buffer = bytes.max(1 << 10);
         self
@@ -394,8 +397,9 @@ impl Builder {
     /// (resume a stream, re-subscribe): what it sends through [`Resume`]
     /// goes first. It runs under the write timeout; if it takes longer,
     /// the connection counts as lost. It also runs on a make-before-break
-    /// connection, before the switch (the old connection may still be
-    /// delivering meanwhile). To lose nothing across reconnects, re-send
+    /// connection, before the switch; the old connection is not read while
+    /// the hook runs, so the hook must not wait for a message from the
+    /// server. To lose nothing across reconnects, re-send
     /// the unacknowledged messages here ([`crate::Unacked::resend`]).
     ///
     /// Order on a new connection: what the hook sent, then a message whose
@@ -588,8 +592,9 @@ impl RealtimeClient {
     }
 
     /// Closes the client: the socket gets a normal close frame, timers and
-    /// token fetches stop. Idempotent; returns at once (see
-    /// [`RealtimeClient::shutdown`] to wait).
+    /// token fetches stop, and messages still in the outgoing queue are
+    /// dropped (wait for the app's acknowledgements first to deliver them).
+    /// Idempotent; returns at once (see [`RealtimeClient::shutdown`] to wait).
     pub fn close(&self) {
         self.stop.cancel();
     }
@@ -622,7 +627,21 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Sink = SplitSink<Socket, Message>;
 type Stream = SplitStream<Socket>;
 /// A make-before-break connection being opened.
-type Upgrade = BoxFuture<'static, std::result::Result<(Socket, TimedToken), String>>;
+type Upgrade = BoxFuture<'static, std::result::Result<(Socket, TimedToken), UpgradeFailed>>;
+
+/// Why a make-before-break upgrade did not produce a connection.
+enum UpgradeFailed {
+    /// The source says the account is signed out: the client ends.
+    SignedOut,
+    /// Anything else: keep the old connection and try again later.
+    Other(String),
+}
+
+impl From<String> for UpgradeFailed {
+    fn from(why: String) -> Self {
+        Self::Other(why)
+    }
+}
 
 /// When to re-authenticate a token expiring at `expires_at`: `margin`
 /// before it, but no earlier than half its remaining lifetime; `None` when
@@ -977,9 +996,16 @@ impl Driver {
         let tls = self.cfg.tls.clone();
         let read_buffer = self.cfg.read_buffer;
         Box::pin(async move {
-            let fresh = source.timed_refresh().await.map_err(|e| e.to_string())?;
+            // A refresh that hangs must not leave the connection without a
+            // retry: it counts as failed after the connect limit too.
+            let fresh = match timeout(limit, source.timed_refresh()).await {
+                Ok(Ok(fresh)) => fresh,
+                Ok(Err(e)) if e.is_terminal() => return Err(UpgradeFailed::SignedOut),
+                Ok(Err(e)) => return Err(e.to_string().into()),
+                Err(_) => return Err("the refresh timed out".to_owned().into()),
+            };
             if fresh.token == old {
-                return Err("the source gave the same token again".to_owned());
+                return Err("the source gave the same token again".to_owned().into());
             }
             let request = request(&url, &transport, &fresh.token).map_err(|e| e.to_string())?;
             let (socket, response) = timeout(limit, open(request, tls, read_buffer))
@@ -1107,6 +1133,11 @@ impl Driver {
                                     tracing::debug!("in-band refresh: the source gave the same token");
                                     reauth = reauth_retry(current_expiry, floor);
                                 }
+                                Err(e) if e.is_terminal() => {
+                                    let frame = CloseFrame { code: CloseCode::Normal, reason: "signed out".into() };
+                                    let _ = timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
+                                    return SessionEnd::Stopped(CloseReason::SignedOut);
+                                }
                                 Err(e) => {
                                     tracing::debug!(error = %e, "in-band refresh failed");
                                     reauth = reauth_retry(current_expiry, floor);
@@ -1118,7 +1149,12 @@ impl Driver {
                 done = async { upgrade.as_mut().expect("upgrade").await }, if upgrade.is_some() => {
                     upgrade = None;
                     match done {
-                        Err(why) => {
+                        Err(UpgradeFailed::SignedOut) => {
+                            let frame = CloseFrame { code: CloseCode::Normal, reason: "signed out".into() };
+                            let _ = timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
+                            return SessionEnd::Stopped(CloseReason::SignedOut);
+                        }
+                        Err(UpgradeFailed::Other(why)) => {
                             tracing::debug!(%why, "make-before-break refresh failed; keeping the connection");
                             overlap = None;
                             reauth = reauth_retry(current_expiry, floor);

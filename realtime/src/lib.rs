@@ -35,10 +35,12 @@
 //! The token is never in a log record of this crate, and the default
 //! feature `safe-logs` keeps it out of tungstenite's: tungstenite writes
 //! every client handshake request, headers and query included, as a `log`
-//! TRACE record. `safe-logs` sets the `log` crate's `max_level_debug`
-//! feature, which compiles `log` TRACE records out of the whole program
-//! (`tracing`'s own TRACE events are not affected). Without the feature,
-//! keep the target `tungstenite::handshake::client` below TRACE.
+//! TRACE record, and every outgoing frame (an in-band `auth` frame holds the
+//! token) too. `safe-logs` sets the `log` crate's `max_level_debug` and
+//! `release_max_level_debug` features, which compile `log` TRACE records
+//! out of the whole program (`tracing`'s own TRACE events are not
+//! affected). Without the feature, keep every `tungstenite` target below
+//! TRACE.
 //!
 //! ## Layout
 //! - `token`: the [`TokenSource`] trait, [`TimedToken`], [`StaticToken`], and the impl for
@@ -125,6 +127,11 @@
 //!     unacked.send(&client, id.to_string(), message.to_string()).await?;
 //! }
 //!
+//! // Queued messages are dropped by shutdown: wait for the acknowledgements first.
+//! let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+//! while !unacked.is_empty() && tokio::time::Instant::now() < deadline {
+//!     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+//! }
 //! client.shutdown().await;
 //! let _ = reader.await;
 //! # Ok(()) }
@@ -150,3 +157,13 @@ pub use error::{Error, Result, TokenError};
 pub use state::{CloseReason, ReconnectReason, State};
 pub use token::{BearerToken, BoxFuture, StaticToken, TimedToken, TokenSource};
 pub use unacked::Unacked;
+
+#[cfg(all(test, feature = "safe-logs"))]
+mod tests {
+    /// tungstenite logs handshake requests (bearer header included) and
+    /// frames at `log` TRACE: with `safe-logs` those records do not exist.
+    #[test]
+    fn safe_logs_compiles_log_trace_records_out() {
+        assert!(log::STATIC_MAX_LEVEL <= log::LevelFilter::Debug);
+    }
+}

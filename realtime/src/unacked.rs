@@ -56,9 +56,18 @@ use crate::error::Result;
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Unacked {
     inner: Arc<Mutex<VecDeque<(String, String)>>>,
+}
+
+/// Counts only: the texts may hold anything the app sends.
+impl std::fmt::Debug for Unacked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unacked")
+            .field("messages", &self.len())
+            .finish()
+    }
 }
 
 impl Unacked {

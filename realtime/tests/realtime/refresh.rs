@@ -202,3 +202,87 @@ async fn a_token_shorter_than_the_margin_is_reauthenticated_once_not_in_a_loop()
         client.shutdown().await;
     }
 }
+
+/// A source whose refresh says "signed out" without ending its cancellation
+/// token (a custom provider): the client must end as signed out by itself.
+struct SignsOutOnRefresh {
+    refreshes: std::sync::atomic::AtomicUsize,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl sessionkit_realtime::TokenSource for SignsOutOnRefresh {
+    fn token(
+        &self,
+        _min_valid: Duration,
+    ) -> sessionkit_realtime::BoxFuture<
+        '_,
+        Result<sessionkit_realtime::BearerToken, sessionkit_realtime::TokenError>,
+    > {
+        Box::pin(async { Ok(sessionkit_realtime::BearerToken::new("tok-0")) })
+    }
+
+    fn refresh(
+        &self,
+    ) -> sessionkit_realtime::BoxFuture<
+        '_,
+        Result<sessionkit_realtime::BearerToken, sessionkit_realtime::TokenError>,
+    > {
+        Box::pin(async {
+            self.refreshes.fetch_add(1, Ordering::SeqCst);
+            Err(sessionkit_realtime::TokenError::SignedOut)
+        })
+    }
+
+    fn timed_token(
+        &self,
+        _min_valid: Duration,
+    ) -> sessionkit_realtime::BoxFuture<
+        '_,
+        Result<sessionkit_realtime::TimedToken, sessionkit_realtime::TokenError>,
+    > {
+        Box::pin(async {
+            Ok(sessionkit_realtime::TimedToken {
+                token: sessionkit_realtime::BearerToken::new("tok-0"),
+                expires_at: Some(SystemTime::now() + Duration::from_secs(2)),
+            })
+        })
+    }
+
+    fn cancellation(&self) -> tokio_util::sync::CancellationToken {
+        self.cancel.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_signed_out_refresh_while_connected_ends_the_client_in_either_mode() {
+    for in_band in [false, true] {
+        let server = WsServer::start(&TOKENS).await;
+        let source = Arc::new(SignsOutOnRefresh {
+            refreshes: std::sync::atomic::AtomicUsize::new(0),
+            cancel: tokio_util::sync::CancellationToken::new(),
+        });
+        let mut builder = RealtimeClient::builder(server.url()).backoff(glacial());
+        if in_band {
+            builder = builder.refresh_in_band(|token| format!("auth {}", token.secret()));
+        }
+        let (client, _incoming) = builder.build(source.clone()).expect("client");
+        let mut state = client.state();
+        wait_for(&mut state, is_connected).await;
+        // Re-authentication at ~1 s (half the 2 s life): the refresh says signed out.
+        let end = wait_for(&mut state, |s| matches!(s, State::Closed(_))).await;
+        assert_eq!(
+            end,
+            State::Closed(sessionkit_realtime::CloseReason::SignedOut),
+            "in band: {in_band}"
+        );
+        assert_eq!(
+            source.refreshes.load(Ordering::SeqCst),
+            1,
+            "in band: {in_band}"
+        );
+        timeout(Duration::from_secs(5), client.closed())
+            .await
+            .expect("stops");
+        assert_eq!(client.running_tasks(), 0);
+    }
+}

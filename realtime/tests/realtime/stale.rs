@@ -82,7 +82,7 @@ async fn a_handshake_that_timed_out_is_not_used_once_a_newer_connection_is_up() 
     let mut server = Scripted::start().await;
     let (client, _incoming) = RealtimeClient::builder(server.url())
         .backoff(Backoff::new(10 * MS, 2.0, 50 * MS))
-        .connect_timeout(300 * MS)
+        .connect_timeout(2_000 * MS)
         .build(Rotating::new())
         .expect("client");
     let (seen, recorder) = record(&client);
