@@ -149,25 +149,22 @@ mod tests {
     #[test]
     fn jitter_spreads_a_thousand_reconnects() {
         // 1,000 clients dropped at once, on their first retry (what a server
-        // restart causes: ceiling 250 ms) up to their 6th (ceiling 8 s): no
-        // 100 ms window holds more than 3x the uniform average for a full
-        // 100 ms window (1,000 x 100 ms / ceiling). Longer ceilings leave a
-        // handful of clients per window (3.3 at 30 s), where 3x is chance,
-        // not jitter.
+        // restart causes: ceiling 250 ms) up to their 6th (ceiling 8 s),
+        // counted in ten windows per ceiling (25 ms for the first retry):
+        // no window holds more than 3x the uniform 100. Without jitter all
+        // 1,000 would share one window.
         let b = Backoff::default();
         for failures in 0..=5 {
-            let ceiling_ms = b.ceiling(failures).as_millis();
-            let windows = usize::try_from(ceiling_ms.div_ceil(100)).expect("small");
-            let mut counts = vec![0u128; windows];
+            let ceiling_us = b.ceiling(failures).as_micros();
+            let mut counts = [0u32; 10];
             for _ in 0..1000 {
                 let d = b.delay(failures, jitter_unit());
-                let w = usize::try_from(d.as_millis() / 100).expect("small");
-                counts[w.min(windows - 1)] += 1;
+                let w = usize::try_from(d.as_micros() * 10 / ceiling_us).expect("small");
+                counts[w.min(9)] += 1;
             }
             let busiest = counts.iter().copied().max().unwrap_or_default();
-            // busiest <= 3 x (1000 x 100 / ceiling_ms)
             assert!(
-                busiest * ceiling_ms <= 3 * 1000 * 100,
+                busiest <= 300,
                 "failures {failures}: {busiest} in one window: {counts:?}"
             );
         }
