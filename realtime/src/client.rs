@@ -665,6 +665,25 @@ pub(crate) fn reauth_retry(expires_at: Option<SystemTime>, floor: Duration) -> O
     (wait >= floor && !wait.is_zero()).then(|| Instant::now() + wait)
 }
 
+/// At most this many re-authentication retries per token: past them the
+/// token runs out, the server closes with 4001 and the client reconnects
+/// with a refresh (a bound even where the clock does not advance).
+const MAX_REAUTH_RETRIES: u32 = 8;
+
+/// The next re-authentication retry, or `None` once the token has had
+/// [`MAX_REAUTH_RETRIES`].
+fn retry_reauth(
+    retries: &mut u32,
+    expires_at: Option<SystemTime>,
+    floor: Duration,
+) -> Option<Instant> {
+    if *retries >= MAX_REAUTH_RETRIES {
+        return None;
+    }
+    *retries += 1;
+    reauth_retry(expires_at, floor)
+}
+
 /// How one attempt ended.
 enum Attempt {
     Token(TokenError),
@@ -1033,6 +1052,8 @@ impl Driver {
         }
         let margin = self.cfg.refresh_margin;
         let mut reauth = reauth_at(token.expires_at, margin);
+        // Failed re-authentications of the current token, bounded.
+        let mut reauth_retries = 0u32;
         let mut current = token.token;
         let mut current_expiry = token.expires_at;
         // A failed re-authentication is tried again while the token lives
@@ -1126,12 +1147,13 @@ impl Driver {
                                     }
                                     tracing::debug!(generation = *generation, "realtime in-band refresh");
                                     reauth = reauth_at(fresh.expires_at, margin);
+                                    reauth_retries = 0;
                                     current = fresh.token;
                                     current_expiry = fresh.expires_at;
                                 }
                                 Ok(_) => {
                                     tracing::debug!("in-band refresh: the source gave the same token");
-                                    reauth = reauth_retry(current_expiry, floor);
+                                    reauth = retry_reauth(&mut reauth_retries, current_expiry, floor);
                                 }
                                 Err(e) if e.is_terminal() => {
                                     let frame = CloseFrame { code: CloseCode::Normal, reason: "signed out".into() };
@@ -1140,7 +1162,7 @@ impl Driver {
                                 }
                                 Err(e) => {
                                     tracing::debug!(error = %e, "in-band refresh failed");
-                                    reauth = reauth_retry(current_expiry, floor);
+                                    reauth = retry_reauth(&mut reauth_retries, current_expiry, floor);
                                 }
                             }
                         }
@@ -1157,7 +1179,7 @@ impl Driver {
                         Err(UpgradeFailed::Other(why)) => {
                             tracing::debug!(%why, "make-before-break refresh failed; keeping the connection");
                             overlap = None;
-                            reauth = reauth_retry(current_expiry, floor);
+                            reauth = retry_reauth(&mut reauth_retries, current_expiry, floor);
                         }
                         Ok((socket, fresh)) => {
                             let (mut new_sink, new_stream) = socket.split();
@@ -1166,7 +1188,7 @@ impl Driver {
                                 Err(_) => {
                                     tracing::debug!("make-before-break: the new connection failed; keeping the old one");
                                     overlap = None;
-                                    reauth = reauth_retry(current_expiry, floor);
+                                    reauth = retry_reauth(&mut reauth_retries, current_expiry, floor);
                                 }
                                 Ok(()) => {
                                     let frame = CloseFrame { code: CloseCode::Normal, reason: "re-authenticated".into() };
@@ -1178,6 +1200,7 @@ impl Driver {
                                     tracing::debug!(generation = *generation, "realtime switched connections");
                                     self.state.send_replace(State::Connected { generation: *generation });
                                     reauth = reauth_at(fresh.expires_at, margin);
+                                    reauth_retries = 0;
                                     current = fresh.token;
                                     current_expiry = fresh.expires_at;
                                     next_ping = Instant::now() + self.cfg.ping_interval;
@@ -1382,6 +1405,17 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn re_authentication_retries_are_bounded_per_token() {
+        let far = Some(SystemTime::now() + Duration::from_secs(3600));
+        let mut retries = 0;
+        let scheduled = (0..20)
+            .filter(|_| retry_reauth(&mut retries, far, Duration::ZERO).is_some())
+            .count();
+        assert_eq!(scheduled, 8);
+        assert_eq!(retry_reauth(&mut retries, far, Duration::ZERO), None);
     }
 
     #[test]
