@@ -1239,6 +1239,33 @@ impl Driver {
     }
 }
 
+/// The TLS configuration for `wss://` without [`Builder::tls_config`]: the
+/// platform's root certificates and the aws-lc-rs provider, built once per
+/// process (not per attempt: a reconnect storm over `wss://` would parse
+/// the roots a thousand times). Naming the provider keeps it working in an
+/// app whose dependency graph also enables ring.
+fn platform_tls() -> std::result::Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: std::sync::OnceLock<std::result::Result<Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err("no usable root certificates on this machine".to_owned());
+            }
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(Arc::new(config))
+        })
+        .clone()
+}
+
 /// Opens one connection: TCP without Nagle's delay, TLS for `wss://`
 /// (with the app's config, else the platform's roots), the handshake.
 async fn open(
@@ -1246,6 +1273,13 @@ async fn open(
     tls: Option<Arc<rustls::ClientConfig>>,
     read_buffer: usize,
 ) -> std::result::Result<(Socket, tungstenite::handshake::client::Response), tungstenite::Error> {
+    let tls = match tls {
+        Some(tls) => Some(tls),
+        None if request.uri().scheme_str() == Some("wss") => {
+            Some(platform_tls().map_err(|e| tungstenite::Error::Io(std::io::Error::other(e)))?)
+        }
+        None => None,
+    };
     let connector = tls.map(tokio_tungstenite::Connector::Rustls);
     let config = tungstenite::protocol::WebSocketConfig::default().read_buffer_size(read_buffer);
     tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector).await

@@ -116,3 +116,51 @@ async fn wss_with_an_untrusted_certificate_fails_the_attempt() {
     assert!(why.to_lowercase().contains("certificate"), "{why}");
     client.shutdown().await;
 }
+
+/// Without `tls_config` the platform's roots are used (built once, with the
+/// aws-lc-rs provider named): a self-signed server is refused cleanly, on
+/// every attempt, and the client keeps running.
+#[tokio::test]
+async fn wss_without_a_tls_config_uses_the_platform_roots_and_refuses_a_self_signed_server() {
+    let (_cert, acceptor) = self_signed();
+    let mut server = Scripted::start().await;
+    let url = format!("wss://127.0.0.1:{}/ws", server.addr.port());
+    let (client, _incoming) = RealtimeClient::builder(url)
+        .backoff(Backoff::new(
+            Duration::from_millis(10),
+            2.0,
+            Duration::from_millis(20),
+        ))
+        .build(Rotating::new())
+        .expect("client");
+    // Every TCP connection gets the TLS handshake of the self-signed server
+    // (a machine without root certificates fails before connecting).
+    let handshakes = tokio::spawn(async move {
+        loop {
+            let tcp = server.next_tcp().await;
+            assert!(acceptor.accept(tcp).await.is_err());
+        }
+    });
+    let mut state = client.state();
+    for attempt in 1..=2 {
+        let reconnecting = wait_for(
+            &mut state,
+            |s| matches!(s, State::Reconnecting { attempt: a, .. } if *a >= attempt),
+        )
+        .await;
+        let State::Reconnecting {
+            reason: ReconnectReason::Transport(why),
+            ..
+        } = reconnecting
+        else {
+            panic!("{reconnecting:?}");
+        };
+        let why = why.to_lowercase();
+        assert!(
+            why.contains("certificate"),
+            "refused for its certificate (or for having no roots): {why}"
+        );
+    }
+    client.shutdown().await;
+    handshakes.abort();
+}
