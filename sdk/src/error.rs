@@ -111,11 +111,58 @@ impl From<std::io::Error> for Error {
     }
 }
 
+impl Error {
+    /// Worth trying again later: the network, a timeout, the provider's
+    /// 5xx or 429, a store that is unavailable (locked) right now.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Network(_) | Error::Store(StoreError::Unavailable(_)) => true,
+            Error::Provider {
+                status: Some(s), ..
+            } => *s >= 500 || *s == 429,
+            _ => false,
+        }
+    }
+
+    /// The account is signed out: the app asked, or the provider refused
+    /// the refresh token (`invalid_grant`, `invalid_client`). Sign in again.
+    #[must_use]
+    pub fn is_signed_out(&self) -> bool {
+        match self {
+            Error::SignedOut => true,
+            Error::Provider { error, .. } => error == "invalid_grant" || error == "invalid_client",
+            _ => false,
+        }
+    }
+}
+
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn predicates_sort_errors() {
+        let provider = |error: &str, status| Error::Provider {
+            error: error.to_owned(),
+            description: None,
+            status: Some(status),
+        };
+        assert!(Error::Network("reset".into()).is_transient());
+        assert!(provider("server_error", 503).is_transient());
+        assert!(provider("slow_down", 429).is_transient());
+        assert!(!provider("invalid_grant", 400).is_transient());
+        assert!(provider("invalid_grant", 400).is_signed_out());
+        assert!(provider("invalid_client", 401).is_signed_out());
+        assert!(Error::SignedOut.is_signed_out());
+        assert!(!Error::Network("x".into()).is_signed_out());
+        assert!(Error::Store(StoreError::Unavailable("locked".into())).is_transient());
+        assert!(!Error::Store(StoreError::NotFound).is_transient());
+    }
+
     #[test]
     fn errors_are_send_and_sync() {
         fn assert_send_sync<T: Send + Sync + 'static>() {}

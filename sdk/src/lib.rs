@@ -58,6 +58,7 @@ mod refresh;
 mod secret;
 mod session;
 pub mod store;
+mod timing;
 mod token;
 
 pub use accounts::{AccountInfo, AccountRegistry};
@@ -73,7 +74,9 @@ pub use refresh::{FailureKind, RetryPolicy};
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, IdToken, Nonce, RefreshToken, State,
 };
-pub use session::{CleanupHook, Restored, Session, SessionEvent, SessionManager, SessionState};
+pub use session::{
+    CleanupHook, CurrentToken, Restored, Session, SessionEvent, SessionManager, SessionState,
+};
 pub use store::{
     AccountKey, KeychainBackend, KeychainStore, MemoryStore, SessionEntry, TokenStore,
 };

@@ -1,7 +1,5 @@
-//! When to refresh: the app's [`RefreshPolicy`] and the proactive timer's
-//! arithmetic, kept pure so it can be checked without a clock.
-
-use std::time::{Duration, SystemTime};
+//! The app's choice of [`RefreshPolicy`]; what each policy does is spread
+//! over the places it touches, the margin rule in `timing`.
 
 /// How a session keeps its access token fresh. The default is [`RefreshPolicy::Proactive`].
 /// Set it with [`crate::SessionManager::with_policy`].
@@ -13,8 +11,8 @@ use std::time::{Duration, SystemTime};
 /// let cli = RefreshPolicy::OnDemand;
 /// // A desktop app making frequent API calls: refresh ahead of expiry (the default).
 /// let desktop = RefreshPolicy::Proactive;
-/// // A chat or TV app with a WebSocket: refresh ahead of expiry, and its realtime
-/// // connections re-authenticate on the session's `Refreshed` events.
+/// // A chat or TV app with a WebSocket: refresh ahead of expiry; its realtime
+/// // connections move to each refreshed token without a gap.
 /// let realtime = RefreshPolicy::Background;
 /// // A field app on flaky networks: never give up a session over the network.
 /// let field = RefreshPolicy::OfflineFirst;
@@ -23,28 +21,36 @@ use std::time::{Duration, SystemTime};
 ///
 /// assert_eq!(RefreshPolicy::default(), desktop);
 /// assert!(!cli.has_timer() && realtime.has_timer());
-/// assert!(field.retries_until_online());
-/// assert!(bank.refresh_token_in_memory_only());
+/// assert!(field.retries_until_online() && field.survives_outages());
+/// assert!(realtime.keeps_connections_continuous());
+/// assert!(bank.refresh_token_in_memory_only() && !bank.stores_tokens());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum RefreshPolicy {
-    /// Refresh only when a caller asks for an expired token (or one inside
-    /// the skew), or after a 401.
+    /// Refresh only when a caller asks for a token that has expired (or is
+    /// within the clock skew), or after a 401. No timer.
     OnDemand,
     /// A background timer refreshes at `expires_at − margin`, margin =
     /// min(5 min, 20 % of the token's lifetime), at least the clock skew, at
-    /// most half the lifetime.
+    /// most half the lifetime. Every consumer (realtime connections,
+    /// [`crate::AuthedClient`], the app) takes the refreshed token: one
+    /// refresh per interval, however many consumers.
     #[default]
     Proactive,
-    /// `Proactive`, and realtime connections re-authenticate on the
-    /// session's `Refreshed` events without a gap.
+    /// `Proactive`, and realtime connections stay continuous through
+    /// refreshes (they move to the session's new token in-band or
+    /// make-before-break and never refresh on their own); after the machine
+    /// sleeps past a refresh, the timer refreshes at once on waking.
     Background,
     /// Network failures never end the session: a failed background refresh
-    /// is retried with capped backoff until the network returns.
+    /// is retried with capped backoff until the network returns; only the
+    /// provider's word (`invalid_grant`) signs out.
     OfflineFirst,
-    /// Short tokens refreshed often; the refresh token is kept in memory
-    /// only, never in the store (a restart means a new login).
+    /// The refresh token never touches the store (an earlier stored one is
+    /// deleted at sign-in and never read), nor does the access token: a
+    /// restart means a new login. Tokens are refreshed at half their life,
+    /// and the first refused refresh signs out.
     HighSecurity,
 }
 
@@ -59,110 +65,42 @@ impl RefreshPolicy {
         matches!(self, RefreshPolicy::HighSecurity)
     }
 
+    /// Does the policy write tokens to the store? (`HighSecurity` keeps
+    /// them in memory only.)
+    pub fn stores_tokens(self) -> bool {
+        !matches!(self, RefreshPolicy::HighSecurity)
+    }
+
+    /// Does the policy sign out on the first refresh the provider refuses?
+    pub fn signs_out_on_refusal(self) -> bool {
+        matches!(self, RefreshPolicy::HighSecurity)
+    }
+
     /// Does the policy retry failed background refreshes until the network returns?
     pub fn retries_until_online(self) -> bool {
+        matches!(
+            self,
+            RefreshPolicy::OfflineFirst | RefreshPolicy::Background
+        )
+    }
+
+    /// Do realtime connections move to each refreshed token while
+    /// connected, without a gap? (Under the other policies a connection
+    /// keeps its token until the server closes it, then reconnects with the
+    /// session's current one.)
+    pub fn keeps_connections_continuous(self) -> bool {
+        matches!(self, RefreshPolicy::Background)
+    }
+
+    /// Does the timer check the wall clock while it waits, so that it
+    /// refreshes on waking after the machine slept past a refresh?
+    pub fn wakes_after_sleep(self) -> bool {
+        matches!(self, RefreshPolicy::Background)
+    }
+
+    /// Does the session survive every failure but the provider's word
+    /// (`invalid_grant`), whatever [`crate::SessionManager::sign_out_after_failures`] says?
+    pub fn survives_outages(self) -> bool {
         matches!(self, RefreshPolicy::OfflineFirst)
-    }
-}
-
-/// The shortest wait between two proactive refreshes, whatever the token says.
-pub(crate) const MIN_TIMER_WAIT: Duration = Duration::from_secs(5);
-
-/// How long the proactive timer waits from `now` before refreshing a token
-/// that expires at `expires_at` and arrived at `obtained_at` (unknown for a
-/// token read from the store). Never zero in a row: the wait is at least
-/// half the token's lifetime from when it arrived, and at least
-/// [`MIN_TIMER_WAIT`], so no token — however short — makes the timer loop.
-pub(crate) fn timer_wait(
-    expires_at: SystemTime,
-    obtained_at: Option<SystemTime>,
-    now: SystemTime,
-    skew: Duration,
-) -> Duration {
-    let Some(obtained) = obtained_at else {
-        // A stored token of unknown age: refresh once it is inside the skew.
-        let fire = expires_at.checked_sub(skew).unwrap_or(expires_at);
-        return fire.duration_since(now).unwrap_or_default();
-    };
-    let lifetime = expires_at.duration_since(obtained).unwrap_or_default();
-    let margin = Duration::from_secs(300)
-        .min(lifetime.mul_f64(0.2))
-        .max(skew)
-        .min(lifetime / 2);
-    let fire = expires_at.checked_sub(margin).unwrap_or(expires_at);
-    let earliest = obtained + (lifetime / 2).max(MIN_TIMER_WAIT);
-    fire.max(earliest).duration_since(now).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SKEW: Duration = Duration::from_secs(60);
-
-    fn at(secs: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
-    }
-
-    #[test]
-    fn an_hour_token_refreshes_five_minutes_early() {
-        assert_eq!(
-            timer_wait(at(3600), Some(at(0)), at(0), SKEW),
-            Duration::from_secs(3300)
-        );
-    }
-
-    #[test]
-    fn a_ten_minute_token_refreshes_at_twenty_percent() {
-        // 20 % of 600 s = 120 s > skew.
-        assert_eq!(
-            timer_wait(at(600), Some(at(0)), at(0), SKEW),
-            Duration::from_secs(480)
-        );
-    }
-
-    #[test]
-    fn a_five_minute_token_keeps_the_skew_as_margin() {
-        // 20 % of 300 s = 60 s = skew.
-        assert_eq!(
-            timer_wait(at(300), Some(at(0)), at(0), SKEW),
-            Duration::from_secs(240)
-        );
-    }
-
-    #[test]
-    fn a_token_shorter_than_the_margin_is_used_for_half_its_life() {
-        // 30 s lifetime: the skew (60 s) would fire at once; half the life instead.
-        assert_eq!(
-            timer_wait(at(30), Some(at(0)), at(0), SKEW),
-            Duration::from_secs(15)
-        );
-    }
-
-    #[test]
-    fn a_zero_lifetime_token_cannot_make_the_timer_loop() {
-        assert_eq!(timer_wait(at(0), Some(at(0)), at(0), SKEW), MIN_TIMER_WAIT);
-        assert_eq!(timer_wait(at(2), Some(at(0)), at(0), SKEW), MIN_TIMER_WAIT);
-    }
-
-    #[test]
-    fn a_stored_token_of_unknown_age_refreshes_inside_the_skew() {
-        assert_eq!(
-            timer_wait(at(600), None, at(0), SKEW),
-            Duration::from_secs(540)
-        );
-        assert_eq!(timer_wait(at(30), None, at(0), SKEW), Duration::ZERO);
-    }
-
-    #[test]
-    fn waits_count_from_now() {
-        assert_eq!(
-            timer_wait(at(3600), Some(at(0)), at(1000), SKEW),
-            Duration::from_secs(2300)
-        );
-        assert_eq!(
-            timer_wait(at(3600), Some(at(0)), at(4000), SKEW),
-            Duration::ZERO
-        );
     }
 }

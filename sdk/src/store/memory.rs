@@ -110,6 +110,7 @@ mod tests {
         let entry = SessionEntry {
             access_token: AccessToken::new("at"),
             expires_at: None,
+            obtained_at: None,
             id_token: None,
             scopes: vec!["openid".into()],
             sid: Some("s".into()),
@@ -143,6 +144,9 @@ mod tests {
         let entry = SessionEntry {
             access_token: AccessToken::new("at"),
             expires_at: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000)),
+            obtained_at: Some(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_699_999_000),
+            ),
             id_token: Some(crate::secret::IdToken::new("a.b.c")),
             scopes: vec!["openid".into(), "offline_access".into()],
             sid: None,
@@ -165,6 +169,7 @@ mod tests {
                     &SessionEntry {
                         access_token: AccessToken::new("very-secret"),
                         expires_at: None,
+                        obtained_at: None,
                         id_token: Some(crate::secret::IdToken::new("id-secret")),
                         scopes: vec![],
                         sid: None,

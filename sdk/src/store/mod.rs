@@ -53,6 +53,9 @@ pub struct SessionEntry {
     pub access_token: AccessToken,
     /// When the access token expires (computed from `expires_in` when it arrived).
     pub expires_at: Option<SystemTime>,
+    /// When the access token arrived, so that every process of the app
+    /// computes the same refresh time (`None` in entries of older versions).
+    pub obtained_at: Option<SystemTime>,
     /// The latest ID token.
     pub id_token: Option<IdToken>,
     /// The scopes granted.
@@ -66,6 +69,7 @@ impl std::fmt::Debug for SessionEntry {
         f.debug_struct("SessionEntry")
             .field("access_token", &self.access_token)
             .field("expires_at", &self.expires_at)
+            .field("obtained_at", &self.obtained_at)
             .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
             .field("scopes", &self.scopes)
             .field("sid", &self.sid)
@@ -78,6 +82,9 @@ struct SessionWire {
     v: u32,
     access_token: String,
     expires_at: Option<u64>,
+    /// Unix milliseconds; absent in entries written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    obtained_at_ms: Option<u64>,
     id_token: Option<String>,
     scopes: Vec<String>,
     sid: Option<String>,
@@ -93,6 +100,10 @@ impl SessionEntry {
                 .expires_at
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map(|d| d.as_secs()),
+            obtained_at_ms: self
+                .obtained_at
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .and_then(|d| u64::try_from(d.as_millis()).ok()),
             id_token: self.id_token.as_ref().map(|t| t.secret().to_owned()),
             scopes: self.scopes.clone(),
             sid: self.sid.clone(),
@@ -122,6 +133,9 @@ impl SessionEntry {
         Ok(Self {
             access_token: AccessToken::new(wire.access_token),
             expires_at: wire.expires_at.map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+            obtained_at: wire
+                .obtained_at_ms
+                .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms))),
             id_token: wire.id_token.map(IdToken::new),
             scopes: wire.scopes,
             sid: wire.sid,

@@ -93,6 +93,7 @@ pub(crate) fn session_entry() -> SessionEntry {
     SessionEntry {
         access_token: AccessToken::new(format!("at-{}", random_hex())),
         expires_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000)),
+        obtained_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_899_996_400)),
         id_token: Some(IdToken::new(format!("idt.{}.sig", random_hex()))),
         scopes: vec!["openid".into(), "offline_access".into()],
         sid: Some(format!("sid-{}", &random_hex()[..8])),

@@ -1,0 +1,379 @@
+//! [`SessionManager`]: the accounts of one app with one provider and client —
+//! signing in, listing, switching, restoring, signing out.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::accounts::{AccountInfo, AccountRegistry};
+use crate::error::{Error, Result, StoreError};
+use crate::login::{DevicePrompt, LoopbackOptions, OidcClient};
+use crate::logout::LogoutReport;
+use crate::policy::RefreshPolicy;
+use crate::refresh::RetryPolicy;
+use crate::secret::RefreshToken;
+use crate::store::{AccountKey, TokenStore};
+use crate::token::TokenSet;
+
+use super::state::SessionEvent;
+use super::teardown::{Ending, teardown};
+use super::tokens::{Tokens, blocking, write_tokens};
+use super::{Session, Shared};
+
+/// What [`SessionManager::restore`] found for one account.
+#[derive(Debug)]
+pub struct Restored {
+    /// The account.
+    pub account: AccountInfo,
+    /// `Ok` when its session is back in memory; the store's error otherwise
+    /// (the account stays listed either way).
+    pub result: std::result::Result<(), StoreError>,
+}
+
+/// The accounts of one app with one provider and client.
+#[derive(Debug)]
+pub struct SessionManager {
+    namespace: String,
+    shared: Arc<Shared>,
+    sessions: RwLock<BTreeMap<AccountKey, Arc<Session>>>,
+}
+
+impl SessionManager {
+    /// A manager for the app `namespace` (the name its keychain entries and
+    /// accounts file carry), keeping tokens in `store` and the account list in
+    /// `registry`. Refresh locks live beside the registry file.
+    pub fn new(
+        client: OidcClient,
+        namespace: &str,
+        store: Arc<dyn TokenStore>,
+        registry: AccountRegistry,
+    ) -> Self {
+        let lock_dir = registry
+            .path()
+            .parent()
+            .map(|p| p.join("locks"))
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("{namespace}-locks")));
+        Self {
+            namespace: namespace.to_owned(),
+            shared: Arc::new(Shared {
+                client,
+                store,
+                registry,
+                lock_dir,
+                retry: RetryPolicy::default(),
+                policy: RefreshPolicy::default(),
+                hooks: Mutex::new(Vec::new()),
+                sign_out_after: None,
+                max_session_age: None,
+            }),
+            sessions: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// How failed refreshes are retried (before any session is made).
+    #[must_use]
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.retry = retry;
+        }
+        self
+    }
+
+    /// How sessions keep their tokens fresh (before any session is made).
+    /// The default is [`RefreshPolicy::Proactive`].
+    ///
+    /// ```no_run
+    /// # fn demo(manager: sessionkit::SessionManager) {
+    /// use sessionkit::RefreshPolicy;
+    /// // A banking app: short tokens, the refresh token never written to disk.
+    /// let manager = manager.with_policy(RefreshPolicy::HighSecurity);
+    /// # let _ = manager; }
+    /// ```
+    #[must_use]
+    pub fn with_policy(mut self, policy: RefreshPolicy) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.policy = policy;
+        }
+        self
+    }
+
+    /// Signs an account out (locally, with cleanup) after `failures`
+    /// refreshes in a row have failed, each after its retries. By default a
+    /// failing refresh is reported and the session kept.
+    #[must_use]
+    pub fn sign_out_after_failures(mut self, failures: u32) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.sign_out_after = Some(failures.max(1));
+        }
+        self
+    }
+
+    /// Ends every session this long after its sign-in: the user must sign
+    /// in again (checked by the refresh timer and at every refresh). For
+    /// apps that must not keep anyone signed in indefinitely, typically with
+    /// [`RefreshPolicy::HighSecurity`].
+    #[must_use]
+    pub fn max_session_age(mut self, age: Duration) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.max_session_age = Some(age);
+        }
+        self
+    }
+
+    /// The refresh policy.
+    pub fn policy(&self) -> RefreshPolicy {
+        self.shared.policy
+    }
+
+    /// Registers a cleanup the app needs when an account signs out (locally
+    /// or by the server): user files, caches, databases.
+    pub fn on_logout(
+        &self,
+        hook: impl Fn(&AccountInfo) -> std::result::Result<(), String> + Send + Sync + 'static,
+    ) {
+        self.shared
+            .hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(hook));
+    }
+
+    /// The OpenID Connect client.
+    pub fn client(&self) -> &OidcClient {
+        &self.shared.client
+    }
+
+    /// The token store.
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.shared.store
+    }
+
+    fn mine(&self, key: &AccountKey) -> bool {
+        key.namespace == self.namespace
+            && key.issuer == self.shared.client.provider().issuer()
+            && key.client_id == self.shared.client.client_id()
+    }
+
+    fn install(&self, info: AccountInfo, tokens: Tokens, signed_in_at: SystemTime) -> Arc<Session> {
+        let session = Session::new(info.clone(), tokens, signed_in_at, self.shared.clone());
+        let old = self
+            .sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(info.key, session.clone());
+        if let Some(old) = old {
+            old.ended.store(true, std::sync::atomic::Ordering::Release);
+            old.cancel.cancel();
+        }
+        if self.shared.policy.has_timer() {
+            let timer = session.clone();
+            session.tasks.spawn(timer.run_timer());
+        }
+        session.emit(SessionEvent::SignedIn);
+        session
+    }
+
+    /// Keeps the tokens of a finished login: the refresh token first, then the
+    /// session entry, then the account in the registry as the active one.
+    pub async fn sign_in(&self, tokens: TokenSet) -> Result<AccountInfo> {
+        let claims = tokens.claims.as_ref().ok_or_else(|| {
+            Error::Config("a sign-in needs an ID token (ask for the openid scope)".to_owned())
+        })?;
+        let key = AccountKey {
+            namespace: self.namespace.clone(),
+            issuer: self.shared.client.provider().issuer().to_owned(),
+            client_id: self.shared.client.client_id().to_owned(),
+            sub: claims.sub.clone(),
+        };
+        let info = AccountInfo {
+            key: key.clone(),
+            display_name: claims.display_name.clone(),
+            username: claims.username.clone(),
+        };
+        let now = SystemTime::now();
+        let mem = Tokens::arrived(&tokens, None, now);
+        let policy = self.shared.policy;
+        if !policy.stores_tokens() {
+            // Nothing of this account may stay in the store, an earlier
+            // sign-in's refresh token least of all.
+            let (store, k) = (self.shared.store.clone(), key.clone());
+            blocking(move || store.delete(&k)).await??;
+        }
+        write_tokens(&self.shared.store, &key, &mem, policy, true).await?;
+        let (registry, i) = (self.shared.registry.clone(), info.clone());
+        blocking(move || registry.upsert(i, true)).await??;
+        tracing::info!(account = %info.key.sub, store = self.shared.store.name(), "signed in");
+        self.install(info.clone(), mem, now);
+        Ok(info)
+    }
+
+    /// Signs in through the browser (see [`OidcClient::login_loopback`]) and keeps the account.
+    pub async fn login_loopback(&self, options: LoopbackOptions) -> Result<AccountInfo> {
+        let tokens = self.shared.client.login_loopback(options).await?;
+        self.sign_in(tokens).await
+    }
+
+    /// Signs in with the device flow (see [`OidcClient::login_device`]) and keeps the account.
+    pub async fn login_device(
+        &self,
+        on_prompt: impl FnOnce(&DevicePrompt),
+        cancel: &CancellationToken,
+    ) -> Result<AccountInfo> {
+        let tokens = self.shared.client.login_device(on_prompt, cancel).await?;
+        self.sign_in(tokens).await
+    }
+
+    /// The accounts of this app, provider and client, in sign-in order.
+    pub fn accounts(&self) -> Result<Vec<AccountInfo>> {
+        Ok(self
+            .shared
+            .registry
+            .list()?
+            .into_iter()
+            .filter(|a| self.mine(&a.key))
+            .collect())
+    }
+
+    /// The active account, if one is set. Never "the first account" by default.
+    pub fn active(&self) -> Result<Option<AccountInfo>> {
+        Ok(self.shared.registry.active()?.filter(|a| self.mine(&a.key)))
+    }
+
+    /// Finds a listed account by `sub`, username or display name.
+    pub fn find(&self, name: &str) -> Result<Option<AccountInfo>> {
+        let accounts = self.accounts()?;
+        Ok(accounts
+            .iter()
+            .find(|a| a.key.sub == name)
+            .or_else(|| {
+                accounts
+                    .iter()
+                    .find(|a| a.username.as_deref() == Some(name))
+            })
+            .or_else(|| accounts.iter().find(|a| a.display_name == name))
+            .cloned())
+    }
+
+    /// Makes another signed-in account the active one; nothing else changes.
+    pub fn switch(&self, key: &AccountKey) -> Result<()> {
+        self.shared.registry.switch(key)
+    }
+
+    /// The in-memory session of an account (after [`SessionManager::sign_in`] or [`SessionManager::restore`]).
+    pub fn session(&self, key: &AccountKey) -> Option<Arc<Session>> {
+        self.sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .filter(|s| !s.cancel.is_cancelled())
+            .cloned()
+    }
+
+    /// The active account's session, if it is in memory.
+    pub fn active_session(&self) -> Result<Option<Arc<Session>>> {
+        Ok(self.active()?.and_then(|a| self.session(&a.key)))
+    }
+
+    /// Loads every listed account's session from the store. Accounts whose
+    /// entries cannot be read stay listed, with the store's error reported.
+    pub async fn restore(&self) -> Result<Vec<Restored>> {
+        let mut out = Vec::new();
+        for account in self.accounts()? {
+            if !self.shared.policy.stores_tokens() {
+                // Tokens of this policy live in memory only: sign in again.
+                out.push(Restored {
+                    account,
+                    result: Err(StoreError::NotFound),
+                });
+                continue;
+            }
+            let (store, key) = (self.shared.store.clone(), account.key.clone());
+            let loaded =
+                blocking(move || (store.load_session(&key), store.load_refresh(&key))).await?;
+            let result = match loaded {
+                (Ok(entry), refresh) => {
+                    let refresh = match refresh {
+                        Ok(r) => Some(r),
+                        Err(StoreError::NotFound) => None,
+                        Err(e) => {
+                            tracing::warn!(account = %account.key.sub, error = %e, "refresh token unreadable; it is read again at refresh time");
+                            None
+                        }
+                    };
+                    // The sign-in time is unknown after a restart: the
+                    // maximum age counts from the restore.
+                    self.install(
+                        account.clone(),
+                        Tokens::stored(entry, refresh),
+                        SystemTime::now(),
+                    );
+                    Ok(())
+                }
+                (Err(e), _) => {
+                    tracing::warn!(account = %account.key.sub, error = %e, "could not restore an account");
+                    Err(e)
+                }
+            };
+            out.push(Restored { account, result });
+        }
+        Ok(out)
+    }
+
+    /// Signs an account out, thoroughly: cancels its background work (timer,
+    /// in-flight refresh, realtime connections holding a child of its
+    /// cancellation token) and waits for it, deletes its store entries and
+    /// forgets it, runs [`Session::on_end`] hooks (HTTP clients drop cookies
+    /// and caches) and the app's [`SessionManager::on_logout`] hooks, revokes
+    /// the refresh token (best effort, 5 s), and returns the RP-initiated
+    /// logout URL. Every step runs even if an earlier one failed.
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: sessionkit::SessionManager) -> sessionkit::Result<()> {
+    /// if let Some(account) = manager.active()? {
+    ///     let report = manager.logout(&account.key).await;
+    ///     if !report.is_complete() {
+    ///         eprintln!("logout: some steps failed: {:?}", report.failures);
+    ///     }
+    ///     if let Some(url) = report.end_session_url {
+    ///         println!("to end the session in the browser too, open {url}");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn logout(&self, key: &AccountKey) -> LogoutReport {
+        let session = self
+            .sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        teardown(&self.shared, key, session.as_ref(), Ending::User).await
+    }
+
+    /// Signs every account of this app, provider and client out.
+    pub async fn logout_all(&self) -> Result<Vec<LogoutReport>> {
+        let mut keys: Vec<AccountKey> = self.accounts()?.into_iter().map(|a| a.key).collect();
+        for key in self
+            .sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+        {
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+        let mut reports = Vec::new();
+        for key in keys {
+            reports.push(self.logout(&key).await);
+        }
+        Ok(reports)
+    }
+
+    /// The refresh token of an account, from the store.
+    pub async fn stored_refresh_token(&self, key: &AccountKey) -> Result<RefreshToken> {
+        let (store, key) = (self.shared.store.clone(), key.clone());
+        Ok(blocking(move || store.load_refresh(&key)).await??)
+    }
+}
