@@ -214,7 +214,14 @@ fn bench(c: &mut Criterion) {
     rt.block_on(with_idp.shutdown());
 
     group.bench_function("mock IdP refresh alone", |b| {
-        b.iter(|| rt.block_on(TokenSource::timed_refresh(&session)).unwrap());
+        b.iter(|| {
+            rt.block_on(async {
+                let current = TokenSource::token(&session).await.unwrap();
+                TokenSource::rejected(&session, &current.token)
+                    .await
+                    .unwrap()
+            })
+        });
     });
     group.finish();
     drop(guard);

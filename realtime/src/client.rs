@@ -86,8 +86,9 @@ impl std::fmt::Debug for Hook {
 type InBandFn = dyn Fn(&BearerToken) -> String + Send + Sync;
 type IdentityFn = dyn Fn(&Incoming) -> Option<String> + Send + Sync;
 
-/// How the client re-authenticates while connected, before the token
-/// expires (see [`Builder::refresh_margin`]).
+/// How a connected client moves to the token source's newer token (at the
+/// token's [`TimedToken::refresh_at`], or when [`TokenSource::changed`]
+/// fires) without a gap.
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub enum RefreshMode {
@@ -176,7 +177,6 @@ impl std::fmt::Debug for Identity {
 pub struct Builder {
     url: String,
     backoff: Backoff,
-    token_margin: Duration,
     connect_timeout: Duration,
     ping_interval: Duration,
     pong_timeout: Duration,
@@ -187,7 +187,6 @@ pub struct Builder {
     when_full: WhenFull,
     on_connect: Option<Hook>,
     first_connect_deadline: Option<Duration>,
-    refresh_margin: Duration,
     refresh_mode: RefreshMode,
     identity: Option<Identity>,
     token_transport: TokenTransport,
@@ -264,22 +263,6 @@ impl Builder {
         self
     }
 
-    /// How long a token must still be valid when a connection starts (default 60 s).
-    pub fn token_margin(mut self, margin: Duration) -> Self {
-        self.token_margin = margin;
-        self
-    }
-
-    /// While connected, re-authenticate this long before the token expires
-    /// (default 60 s), but never earlier than half the token's remaining
-    /// lifetime, and at most once per token. Needs a [`TokenSource`] that
-    /// knows expiries ([`TokenSource::timed_token`]); the fresh token comes
-    /// from [`TokenSource::timed_refresh`]. How: [`Builder::refresh_mode`].
-    pub fn refresh_margin(mut self, margin: Duration) -> Self {
-        self.refresh_margin = margin;
-        self
-    }
-
     /// How to re-authenticate while connected (default
     /// [`RefreshMode::MakeBeforeBreak`]).
     pub fn refresh_mode(mut self, mode: RefreshMode) -> Self {
@@ -294,13 +277,18 @@ impl Builder {
     /// ```no_run
     /// use std::sync::Arc;
     /// use std::time::{Duration, SystemTime};
-    /// use sessionkit_realtime::{RealtimeClient, StaticToken};
+    /// use sessionkit_realtime::{BearerToken, RealtimeClient, StaticToken, TimedToken};
     ///
     /// # async fn demo() -> Result<(), sessionkit_realtime::Error> {
     /// let source = Arc::new(StaticToken::new("t0"));
-    /// source.set_expiry(Some(SystemTime::now() + Duration::from_secs(300)));
+    /// let now = SystemTime::now();
+    /// source.replace(
+    ///     TimedToken::new(BearerToken::new("t0"))
+    ///         .expires_at(now + Duration::from_secs(300))
+    ///         .refresh_at(now + Duration::from_secs(240)),
+    /// );
+    /// // Later, `source.set("t1")`: the connection sends it in-band.
     /// let (client, _incoming) = RealtimeClient::builder("wss://chat.example.com/ws")
-    ///     .refresh_margin(Duration::from_secs(30))
     ///     .refresh_in_band(|token| format!(r#"{{"type":"auth","token":"{}"}}"#, token.secret()))
     ///     .build(source)?;
     /// # drop(client); Ok(()) }
@@ -339,7 +327,6 @@ impl Builder {
     /// # async fn demo() -> Result<(), sessionkit_realtime::Error> {
     /// let source = Arc::new(StaticToken::new("t0"));
     /// let (client, _incoming) = RealtimeClient::builder("wss://chat.example.com/ws")
-    ///     .refresh_margin(Duration::from_secs(60)) // make-before-break by default
     ///     // Messages look like `<id>|<payload>`.
     ///     .message_identity(|message| match message {
     ///         Incoming::Text(text) => text.split_once('|').map(|(id, _)| id.to_owned()),
@@ -497,7 +484,6 @@ impl RealtimeClient {
         Builder {
             url: url.into(),
             backoff: Backoff::default(),
-            token_margin: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(15),
             pong_timeout: Duration::from_secs(10),
@@ -508,7 +494,6 @@ impl RealtimeClient {
             when_full: WhenFull::Wait,
             on_connect: None,
             first_connect_deadline: None,
-            refresh_margin: Duration::from_secs(60),
             refresh_mode: RefreshMode::MakeBeforeBreak,
             identity: None,
             token_transport: TokenTransport::Header,
@@ -627,32 +612,14 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Sink = SplitSink<Socket, Message>;
 type Stream = SplitStream<Socket>;
 /// A make-before-break connection being opened.
-type Upgrade = BoxFuture<'static, std::result::Result<(Socket, TimedToken), UpgradeFailed>>;
+type Upgrade = BoxFuture<'static, std::result::Result<(Socket, TimedToken), String>>;
+/// The source's current token being fetched while connected.
+type Fetch = BoxFuture<'static, std::result::Result<TimedToken, TokenError>>;
 
-/// Why a make-before-break upgrade did not produce a connection.
-enum UpgradeFailed {
-    /// The source says the account is signed out: the client ends.
-    SignedOut,
-    /// Anything else: keep the old connection and try again later.
-    Other(String),
-}
-
-impl From<String> for UpgradeFailed {
-    fn from(why: String) -> Self {
-        Self::Other(why)
-    }
-}
-
-/// When to re-authenticate a token expiring at `expires_at`: `margin`
-/// before it, but no earlier than half its remaining lifetime; `None` when
-/// the expiry is unknown or already past.
-pub(crate) fn reauth_at(expires_at: Option<SystemTime>, margin: Duration) -> Option<Instant> {
-    let remaining = expires_at?.duration_since(SystemTime::now()).ok()?;
-    if remaining.is_zero() {
-        return None;
-    }
-    let lead = margin.min(remaining / 2);
-    Some(Instant::now() + (remaining - lead))
+/// `at` on tokio's clock (`None` stays `None`; a past time is now).
+fn at_instant(at: Option<SystemTime>) -> Option<Instant> {
+    let wait = at?.duration_since(SystemTime::now()).unwrap_or_default();
+    Some(Instant::now() + wait)
 }
 
 /// When to try again after a failed re-authentication while connected, the
@@ -756,10 +723,12 @@ impl Driver {
         let mut failures = 0u32;
         let mut auth_retry_used = false;
         let mut token: Option<TimedToken> = None;
+        // The token of the last attempt: what the server refused, if it did.
+        let mut last = BearerToken::new(String::new());
         loop {
             generation += 1;
             self.state.send_replace(State::Connecting { generation });
-            let attempt = match self.attempt(&mut generation, token.take()).await {
+            let attempt = match self.attempt(&mut generation, token.take(), &mut last).await {
                 Ok(attempt) => attempt,
                 Err(reason) => return reason,
             };
@@ -774,7 +743,7 @@ impl Driver {
                     advised: None,
                 },
                 Attempt::Unauthorized => {
-                    match self.after_refusal(false, &mut auth_retry_used).await {
+                    match self.after_refusal(false, &mut auth_retry_used, &last).await {
                         Ok(next) => next,
                         Err(reason) => return reason,
                     }
@@ -787,13 +756,13 @@ impl Driver {
                     match end {
                         SessionEnd::Stopped(reason) => return reason,
                         SessionEnd::ServerClosed { code: 4001, .. } => {
-                            match self.after_refusal(false, &mut auth_retry_used).await {
+                            match self.after_refusal(false, &mut auth_retry_used, &last).await {
                                 Ok(next) => next,
                                 Err(reason) => return reason,
                             }
                         }
                         SessionEnd::ServerClosed { code: 4003, .. } => {
-                            match self.after_refusal(true, &mut auth_retry_used).await {
+                            match self.after_refusal(true, &mut auth_retry_used, &last).await {
                                 Ok(next) => next,
                                 Err(reason) => return reason,
                             }
@@ -851,6 +820,7 @@ impl Driver {
         &self,
         revoked: bool,
         auth_retry_used: &mut bool,
+        refused: &BearerToken,
     ) -> Result<Next, CloseReason> {
         if *auth_retry_used && !revoked {
             return Ok(Next::Backoff {
@@ -860,7 +830,7 @@ impl Driver {
         }
         let first = !*auth_retry_used;
         *auth_retry_used = true;
-        Ok(match self.or_stop(self.source.timed_refresh()).await? {
+        Ok(match self.or_stop(self.source.rejected(refused)).await? {
             Ok(fresh) if first => Next::Now(Some(fresh)),
             Ok(_) => Next::Backoff {
                 reason: ReconnectReason::Unauthorized,
@@ -878,17 +848,16 @@ impl Driver {
         &mut self,
         generation: &mut u64,
         token: Option<TimedToken>,
+        last: &mut BearerToken,
     ) -> Result<Attempt, CloseReason> {
         let token = match token {
             Some(token) => token,
-            None => match self
-                .or_stop(self.source.timed_token(self.cfg.token_margin))
-                .await?
-            {
+            None => match self.or_stop(self.source.token()).await? {
                 Ok(token) => token,
                 Err(e) => return Ok(Attempt::Token(e)),
             },
         };
+        *last = token.token.clone();
         tracing::trace!(
             generation = *generation,
             url = %redact(&self.cfg.url),
@@ -934,7 +903,7 @@ impl Driver {
             generation: *generation,
         });
         let started = Instant::now();
-        let end = self.session(generation, socket, token).await;
+        let end = self.session(generation, socket, token, last).await;
         Ok(Attempt::Ended {
             up_for: started.elapsed(),
             end,
@@ -1006,26 +975,36 @@ impl Driver {
         Ok(())
     }
 
-    /// Opens the make-before-break connection with a fresh token.
-    fn upgrade(&self, old: BearerToken) -> Upgrade {
+    /// Asks the source for its current token (bounded by the connect
+    /// limit: a refresh that hangs must not leave the connection without a
+    /// retry).
+    fn fetch(&self) -> Fetch {
         let source = self.source.clone();
+        let limit = self.cfg.connect_timeout;
+        Box::pin(async move {
+            match timeout(limit, source.token()).await {
+                Ok(result) => result,
+                Err(_) => Err(TokenError::Unavailable(
+                    "the token source timed out".to_owned(),
+                )),
+            }
+        })
+    }
+
+    /// Waits for the source's next token change.
+    fn changed(&self) -> BoxFuture<'static, ()> {
+        let source = self.source.clone();
+        Box::pin(async move { source.changed().await })
+    }
+
+    /// Opens the make-before-break connection with the source's newer token.
+    fn upgrade(&self, fresh: TimedToken) -> Upgrade {
         let url = self.cfg.url.clone();
         let transport = self.cfg.token_transport.clone();
         let limit = self.cfg.connect_timeout;
         let tls = self.cfg.tls.clone();
         let read_buffer = self.cfg.read_buffer;
         Box::pin(async move {
-            // A refresh that hangs must not leave the connection without a
-            // retry: it counts as failed after the connect limit too.
-            let fresh = match timeout(limit, source.timed_refresh()).await {
-                Ok(Ok(fresh)) => fresh,
-                Ok(Err(e)) if e.is_terminal() => return Err(UpgradeFailed::SignedOut),
-                Ok(Err(e)) => return Err(e.to_string().into()),
-                Err(_) => return Err("the refresh timed out".to_owned().into()),
-            };
-            if fresh.token == old {
-                return Err("the source gave the same token again".to_owned().into());
-            }
             let request = request(&url, &transport, &fresh.token).map_err(|e| e.to_string())?;
             let (socket, response) = timeout(limit, open(request, tls, read_buffer))
                 .await
@@ -1036,29 +1015,37 @@ impl Driver {
         })
     }
 
-    /// Pumps one open connection until it ends; re-authenticates it before
-    /// its token expires (a make-before-break switch moves `generation` on).
+    /// Pumps one open connection until it ends. When the source has a newer
+    /// token (its `changed` fires, or the current token's `refresh_at`
+    /// comes) the connection moves to it, in-band or make-before-break (a
+    /// switch moves `generation` on); `last` follows the token in use.
     #[allow(clippy::too_many_lines)]
     async fn session(
         &mut self,
         generation: &mut u64,
         socket: Socket,
         token: TimedToken,
+        last: &mut BearerToken,
     ) -> SessionEnd {
         let (mut sink, mut stream) = socket.split();
         let write_timeout = self.cfg.write_timeout;
         if let Err(end) = self.prepare(*generation, &mut sink, true).await {
             return end;
         }
-        let margin = self.cfg.refresh_margin;
-        let mut reauth = reauth_at(token.expires_at, margin);
+        let follows = token.refresh_at.is_some();
+        let mut reauth = at_instant(token.refresh_at);
         // Failed re-authentications of the current token, bounded.
         let mut reauth_retries = 0u32;
-        let mut current = token.token;
         let mut current_expiry = token.expires_at;
+        *last = token.token;
         // A failed re-authentication is tried again while the token lives
         // (at half its remaining lifetime, no sooner than the backoff's base).
         let floor = self.cfg.backoff.base.max(Duration::from_millis(10));
+        let mut changed: Option<BoxFuture<'static, ()>> = follows.then(|| self.changed());
+        let mut fetch: Option<Fetch> = None;
+        // Whether the running fetch was asked for by `refresh_at` (a same
+        // token then counts as a failed re-authentication).
+        let mut fetch_due = false;
         let mut upgrade: Option<Upgrade> = None;
         // The old connection after a switch, read until it has closed.
         let mut draining: Option<(Stream, Instant)> = None;
@@ -1068,6 +1055,7 @@ impl Driver {
         let mut dead_at: Option<Instant> = None;
         loop {
             let drain_until = draining.as_ref().map(|(_, until)| *until);
+            let busy = fetch.is_some() || upgrade.is_some();
             tokio::select! {
                 biased;
                 () = self.stop.cancelled() => {
@@ -1124,60 +1112,65 @@ impl Driver {
                     draining = None;
                     overlap = None;
                 }
-                () = sleep_until(reauth.unwrap_or_else(Instant::now)), if reauth.is_some() => {
-                    // Once per token; again only after a failure (`reauth_retry`).
+                () = async { changed.as_mut().expect("changed").await }, if changed.is_some() => {
+                    // The source refreshed on its own: take its token, unless
+                    // a move is already under way (it takes the newest).
+                    changed = Some(self.changed());
+                    if !busy {
+                        fetch = Some(self.fetch());
+                        fetch_due = false;
+                    }
+                }
+                () = sleep_until(reauth.unwrap_or_else(Instant::now)), if reauth.is_some() && !busy => {
+                    // Due: asking the source joins its refresh (or starts the
+                    // one refresh its policy allows); never one of our own.
                     reauth = None;
-                    match self.cfg.refresh_mode.clone() {
-                        RefreshMode::MakeBeforeBreak => {
-                            tracing::debug!(generation = *generation, "realtime make-before-break refresh");
-                            upgrade = Some(self.upgrade(current.clone()));
-                            overlap = self.cfg.identity.is_some().then(HashSet::new);
-                        }
-                        RefreshMode::InBand(hook) => {
-                            let Ok(fetched) = self.or_stop(self.source.timed_refresh()).await else {
-                                // The stop arms close the socket on the next turn.
-                                continue;
-                            };
-                            match fetched {
-                                Ok(fresh) if fresh.token != current => {
-                                    let text = hook(&fresh.token);
-                                    let sent = timeout(write_timeout, sink.send(Message::text(text))).await;
-                                    if !matches!(sent, Ok(Ok(()))) {
-                                        return SessionEnd::Lost("write failed".to_owned());
-                                    }
-                                    tracing::debug!(generation = *generation, "realtime in-band refresh");
-                                    reauth = reauth_at(fresh.expires_at, margin);
-                                    reauth_retries = 0;
-                                    current = fresh.token;
-                                    current_expiry = fresh.expires_at;
-                                }
-                                Ok(_) => {
-                                    tracing::debug!("in-band refresh: the source gave the same token");
-                                    reauth = retry_reauth(&mut reauth_retries, current_expiry, floor);
-                                }
-                                Err(e) if e.is_terminal() => {
-                                    let frame = CloseFrame { code: CloseCode::Normal, reason: "signed out".into() };
-                                    let _ = timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
-                                    return SessionEnd::Stopped(CloseReason::SignedOut);
-                                }
-                                Err(e) => {
-                                    tracing::debug!(error = %e, "in-band refresh failed");
-                                    reauth = retry_reauth(&mut reauth_retries, current_expiry, floor);
-                                }
+                    fetch = Some(self.fetch());
+                    fetch_due = true;
+                }
+                fetched = async { fetch.as_mut().expect("fetch").await }, if fetch.is_some() => {
+                    fetch = None;
+                    match fetched {
+                        Ok(fresh) if fresh.token != *last => match self.cfg.refresh_mode.clone() {
+                            RefreshMode::MakeBeforeBreak => {
+                                tracing::debug!(generation = *generation, "realtime make-before-break switch");
+                                upgrade = Some(self.upgrade(fresh));
+                                overlap = self.cfg.identity.is_some().then(HashSet::new);
                             }
+                            RefreshMode::InBand(hook) => {
+                                let text = hook(&fresh.token);
+                                let sent = timeout(write_timeout, sink.send(Message::text(text))).await;
+                                if !matches!(sent, Ok(Ok(()))) {
+                                    return SessionEnd::Lost("write failed".to_owned());
+                                }
+                                tracing::debug!(generation = *generation, "realtime in-band re-authentication");
+                                reauth = at_instant(fresh.refresh_at);
+                                reauth_retries = 0;
+                                *last = fresh.token;
+                                current_expiry = fresh.expires_at;
+                            }
+                        },
+                        Ok(_) if !fetch_due => {}
+                        Ok(_) => {
+                            tracing::debug!("re-authentication: the source has no newer token yet");
+                            reauth = retry_reauth(&mut reauth_retries, current_expiry, floor);
+                        }
+                        Err(e) if e.is_terminal() => {
+                            let frame = CloseFrame { code: CloseCode::Normal, reason: "signed out".into() };
+                            let _ = timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
+                            return SessionEnd::Stopped(CloseReason::SignedOut);
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "re-authentication: no token");
+                            reauth = retry_reauth(&mut reauth_retries, current_expiry, floor);
                         }
                     }
                 }
                 done = async { upgrade.as_mut().expect("upgrade").await }, if upgrade.is_some() => {
                     upgrade = None;
                     match done {
-                        Err(UpgradeFailed::SignedOut) => {
-                            let frame = CloseFrame { code: CloseCode::Normal, reason: "signed out".into() };
-                            let _ = timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
-                            return SessionEnd::Stopped(CloseReason::SignedOut);
-                        }
-                        Err(UpgradeFailed::Other(why)) => {
-                            tracing::debug!(%why, "make-before-break refresh failed; keeping the connection");
+                        Err(why) => {
+                            tracing::debug!(%why, "make-before-break: the new connection failed; keeping the old one");
                             overlap = None;
                             reauth = retry_reauth(&mut reauth_retries, current_expiry, floor);
                         }
@@ -1199,9 +1192,9 @@ impl Driver {
                                     *generation += 1;
                                     tracing::debug!(generation = *generation, "realtime switched connections");
                                     self.state.send_replace(State::Connected { generation: *generation });
-                                    reauth = reauth_at(fresh.expires_at, margin);
+                                    reauth = at_instant(fresh.refresh_at);
                                     reauth_retries = 0;
-                                    current = fresh.token;
+                                    *last = fresh.token;
                                     current_expiry = fresh.expires_at;
                                     next_ping = Instant::now() + self.cfg.ping_interval;
                                     dead_at = None;
@@ -1398,24 +1391,15 @@ mod tests {
     }
 
     #[test]
-    fn reauth_is_margin_before_expiry_but_never_before_half_the_lifetime() {
+    fn refresh_times_land_on_the_tokio_clock() {
         let now = Instant::now();
-        let soon = |d: Duration| Some(SystemTime::now() + d);
-        let margin = Duration::from_secs(60);
-        // Long-lived: 60 s before expiry.
-        let at = reauth_at(soon(Duration::from_secs(600)), margin).expect("scheduled");
+        let at = at_instant(Some(SystemTime::now() + Duration::from_secs(60))).expect("set");
         let lead = at - now;
-        assert!(lead > Duration::from_secs(539) && lead < Duration::from_secs(541));
-        // Shorter than the margin: at half the remaining lifetime.
-        let at = reauth_at(soon(Duration::from_secs(10)), margin).expect("scheduled");
-        let lead = at - now;
-        assert!(lead > Duration::from_millis(4900) && lead < Duration::from_millis(5100));
-        // Unknown or past expiry: nothing scheduled.
-        assert_eq!(reauth_at(None, margin), None);
-        assert_eq!(
-            reauth_at(Some(SystemTime::now() - Duration::from_secs(1)), margin),
-            None
-        );
+        assert!(lead > Duration::from_secs(59) && lead < Duration::from_secs(61));
+        // A past time is now; an unknown one stays unknown.
+        let past = at_instant(Some(SystemTime::now() - Duration::from_secs(5))).expect("set");
+        assert!(past - now < Duration::from_secs(1));
+        assert_eq!(at_instant(None), None);
     }
 
     #[test]

@@ -20,9 +20,11 @@
 //! An `on_connect` hook (resume, re-subscribe) runs on every new connection
 //! before the queued messages go out.
 //!
-//! While connected, the client re-authenticates before the token expires
-//! ([`Builder::refresh_margin`], when the [`TokenSource`] knows the expiry
-//! through [`TokenSource::timed_token`]): by default make-before-break (a
+//! The [`TokenSource`] owns refresh timing: the client never refreshes on
+//! its own. While connected, it moves to the source's newer token when the
+//! source has one ([`TimedToken::refresh_at`], [`TokenSource::changed`];
+//! with the SDK's session under `RefreshPolicy::Background`, the session's
+//! one refresh serves every connection): by default make-before-break (a
 //! second connection with the fresh token, then a switch; the state stays
 //! `Connected`; [`Builder::message_identity`] delivers messages seen on both
 //! connections once), or in-band ([`Builder::refresh_in_band`]).

@@ -4,49 +4,70 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
 use crate::error::TokenError;
 
 /// A boxed `Send` future, so that `Arc<dyn TokenSource>` works.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A token and, when the source knows it, when it expires. The client
-/// re-authenticates while connected shortly before `expires_at` (see
-/// [`Builder::refresh_margin`](crate::Builder::refresh_margin)).
+/// A token with what the source knows of its timing.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TimedToken {
     /// The bearer token.
     pub token: BearerToken,
-    /// When it stops being valid; `None` when unknown (then the client does
-    /// not re-authenticate while connected).
+    /// When it stops being valid (`None`: unknown).
     pub expires_at: Option<SystemTime>,
+    /// When the source will have a newer token. A connected client moves
+    /// to the newer token then (or as soon as [`TokenSource::changed`]
+    /// fires), in-band or make-before-break. `None`: the connection keeps
+    /// this token until the server closes it.
+    pub refresh_at: Option<SystemTime>,
 }
 
 impl TimedToken {
-    /// A token whose expiry is unknown.
+    /// A token whose expiry is unknown and that the client never replaces
+    /// while connected.
     #[must_use]
-    pub fn unknown_expiry(token: BearerToken) -> Self {
+    pub fn new(token: BearerToken) -> Self {
         Self {
             token,
             expires_at: None,
+            refresh_at: None,
         }
+    }
+
+    /// With its expiry.
+    #[must_use]
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// With the time the source will have a newer token.
+    #[must_use]
+    pub fn refresh_at(mut self, at: SystemTime) -> Self {
+        self.refresh_at = Some(at);
+        self
     }
 }
 
-/// A bearer token. `Debug` prints `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BearerToken(String);
+/// A bearer token: cheap to clone, zeroized when the last clone is
+/// dropped. `Debug` prints `[redacted]`.
+#[derive(Clone)]
+pub struct BearerToken(Arc<Zeroizing<String>>);
 
 impl BearerToken {
     /// Wraps a token.
     #[must_use]
     pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
+        Self(Arc::new(Zeroizing::new(token.into())))
     }
 
     /// The token itself.
@@ -58,34 +79,47 @@ impl BearerToken {
     }
 }
 
+impl PartialEq for BearerToken {
+    fn eq(&self, other: &Self) -> bool {
+        // Not secret-dependent in a way an attacker can time: both sides are ours.
+        self.secret() == other.secret()
+    }
+}
+
+impl Eq for BearerToken {}
+
 impl fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("BearerToken([redacted])")
     }
 }
 
-/// Gives the client a token for each connection attempt.
+/// Gives the client its tokens. The source owns refresh timing: the client
+/// never decides by itself that a token needs refreshing; it takes the
+/// source's current token for every connection attempt, moves a live
+/// connection to a newer one when the source has it, and reports a token
+/// the server refused.
 ///
 /// Implemented for `Arc<sessionkit::Session>` (feature `sessionkit`) and by
 /// [`StaticToken`]; implement it for any other provider.
 pub trait TokenSource: Send + Sync + 'static {
-    /// A token still valid for at least `min_valid`.
-    fn token(&self, min_valid: Duration) -> BoxFuture<'_, Result<BearerToken, TokenError>>;
+    /// The token to use now (the source refreshes first if it is due).
+    fn token(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>>;
 
-    /// A new token even if the current one looks valid (the server refused it).
-    fn refresh(&self) -> BoxFuture<'_, Result<BearerToken, TokenError>>;
+    /// The server refused `rejected` (a 401 at the handshake, close 4001 or
+    /// 4003): a newer token — the one the source already has if it moved
+    /// on, else after one refresh. [`TokenError::SignedOut`] ends the client.
+    fn rejected<'a>(
+        &'a self,
+        rejected: &'a BearerToken,
+    ) -> BoxFuture<'a, Result<TimedToken, TokenError>>;
 
-    /// Like [`TokenSource::token`], with the token's expiry. The default
-    /// says "unknown"; override it so the client can re-authenticate before
-    /// the token expires.
-    fn timed_token(&self, min_valid: Duration) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
-        Box::pin(async move { self.token(min_valid).await.map(TimedToken::unknown_expiry) })
-    }
-
-    /// Like [`TokenSource::refresh`], with the new token's expiry (default:
-    /// unknown).
-    fn timed_refresh(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
-        Box::pin(async move { self.refresh().await.map(TimedToken::unknown_expiry) })
+    /// Resolves when the source's current token changes (after a refresh
+    /// of its own); a connected client whose token has a `refresh_at` then
+    /// moves to [`TokenSource::token`]. The default never resolves: the
+    /// client asks at `refresh_at`.
+    fn changed(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::pending())
     }
 
     /// Fires when the account's session ends (logout): every client using
@@ -94,12 +128,13 @@ pub trait TokenSource: Send + Sync + 'static {
 }
 
 /// A fixed token that the owner can replace, for tests and for providers
-/// that hand out long-lived tokens. `refresh` returns the current token and
+/// that hand out long-lived tokens. `rejected` returns the current token and
 /// counts the calls; [`StaticToken::sign_out`] ends it.
 #[derive(Debug)]
 pub struct StaticToken {
     token: Mutex<TimedToken>,
-    refreshes: AtomicUsize,
+    rejections: AtomicUsize,
+    changed: tokio::sync::watch::Sender<u64>,
     cancel: CancellationToken,
 }
 
@@ -108,34 +143,29 @@ impl StaticToken {
     #[must_use]
     pub fn new(token: impl Into<String>) -> Self {
         Self {
-            token: Mutex::new(TimedToken::unknown_expiry(BearerToken::new(token))),
-            refreshes: AtomicUsize::new(0),
+            token: Mutex::new(TimedToken::new(BearerToken::new(token))),
+            rejections: AtomicUsize::new(0),
+            changed: tokio::sync::watch::channel(0).0,
             cancel: CancellationToken::new(),
         }
     }
 
-    /// Replaces the token given from now on.
+    /// Replaces the token given from now on (connected clients whose token
+    /// has a `refresh_at` move to it).
     pub fn set(&self, token: impl Into<String>) {
-        *self.lock() = TimedToken::unknown_expiry(BearerToken::new(token));
+        self.replace(TimedToken::new(BearerToken::new(token)));
     }
 
-    /// Replaces the token given from now on, with its expiry.
-    pub fn set_expiring(&self, token: impl Into<String>, expires_at: SystemTime) {
-        *self.lock() = TimedToken {
-            token: BearerToken::new(token),
-            expires_at: Some(expires_at),
-        };
+    /// Replaces the token given from now on, with its timing.
+    pub fn replace(&self, token: TimedToken) {
+        *self.lock() = token;
+        self.changed.send_modify(|v| *v += 1);
     }
 
-    /// Sets (or clears) the current token's expiry.
-    pub fn set_expiry(&self, expires_at: Option<SystemTime>) {
-        self.lock().expires_at = expires_at;
-    }
-
-    /// How many times `refresh` was called.
+    /// How many times a server refused a token (`rejected` was called).
     #[must_use]
-    pub fn refreshes(&self) -> usize {
-        self.refreshes.load(Ordering::SeqCst)
+    pub fn rejections(&self) -> usize {
+        self.rejections.load(Ordering::SeqCst)
     }
 
     /// Ends the session: the cancellation fires and every later call fails
@@ -160,22 +190,25 @@ impl StaticToken {
 }
 
 impl TokenSource for StaticToken {
-    fn token(&self, _min_valid: Duration) -> BoxFuture<'_, Result<BearerToken, TokenError>> {
-        Box::pin(async move { self.current().map(|t| t.token) })
-    }
-
-    fn refresh(&self) -> BoxFuture<'_, Result<BearerToken, TokenError>> {
-        self.refreshes.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async move { self.current().map(|t| t.token) })
-    }
-
-    fn timed_token(&self, _min_valid: Duration) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
+    fn token(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
         Box::pin(async move { self.current() })
     }
 
-    fn timed_refresh(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
-        self.refreshes.fetch_add(1, Ordering::SeqCst);
+    fn rejected<'a>(
+        &'a self,
+        _rejected: &'a BearerToken,
+    ) -> BoxFuture<'a, Result<TimedToken, TokenError>> {
+        self.rejections.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move { self.current() })
+    }
+
+    fn changed(&self) -> BoxFuture<'_, ()> {
+        let mut rx = self.changed.subscribe();
+        Box::pin(async move {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
     }
 
     fn cancellation(&self) -> CancellationToken {
@@ -186,53 +219,49 @@ impl TokenSource for StaticToken {
 #[cfg(feature = "sessionkit")]
 mod session {
     use std::sync::Arc;
-    use std::time::Duration;
 
-    use sessionkit::{Session, SessionState};
+    use sessionkit::{AccessToken, CurrentToken, Session};
     use tokio_util::sync::CancellationToken;
 
     use super::{BearerToken, BoxFuture, TimedToken, TokenSource};
     use crate::error::TokenError;
 
-    /// The session keeps its token fresh by its own refresh policy, so
-    /// `min_valid` is covered by the session's margin.
+    /// The session owns refresh timing: a connection takes its current
+    /// token, moves to each refreshed one when the session's policy keeps
+    /// connections continuous (`RefreshPolicy::Background`), and reports a
+    /// refused token so that a newer one is reused rather than refreshed
+    /// again.
     impl TokenSource for Arc<Session> {
-        fn token(&self, _min_valid: Duration) -> BoxFuture<'_, Result<BearerToken, TokenError>> {
+        fn token(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
             Box::pin(async move {
-                match self.access_token().await {
-                    Ok(token) => Ok(BearerToken::new(token.secret())),
-                    Err(e) => Err(classify(self, &e)),
-                }
+                self.current_token()
+                    .await
+                    .map(|t| timed(self, t))
+                    .map_err(|e| classify(self, &e))
             })
         }
 
-        fn refresh(&self) -> BoxFuture<'_, Result<BearerToken, TokenError>> {
+        fn rejected<'a>(
+            &'a self,
+            rejected: &'a BearerToken,
+        ) -> BoxFuture<'a, Result<TimedToken, TokenError>> {
             Box::pin(async move {
-                match self.force_refresh().await {
-                    Ok(token) => Ok(BearerToken::new(token.secret())),
-                    Err(e) => Err(classify(self, &e)),
-                }
+                let refused = AccessToken::new(rejected.secret().to_owned());
+                self.refresh_after_rejection(&refused)
+                    .await
+                    .map_err(|e| classify(self, &e))?;
+                self.current_token()
+                    .await
+                    .map(|t| timed(self, t))
+                    .map_err(|e| classify(self, &e))
             })
         }
 
-        /// The expiry is the cached one right after `access_token()`.
-        fn timed_token(
-            &self,
-            _min_valid: Duration,
-        ) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
+        fn changed(&self) -> BoxFuture<'_, ()> {
+            let mut changes = self.token_changes();
             Box::pin(async move {
-                match self.access_token().await {
-                    Ok(token) => Ok(timed(self, token.secret())),
-                    Err(e) => Err(classify(self, &e)),
-                }
-            })
-        }
-
-        fn timed_refresh(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
-            Box::pin(async move {
-                match self.force_refresh().await {
-                    Ok(token) => Ok(timed(self, token.secret())),
-                    Err(e) => Err(classify(self, &e)),
+                if changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
                 }
             })
         }
@@ -242,29 +271,19 @@ mod session {
         }
     }
 
-    /// The token with the session's cached expiry when the cache still
-    /// holds that token (another refresh may have replaced it meanwhile).
-    fn timed(session: &Arc<Session>, secret: &str) -> TimedToken {
-        let (cached, expires_at) = session.cached_access_token();
-        TimedToken {
-            token: BearerToken::new(secret),
-            expires_at: if cached.secret() == secret {
-                expires_at
-            } else {
-                None
-            },
+    fn timed(session: &Arc<Session>, current: CurrentToken) -> TimedToken {
+        let mut timed = TimedToken::new(BearerToken::new(current.access_token.secret()));
+        timed.expires_at = current.expires_at;
+        if session.policy().keeps_connections_continuous() {
+            timed.refresh_at = current.refresh_at;
         }
+        timed
     }
 
-    /// Terminal when the SDK says signed out, or when the session has ended
-    /// (a refused refresh ends it with the provider's error).
+    /// Terminal when the SDK says the account is signed out, or the session
+    /// has ended (by the provider, or by the app's policy after failures).
     fn classify(session: &Arc<Session>, error: &sessionkit::Error) -> TokenError {
-        let ended = Session::cancellation(session).is_cancelled()
-            || matches!(
-                *session.state().borrow(),
-                SessionState::SignedOut | SessionState::SignedOutByServer
-            );
-        if ended || matches!(error, sessionkit::Error::SignedOut) {
+        if error.is_signed_out() || Session::cancellation(session).is_cancelled() {
             TokenError::SignedOut
         } else {
             TokenError::Unavailable(error.to_string())
@@ -285,18 +304,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn static_token_counts_refreshes_and_signs_out() {
+    async fn static_token_counts_rejections_tells_changes_and_signs_out() {
         let source = StaticToken::new("a");
         let dyn_source: &dyn TokenSource = &source;
-        assert_eq!(
-            dyn_source.token(Duration::ZERO).await,
-            Ok(BearerToken::new("a"))
-        );
+        let a = dyn_source.token().await.expect("token");
+        assert_eq!(a.token, BearerToken::new("a"));
+        let changed = dyn_source.changed();
         source.set("b");
-        assert_eq!(dyn_source.refresh().await, Ok(BearerToken::new("b")));
-        assert_eq!(source.refreshes(), 1);
+        changed.await;
+        let b = dyn_source.rejected(&a.token).await.expect("newer");
+        assert_eq!(b.token, BearerToken::new("b"));
+        assert_eq!(source.rejections(), 1);
         source.sign_out();
         assert!(dyn_source.cancellation().is_cancelled());
-        assert_eq!(dyn_source.refresh().await, Err(TokenError::SignedOut));
+        assert_eq!(dyn_source.token().await, Err(TokenError::SignedOut));
+    }
+
+    #[test]
+    fn clones_share_one_zeroizing_buffer() {
+        let token = BearerToken::new("t0k");
+        let copy = token.clone();
+        assert!(std::ptr::eq(token.secret(), copy.secret()));
     }
 }

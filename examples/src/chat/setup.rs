@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use sessionkit::{
     AccountInfo, AccountRegistry, HttpClient, KeychainStore, LoopbackOptions, MemoryStore,
-    OidcClient, Provider, SessionManager, TokenStore,
+    OidcClient, Provider, RefreshPolicy, SessionManager, TokenStore,
 };
 use sessionkit_mock_idp::MockIdp;
 
@@ -79,12 +79,12 @@ impl Setup {
         } else {
             AccountRegistry::for_namespace(&options.namespace)?
         };
-        let manager = Arc::new(SessionManager::new(
-            client,
-            &options.namespace,
-            store,
-            registry,
-        ));
+        // A chat keeps its connection through refreshes: the session's one
+        // refresh moves the socket to the new token without a gap.
+        let manager = Arc::new(
+            SessionManager::new(client, &options.namespace, store, registry)
+                .with_policy(RefreshPolicy::Background),
+        );
         let server_url = match (&options.server, &embedded) {
             (Some(url), _) => url.clone(),
             (None, Some(embedded)) => embedded.server.ws_url(),

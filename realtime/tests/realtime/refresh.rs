@@ -5,7 +5,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use sessionkit_realtime::{Backoff, Incoming, RealtimeClient, State, StaticToken};
+use sessionkit_realtime::{
+    Backoff, BearerToken, Incoming, RealtimeClient, State, StaticToken, TimedToken,
+};
 use tokio::time::{Instant, sleep, timeout};
 
 use crate::support::{Command, Rotating, WsServer, is_connected, lock, wait_for};
@@ -177,75 +179,64 @@ async fn in_band_sends_the_new_token_on_the_same_connection() {
 }
 
 #[tokio::test]
-async fn a_token_shorter_than_the_margin_is_reauthenticated_once_not_in_a_loop() {
+async fn a_source_without_a_newer_token_is_asked_again_bounded_not_in_a_loop() {
     for in_band in [false, true] {
         let server = WsServer::start(&["fixed"]).await;
         // A source that keeps giving the same short-lived token.
         let source = Arc::new(StaticToken::new("fixed"));
-        source.set_expiry(Some(SystemTime::now() + 300 * MS));
-        let mut builder = RealtimeClient::builder(server.url())
-            .backoff(glacial())
-            .refresh_margin(Duration::from_secs(60));
+        let now = SystemTime::now();
+        source.replace(
+            TimedToken::new(BearerToken::new("fixed"))
+                .expires_at(now + 300 * MS)
+                .refresh_at(now + 150 * MS),
+        );
+        let mut builder = RealtimeClient::builder(server.url()).backoff(glacial());
         if in_band {
             builder = builder.refresh_in_band(|token| format!("auth:{}", token.secret()));
         }
         let (client, _incoming) = builder.build(source.clone()).expect("client");
         let mut state = client.state();
         wait_for(&mut state, is_connected).await;
-        assert!(eventually(|| source.refreshes() == 1).await);
         sleep(500 * MS).await;
-        assert_eq!(source.refreshes(), 1, "in_band: {in_band}");
         assert_eq!(server.accepted(), ["fixed"]);
-        // The same token again is not sent again.
+        // The same token again is not sent again, and nothing was refreshed.
         assert!(server.received().is_empty());
+        assert_eq!(source.rejections(), 0);
         assert_eq!(client.current_state(), State::Connected { generation: 1 });
         client.shutdown().await;
     }
 }
 
-/// A source whose refresh says "signed out" without ending its cancellation
-/// token (a custom provider): the client must end as signed out by itself.
+/// A source that says "signed out" when asked again at its refresh time,
+/// without ending its cancellation token (a custom provider): the client
+/// must end as signed out by itself.
 struct SignsOutOnRefresh {
-    refreshes: std::sync::atomic::AtomicUsize,
+    asked: std::sync::atomic::AtomicUsize,
     cancel: tokio_util::sync::CancellationToken,
 }
 
 impl sessionkit_realtime::TokenSource for SignsOutOnRefresh {
     fn token(
         &self,
-        _min_valid: Duration,
-    ) -> sessionkit_realtime::BoxFuture<
-        '_,
-        Result<sessionkit_realtime::BearerToken, sessionkit_realtime::TokenError>,
-    > {
-        Box::pin(async { Ok(sessionkit_realtime::BearerToken::new("tok-0")) })
-    }
-
-    fn refresh(
-        &self,
-    ) -> sessionkit_realtime::BoxFuture<
-        '_,
-        Result<sessionkit_realtime::BearerToken, sessionkit_realtime::TokenError>,
-    > {
+    ) -> sessionkit_realtime::BoxFuture<'_, Result<TimedToken, sessionkit_realtime::TokenError>>
+    {
         Box::pin(async {
-            self.refreshes.fetch_add(1, Ordering::SeqCst);
-            Err(sessionkit_realtime::TokenError::SignedOut)
+            if self.asked.fetch_add(1, Ordering::SeqCst) > 0 {
+                return Err(sessionkit_realtime::TokenError::SignedOut);
+            }
+            let now = SystemTime::now();
+            Ok(TimedToken::new(BearerToken::new("tok-0"))
+                .expires_at(now + Duration::from_secs(2))
+                .refresh_at(now + Duration::from_secs(1)))
         })
     }
 
-    fn timed_token(
-        &self,
-        _min_valid: Duration,
-    ) -> sessionkit_realtime::BoxFuture<
-        '_,
-        Result<sessionkit_realtime::TimedToken, sessionkit_realtime::TokenError>,
-    > {
-        Box::pin(async {
-            Ok(sessionkit_realtime::TimedToken {
-                token: sessionkit_realtime::BearerToken::new("tok-0"),
-                expires_at: Some(SystemTime::now() + Duration::from_secs(2)),
-            })
-        })
+    fn rejected<'a>(
+        &'a self,
+        _rejected: &'a BearerToken,
+    ) -> sessionkit_realtime::BoxFuture<'a, Result<TimedToken, sessionkit_realtime::TokenError>>
+    {
+        Box::pin(async { Err(sessionkit_realtime::TokenError::SignedOut) })
     }
 
     fn cancellation(&self) -> tokio_util::sync::CancellationToken {
@@ -258,7 +249,7 @@ async fn a_signed_out_refresh_while_connected_ends_the_client_in_either_mode() {
     for in_band in [false, true] {
         let server = WsServer::start(&TOKENS).await;
         let source = Arc::new(SignsOutOnRefresh {
-            refreshes: std::sync::atomic::AtomicUsize::new(0),
+            asked: std::sync::atomic::AtomicUsize::new(0),
             cancel: tokio_util::sync::CancellationToken::new(),
         });
         let mut builder = RealtimeClient::builder(server.url()).backoff(glacial());
@@ -268,18 +259,14 @@ async fn a_signed_out_refresh_while_connected_ends_the_client_in_either_mode() {
         let (client, _incoming) = builder.build(source.clone()).expect("client");
         let mut state = client.state();
         wait_for(&mut state, is_connected).await;
-        // Re-authentication at ~1 s (half the 2 s life): the refresh says signed out.
+        // Re-authentication at ~1 s (its refresh time): the source says signed out.
         let end = wait_for(&mut state, |s| matches!(s, State::Closed(_))).await;
         assert_eq!(
             end,
             State::Closed(sessionkit_realtime::CloseReason::SignedOut),
             "in band: {in_band}"
         );
-        assert_eq!(
-            source.refreshes.load(Ordering::SeqCst),
-            1,
-            "in band: {in_band}"
-        );
+        assert_eq!(source.asked.load(Ordering::SeqCst), 2, "in band: {in_band}");
         timeout(Duration::from_secs(5), client.closed())
             .await
             .expect("stops");

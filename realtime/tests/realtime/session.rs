@@ -56,10 +56,8 @@ async fn signed_in(idp: &MockIdp) -> (SessionManager, AccountKey, Arc<Session>) 
 /// A server that accepts the session's current token, and a client using
 /// the session as its token source.
 async fn connected(session: &Arc<Session>) -> (WsServer, RealtimeClient) {
-    let token = TokenSource::token(session, Duration::ZERO)
-        .await
-        .expect("token");
-    let server = WsServer::start(&[token.secret()]).await;
+    let token = TokenSource::token(session).await.expect("token");
+    let server = WsServer::start(&[token.token.secret()]).await;
     let (client, _incoming) = RealtimeClient::builder(server.url())
         .backoff(Backoff::new(
             Duration::from_millis(10),
@@ -117,7 +115,7 @@ async fn logout_closes_the_client_and_leaves_no_task() {
 }
 
 #[tokio::test]
-async fn the_session_gives_its_tokens_expiry() {
+async fn the_session_gives_its_token_with_its_expiry_and_reuses_a_newer_one_after_a_refusal() {
     let idp = MockIdp::builder()
         .auto_login("alice")
         .start()
@@ -125,16 +123,27 @@ async fn the_session_gives_its_tokens_expiry() {
         .expect("idp");
     let (_manager, _key, session) = signed_in(&idp).await;
 
-    let timed = TokenSource::timed_token(&session, Duration::ZERO)
-        .await
-        .expect("token");
+    let timed = TokenSource::token(&session).await.expect("token");
     let (cached, expires_at) = session.cached_access_token();
     assert_eq!(timed.token.secret(), cached.secret());
     assert!(expires_at.is_some());
     assert_eq!(timed.expires_at, expires_at);
+    // Proactive (the default): connections keep their token until the
+    // server closes them; only `Background` moves them while connected.
+    assert_eq!(timed.refresh_at, None);
 
-    let fresh = TokenSource::timed_refresh(&session).await.expect("refresh");
+    let refused = timed.token.clone();
+    let fresh = TokenSource::rejected(&session, &refused)
+        .await
+        .expect("refresh");
     assert_ne!(fresh.token, timed.token);
     assert_eq!(fresh.expires_at, session.cached_access_token().1);
-    assert!(fresh.expires_at.is_some());
+    assert_eq!(idp.control().count("token:refresh_token"), 1);
+    // Another connection refused with the same old token: the newer token
+    // is reused, not refreshed again.
+    let again = TokenSource::rejected(&session, &refused)
+        .await
+        .expect("reused");
+    assert_eq!(again.token, fresh.token);
+    assert_eq!(idp.control().count("token:refresh_token"), 1);
 }

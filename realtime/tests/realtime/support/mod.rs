@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -275,8 +275,11 @@ async fn connection(run: Run, mut socket: WebSocket, mut commands: broadcast::Re
     run.shared.open.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// Tokens `tok-0`, `tok-1`, …: `refresh` moves to the next one (or, once
-/// `revoke` was called, signs out); refreshes are counted.
+/// Tokens `tok-0`, `tok-1`, …: a refresh moves to the next one (or, once
+/// `revoke` was called, signs out); refreshes are counted. With a lifetime,
+/// each token expires that long after it is first handed out and the source
+/// refreshes it by itself at half its life (when `token` is asked then),
+/// as the SDK's session does.
 #[derive(Default)]
 pub(crate) struct Rotating {
     current: AtomicUsize,
@@ -286,6 +289,9 @@ pub(crate) struct Rotating {
     cancel: CancellationToken,
     /// Each token's lifetime from when it is handed out (`None`: unknown).
     lifetime: Mutex<Option<Duration>>,
+    /// The current token's expiry and refresh time, once handed out.
+    timing: Mutex<Option<(SystemTime, SystemTime)>>,
+    changed: Mutex<Option<tokio::sync::watch::Sender<u64>>>,
 }
 
 impl Rotating {
@@ -307,14 +313,8 @@ impl Rotating {
         Arc::new(source)
     }
 
-    fn timed(&self, token: BearerToken) -> TimedToken {
-        TimedToken {
-            token,
-            expires_at: lock(&self.lifetime).map(|l| std::time::SystemTime::now() + l),
-        }
-    }
-
-    /// Changes the lifetime of the tokens handed out from now on.
+    /// Changes the lifetime of the tokens handed out from now on (a token
+    /// already handed out keeps its timing).
     pub(crate) fn set_lifetime(&self, lifetime: Option<Duration>) {
         *lock(&self.lifetime) = lifetime;
     }
@@ -326,6 +326,10 @@ impl Rotating {
     /// Moves to the next token without a refresh (it expired meanwhile).
     pub(crate) fn rotate(&self) {
         self.current.fetch_add(1, Ordering::SeqCst);
+        *lock(&self.timing) = None;
+        if let Some(changed) = lock(&self.changed).as_ref() {
+            changed.send_modify(|v| *v += 1);
+        }
     }
 
     /// The provider revoked the session: the next refresh signs out.
@@ -350,31 +354,64 @@ impl Rotating {
             self.current.load(Ordering::SeqCst)
         )))
     }
+
+    fn refresh(&self) -> Result<(), TokenError> {
+        self.refreshes.fetch_add(1, Ordering::SeqCst);
+        if self.revoked.load(Ordering::SeqCst) {
+            self.cancel.cancel();
+            return Err(TokenError::SignedOut);
+        }
+        self.rotate();
+        Ok(())
+    }
+
+    /// The current token with its timing (set when first handed out).
+    fn timed(&self) -> Result<TimedToken, TokenError> {
+        let token = self.now()?;
+        let mut timing = lock(&self.timing);
+        if timing.is_none() {
+            let now = SystemTime::now();
+            *timing = lock(&self.lifetime).map(|l| (now + l, now + l / 2));
+        }
+        Ok(match *timing {
+            Some((expires, due)) => TimedToken::new(token).expires_at(expires).refresh_at(due),
+            None => TimedToken::new(token),
+        })
+    }
 }
 
 impl TokenSource for Rotating {
-    fn token(&self, _min_valid: Duration) -> BoxFuture<'_, Result<BearerToken, TokenError>> {
-        Box::pin(async move { self.now() })
-    }
-
-    fn refresh(&self) -> BoxFuture<'_, Result<BearerToken, TokenError>> {
+    fn token(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
         Box::pin(async move {
-            self.refreshes.fetch_add(1, Ordering::SeqCst);
-            if self.revoked.load(Ordering::SeqCst) {
-                self.cancel.cancel();
-                return Err(TokenError::SignedOut);
+            let due = lock(&self.timing).map(|(_, due)| due);
+            if due.is_some_and(|due| SystemTime::now() >= due) {
+                self.refresh()?;
             }
-            self.rotate();
-            self.now()
+            self.timed()
         })
     }
 
-    fn timed_token(&self, min_valid: Duration) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
-        Box::pin(async move { self.token(min_valid).await.map(|t| self.timed(t)) })
+    fn rejected<'a>(
+        &'a self,
+        rejected: &'a BearerToken,
+    ) -> BoxFuture<'a, Result<TimedToken, TokenError>> {
+        Box::pin(async move {
+            if self.now()? == *rejected {
+                self.refresh()?;
+            }
+            self.timed()
+        })
     }
 
-    fn timed_refresh(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
-        Box::pin(async move { self.refresh().await.map(|t| self.timed(t)) })
+    fn changed(&self) -> BoxFuture<'_, ()> {
+        let mut rx = lock(&self.changed)
+            .get_or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .subscribe();
+        Box::pin(async move {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
     }
 
     fn cancellation(&self) -> CancellationToken {
