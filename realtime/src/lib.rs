@@ -48,6 +48,8 @@
 //! - `backoff`: the reconnect schedule as pure functions ([`Backoff`]).
 //! - `state`: [`State`], [`ReconnectReason`], [`CloseReason`].
 //! - `client`: [`RealtimeClient`], its [`Builder`], [`RefreshMode`] and [`TokenTransport`].
+//! - `handshake`: opening a connection (TCP, TLS, the WebSocket handshake) and the
+//!   handshake request that carries the token.
 //! - `error`: [`Error`] and [`TokenError`].
 //! - `unacked`: [`Unacked`], the messages the server has not acknowledged yet.
 //!
@@ -142,6 +144,7 @@
 mod backoff;
 mod client;
 mod error;
+mod handshake;
 mod state;
 mod token;
 mod unacked;
