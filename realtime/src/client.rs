@@ -12,15 +12,15 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::{Semaphore, TryAcquireError, mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backoff::{Backoff, jitter_unit};
 use crate::error::{Error, Result, TokenError};
-use crate::handshake::{Socket, chosen_protocol, open, request};
+use crate::handshake::{OpenError, Socket, chosen_protocol, open, request};
 use crate::state::{CloseReason, ReconnectReason, State};
 use crate::token::{BearerToken, BoxFuture, TimedToken, TokenSource};
 
@@ -892,29 +892,22 @@ impl Driver {
             Ok(request) => request,
             Err(e) => return Ok(Attempt::Token(e)),
         };
-        let connect = timeout(
+        let connect = open(
+            request,
+            self.cfg.tls.clone(),
+            self.cfg.read_buffer,
             self.cfg.connect_timeout,
-            open(request, self.cfg.tls.clone(), self.cfg.read_buffer),
         );
         let socket = match self.or_stop(connect).await? {
-            Err(_) => {
-                return Ok(Attempt::Failed(ReconnectReason::Transport(
-                    "connect timed out".to_owned(),
-                )));
+            Err(e) if e.is_unauthorized() => return Ok(Attempt::Unauthorized),
+            Err(OpenError::Status(status)) => {
+                return Ok(Attempt::Failed(ReconnectReason::Handshake { status }));
             }
-            Ok(Err(tungstenite::Error::Http(response))) if response.status().as_u16() == 401 => {
-                return Ok(Attempt::Unauthorized);
-            }
-            Ok(Err(tungstenite::Error::Http(response))) => {
-                return Ok(Attempt::Failed(ReconnectReason::Handshake {
-                    status: response.status().as_u16(),
-                }));
-            }
-            Ok(Err(e)) => {
+            Err(e) => {
                 let why = scrub(&e.to_string(), &token.token);
                 return Ok(Attempt::Failed(ReconnectReason::Transport(why)));
             }
-            Ok(Ok((socket, response))) => {
+            Ok((socket, response)) => {
                 if let Err(why) = chosen_protocol(transport, &response) {
                     return Ok(Attempt::Failed(ReconnectReason::Transport(why)));
                 }
@@ -1020,9 +1013,8 @@ impl Driver {
                 return Err("the source gave the same token again".to_owned().into());
             }
             let request = request(&url, &transport, &fresh.token).map_err(|e| e.to_string())?;
-            let (socket, response) = timeout(limit, open(request, tls, read_buffer))
+            let (socket, response) = open(request, tls, read_buffer, limit)
                 .await
-                .map_err(|_| "connect timed out".to_owned())?
                 .map_err(|e| scrub(&e.to_string(), &fresh.token))?;
             chosen_protocol(&transport, &response)?;
             Ok((socket, fresh))
