@@ -23,6 +23,7 @@ use crate::error::{Error, Result, TokenError};
 use crate::handshake::{OpenError, Socket, chosen_protocol, open, request};
 use crate::state::{CloseReason, ReconnectReason, State};
 use crate::token::{BearerToken, BoxFuture, TimedToken, TokenSource};
+use crate::unlogged;
 
 /// A message from the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1126,10 +1127,13 @@ impl Driver {
                             match fetched {
                                 Ok(fresh) if fresh.token != current => {
                                     let text = hook(&fresh.token);
-                                    let sent = timeout(write_timeout, sink.send(Message::text(text))).await;
+                                    // Past tungstenite, which logs what it writes.
+                                    let mut socket = sink.reunite(stream).expect("the halves of one socket");
+                                    let sent = timeout(write_timeout, unlogged::send_text(&mut socket, text)).await;
                                     if !matches!(sent, Ok(Ok(()))) {
                                         return SessionEnd::Lost("write failed".to_owned());
                                     }
+                                    (sink, stream) = socket.split();
                                     tracing::debug!(generation = *generation, "realtime in-band refresh");
                                     reauth = reauth_at(fresh.expires_at, margin);
                                     reauth_retries = 0;

@@ -52,6 +52,7 @@
 //!   handshake request that carries the token.
 //! - `error`: [`Error`] and [`TokenError`].
 //! - `unacked`: [`Unacked`], the messages the server has not acknowledged yet.
+//! - `unlogged`: the in-band `auth` message, written past tungstenite's frame logging.
 //!
 //! ## TLS
 //! `wss://` uses rustls (aws-lc-rs) with the platform's root certificates;
@@ -148,6 +149,7 @@ mod handshake;
 mod state;
 mod token;
 mod unacked;
+mod unlogged;
 
 /// The rustls version [`Builder::tls_config`] takes.
 pub use rustls;
