@@ -34,15 +34,17 @@
 //! token is only ever on that attempt's request, never in a log line.
 //!
 //! ## Tokens and logs
-//! The token is never in a log record of this crate, and the default
-//! feature `safe-logs` keeps it out of tungstenite's: tungstenite writes
-//! every client handshake request, headers and query included, as a `log`
-//! TRACE record, and every outgoing frame (an in-band `auth` frame holds the
-//! token) too. `safe-logs` sets the `log` crate's `max_level_debug` and
-//! `release_max_level_debug` features, which compile `log` TRACE records
-//! out of the whole program (`tracing`'s own TRACE events are not
-//! affected). Without the feature, keep every `tungstenite` target below
-//! TRACE.
+//! The token is in no log record, of this crate or of tungstenite, at any
+//! level, and the app's log levels are its own (nothing is compiled out).
+//! tungstenite logs each client handshake request it writes (headers and
+//! query included) and each frame it writes or reads (payload included) as
+//! `log` TRACE records, so the client does the opening handshake itself and
+//! hands tungstenite the socket once the server has switched protocols, and
+//! writes the in-band `auth` message ([`Builder::refresh_in_band`]) to the
+//! socket under tungstenite. Every other message goes through tungstenite:
+//! at TRACE, the `tungstenite` targets show the app's messages, both ways
+//! (an app that puts a token in a message itself, in `on_connect` say, or
+//! a server that sends one back, should keep `tungstenite` below TRACE).
 //!
 //! ## Layout
 //! - `token`: the [`TokenSource`] trait, [`TimedToken`], [`StaticToken`], and the impl for
@@ -50,8 +52,11 @@
 //! - `backoff`: the reconnect schedule as pure functions ([`Backoff`]).
 //! - `state`: [`State`], [`ReconnectReason`], [`CloseReason`].
 //! - `client`: [`RealtimeClient`], its [`Builder`], [`RefreshMode`] and [`TokenTransport`].
+//! - `handshake`: opening a connection (TCP, TLS, the WebSocket handshake) and the
+//!   handshake request that carries the token.
 //! - `error`: [`Error`] and [`TokenError`].
 //! - `unacked`: [`Unacked`], the messages the server has not acknowledged yet.
+//! - `unlogged`: the in-band `auth` message, written past tungstenite's frame logging.
 //!
 //! ## TLS
 //! `wss://` uses rustls (aws-lc-rs) with the platform's root certificates;
@@ -144,9 +149,11 @@
 mod backoff;
 mod client;
 mod error;
+mod handshake;
 mod state;
 mod token;
 mod unacked;
+mod unlogged;
 
 /// The rustls version [`Builder::tls_config`] takes.
 pub use rustls;
@@ -159,13 +166,3 @@ pub use error::{Error, Result, TokenError};
 pub use state::{CloseReason, ReconnectReason, State};
 pub use token::{BearerToken, BoxFuture, StaticToken, TimedToken, TokenSource};
 pub use unacked::Unacked;
-
-#[cfg(all(test, feature = "safe-logs"))]
-mod tests {
-    /// tungstenite logs handshake requests (bearer header included) and
-    /// frames at `log` TRACE: with `safe-logs` those records do not exist.
-    #[test]
-    fn safe_logs_compiles_log_trace_records_out() {
-        assert!(log::STATIC_MAX_LEVEL <= log::LevelFilter::Debug);
-    }
-}

@@ -410,7 +410,10 @@ async fn signed_in_at(
         store as Arc<dyn TokenStore>,
         AccountRegistry::at(dir.join("accounts.json")),
     ));
-    let account = manager.login_loopback(play_browser()).await.expect("sign in");
+    let account = manager
+        .login_loopback(play_browser())
+        .await
+        .expect("sign in");
     let session = manager.session(&account.key).expect("session");
     (manager, session)
 }
@@ -452,7 +455,10 @@ async fn high_security_deletes_an_earlier_refresh_token_and_never_reads_one() {
         SessionState::SignedIn { .. }
     ));
     assert_eq!(
-        store.load_refresh(secure.key()).expect("untouched").secret(),
+        store
+            .load_refresh(secure.key())
+            .expect("untouched")
+            .secret(),
         "planted"
     );
 }
@@ -574,7 +580,11 @@ async fn every_ending_runs_the_same_steps_past_panicking_hooks() {
             assert!(report.revoked, "revoked after the panics");
             assert_eq!(*session.state().borrow(), SessionState::SignedOut);
         }
-        assert_eq!(ran.load(Ordering::SeqCst), 2, "the hooks after the panics ran");
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            2,
+            "the hooks after the panics ran"
+        );
         assert!(store.is_empty(), "by server: {by_server}");
         assert!(manager.accounts().expect("list").is_empty());
         assert!(lock_files(&dir).is_empty(), "the lock file is gone");

@@ -101,7 +101,9 @@ async fn five_connections_an_authed_client_and_the_timer_share_one_refresh() {
     for client in &clients {
         tokio::time::timeout(
             Duration::from_secs(10),
-            client.state().wait_for(|s| matches!(s, State::Connected { .. })),
+            client
+                .state()
+                .wait_for(|s| matches!(s, State::Connected { .. })),
         )
         .await
         .unwrap()
@@ -132,7 +134,10 @@ async fn five_connections_an_authed_client_and_the_timer_share_one_refresh() {
     let elapsed = started.elapsed();
     let busy_count = busy_idp.control().count("token:refresh_token");
     let quiet_count = quiet_idp.control().count("token:refresh_token");
-    assert!(quiet_count >= 5, "the timer refreshed by itself: {quiet_count}");
+    assert!(
+        quiet_count >= 5,
+        "the timer refreshed by itself: {quiet_count}"
+    );
     assert!(
         busy_count <= quiet_count + 1,
         "five sockets, an API client and the timer: {busy_count} refreshes; alone: {quiet_count}"

@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     pub(crate) received: Mutex<Vec<String>>,
     /// Connections open now.
     pub(crate) open: AtomicUsize,
+    /// Received text is not echoed back.
+    quiet: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -111,6 +113,11 @@ impl WsServer {
     /// Reads the token from `token_in` from now on (the header by default).
     pub(crate) fn expect_token_in(&self, token_in: TokenIn) {
         *lock(&self.shared.token_in) = token_in;
+    }
+
+    /// Stops echoing received text (an in-band `auth` message, say).
+    pub(crate) fn stop_echoing(&self) {
+        self.shared.quiet.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn queries(&self) -> Vec<Option<String>> {
@@ -263,6 +270,9 @@ async fn connection(run: Run, mut socket: WebSocket, mut commands: broadcast::Re
             message = socket.recv() => match message {
                 Some(Ok(Message::Text(text))) => {
                     lock(&run.shared.received).push(text.to_string());
+                    if run.shared.quiet.load(Ordering::SeqCst) {
+                        continue;
+                    }
                     if socket.send(Message::Text(text)).await.is_err() {
                         break;
                     }
