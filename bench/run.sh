@@ -186,7 +186,7 @@ log "all $NCPU cores sign $SIGN_RATE_ALL RS256/s together"
 
 # ---------------------------------------------------------------- servers
 MOCK_PORT=$(free_port)
-start_server mock-idp "$MOCK" --bind "127.0.0.1:$MOCK_PORT" --auto-login alice --no-refresh-rotation
+start_server mock-idp "$MOCK" --bind "127.0.0.1:$MOCK_PORT" --auto-login alice --no-refresh-rotation --keys-file "$OUT/mock-idp-keys.json"
 MOCK_URL=$SERVER_URL MOCK_PID=$SERVER_PID
 
 OP_PORT=$(free_port)
@@ -294,7 +294,8 @@ PIDS=()
 # ---------------------------------------------------------------- 5. start-up
 log "start-up, $STARTUP_RUNS runs each"
 wait_quiet
-python3 "$BENCH/startup.py" --runs "$STARTUP_RUNS" --label mock-idp -- "$MOCK" --bind 127.0.0.1:0 >"$OUT/startup.mock-idp.json"
+# With the key file the server above wrote (the default: later runs load their keys).
+python3 "$BENCH/startup.py" --runs "$STARTUP_RUNS" --label mock-idp -- "$MOCK" --bind 127.0.0.1:0 --keys-file "$OUT/mock-idp-keys.json" >"$OUT/startup.mock-idp.json"
 wait_quiet
 python3 "$BENCH/startup.py" --runs "$STARTUP_RUNS" --label oidc-provider -- node "$BENCH/oidc-provider.mjs" '{port}' >"$OUT/startup.oidc-provider.json"
 wait_quiet

@@ -9,6 +9,7 @@ For each run: t0 just before the exec (subprocess.Popen), then
   - discovery: the first 200 answer to GET /.well-known/openid-configuration at
     the URL from that line (connection errors are retried every 1 ms, for at
     most 10 s).
+  - line → discovery: the difference of the two.
 The process is then stopped (SIGTERM, then SIGKILL after 5 s). Prints one
 JSON object with every run and the median and max of each, in milliseconds.
 Only 127.0.0.1 is contacted; every loop is bounded.
@@ -110,6 +111,9 @@ def main():
         "ready_max_ms": round(max(ready), 2),
         "discovery_median_ms": round(statistics.median(disc), 2),
         "discovery_max_ms": round(max(disc), 2),
+        "line_to_discovery_ms": [round(d - r, 2) for r, d in zip(ready, disc)],
+        "line_to_discovery_median_ms": round(statistics.median(d - r for r, d in zip(ready, disc)), 2),
+        "line_to_discovery_max_ms": round(max(d - r for r, d in zip(ready, disc)), 2),
     }
     json.dump(out, sys.stdout)
     print()

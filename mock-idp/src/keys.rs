@@ -1,10 +1,22 @@
-//! Signing keys and the JWTs signed with them. Keys are generated in memory at
-//! start (RSA 2048 for RS256, P-256 for ES256) and never written anywhere; a
-//! rotation keeps the old keys in the JWKS, and able to verify, for a grace
-//! period. Signing uses aws-lc-rs directly with the parsed key kept in memory,
-//! so a signature costs one private-key operation and nothing else.
+//! Signing keys and the JWTs signed with them: RSA 2048 for RS256, P-256 for
+//! ES256. A rotation keeps the old keys in the JWKS, and able to verify, for a
+//! grace period. Signing uses aws-lc-rs directly with the parsed key kept in
+//! memory, so a signature costs one private-key operation and nothing else.
+//!
+//! Where the first keys come from:
+//! - by default, from one pair generated once per process and shared by every
+//!   provider in it ([`KeySet::shared_initial`]): RSA-2048 generation takes
+//!   ~150 ms, which a test suite starting dozens of providers would otherwise
+//!   pay each time. Rotation always generates new keys;
+//! - [`KeySet::generate`]: fresh keys for this provider alone;
+//! - [`KeySet::load_or_create`]: a key file (PKCS#8, mode 0600) that the
+//!   binary keeps between runs so that it answers at once. The private keys of
+//!   a *development* provider: anyone who can read the file can sign tokens
+//!   this provider's clients accept.
 
-use std::sync::Arc;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, KeyPair as _};
@@ -73,50 +85,87 @@ impl SigningKey {
             Alg::RS256 => {
                 let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
                     .map_err(|e| Error::Key(e.to_string()))?;
-                let public = pair.public_key();
-                let n = b64(public.modulus().big_endian_without_leading_zero());
-                let e = b64(public.exponent().big_endian_without_leading_zero());
-                // RFC 7638 thumbprint: the required members in lexical order, no spaces.
-                let kid = b64(&sha256(
-                    format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#).as_bytes(),
-                ));
-                let public_der = public.as_ref().to_vec();
-                let jwk =
-                    json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e});
-                Ok(Self {
-                    alg,
-                    kid,
-                    inner: Inner::Rsa(pair),
-                    public_der,
-                    jwk,
-                })
+                Ok(Self::from_rsa(pair))
             }
             Alg::ES256 => {
                 let pair =
                     signature::EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
                         .map_err(|e| Error::Key(e.to_string()))?;
-                let point = pair.public_key().as_ref().to_vec();
-                // Uncompressed point: 0x04 || x (32 bytes) || y (32 bytes).
-                if point.len() != 65 || point[0] != 4 {
-                    return Err(Error::Key(
-                        "unexpected P-256 public key encoding".to_owned(),
-                    ));
-                }
-                let x = b64(&point[1..33]);
-                let y = b64(&point[33..]);
-                let kid = b64(&sha256(
-                    format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#).as_bytes(),
-                ));
-                let jwk = json!({"kty": "EC", "use": "sig", "alg": "ES256", "kid": kid, "crv": "P-256", "x": x, "y": y});
-                Ok(Self {
-                    alg,
-                    kid,
-                    inner: Inner::Ec(pair),
-                    public_der: point,
-                    jwk,
-                })
+                Self::from_ec(pair)
             }
         }
+    }
+
+    /// A key from its PKCS#8 (v1) encoding.
+    fn from_pkcs8(alg: Alg, der: &[u8]) -> Result<Self> {
+        match alg {
+            Alg::RS256 => aws_lc_rs::rsa::KeyPair::from_pkcs8(der)
+                .map(Self::from_rsa)
+                .map_err(|e| Error::Key(format!("RS256 key: {e}"))),
+            Alg::ES256 => signature::EcdsaKeyPair::from_pkcs8(
+                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                der,
+            )
+            .map_err(|e| Error::Key(format!("ES256 key: {e}")))
+            .and_then(Self::from_ec),
+        }
+    }
+
+    /// The private key as PKCS#8 (v1).
+    fn to_pkcs8(&self) -> Result<Vec<u8>> {
+        use aws_lc_rs::encoding::AsDer as _;
+        match &self.inner {
+            Inner::Rsa(pair) => pair
+                .as_der()
+                .map(|der| der.as_ref().to_vec())
+                .map_err(|e| Error::Key(e.to_string())),
+            Inner::Ec(pair) => pair
+                .to_pkcs8v1()
+                .map(|doc| doc.as_ref().to_vec())
+                .map_err(|e| Error::Key(e.to_string())),
+        }
+    }
+
+    fn from_rsa(pair: aws_lc_rs::rsa::KeyPair) -> Self {
+        let public = pair.public_key();
+        let n = b64(public.modulus().big_endian_without_leading_zero());
+        let e = b64(public.exponent().big_endian_without_leading_zero());
+        // RFC 7638 thumbprint: the required members in lexical order, no spaces.
+        let kid = b64(&sha256(
+            format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#).as_bytes(),
+        ));
+        let public_der = public.as_ref().to_vec();
+        let jwk = json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e});
+        Self {
+            alg: Alg::RS256,
+            kid,
+            inner: Inner::Rsa(pair),
+            public_der,
+            jwk,
+        }
+    }
+
+    fn from_ec(pair: signature::EcdsaKeyPair) -> Result<Self> {
+        let point = pair.public_key().as_ref().to_vec();
+        // Uncompressed point: 0x04 || x (32 bytes) || y (32 bytes).
+        if point.len() != 65 || point[0] != 4 {
+            return Err(Error::Key(
+                "unexpected P-256 public key encoding".to_owned(),
+            ));
+        }
+        let x = b64(&point[1..33]);
+        let y = b64(&point[33..]);
+        let kid = b64(&sha256(
+            format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#).as_bytes(),
+        ));
+        let jwk = json!({"kty": "EC", "use": "sig", "alg": "ES256", "kid": kid, "crv": "P-256", "x": x, "y": y});
+        Ok(Self {
+            alg: Alg::ES256,
+            kid,
+            inner: Inner::Ec(pair),
+            public_der: point,
+            jwk,
+        })
     }
 
     fn sign_bytes(&self, message: &[u8]) -> Vec<u8> {
@@ -163,6 +212,60 @@ impl SigningKey {
     }
 }
 
+#[cfg(unix)]
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+#[cfg(unix)]
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::create(path)
+}
+
+/// A key file others can read has leaked its keys; refuse it.
+#[cfg(unix)]
+fn refuse_if_others_can_read(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| Error::Key(format!("key file {}: {e}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::Key(format!(
+            "key file {} has mode {:o}; it holds private keys and must be 0600 \
+             (chmod 600 it, or delete it to make new keys)",
+            path.display(),
+            mode & 0o777
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_if_others_can_read(_path: &Path) -> Result<()> {
+    Ok(())
+}
+
 /// The decoded parts of a JWT this provider signed.
 #[derive(Debug, Clone)]
 pub(crate) struct Decoded {
@@ -192,13 +295,122 @@ pub(crate) struct KeySet {
     pub(crate) retired: Vec<(Arc<SigningKey>, i64)>,
 }
 
+/// The first keys of every provider in this process that did not ask for its
+/// own (see [`KeySet::shared_initial`]).
+static SHARED_INITIAL: OnceLock<(Arc<SigningKey>, Arc<SigningKey>)> = OnceLock::new();
+/// Held while the shared keys are generated, so that providers started at
+/// the same moment wait for one generation instead of each running their own.
+static SHARED_INITIAL_GENERATION: Mutex<()> = Mutex::new(());
+
+/// The key file's contents: each private key as base64 PKCS#8.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeyFile {
+    #[serde(rename = "RS256")]
+    rs256: String,
+    #[serde(rename = "ES256")]
+    es256: String,
+}
+
+/// Where a provider's first keys came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyOrigin {
+    /// Read from the key file.
+    Loaded,
+    /// Generated, and written to the key file for the next run.
+    Created,
+}
+
 impl KeySet {
+    /// Fresh keys for one provider (and for every rotation).
     pub(crate) fn generate() -> Result<Self> {
-        Ok(Self {
-            active_rs: Arc::new(SigningKey::generate(Alg::RS256)?),
-            active_es: Arc::new(SigningKey::generate(Alg::ES256)?),
+        Ok(Self::with_active(
+            Arc::new(SigningKey::generate(Alg::RS256)?),
+            Arc::new(SigningKey::generate(Alg::ES256)?),
+        ))
+    }
+
+    fn with_active(active_rs: Arc<SigningKey>, active_es: Arc<SigningKey>) -> Self {
+        Self {
+            active_rs,
+            active_es,
             retired: Vec::new(),
-        })
+        }
+    }
+
+    /// The process's shared first keys, if they exist yet. Never blocks.
+    pub(crate) fn shared_initial_ready() -> Option<Self> {
+        SHARED_INITIAL
+            .get()
+            .map(|(rs, es)| Self::with_active(rs.clone(), es.clone()))
+    }
+
+    /// The process's shared first keys, generated by the first caller (which
+    /// blocks for the RSA generation: call it on a blocking thread). The
+    /// keys are immutable, so sharing them shares nothing else: each provider
+    /// has its own key set, and rotating it replaces that set only.
+    pub(crate) fn shared_initial() -> Result<Self> {
+        if let Some(keys) = Self::shared_initial_ready() {
+            return Ok(keys);
+        }
+        let _generating = SHARED_INITIAL_GENERATION
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(keys) = Self::shared_initial_ready() {
+            return Ok(keys);
+        }
+        let keys = Self::generate()?;
+        let _ = SHARED_INITIAL.set((keys.active_rs.clone(), keys.active_es.clone()));
+        Ok(keys)
+    }
+
+    /// The keys in the file at `path`, or new keys written there (mode 0600,
+    /// its directory created 0700) when it does not exist. A file that is
+    /// unreadable as a key file is an error, not something to overwrite.
+    pub(crate) fn load_or_create(path: &Path) -> Result<(Self, KeyOrigin)> {
+        let io = |what: &str, e: std::io::Error| {
+            Error::Key(format!("key file {}: {what}: {e}", path.display()))
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                refuse_if_others_can_read(path)?;
+                let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::Key(format!("key file {} is not one: {e}", path.display()))
+                })?;
+                let der = |b64: &str| {
+                    URL_SAFE_NO_PAD
+                        .decode(b64)
+                        .map_err(|e| Error::Key(format!("key file {}: {e}", path.display())))
+                };
+                let keys = Self::with_active(
+                    Arc::new(SigningKey::from_pkcs8(Alg::RS256, &der(&file.rs256)?)?),
+                    Arc::new(SigningKey::from_pkcs8(Alg::ES256, &der(&file.es256)?)?),
+                );
+                Ok((keys, KeyOrigin::Loaded))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let keys = Self::generate()?;
+                let file = KeyFile {
+                    rs256: b64(&keys.active_rs.to_pkcs8()?),
+                    es256: b64(&keys.active_es.to_pkcs8()?),
+                };
+                let json = serde_json::to_vec_pretty(&file)
+                    .map_err(|e| Error::Key(format!("key file: {e}")))?;
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    private_dir(dir).map_err(|e| io("cannot create its directory", e))?;
+                }
+                // Written whole to a private temporary file, then renamed: a
+                // provider starting at the same moment reads either no file
+                // or a complete one.
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                let mut out = private_file(&tmp).map_err(|e| io("cannot create", e))?;
+                out.write_all(&json)
+                    .and_then(|()| out.sync_all())
+                    .map_err(|e| io("cannot write", e))?;
+                std::fs::rename(&tmp, path).map_err(|e| io("cannot rename into place", e))?;
+                Ok((keys, KeyOrigin::Created))
+            }
+            Err(e) => Err(io("cannot read", e)),
+        }
     }
 
     pub(crate) fn active(&self, alg: Alg) -> &Arc<SigningKey> {
@@ -220,9 +432,8 @@ impl KeySet {
         retired.push((self.active_rs.clone(), now + grace));
         retired.push((self.active_es.clone(), now + grace));
         Ok(Self {
-            active_rs: Arc::new(SigningKey::generate(Alg::RS256)?),
-            active_es: Arc::new(SigningKey::generate(Alg::ES256)?),
             retired,
+            ..Self::generate()?
         })
     }
 
@@ -290,6 +501,63 @@ mod tests {
             rotated.jwks(1_060)["keys"].as_array().map(Vec::len),
             Some(2)
         );
+    }
+
+    #[test]
+    fn the_shared_initial_keys_are_generated_once_and_rotation_makes_new_ones() {
+        let first = KeySet::shared_initial().expect("keys");
+        let second = KeySet::shared_initial().expect("keys");
+        assert!(Arc::ptr_eq(&first.active_rs, &second.active_rs));
+        assert!(Arc::ptr_eq(&first.active_es, &second.active_es));
+        let ready = KeySet::shared_initial_ready().expect("ready now");
+        assert_eq!(ready.active_rs.kid, first.active_rs.kid);
+        let rotated = second.rotated(0, 60).expect("rotate");
+        assert_ne!(rotated.active_rs.kid, first.active_rs.kid);
+        assert_ne!(rotated.active_es.kid, first.active_es.kid);
+        let fresh = KeySet::generate().expect("fresh");
+        assert_ne!(fresh.active_rs.kid, first.active_rs.kid);
+    }
+
+    #[test]
+    fn a_key_file_is_created_private_then_loaded_with_the_same_keys() {
+        let dir = std::env::temp_dir().join(format!(
+            "mock-idp-keys-{}-{}",
+            std::process::id(),
+            random_token(6)
+        ));
+        let path = dir.join("nested").join("keys.json");
+        let (created, origin) = KeySet::load_or_create(&path).expect("create");
+        assert_eq!(origin, KeyOrigin::Created);
+        let (loaded, origin) = KeySet::load_or_create(&path).expect("load");
+        assert_eq!(origin, KeyOrigin::Loaded);
+        for alg in [Alg::RS256, Alg::ES256] {
+            assert_eq!(loaded.active(alg).kid, created.active(alg).kid);
+            // A token signed by the loaded key verifies with the created one.
+            let token = loaded.active(alg).sign_jwt("JWT", &json!({"sub": "alice"}));
+            assert!(created.verify(&token, 0).is_some());
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(path.parent().expect("dir")), 0o700);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            let err = KeySet::load_or_create(&path).expect_err("a readable key file is refused");
+            assert!(err.to_string().contains("0600"), "{err}");
+        }
+        std::fs::write(&path, "not keys").expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        assert!(
+            KeySet::load_or_create(&path).is_err(),
+            "garbage is not overwritten"
+        );
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "not keys");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -53,6 +53,7 @@ mod state;
 mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use config::{Alg, ClientConfig, Config, Lifetimes, SecretSource, User};
@@ -84,6 +85,7 @@ impl MockIdp {
             listener: None,
             tls: false,
             on_listening: None,
+            keys: KeySource::Shared,
         }
     }
 
@@ -135,6 +137,47 @@ impl Drop for MockIdp {
 /// Called with the issuer as soon as the socket listens.
 type OnListening = Box<dyn FnOnce(&str) + Send>;
 
+/// Where a provider's first signing keys come from.
+#[derive(Debug, Clone)]
+enum KeySource {
+    /// The process's shared keys, generated once.
+    Shared,
+    /// Keys generated for this provider alone.
+    Fresh,
+    /// Keys kept in a file between runs.
+    File(PathBuf),
+}
+
+impl KeySource {
+    /// Blocks: may generate RSA keys.
+    fn load(self) -> Result<keys::KeySet> {
+        match self {
+            KeySource::Shared => keys::KeySet::shared_initial(),
+            KeySource::Fresh => keys::KeySet::generate(),
+            KeySource::File(path) => {
+                let (keys, origin) = keys::KeySet::load_or_create(&path)?;
+                match origin {
+                    keys::KeyOrigin::Loaded => {
+                        tracing::info!(path = %path.display(), "signing keys loaded from the key file");
+                    }
+                    keys::KeyOrigin::Created => tracing::info!(
+                        path = %path.display(),
+                        "signing keys generated and saved for the next run (development keys: \
+                         whoever reads this file can sign tokens this provider's clients accept)"
+                    ),
+                }
+                Ok(keys)
+            }
+        }
+    }
+}
+
+/// Keys that are there, or being made on a blocking thread.
+enum PendingKeys {
+    Ready(keys::KeySet),
+    Task(tokio::task::JoinHandle<Result<keys::KeySet>>),
+}
+
 /// Configures and starts a [`MockIdp`].
 #[must_use]
 pub struct MockIdpBuilder {
@@ -143,6 +186,7 @@ pub struct MockIdpBuilder {
     listener: Option<std::net::TcpListener>,
     tls: bool,
     on_listening: Option<OnListening>,
+    keys: KeySource,
 }
 
 impl std::fmt::Debug for MockIdpBuilder {
@@ -151,6 +195,7 @@ impl std::fmt::Debug for MockIdpBuilder {
             .field("config", &self.config)
             .field("bind", &self.bind)
             .field("tls", &self.tls)
+            .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
@@ -225,10 +270,47 @@ impl MockIdpBuilder {
         self
     }
 
-    /// Binds, generates keys and starts serving. Returns once the server accepts connections.
+    /// Generates this provider's own first signing keys instead of taking the
+    /// ones every provider in the process shares.
+    ///
+    /// By default the first provider in a process generates an RSA-2048 and a
+    /// P-256 key (~150 ms, on a blocking thread) and every later one starts
+    /// with the same two keys at no cost. They are distinct providers all the
+    /// same: their issuers differ, each keeps its own record of the tokens it
+    /// issued, and [`Control::rotate_keys`] gives one of them new keys without
+    /// touching the others. Ask for fresh keys when a test needs two providers
+    /// whose signatures differ, e.g. a token from one that must fail the
+    /// other's signature check.
+    pub fn fresh_keys(mut self) -> Self {
+        self.keys = KeySource::Fresh;
+        self
+    }
+
+    /// Keeps the first signing keys in the file at `path`: loads them when the
+    /// file exists, else generates them and writes the file (mode 0600, its
+    /// directory 0700) for the next start. A file that others can read, or
+    /// that is not a key file, is an error.
+    ///
+    /// The file holds the *private* keys of a development provider: anyone
+    /// who can read it can sign tokens that this provider's clients accept.
+    /// The binary uses this so that it answers at once from its second run on.
+    pub fn keys_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.keys = KeySource::File(path.into());
+        self
+    }
+
+    /// Binds, gets its signing keys (see [`fresh_keys`](Self::fresh_keys) and
+    /// [`keys_file`](Self::keys_file)) and starts serving. Returns once the
+    /// server accepts connections and can sign tokens.
     pub async fn start(self) -> Result<MockIdp> {
         self.config.validate()?;
-        let keys = tokio::task::spawn_blocking(keys::KeySet::generate);
+        let pending = match (&self.keys, keys::KeySet::shared_initial_ready()) {
+            (KeySource::Shared, Some(keys)) => PendingKeys::Ready(keys),
+            _ => {
+                let source = self.keys.clone();
+                PendingKeys::Task(tokio::task::spawn_blocking(move || source.load()))
+            }
+        };
         let listener = match self.listener {
             Some(l) => {
                 l.set_nonblocking(true).map_err(|source| Error::Bind {
@@ -264,7 +346,10 @@ impl MockIdpBuilder {
         if let Some(f) = self.on_listening {
             f(&issuer);
         }
-        let keys = keys.await.map_err(|e| Error::Key(e.to_string()))??;
+        let keys = match pending {
+            PendingKeys::Ready(keys) => keys,
+            PendingKeys::Task(task) => task.await.map_err(|e| Error::Key(e.to_string()))??,
+        };
         let shared = Arc::new(state::Shared::new(&self.config, issuer.clone(), keys)?);
         let shutdown = CancellationToken::new();
         let tasks = shared.tasks.clone();

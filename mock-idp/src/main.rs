@@ -1,6 +1,8 @@
 //! The `mock-idp` binary: parses flags, starts the provider, prints
 //! `mock-idp listening on URL` as its first line, and stops cleanly on Ctrl-C
-//! or SIGTERM.
+//! or SIGTERM. Its signing keys are kept in a file in the user's cache
+//! directory between runs (`--keys-file`, `--ephemeral-keys`), so that from
+//! the second run on it answers right after that line.
 
 #![forbid(unsafe_code)]
 
@@ -51,6 +53,16 @@ struct Args {
     /// Keep refresh tokens the same on every use (no rotation, no reuse detection).
     #[arg(long)]
     no_refresh_rotation: bool,
+    /// Keep the signing keys in this file between runs, so that later runs
+    /// answer at once instead of generating an RSA key (~150 ms) [default:
+    /// sessionkit-mock-idp/signing-keys.json in the user's cache directory].
+    /// The file holds the private keys of this development provider (mode
+    /// 0600): whoever reads it can sign tokens its clients accept.
+    #[arg(long, env = "MOCK_IDP_KEYS_FILE", conflicts_with = "ephemeral_keys")]
+    keys_file: Option<PathBuf>,
+    /// Generate new signing keys at every start and write them nowhere.
+    #[arg(long)]
+    ephemeral_keys: bool,
     /// Log filter (also RUST_LOG), e.g. `info` or `sessionkit_mock_idp=debug`.
     #[arg(long, default_value = "info")]
     log: String,
@@ -125,6 +137,10 @@ fn run() -> anyhow::Result<()> {
         if args.tls {
             builder = builder.tls();
         }
+        builder = match keys_file(&args) {
+            Some(path) => builder.keys_file(path),
+            None => builder.fresh_keys(),
+        };
         let idp = builder.start().await?;
         if let (Some(path), Some(pem)) = (&args.tls_cert_out, idp.tls_certificate_pem()) {
             std::fs::write(path, pem)
@@ -140,6 +156,22 @@ fn run() -> anyhow::Result<()> {
         idp.shutdown().await;
         Ok(())
     })
+}
+
+/// Where to keep the signing keys: `--keys-file`, else the user's cache
+/// directory; `None` with `--ephemeral-keys` or when there is no cache directory.
+fn keys_file(args: &Args) -> Option<PathBuf> {
+    if args.ephemeral_keys {
+        return None;
+    }
+    if let Some(path) = &args.keys_file {
+        return Some(path.clone());
+    }
+    let path = dirs::cache_dir().map(|d| d.join("sessionkit-mock-idp").join("signing-keys.json"));
+    if path.is_none() {
+        tracing::warn!("no cache directory: signing keys are generated anew and not kept");
+    }
+    path
 }
 
 /// Installs the Ctrl-C and SIGTERM handlers now — before the listening line

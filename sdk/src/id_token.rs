@@ -1,27 +1,26 @@
-//! ID-token checks (OpenID Connect Core §3.1.3.7), through openidconnect's
-//! verifier with the settings this SDK insists on: an allow-list of
-//! asymmetric algorithms (never `none`, never HMAC — so a token "signed" with
-//! the provider's public key as an HMAC secret is refused), `iss`, `aud`,
-//! `azp`, `exp` and `iat` with a clock skew, `nonce`, `at_hash`; and, for a
-//! refreshed ID token, the same `iss` and `sub` as before.
+//! ID-token checks (OpenID Connect Core §3.1.3.7) with the settings this SDK
+//! insists on: an allow-list of asymmetric algorithms (never `none`, never
+//! HMAC — so a token "signed" with the provider's public key as an HMAC
+//! secret is refused), `iss`, `aud` (a token for several audiences is
+//! refused, so `azp` never has to choose between them), `exp` and `iat` with
+//! a clock skew, `nonce`, `at_hash`; and, for a refreshed ID token, the same
+//! `sub` as before.
 //!
-//! [`verify_with_keys`] is a pure function (keys and clock passed in);
-//! [`verify`] adds the provider: on a `kid` the cached JWKS lacks, it fetches
-//! the JWKS again (rate limited) and tries once more.
+//! The signature is verified with aws-lc-rs against keys parsed once per JWKS
+//! ([`Jwks`], in `jws`); the claim rules are the ones openidconnect's
+//! verifier applied before, kept message for message. [`verify_with_keys`]
+//! is a pure function (keys and clock passed in); [`verify`] adds the
+//! provider: on a `kid` the cached JWKS lacks, it fetches the JWKS again
+//! (rate limited) and tries once more.
 
-use std::str::FromStr as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use openidconnect::core::{
-    CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
-};
-use openidconnect::{
-    AccessTokenHash, ClaimsVerificationError, ClientId, IssuerUrl, SignatureVerificationError,
-};
+use openidconnect::core::CoreJwsSigningAlgorithm;
 use serde_json::Value;
 
 use crate::error::{IdTokenError, Result};
+pub use crate::jws::Jwks;
+use crate::jws::{Alg, Compact};
 use crate::provider::Provider;
 use crate::secret::{AccessToken, IdToken, Nonce};
 
@@ -79,17 +78,6 @@ pub struct IdClaims {
     pub all: Value,
 }
 
-fn payload(token: &str) -> std::result::Result<Value, IdTokenError> {
-    let part = token
-        .split('.')
-        .nth(1)
-        .ok_or_else(|| IdTokenError::Malformed("not a compact JWS".to_owned()))?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|e| IdTokenError::Malformed(format!("payload: {e}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| IdTokenError::Malformed(format!("payload: {e}")))
-}
-
 fn unix(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
@@ -97,125 +85,210 @@ fn unix(t: SystemTime) -> i64 {
     }
 }
 
-fn claim_error(err: ClaimsVerificationError) -> IdTokenError {
-    use ClaimsVerificationError as C;
-    let claim = |claim: &'static str, reason: String| IdTokenError::Claim { claim, reason };
-    match err {
-        // openidconnect reports a refused `iat` as Expired, with our message.
-        C::Expired(m) if m.starts_with("iat ") => claim("iat", m),
-        C::Expired(m) => claim("exp", m),
-        C::InvalidAudience(m) => claim("aud", m),
-        C::InvalidIssuer(m) => claim("iss", m),
-        C::InvalidNonce(m) => claim("nonce", m),
-        C::InvalidSubject(m) => claim("sub", m),
-        C::InvalidAuthTime(m) => claim("auth_time", m),
-        C::SignatureVerification(SignatureVerificationError::NoMatchingKey) => {
-            IdTokenError::UnknownKey
-        }
-        C::SignatureVerification(e) => IdTokenError::Signature(e.to_string()),
-        C::Other(m) if m.contains("azp") || m.contains("authorized party") => claim("azp", m),
-        other => IdTokenError::Malformed(other.to_string()),
+fn claim(claim: &'static str, reason: impl Into<String>) -> IdTokenError {
+    IdTokenError::Claim {
+        claim,
+        reason: reason.into(),
     }
 }
 
+fn malformed(reason: impl Into<String>) -> IdTokenError {
+    IdTokenError::Malformed(reason.into())
+}
+
+/// A required string claim.
+fn required_str<'v>(all: &'v Value, name: &str) -> std::result::Result<&'v str, IdTokenError> {
+    match all.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(malformed(format!("claim `{name}` is not a string"))),
+        None => Err(malformed(format!("missing field `{name}`"))),
+    }
+}
+
+/// An optional string claim.
+fn optional_str<'v>(
+    all: &'v Value,
+    name: &str,
+) -> std::result::Result<Option<&'v str>, IdTokenError> {
+    match all.get(name) {
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Null) | None => Ok(None),
+        Some(_) => Err(malformed(format!("claim `{name}` is not a string"))),
+    }
+}
+
+/// A required NumericDate claim, in (possibly fractional) Unix seconds.
+fn required_time(all: &Value, name: &str) -> std::result::Result<f64, IdTokenError> {
+    match all.get(name) {
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .ok_or_else(|| malformed(format!("claim `{name}` is out of range"))),
+        Some(_) => Err(malformed(format!("claim `{name}` is not a number"))),
+        None => Err(malformed(format!("missing field `{name}`"))),
+    }
+}
+
+/// `aud`: one string or an array of strings.
+fn audiences(all: &Value) -> std::result::Result<Vec<&str>, IdTokenError> {
+    match all.get("aud") {
+        Some(Value::String(s)) => Ok(vec![s.as_str()]),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| malformed("claim `aud` holds a non-string"))
+            })
+            .collect(),
+        Some(_) => Err(malformed("claim `aud` is neither a string nor an array")),
+        None => Err(malformed("missing field `aud`")),
+    }
+}
+
+fn format_time(secs: f64) -> String {
+    // Whole seconds are what providers send; show them as a date.
+    #[allow(clippy::cast_possible_truncation)]
+    let whole = secs.floor() as i64;
+    chrono::DateTime::from_timestamp(whole, 0).map_or_else(|| secs.to_string(), |t| t.to_string())
+}
+
+/// `at_hash`: the left half of the access token's hash with the ID token's
+/// algorithm's hash function, base64url (Core §3.1.3.6).
+fn access_token_hash(access: &AccessToken, alg: Alg) -> Option<String> {
+    use aws_lc_rs::digest;
+    let hash = match alg {
+        Alg::RS256 | Alg::PS256 | Alg::ES256 => &digest::SHA256,
+        Alg::RS384 | Alg::PS384 | Alg::ES384 => &digest::SHA384,
+        // Ed25519, the only EdDSA curve accepted, hashes with SHA-512.
+        Alg::RS512 | Alg::PS512 | Alg::ES512 | Alg::EdDSA => &digest::SHA512,
+        Alg::HS256 | Alg::HS384 | Alg::HS512 | Alg::None => return None,
+    };
+    let full = digest::digest(hash, access.secret().as_bytes());
+    let half = &full.as_ref()[..full.as_ref().len() / 2];
+    Some(base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        half,
+    ))
+}
+
 /// Checks an ID token against `keys` and the expectations. Pure: no I/O.
+///
+/// In order: the header (`typ`, no `cty`/`crit`/JWE), the algorithm against
+/// [`ALLOWED_ALGS`], the key (by `kid`, `kty`, `use` and the key's `alg`),
+/// the signature; then `iss` (exact), `aud` (must name this client and no
+/// one else), `exp` (accepted until `exp + skew`), `iat` (at most `skew` in
+/// the future), `nonce`, `at_hash` (when both it and the access token are
+/// there), and for a refreshed token the `sub` of the earlier one.
 pub fn verify_with_keys(
     token: &IdToken,
-    keys: &CoreJsonWebKeySet,
+    keys: &Jwks,
     expect: &Expectations<'_>,
 ) -> std::result::Result<IdClaims, IdTokenError> {
-    let parsed = CoreIdToken::from_str(token.secret())
-        .map_err(|e| IdTokenError::Malformed(e.to_string()))?;
-    let issuer = IssuerUrl::new(expect.issuer.to_owned())
-        .map_err(|e| IdTokenError::Malformed(e.to_string()))?;
-    let now = expect.now;
-    let skew = expect.clock_skew;
-    let now_secs = unix(now);
-    let skew_secs = i64::try_from(skew.as_secs()).unwrap_or(i64::MAX / 2);
+    let jws = Compact::parse(token.secret())?;
+    let alg = keys.verify(&jws, ALLOWED_ALGS)?;
+    let all: Value =
+        serde_json::from_slice(&jws.payload).map_err(|e| malformed(format!("payload: {e}")))?;
+    if !all.is_object() {
+        return Err(malformed("payload: not a JSON object"));
+    }
+    // Read every claim the checks need before checking any, as a typed
+    // parse would: a malformed token is malformed whatever else it says.
+    let iss = required_str(&all, "iss")?;
+    let auds = audiences(&all)?;
+    let exp = required_time(&all, "exp")?;
+    let iat = required_time(&all, "iat")?;
+    let sub = required_str(&all, "sub")?;
+    let nonce = optional_str(&all, "nonce")?;
+    let at_hash = optional_str(&all, "at_hash")?;
+
+    if iss != expect.issuer {
+        return Err(claim(
+            "iss",
+            format!("expected `{}` (found `{iss}`)", expect.issuer),
+        ));
+    }
+    if !auds.contains(&expect.client_id) {
+        return Err(claim(
+            "aud",
+            format!(
+                "must contain `{}` (found audiences: {})",
+                expect.client_id,
+                auds.iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if let Some(other) = auds.iter().find(|a| **a != expect.client_id) {
+        return Err(claim("aud", format!("`{other}` is not a trusted audience")));
+    }
+
+    let now_secs = unix(expect.now);
+    let skew_secs = i64::try_from(expect.clock_skew.as_secs()).unwrap_or(i64::MAX / 2);
     // `exp` is compared with this time: a token is accepted until exp + skew.
-    let lenient_now = chrono_from_unix(now_secs.saturating_sub(skew_secs));
-    let verifier = CoreIdTokenVerifier::new_public_client(
-        ClientId::new(expect.client_id.to_owned()),
-        issuer,
-        keys.clone(),
-    )
-    .set_allowed_algs(ALLOWED_ALGS.iter().cloned())
-    .set_time_fn(move || lenient_now)
-    .set_issue_time_verifier_fn(move |iat| {
-        if iat.timestamp() > now_secs.saturating_add(skew_secs) {
-            Err(format!(
-                "iat is {}s in the future",
-                iat.timestamp() - now_secs
-            ))
-        } else {
-            Ok(())
-        }
-    });
-    let nonce_check = |found: Option<&openidconnect::Nonce>| -> std::result::Result<(), String> {
-        match (expect.nonce, found) {
-            (Some(want), Some(got)) => {
-                let same = crate::secret::sha256(want.secret().as_bytes())
-                    == crate::secret::sha256(got.secret().as_bytes());
-                if same {
-                    Ok(())
-                } else {
-                    Err("nonce mismatch".to_owned())
-                }
+    let lenient_now = now_secs.saturating_sub(skew_secs);
+    #[allow(clippy::cast_precision_loss)]
+    if lenient_now as f64 >= exp {
+        return Err(claim(
+            "exp",
+            format!(
+                "ID token expired at {} (current time is {})",
+                format_time(exp),
+                format_time(lenient_now as f64)
+            ),
+        ));
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    let iat_secs = iat.floor() as i64;
+    if iat_secs > now_secs.saturating_add(skew_secs) {
+        return Err(claim(
+            "iat",
+            format!("iat is {}s in the future", iat_secs - now_secs),
+        ));
+    }
+    match (expect.nonce, nonce) {
+        (Some(want), Some(got)) => {
+            let same = crate::secret::sha256(want.secret().as_bytes())
+                == crate::secret::sha256(got.as_bytes());
+            if !same {
+                return Err(claim("nonce", "nonce mismatch"));
             }
-            (Some(_), None) => Err("nonce missing".to_owned()),
-            (None, _) => Ok(()),
         }
-    };
-    let claims = parsed.claims(&verifier, nonce_check).map_err(claim_error)?;
-    if let (Some(access), Some(expected_hash)) = (expect.access_token, claims.access_token_hash()) {
-        let alg = parsed
-            .signing_alg()
-            .map_err(|e| IdTokenError::Signature(e.to_string()))?;
-        let key = parsed
-            .signing_key(&verifier)
-            .map_err(|e| IdTokenError::Signature(e.to_string()))?;
-        let actual = AccessTokenHash::from_token(
-            &openidconnect::AccessToken::new(access.secret().to_owned()),
-            alg,
-            key,
-        )
-        .map_err(|e| IdTokenError::Signature(e.to_string()))?;
-        if actual != *expected_hash {
-            return Err(IdTokenError::Claim {
-                claim: "at_hash",
-                reason: "does not match the access token".to_owned(),
-            });
+        (Some(_), None) => return Err(claim("nonce", "nonce missing")),
+        (None, _) => {}
+    }
+    if let (Some(access), Some(expected_hash)) = (expect.access_token, at_hash) {
+        let actual = access_token_hash(access, alg).ok_or_else(|| {
+            IdTokenError::Signature("no at_hash function for this algorithm".to_owned())
+        })?;
+        if actual != expected_hash {
+            return Err(claim("at_hash", "does not match the access token"));
         }
     }
-    let all = payload(token.secret())?;
-    let sub = claims.subject().as_str().to_owned();
     if let Some(previous) = expect.previous_sub
         && previous != sub
     {
-        return Err(IdTokenError::Claim {
-            claim: "sub",
-            reason: "a refreshed ID token names another subject".to_owned(),
-        });
+        return Err(claim("sub", "a refreshed ID token names another subject"));
     }
+    let sub = sub.to_owned();
+    let iss = expect.issuer.to_owned();
     let text = |k: &str| all.get(k).and_then(Value::as_str).map(str::to_owned);
     let display_name = text("name")
         .or_else(|| text("preferred_username"))
         .or_else(|| text("email"))
         .unwrap_or_else(|| sub.clone());
+    #[allow(clippy::cast_possible_truncation)]
+    let exp = exp.floor() as i64;
     Ok(IdClaims {
-        iss: claims.issuer().as_str().to_owned(),
+        iss,
         sub,
-        exp: claims.expiration().timestamp(),
-        iat: claims.issue_time().timestamp(),
+        exp,
+        iat: iat_secs,
         sid: text("sid"),
         display_name,
         username: text("preferred_username").or_else(|| text("email")),
         all,
     })
-}
-
-fn chrono_from_unix(secs: i64) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default()
 }
 
 /// Checks an ID token with the provider's keys, fetching the JWKS again
@@ -236,3 +309,6 @@ pub async fn verify(
         other => Ok(other?),
     }
 }
+
+#[cfg(test)]
+mod tests;

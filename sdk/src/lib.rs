@@ -34,7 +34,8 @@
 //! - `store`: [`TokenStore`], the keychain and in-memory stores.
 //! - `error`: [`Error`], with store errors kept apart as [`StoreError`].
 //! - `provider`: discovery and the JWKS cache ([`Provider`]); `http`: the one HTTP client.
-//! - [`id_token`]: the ID-token checks, as a pure function and with JWKS refetch.
+//! - [`id_token`]: the ID-token checks, as a pure function and with JWKS refetch;
+//!   `jws`: the JWKS parsed once ([`Jwks`]) and the aws-lc-rs signature check.
 //! - `login`: [`OidcClient`] — loopback, app-handled redirect and device flows.
 //! - [`accounts`] and `session`: the account registry, [`SessionManager`] and
 //!   [`Session`] (fresh tokens, single-flight refresh, policies, logout).
@@ -50,6 +51,7 @@ mod devices;
 mod error;
 mod http;
 pub mod id_token;
+mod jws;
 mod login;
 mod logout;
 mod policy;
@@ -66,6 +68,7 @@ pub use authed::AuthedClient;
 pub use devices::{DEVICE_NOT_FOUND, DeviceSession, list_devices, revoke_device};
 pub use error::{Error, IdTokenError, Result, StoreError};
 pub use http::HttpClient;
+pub use jws::Jwks;
 pub use login::{AuthorizationRequest, DevicePrompt, LoopbackOptions, OidcClient, OpenUrl};
 pub use logout::{LogoutReport, LogoutStep};
 pub use policy::RefreshPolicy;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
+use crate::jws::Jwks;
 
 /// Discovery fields that openidconnect's core metadata lacks.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -102,7 +103,7 @@ pub fn check_issuer_url(issuer: &str) -> Result<url::Url> {
 struct Inner {
     issuer: String,
     metadata: Metadata,
-    jwks: RwLock<CoreJsonWebKeySet>,
+    jwks: RwLock<Arc<Jwks>>,
     last_refetch: Mutex<Option<Instant>>,
     refetch_interval: Duration,
     http: HttpClient,
@@ -131,13 +132,13 @@ impl Provider {
         let metadata = Metadata::discover_async(issuer_url, http)
             .await
             .map_err(discovery_error)?;
-        let jwks = metadata.jwks().clone();
-        tracing::debug!(issuer, keys = jwks.keys().len(), "discovered provider");
+        let jwks = Jwks::new(metadata.jwks().clone());
+        tracing::debug!(issuer, keys = jwks.len(), "discovered provider");
         Ok(Self {
             inner: Arc::new(Inner {
                 issuer: issuer.to_owned(),
                 metadata,
-                jwks: RwLock::new(jwks),
+                jwks: RwLock::new(Arc::new(jwks)),
                 last_refetch: Mutex::new(None),
                 refetch_interval: Duration::from_secs(10),
                 http: http.clone(),
@@ -176,8 +177,8 @@ impl Provider {
             .ok_or_else(|| Error::Config("the provider has no token endpoint".to_owned()))
     }
 
-    /// The keys in the cache.
-    pub fn jwks(&self) -> CoreJsonWebKeySet {
+    /// The keys in the cache, parsed for verification (once per fetch).
+    pub fn jwks(&self) -> Arc<Jwks> {
         self.inner
             .jwks
             .read()
@@ -202,7 +203,8 @@ impl Provider {
         let jwks = CoreJsonWebKeySet::fetch_async(self.metadata().jwks_uri(), &self.inner.http)
             .await
             .map_err(discovery_error)?;
-        tracing::debug!(keys = jwks.keys().len(), "fetched the JWKS again");
+        let jwks = Arc::new(Jwks::new(jwks));
+        tracing::debug!(keys = jwks.len(), "fetched the JWKS again");
         *self.inner.jwks.write().unwrap_or_else(|e| e.into_inner()) = jwks;
         Ok(true)
     }

@@ -712,8 +712,32 @@ async fn a_tampered_or_foreign_access_token_is_refused_everywhere() {
     let tampered = format!("{}.{}.{}", parts[0], payload, parts[2]);
     assert_eq!(userinfo_status(&idp, &tampered).await, 401);
     assert_eq!(introspect(&idp, &tampered).await["active"], false);
-    // A token signed right by another provider instance is not one of ours.
-    let other = idp_auto("alice").await;
+    // A token signed right by another provider instance is not one of ours,
+    // whether it shares this process's first keys or has its own.
+    let sharing = idp_auto("alice").await;
+    assert_eq!(
+        sharing.control().published_kids(),
+        idp.control().published_kids()
+    );
+    let shared_key_token = tokens(&sharing, "openid").await;
+    assert_eq!(
+        userinfo_status(&idp, shared_key_token["access_token"].as_str().expect("at")).await,
+        401
+    );
+    let other = MockIdp::builder()
+        .auto_login("alice")
+        .fresh_keys()
+        .start()
+        .await
+        .expect("idp");
+    let other_kids = other.control().published_kids();
+    assert!(
+        idp.control()
+            .published_kids()
+            .iter()
+            .all(|k| !other_kids.contains(k)),
+        "fresh keys are not the shared ones"
+    );
     let foreign = tokens(&other, "openid").await;
     assert_eq!(
         userinfo_status(&idp, foreign["access_token"].as_str().expect("at")).await,
