@@ -11,9 +11,11 @@
 //! - [`chat`]: the client — command line, the embedded demo, the plain
 //!   (script) mode and the terminal UI; the `chat` binary calls [`chat::main`].
 //! - [`protocol`]: the JSON frames both sides speak.
+//! - [`quickstart`]: the README's quick start, compiled and tested.
 
 #![forbid(unsafe_code)]
 
 pub mod chat;
 pub mod protocol;
+pub mod quickstart;
 pub mod server;

@@ -26,7 +26,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::{SinkExt, StreamExt};
 use sessionkit::{
     AccountRegistry, HttpClient, LoopbackOptions, MemoryStore, OidcClient, Provider, RefreshPolicy,
-    Session, SessionManager, TokenStore,
+    Session, SessionManager,
 };
 use sessionkit_mock_idp::MockIdp;
 use sessionkit_realtime::{Backoff, RealtimeClient, State, StaticToken, TokenSource};
@@ -81,20 +81,26 @@ async fn signed_in(idp: &MockIdp) -> (SessionManager, Arc<Session>) {
         .unwrap();
     let client = OidcClient::new(provider, "chat-example").scopes(["openid", "offline_access"]);
     let dir = std::env::temp_dir().join(format!("sk-realtime-bench-{}", std::process::id()));
-    let manager = SessionManager::new(
-        client,
-        "realtime-bench",
-        Arc::new(MemoryStore::new()) as Arc<dyn TokenStore>,
-        AccountRegistry::at(dir.join("accounts.json")),
-    )
-    .with_policy(RefreshPolicy::OnDemand);
+    let manager = SessionManager::for_client(client)
+        .namespace("realtime-bench")
+        .store(Arc::new(MemoryStore::new()))
+        .registry(AccountRegistry::at(dir.join("accounts.json")))
+        .policy(RefreshPolicy::OnDemand)
+        .build()
+        .await
+        .unwrap();
     let browser = LoopbackOptions::with_callback(|url| {
         let url = url.to_owned();
         tokio::spawn(async move {
             let _ = reqwest::get(url).await;
         });
     });
-    let account = manager.login_loopback(browser).await.unwrap();
+    let account = manager
+        .login_loopback(browser)
+        .await
+        .unwrap()
+        .info()
+        .clone();
     let session = manager.session(&account.key).unwrap();
     (manager, session)
 }
@@ -200,7 +206,7 @@ fn bench(c: &mut Criterion) {
     });
     rt.block_on(instant.shutdown());
 
-    let with_idp = connected(&url, Arc::new(session.clone()));
+    let with_idp = connected(&url, session.clone());
     rt.block_on(async {
         let mut state = with_idp.state();
         state
@@ -216,8 +222,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("mock IdP refresh alone", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let current = TokenSource::token(&session).await.unwrap();
-                TokenSource::rejected(&session, &current.token)
+                let current = TokenSource::token(&*session).await.unwrap();
+                TokenSource::rejected(&*session, &current.token)
                     .await
                     .unwrap()
             })

@@ -22,7 +22,7 @@ use crate::backoff::{Backoff, jitter_unit};
 use crate::error::{Error, Result, TokenError};
 use crate::handshake::{OpenError, Socket, chosen_protocol, open, request};
 use crate::state::{CloseReason, ReconnectReason, State};
-use crate::token::{BearerToken, BoxFuture, TimedToken, TokenSource};
+use crate::token::{BearerToken, BoxFuture, IntoTokenSource, TimedToken, TokenSource};
 use crate::unlogged;
 
 /// A message from the server.
@@ -417,8 +417,9 @@ impl Builder {
     /// [`Error::InvalidUrl`] unless the URL is `ws://` or `wss://`.
     pub fn build(
         self,
-        source: Arc<dyn TokenSource>,
+        source: impl IntoTokenSource,
     ) -> Result<(RealtimeClient, mpsc::Receiver<Incoming>)> {
+        let source = source.into_token_source();
         let parsed = url::Url::parse(&self.url).map_err(|e| Error::InvalidUrl(format!("{e}")))?;
         if !matches!(parsed.scheme(), "ws" | "wss") || parsed.host_str().is_none() {
             return Err(Error::InvalidUrl(redact_url(&parsed)));

@@ -84,7 +84,7 @@
 //! use sessionkit_realtime::{Incoming, RealtimeClient, Resume, State, StaticToken, Unacked};
 //!
 //! # async fn demo() -> Result<(), sessionkit_realtime::Error> {
-//! // With the SDK: `let source = Arc::new(session.clone());` (an `Arc<Session>`).
+//! // With the SDK: `.build(session.clone())` (the `Arc<Session>` sign-in returned).
 //! let source = Arc::new(StaticToken::new("an-access-token"));
 //! let unacked = Unacked::new();
 //! let (client, mut incoming) = RealtimeClient::builder("wss://chat.example.com/ws")
@@ -164,5 +164,5 @@ pub use client::{
 };
 pub use error::{Error, Result, TokenError};
 pub use state::{CloseReason, ReconnectReason, State};
-pub use token::{BearerToken, BoxFuture, StaticToken, TimedToken, TokenSource};
+pub use token::{BearerToken, BoxFuture, IntoTokenSource, StaticToken, TimedToken, TokenSource};
 pub use unacked::Unacked;

@@ -127,6 +127,26 @@ pub trait TokenSource: Send + Sync + 'static {
     fn cancellation(&self) -> CancellationToken;
 }
 
+/// What [`crate::Builder::build`] takes: an `Arc` of any [`TokenSource`]
+/// (the SDK's session as it comes, `session.clone()`;
+/// `Arc::new(StaticToken::new(…))`), or an `Arc<dyn TokenSource>`.
+pub trait IntoTokenSource {
+    /// The source, shared.
+    fn into_token_source(self) -> Arc<dyn TokenSource>;
+}
+
+impl<S: TokenSource> IntoTokenSource for Arc<S> {
+    fn into_token_source(self) -> Arc<dyn TokenSource> {
+        self
+    }
+}
+
+impl IntoTokenSource for Arc<dyn TokenSource> {
+    fn into_token_source(self) -> Arc<dyn TokenSource> {
+        self
+    }
+}
+
 /// A fixed token that the owner can replace, for tests and for providers
 /// that hand out long-lived tokens. `rejected` returns the current token and
 /// counts the calls; [`StaticToken::sign_out`] ends it.
@@ -218,8 +238,6 @@ impl TokenSource for StaticToken {
 
 #[cfg(feature = "sessionkit")]
 mod session {
-    use std::sync::Arc;
-
     use sessionkit::{AccessToken, CurrentToken, Session};
     use tokio_util::sync::CancellationToken;
 
@@ -230,11 +248,11 @@ mod session {
     /// token, moves to each refreshed one when the session's policy keeps
     /// connections continuous (`RefreshPolicy::Background`), and reports a
     /// refused token so that a newer one is reused rather than refreshed
-    /// again.
-    impl TokenSource for Arc<Session> {
+    /// again. Pass the session as it comes from the SDK: `session.clone()`.
+    impl TokenSource for Session {
         fn token(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
             Box::pin(async move {
-                self.current_token()
+                self.current()
                     .await
                     .map(|t| timed(self, t))
                     .map_err(|e| classify(self, &e))
@@ -247,10 +265,7 @@ mod session {
         ) -> BoxFuture<'a, Result<TimedToken, TokenError>> {
             Box::pin(async move {
                 let refused = AccessToken::new(rejected.secret().to_owned());
-                self.refresh_after_rejection(&refused)
-                    .await
-                    .map_err(|e| classify(self, &e))?;
-                self.current_token()
+                self.after_rejection(&refused)
                     .await
                     .map(|t| timed(self, t))
                     .map_err(|e| classify(self, &e))
@@ -271,7 +286,7 @@ mod session {
         }
     }
 
-    fn timed(session: &Arc<Session>, current: CurrentToken) -> TimedToken {
+    fn timed(session: &Session, current: CurrentToken) -> TimedToken {
         let mut timed = TimedToken::new(BearerToken::new(current.access_token.secret()));
         timed.expires_at = current.expires_at;
         if session.policy().keeps_connections_continuous() {
@@ -282,7 +297,7 @@ mod session {
 
     /// Terminal when the SDK says the account is signed out, or the session
     /// has ended (by the provider, or by the app's policy after failures).
-    fn classify(session: &Arc<Session>, error: &sessionkit::Error) -> TokenError {
+    fn classify(session: &Session, error: &sessionkit::Error) -> TokenError {
         if error.is_signed_out() || Session::cancellation(session).is_cancelled() {
             TokenError::SignedOut
         } else {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{Criterion, criterion_group, criterion_main};
 use sessionkit::{
     AccessToken, AccountRegistry, HttpClient, MemoryStore, OidcClient, Provider, RefreshPolicy,
-    Session, SessionManager, TokenStore,
+    Session, SessionManager,
 };
 use sessionkit_mock_idp::MockIdp;
 
@@ -41,13 +41,14 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
             .unwrap();
         let client = OidcClient::new(provider, "chat-example").scopes(["openid", "offline_access"]);
         let dir = std::env::temp_dir().join(format!("sk-bench-{}", std::process::id()));
-        let manager = SessionManager::new(
-            client.clone(),
-            "bench",
-            Arc::new(MemoryStore::new()) as Arc<dyn TokenStore>,
-            AccountRegistry::at(dir.join("a.json")),
-        )
-        .with_policy(RefreshPolicy::OnDemand);
+        let manager = SessionManager::for_client(client.clone())
+            .namespace("bench")
+            .store(Arc::new(MemoryStore::new()))
+            .registry(AccountRegistry::at(dir.join("a.json")))
+            .policy(RefreshPolicy::OnDemand)
+            .build()
+            .await
+            .unwrap();
         // Sign in by the app-handled redirect flow (the provider auto-logs alice in).
         let request = client
             .authorization_request("http://127.0.0.1:1/callback")
@@ -59,7 +60,7 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
         let response = no_follow.get(request.url.as_str()).send().await.unwrap();
         let back = response.headers()["location"].to_str().unwrap().to_owned();
         let tokens = client.finish(&request, &back).await.unwrap();
-        let account = manager.sign_in(tokens).await.unwrap();
+        let account = manager.sign_in(tokens).await.unwrap().info().clone();
         let session = manager.session(&account.key).unwrap();
         let idp_control = idp.control().clone();
         Fixture {

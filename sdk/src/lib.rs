@@ -8,26 +8,28 @@
 //! ## Quick start
 //!
 //! ```no_run
-//! use std::sync::Arc;
-//! use sessionkit::{AccountRegistry, HttpClient, LoopbackOptions, MemoryStore, OidcClient, Provider, SessionManager};
+//! use sessionkit::{AuthedClient, LoopbackOptions, SessionManager};
 //!
 //! # async fn demo() -> sessionkit::Result<()> {
-//! let http = HttpClient::new()?;
-//! let provider = Provider::discover("http://127.0.0.1:9090", &http).await?; // e.g. `cargo run --bin mock-idp`
-//! let client = OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
-//! let sessions = SessionManager::new(
-//!     client,
-//!     "my-app",
-//!     Arc::new(MemoryStore::new()), // or the OS keychain store
-//!     AccountRegistry::for_namespace("my-app")?,
-//! );
-//! sessions.restore().await?; // every account signed in before
-//! if sessions.active()?.is_none() {
-//!     let account = sessions.login_loopback(LoopbackOptions::system_browser()).await?;
-//!     println!("Signed in as {}", account.display_name);
-//! }
-//! # Ok(()) }
+//! // Discovery, the OS keychain (opened off the runtime), every account signed in before.
+//! let sessions = SessionManager::builder("http://127.0.0.1:9090", "chat-example") // `cargo run --bin mock-idp`
+//!     .namespace("my-app")
+//!     .build()
+//!     .await?;
+//! let session = match sessions.active_session()? {
+//!     Some(session) => session,
+//!     None => sessions.login_loopback(LoopbackOptions::system_browser()).await?,
+//! };
+//! let api = AuthedClient::new(session.clone())?; // bearer token; one refresh and retry after a 401
+//! let me = api.get("http://127.0.0.1:9090/userinfo").await?;
+//! println!("{} is {}", session.info().name(), me.status());
+//! let report = sessions.logout(session.key()).await; // thorough: see `LogoutReport`
+//! # let _ = report; Ok(()) }
 //! ```
+//!
+//! A realtime connection takes the session as its token source
+//! (`RealtimeClient::builder(url).build(session.clone())` in
+//! `sessionkit-realtime`): the session's one refresh serves it too.
 //!
 //! ## Layout
 //! - `secret`: newtypes for every secret; `Debug` prints `[redacted]`.
@@ -37,8 +39,10 @@
 //! - [`id_token`]: the ID-token checks, as a pure function and with JWKS refetch;
 //!   `jws`: the JWKS parsed once ([`Jwks`]) and the aws-lc-rs signature check.
 //! - `login`: [`OidcClient`] — loopback, app-handled redirect and device flows.
-//! - [`accounts`] and `session`: the account registry, [`SessionManager`] and
-//!   [`Session`] (fresh tokens, single-flight refresh, policies, logout).
+//! - [`accounts`] and `session`: the account registry, [`SessionManager`]
+//!   (made by [`SessionManagerBuilder`]) and [`Session`] (fresh tokens,
+//!   single-flight refresh, policies, one teardown); `timing`: the one rule
+//!   for when a token is due.
 //! - `authed`: [`AuthedClient`], requests with the bearer token and one retry after a 401.
 //! - `devices`: the account's other sessions at the provider ([`list_devices`], [`revoke_device`]).
 
@@ -78,7 +82,8 @@ pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, IdToken, Nonce, RefreshToken, State,
 };
 pub use session::{
-    CleanupHook, CurrentToken, Restored, Session, SessionEvent, SessionManager, SessionState,
+    CleanupHook, CurrentToken, DEFAULT_SCOPES, Restored, Session, SessionEvent, SessionManager,
+    SessionManagerBuilder, SessionState,
 };
 pub use store::{
     AccountKey, KeychainBackend, KeychainStore, MemoryStore, SessionEntry, TokenStore,

@@ -26,7 +26,14 @@ async fn manager(
         .expect("discovery");
     let client =
         OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
-    SessionManager::new(client, "accounts-test", store, registry)
+    SessionManager::for_client(client)
+        .namespace("accounts-test")
+        .store(store)
+        .registry(registry)
+        .restore(false)
+        .build()
+        .await
+        .expect("manager")
 }
 
 #[tokio::test]
@@ -44,12 +51,16 @@ async fn two_accounts_sign_in_switch_and_restore_in_a_new_manager() {
     let alice = first
         .login_loopback(play_browser())
         .await
-        .expect("alice signs in");
+        .expect("alice signs in")
+        .info()
+        .clone();
     idp.control().set_auto_login(Some("bob")).expect("bob next");
     let bob = first
         .login_loopback(play_browser())
         .await
-        .expect("bob signs in");
+        .expect("bob signs in")
+        .info()
+        .clone();
     assert_eq!(
         (alice.key.sub.as_str(), bob.key.sub.as_str()),
         ("alice", "bob")
@@ -113,7 +124,12 @@ async fn a_locked_store_at_start_up_is_reported_and_loses_nothing() {
     let store = Arc::new(Lockable::default());
     let registry = AccountRegistry::at(dir.join("accounts.json"));
     let first = manager(&idp, store.clone(), registry.clone()).await;
-    let carol = first.login_loopback(play_browser()).await.expect("carol");
+    let carol = first
+        .login_loopback(play_browser())
+        .await
+        .expect("carol")
+        .info()
+        .clone();
 
     store.locked.store(true, Ordering::SeqCst);
     let second = manager(&idp, store.clone(), registry.clone()).await;

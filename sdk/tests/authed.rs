@@ -47,19 +47,26 @@ async fn manager(
         .expect("discovery");
     let client =
         OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
-    SessionManager::new(
-        client,
-        "authed-test",
-        store,
-        AccountRegistry::at(dir.join("accounts.json")),
-    )
-    .with_policy(RefreshPolicy::OnDemand)
+    SessionManager::for_client(client)
+        .namespace("authed-test")
+        .store(store)
+        .registry(AccountRegistry::at(dir.join("accounts.json")))
+        .restore(false)
+        .policy(RefreshPolicy::OnDemand)
+        .build()
+        .await
+        .expect("manager")
 }
 
 /// Alice, signed in with a fresh token.
 async fn signed_in(idp: &MockIdp, dir: &std::path::Path) -> (SessionManager, Arc<Session>) {
     let m = manager(idp, Arc::new(MemoryStore::new()), dir).await;
-    let account = m.login_loopback(play_browser()).await.expect("sign in");
+    let account = m
+        .login_loopback(play_browser())
+        .await
+        .expect("sign in")
+        .info()
+        .clone();
     let session = m.session(&account.key).expect("session");
     (m, session)
 }
@@ -68,7 +75,12 @@ async fn signed_in(idp: &MockIdp, dir: &std::path::Path) -> (SessionManager, Arc
 async fn expired(idp: &MockIdp, dir: &std::path::Path) -> (SessionManager, Arc<Session>) {
     let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
     let first = manager(idp, store.clone(), dir).await;
-    let account = first.login_loopback(play_browser()).await.expect("sign in");
+    let account = first
+        .login_loopback(play_browser())
+        .await
+        .expect("sign in")
+        .info()
+        .clone();
     let mut entry = store.load_session(&account.key).expect("entry");
     entry.expires_at = Some(SystemTime::now() - Duration::from_secs(5));
     store.save_session(&account.key, &entry).expect("save");

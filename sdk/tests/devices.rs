@@ -41,13 +41,15 @@ async fn device(
         .expect("discovery");
     let client =
         OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
-    SessionManager::new(
-        client,
-        "devices-test",
-        store,
-        AccountRegistry::at(dir.join("accounts.json")),
-    )
-    .with_policy(RefreshPolicy::OnDemand)
+    SessionManager::for_client(client)
+        .namespace("devices-test")
+        .store(store)
+        .registry(AccountRegistry::at(dir.join("accounts.json")))
+        .restore(false)
+        .policy(RefreshPolicy::OnDemand)
+        .build()
+        .await
+        .expect("manager")
 }
 
 /// A browser that signs in and names the device.
@@ -64,7 +66,9 @@ async fn sign_in(manager: &SessionManager, device_name: &'static str) -> Arc<Ses
     let account = manager
         .login_loopback(browser(device_name))
         .await
-        .expect("sign in");
+        .expect("sign in")
+        .info()
+        .clone();
     manager.session(&account.key).expect("session")
 }
 

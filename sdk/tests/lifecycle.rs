@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 use sessionkit::{
     AccountInfo, AccountRegistry, HttpClient, LogoutStep, LoopbackOptions, MemoryStore, OidcClient,
-    Provider, RefreshPolicy, RetryPolicy, SessionEvent, SessionManager, SessionState, StoreError,
-    TokenStore,
+    Provider, RefreshPolicy, RetryPolicy, SessionEvent, SessionManager, SessionManagerBuilder,
+    SessionState, StoreError, TokenStore,
 };
 use sessionkit_mock_idp::{Fault, MockIdp};
 
@@ -29,18 +29,19 @@ async fn signed_in(
         .expect("discovery");
     let client =
         OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
-    let manager = SessionManager::new(
-        client,
-        "lifecycle",
-        store as Arc<dyn TokenStore>,
-        AccountRegistry::at(scratch("life").join("a.json")),
-    )
-    .with_policy(policy)
-    .with_retry_policy(RetryPolicy {
-        max_retries: 3,
-        base: Duration::from_millis(20),
-        cap: Duration::from_millis(200),
-    });
+    let manager = SessionManager::for_client(client)
+        .namespace("lifecycle")
+        .store(store)
+        .registry(AccountRegistry::at(scratch("life").join("a.json")))
+        .policy(policy)
+        .retry(RetryPolicy {
+            max_retries: 3,
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(200),
+        })
+        .build()
+        .await
+        .expect("manager");
     let account = manager
         .login_loopback(LoopbackOptions::with_callback(|url| {
             let url = url.to_owned();
@@ -50,7 +51,7 @@ async fn signed_in(
         }))
         .await
         .expect("sign in");
-    let session = manager.session(&account.key).expect("session");
+    let session = manager.session(account.key()).expect("session");
     (manager, session)
 }
 
@@ -352,12 +353,13 @@ async fn logout_leaves_zero_entries_in_the_real_keychain() {
             .as_nanos()
     );
     let dir = scratch("life");
-    let manager = SessionManager::new(
-        client,
-        &namespace,
-        store.clone() as Arc<dyn TokenStore>,
-        AccountRegistry::at(dir.join("a.json")),
-    );
+    let manager = SessionManager::for_client(client)
+        .namespace(&namespace)
+        .store(store.clone())
+        .registry(AccountRegistry::at(dir.join("a.json")))
+        .build()
+        .await
+        .expect("manager");
     let account = manager
         .login_loopback(LoopbackOptions::with_callback(|url| {
             let url = url.to_owned();
@@ -366,7 +368,9 @@ async fn logout_leaves_zero_entries_in_the_real_keychain() {
             });
         }))
         .await
-        .expect("sign in");
+        .expect("sign in")
+        .info()
+        .clone();
     let key = account.key.clone();
     let probe = store.clone();
     let (session, refresh) =
@@ -397,24 +401,26 @@ async fn signed_in_at(
     idp: &MockIdp,
     store: Arc<MemoryStore>,
     dir: &std::path::Path,
-    configure: impl FnOnce(SessionManager) -> SessionManager,
+    configure: impl FnOnce(SessionManagerBuilder) -> SessionManagerBuilder,
 ) -> (SessionManager, Arc<sessionkit::Session>) {
     let provider = Provider::discover(idp.issuer(), &HttpClient::new().expect("http"))
         .await
         .expect("discovery");
     let client =
         OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
-    let manager = configure(SessionManager::new(
-        client,
-        "lifecycle",
-        store as Arc<dyn TokenStore>,
-        AccountRegistry::at(dir.join("accounts.json")),
-    ));
-    let account = manager
+    let manager = configure(
+        SessionManager::for_client(client)
+            .namespace("lifecycle")
+            .store(store)
+            .registry(AccountRegistry::at(dir.join("accounts.json"))),
+    )
+    .build()
+    .await
+    .expect("manager");
+    let session = manager
         .login_loopback(play_browser())
         .await
         .expect("sign in");
-    let session = manager.session(&account.key).expect("session");
     (manager, session)
 }
 
@@ -428,12 +434,12 @@ async fn high_security_deletes_an_earlier_refresh_token_and_never_reads_one() {
     let store = Arc::new(MemoryStore::new());
     // Signed in before under another policy: its refresh token is stored.
     let (_earlier, earlier) = signed_in_at(&idp, store.clone(), &scratch("hs"), |m| {
-        m.with_policy(RefreshPolicy::OnDemand)
+        m.policy(RefreshPolicy::OnDemand)
     })
     .await;
     assert!(store.load_refresh(earlier.key()).is_ok());
     let (_m, secure) = signed_in_at(&idp, store.clone(), &scratch("hs"), |m| {
-        m.with_policy(RefreshPolicy::HighSecurity)
+        m.policy(RefreshPolicy::HighSecurity)
     })
     .await;
     assert_eq!(
@@ -472,8 +478,7 @@ async fn high_security_signs_out_on_the_first_refused_refresh_and_others_keep_th
             .await
             .expect("idp");
         let store = Arc::new(MemoryStore::new());
-        let (_m, session) =
-            signed_in_at(&idp, store, &scratch("hs"), |m| m.with_policy(policy)).await;
+        let (_m, session) = signed_in_at(&idp, store, &scratch("hs"), |m| m.policy(policy)).await;
         idp.control().add_fault(
             Fault::on("token")
                 .status(400, r#"{"error":"invalid_request"}"#)
@@ -501,7 +506,7 @@ async fn a_maximum_session_age_ends_the_session_without_a_refresh() {
         .await
         .expect("idp");
     let (_m, session) = signed_in_at(&idp, Arc::new(MemoryStore::new()), &scratch("age"), |m| {
-        m.with_policy(RefreshPolicy::HighSecurity)
+        m.policy(RefreshPolicy::HighSecurity)
             .max_session_age(Duration::from_secs(2))
     })
     .await;

@@ -7,8 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use sessionkit::{
-    AccountRegistry, HttpClient, LoopbackOptions, MemoryStore, OidcClient, Provider,
-    SessionManager, TokenStore,
+    AccountRegistry, HttpClient, LoopbackOptions, MemoryStore, OidcClient, Provider, SessionManager,
 };
 use sessionkit_mock_idp::{Lifetimes, MockIdp};
 use tokio_util::sync::CancellationToken;
@@ -52,12 +51,13 @@ async fn a_whole_sign_in_at_trace_level_logs_no_secret() {
         OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
     let dir = std::env::temp_dir().join(format!("sk-redaction-{}", std::process::id()));
     let store = Arc::new(MemoryStore::new());
-    let manager = SessionManager::new(
-        client.clone(),
-        "redaction",
-        store.clone() as Arc<dyn TokenStore>,
-        AccountRegistry::at(dir.join("a.json")),
-    );
+    let manager = SessionManager::for_client(client.clone())
+        .namespace("redaction")
+        .store(store.clone())
+        .registry(AccountRegistry::at(dir.join("a.json")))
+        .build()
+        .await
+        .expect("manager");
 
     let (url_tx, url_rx) = std::sync::mpsc::channel::<String>();
     let loopback = manager
@@ -69,7 +69,9 @@ async fn a_whole_sign_in_at_trace_level_logs_no_secret() {
             });
         }))
         .await
-        .expect("loopback login");
+        .expect("loopback login")
+        .info()
+        .clone();
     let control = idp.control().clone();
     let device = client
         .login_device(

@@ -36,16 +36,26 @@ async fn manager_with(
         .expect("discovery");
     let client =
         OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
-    SessionManager::new(
-        client,
-        "refresh-test",
-        store,
-        AccountRegistry::at(dir.join("accounts.json")),
-    )
-    .with_retry_policy(fast_retries())
-    // On demand: these tests are about what a caller of access_token() sees;
-    // the background timer has its own tests (lifecycle.rs).
-    .with_policy(RefreshPolicy::OnDemand)
+    builder_with(client, store, dir)
+        .build()
+        .await
+        .expect("manager")
+}
+
+fn builder_with(
+    client: OidcClient,
+    store: Arc<dyn TokenStore>,
+    dir: &std::path::Path,
+) -> sessionkit::SessionManagerBuilder {
+    SessionManager::for_client(client)
+        .namespace("refresh-test")
+        .store(store)
+        .registry(AccountRegistry::at(dir.join("accounts.json")))
+        .restore(false)
+        .retry(fast_retries())
+        // On demand: these tests are about what a caller of access_token() sees;
+        // the background timer has its own tests (lifecycle.rs).
+        .policy(RefreshPolicy::OnDemand)
 }
 
 /// Signs alice in, then makes her stored access token expired and restores
@@ -56,7 +66,12 @@ async fn expired_session(
     dir: &std::path::Path,
 ) -> (SessionManager, Arc<sessionkit::Session>) {
     let first = manager_with(idp, store.clone(), dir, HttpClient::new().expect("http")).await;
-    let account = first.login_loopback(play_browser()).await.expect("sign in");
+    let account = first
+        .login_loopback(play_browser())
+        .await
+        .expect("sign in")
+        .info()
+        .clone();
     let mut entry = store.load_session(&account.key).expect("entry");
     entry.expires_at = Some(SystemTime::now() - Duration::from_secs(5));
     store.save_session(&account.key, &entry).expect("save");
@@ -406,14 +421,26 @@ async fn an_app_can_choose_to_sign_out_after_repeated_failures() {
     let dir = scratch("refresh");
     let store = Arc::new(MemoryStore::new());
     let first = manager_with(&idp, store.clone(), &dir, HttpClient::new().expect("http")).await;
-    let account = first.login_loopback(play_browser()).await.expect("sign in");
+    let account = first
+        .login_loopback(play_browser())
+        .await
+        .expect("sign in")
+        .info()
+        .clone();
     let mut entry = store.load_session(&account.key).expect("entry");
     entry.expires_at = Some(SystemTime::now() - Duration::from_secs(5));
     store.save_session(&account.key, &entry).expect("save");
-    let manager = manager_with(&idp, store.clone(), &dir, HttpClient::new().expect("http"))
+    let provider = Provider::discover(idp.issuer(), &HttpClient::new().expect("http"))
         .await
-        .sign_out_after_failures(2);
-    manager.restore().await.expect("restore");
+        .expect("discovery");
+    let client =
+        OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
+    let manager = builder_with(client, store.clone(), &dir)
+        .sign_out_after_failures(2)
+        .restore(true)
+        .build()
+        .await
+        .expect("manager");
     let session = manager.session(&account.key).expect("session");
     idp.control()
         .add_fault(Fault::on("token").status(503, "{}"));

@@ -77,12 +77,14 @@ async fn manager(issuer: &str, dir: &Path) -> SessionManager {
         .await
         .expect("discovery");
     let client = OidcClient::new(provider, "chat-example").scopes(["openid", "offline_access"]);
-    SessionManager::new(
-        client,
-        "two-processes",
-        Arc::new(FileStore(dir.to_owned())) as Arc<dyn TokenStore>,
-        AccountRegistry::at(dir.join("accounts.json")),
-    )
+    SessionManager::for_client(client)
+        .namespace("two-processes")
+        .store(Arc::new(FileStore(dir.to_owned())))
+        .registry(AccountRegistry::at(dir.join("accounts.json")))
+        .restore(false)
+        .build()
+        .await
+        .expect("manager")
 }
 
 /// The child: restore, say ready, wait for "go", ask for a token, print its fingerprint.
@@ -127,7 +129,9 @@ async fn two_processes_refreshing_at_once_both_stay_signed_in() {
             });
         }))
         .await
-        .expect("sign in");
+        .expect("sign in")
+        .info()
+        .clone();
     // The stored access token has expired: both children must refresh.
     let store = FileStore(dir.clone());
     let mut entry = store.load_session(&account.key).expect("entry");

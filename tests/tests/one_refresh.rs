@@ -52,13 +52,15 @@ async fn manager(idp: &MockIdp, store: Arc<dyn TokenStore>, dir: &Path) -> Sessi
     let client = OidcClient::new(provider, "chat-example")
         .scopes(["openid", "profile", "offline_access"])
         .clock_skew(Duration::from_secs(1));
-    SessionManager::new(
-        client,
-        "sk-e2e-one",
-        store,
-        AccountRegistry::at(dir.join("accounts.json")),
-    )
-    .with_policy(RefreshPolicy::Background)
+    SessionManager::for_client(client)
+        .namespace("sk-e2e-one")
+        .store(store)
+        .registry(AccountRegistry::at(dir.join("accounts.json")))
+        .policy(RefreshPolicy::Background)
+        .restore(false)
+        .build()
+        .await
+        .unwrap()
 }
 
 async fn signed_in(manager: &SessionManager) -> Arc<Session> {
@@ -68,8 +70,7 @@ async fn signed_in(manager: &SessionManager) -> Arc<Session> {
             let _ = reqwest::get(url).await;
         });
     });
-    let account = manager.login_loopback(options).await.unwrap();
-    manager.session(&account.key).unwrap()
+    manager.login_loopback(options).await.unwrap()
 }
 
 /// The most refreshes a timer can make in `elapsed`: one per interval.
@@ -91,7 +92,7 @@ async fn five_connections_an_authed_client_and_the_timer_share_one_refresh() {
 
     let clients: Vec<RealtimeClient> = (0..5)
         .map(|_| {
-            let source: Arc<dyn TokenSource> = Arc::new(session.clone());
+            let source: Arc<dyn TokenSource> = session.clone();
             RealtimeClient::builder(server.ws_url())
                 .build(source)
                 .unwrap()

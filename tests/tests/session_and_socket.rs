@@ -54,12 +54,13 @@ impl World {
                 .unwrap()
                 .as_nanos()
         ));
-        let manager = SessionManager::new(
-            client,
-            "sk-e2e",
-            Arc::new(MemoryStore::new()),
-            AccountRegistry::at(dir.join("accounts.json")),
-        );
+        let manager = SessionManager::for_client(client)
+            .namespace("sk-e2e")
+            .store(Arc::new(MemoryStore::new()))
+            .registry(AccountRegistry::at(dir.join("accounts.json")))
+            .build()
+            .await
+            .unwrap();
         Self {
             idp,
             server,
@@ -78,14 +79,14 @@ impl World {
                 let _ = reqwest::get(url).await;
             });
         });
-        let account = self.manager.login_loopback(options).await.unwrap();
+        let session = self.manager.login_loopback(options).await.unwrap();
         self.idp.control().set_auto_login(None).unwrap();
-        account
+        session.info().clone()
     }
 
     fn connect(&self, account: &AccountInfo) -> RealtimeClient {
         let session = self.manager.session(&account.key).unwrap();
-        let source: Arc<dyn TokenSource> = Arc::new(session);
+        let source: Arc<dyn TokenSource> = session;
         let (client, _incoming) = RealtimeClient::builder(self.server.ws_url())
             .build(source)
             .unwrap();

@@ -55,11 +55,11 @@ async fn login(setup: &Setup, args: &LoginArgs) -> anyhow::Result<()> {
             .context("sign-in failed")?
     };
     watcher.abort();
-    let account = manager
+    let session = manager
         .sign_in(tokens)
         .await
         .context("cannot keep the account")?;
-    println!("Signed in as {}", account_name(&account));
+    println!("Signed in as {}", account_name(session.info()));
     Ok(())
 }
 

@@ -121,7 +121,7 @@ impl Conversation {
             id_prefix: id_prefix(),
         }));
         let resume_state = shared.clone();
-        let source: Arc<dyn TokenSource> = Arc::new(session);
+        let source: Arc<dyn TokenSource> = session;
         let (client, incoming) = RealtimeClient::builder(server_url)
             .on_connect(move |resume: Resume| {
                 let shared = resume_state.clone();

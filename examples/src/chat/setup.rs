@@ -82,8 +82,14 @@ impl Setup {
         // A chat keeps its connection through refreshes: the session's one
         // refresh moves the socket to the new token without a gap.
         let manager = Arc::new(
-            SessionManager::new(client, &options.namespace, store, registry)
-                .with_policy(RefreshPolicy::Background),
+            SessionManager::for_client(client)
+                .namespace(&options.namespace)
+                .store(store)
+                .registry(registry)
+                .policy(RefreshPolicy::Background)
+                .restore(false)
+                .build()
+                .await?,
         );
         let server_url = match (&options.server, &embedded) {
             (Some(url), _) => url.clone(),
@@ -172,6 +178,6 @@ impl Embedded {
         });
         let result = manager.login_loopback(options).await;
         let _ = control.set_auto_login(None);
-        Ok(result?)
+        Ok(result?.info().clone())
     }
 }

@@ -362,19 +362,15 @@ impl App {
                     self.demo_sign_in(user).await;
                 } else {
                     self.notice = "Signing in: finish in the browser…".to_owned();
-                    let account = self
+                    let session = self
                         .setup
                         .manager
                         .login_loopback(LoopbackOptions::system_browser())
                         .await?;
-                    let session = self
-                        .setup
-                        .manager
-                        .session(&account.key)
-                        .context("the new session is not in memory")?;
+                    let name = account_name(session.info()).to_owned();
                     self.disconnect().await;
                     self.connect(session)?;
-                    self.notice = format!("Signed in as {}.", account_name(&account));
+                    self.notice = format!("Signed in as {name}.");
                 }
             }
             "logout" => {

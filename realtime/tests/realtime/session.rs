@@ -39,16 +39,19 @@ async fn signed_in(idp: &MockIdp) -> (SessionManager, AccountKey, Arc<Session>) 
         .expect("discovery");
     let client =
         OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
-    let manager = SessionManager::new(
-        client,
-        "realtime-test",
-        Arc::new(MemoryStore::default()),
-        AccountRegistry::at(scratch().join("accounts.json")),
-    );
+    let manager = SessionManager::for_client(client)
+        .namespace("realtime-test")
+        .store(Arc::new(MemoryStore::default()))
+        .registry(AccountRegistry::at(scratch().join("accounts.json")))
+        .build()
+        .await
+        .expect("manager");
     let account = manager
         .login_loopback(play_browser())
         .await
-        .expect("sign in");
+        .expect("sign in")
+        .info()
+        .clone();
     let session = manager.session(&account.key).expect("session");
     (manager, account.key, session)
 }
@@ -56,7 +59,7 @@ async fn signed_in(idp: &MockIdp) -> (SessionManager, AccountKey, Arc<Session>) 
 /// A server that accepts the session's current token, and a client using
 /// the session as its token source.
 async fn connected(session: &Arc<Session>) -> (WsServer, RealtimeClient) {
-    let token = TokenSource::token(session).await.expect("token");
+    let token = TokenSource::token(&**session).await.expect("token");
     let server = WsServer::start(&[token.token.secret()]).await;
     let (client, _incoming) = RealtimeClient::builder(server.url())
         .backoff(Backoff::new(
@@ -64,7 +67,7 @@ async fn connected(session: &Arc<Session>) -> (WsServer, RealtimeClient) {
             2.0,
             Duration::from_millis(100),
         ))
-        .build(Arc::new(session.clone()))
+        .build(session.clone())
         .expect("client");
     wait_for(&mut client.state(), is_connected).await;
     (server, client)
@@ -123,7 +126,7 @@ async fn the_session_gives_its_token_with_its_expiry_and_reuses_a_newer_one_afte
         .expect("idp");
     let (_manager, _key, session) = signed_in(&idp).await;
 
-    let timed = TokenSource::token(&session).await.expect("token");
+    let timed = TokenSource::token(&*session).await.expect("token");
     let (cached, expires_at) = session.cached_access_token();
     assert_eq!(timed.token.secret(), cached.secret());
     assert!(expires_at.is_some());
@@ -133,7 +136,7 @@ async fn the_session_gives_its_token_with_its_expiry_and_reuses_a_newer_one_afte
     assert_eq!(timed.refresh_at, None);
 
     let refused = timed.token.clone();
-    let fresh = TokenSource::rejected(&session, &refused)
+    let fresh = TokenSource::rejected(&*session, &refused)
         .await
         .expect("refresh");
     assert_ne!(fresh.token, timed.token);
@@ -141,7 +144,7 @@ async fn the_session_gives_its_token_with_its_expiry_and_reuses_a_newer_one_afte
     assert_eq!(idp.control().count("token:refresh_token"), 1);
     // Another connection refused with the same old token: the newer token
     // is reused, not refreshed again.
-    let again = TokenSource::rejected(&session, &refused)
+    let again = TokenSource::rejected(&*session, &refused)
         .await
         .expect("reused");
     assert_eq!(again.token, fresh.token);

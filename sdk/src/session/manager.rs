@@ -3,16 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::accounts::{AccountInfo, AccountRegistry};
+use crate::accounts::AccountInfo;
 use crate::error::{Error, Result, StoreError};
 use crate::login::{DevicePrompt, LoopbackOptions, OidcClient};
 use crate::logout::LogoutReport;
 use crate::policy::RefreshPolicy;
-use crate::refresh::RetryPolicy;
 use crate::secret::RefreshToken;
 use crate::store::{AccountKey, TokenStore};
 use crate::token::TokenSet;
@@ -23,7 +22,8 @@ use super::tokens::{Tokens, blocking, write_tokens};
 use super::{Session, Shared};
 
 /// What [`SessionManager::restore`] found for one account.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Restored {
     /// The account.
     pub account: AccountInfo,
@@ -32,94 +32,33 @@ pub struct Restored {
     pub result: std::result::Result<(), StoreError>,
 }
 
-/// The accounts of one app with one provider and client.
+/// The accounts of one app with one provider and client. Made by
+/// [`SessionManager::builder`].
 #[derive(Debug)]
 pub struct SessionManager {
     namespace: String,
     shared: Arc<Shared>,
     sessions: RwLock<BTreeMap<AccountKey, Arc<Session>>>,
+    pub(super) restored: Mutex<Vec<Restored>>,
 }
 
 impl SessionManager {
-    /// A manager for the app `namespace` (the name its keychain entries and
-    /// accounts file carry), keeping tokens in `store` and the account list in
-    /// `registry`. Refresh locks live beside the registry file.
-    pub fn new(
-        client: OidcClient,
-        namespace: &str,
-        store: Arc<dyn TokenStore>,
-        registry: AccountRegistry,
-    ) -> Self {
-        let lock_dir = registry
-            .path()
-            .parent()
-            .map(|p| p.join("locks"))
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("{namespace}-locks")));
+    pub(super) fn from_shared(namespace: String, shared: Arc<Shared>) -> Self {
         Self {
-            namespace: namespace.to_owned(),
-            shared: Arc::new(Shared {
-                client,
-                store,
-                registry,
-                lock_dir,
-                retry: RetryPolicy::default(),
-                policy: RefreshPolicy::default(),
-                hooks: Mutex::new(Vec::new()),
-                sign_out_after: None,
-                max_session_age: None,
-            }),
+            namespace,
+            shared,
             sessions: RwLock::new(BTreeMap::new()),
+            restored: Mutex::new(Vec::new()),
         }
     }
 
-    /// How failed refreshes are retried (before any session is made).
-    #[must_use]
-    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.retry = retry;
-        }
-        self
-    }
-
-    /// How sessions keep their tokens fresh (before any session is made).
-    /// The default is [`RefreshPolicy::Proactive`].
-    ///
-    /// ```no_run
-    /// # fn demo(manager: sessionkit::SessionManager) {
-    /// use sessionkit::RefreshPolicy;
-    /// // A banking app: short tokens, the refresh token never written to disk.
-    /// let manager = manager.with_policy(RefreshPolicy::HighSecurity);
-    /// # let _ = manager; }
-    /// ```
-    #[must_use]
-    pub fn with_policy(mut self, policy: RefreshPolicy) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.policy = policy;
-        }
-        self
-    }
-
-    /// Signs an account out (locally, with cleanup) after `failures`
-    /// refreshes in a row have failed, each after its retries. By default a
-    /// failing refresh is reported and the session kept.
-    #[must_use]
-    pub fn sign_out_after_failures(mut self, failures: u32) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.sign_out_after = Some(failures.max(1));
-        }
-        self
-    }
-
-    /// Ends every session this long after its sign-in: the user must sign
-    /// in again (checked by the refresh timer and at every refresh). For
-    /// apps that must not keep anyone signed in indefinitely, typically with
-    /// [`RefreshPolicy::HighSecurity`].
-    #[must_use]
-    pub fn max_session_age(mut self, age: Duration) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.max_session_age = Some(age);
-        }
-        self
+    /// What `build()` found for each account signed in before (empty when
+    /// it did not restore).
+    pub fn restored(&self) -> Vec<Restored> {
+        self.restored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The refresh policy.
@@ -177,7 +116,7 @@ impl SessionManager {
 
     /// Keeps the tokens of a finished login: the refresh token first, then the
     /// session entry, then the account in the registry as the active one.
-    pub async fn sign_in(&self, tokens: TokenSet) -> Result<AccountInfo> {
+    pub async fn sign_in(&self, tokens: TokenSet) -> Result<Arc<Session>> {
         let claims = tokens.claims.as_ref().ok_or_else(|| {
             Error::Config("a sign-in needs an ID token (ask for the openid scope)".to_owned())
         })?;
@@ -205,22 +144,23 @@ impl SessionManager {
         let (registry, i) = (self.shared.registry.clone(), info.clone());
         blocking(move || registry.upsert(i, true)).await??;
         tracing::info!(account = %info.key.sub, store = self.shared.store.name(), "signed in");
-        self.install(info.clone(), mem, now);
-        Ok(info)
+        Ok(self.install(info, mem, now))
     }
 
-    /// Signs in through the browser (see [`OidcClient::login_loopback`]) and keeps the account.
-    pub async fn login_loopback(&self, options: LoopbackOptions) -> Result<AccountInfo> {
+    /// Signs in through the browser (see [`OidcClient::login_loopback`]),
+    /// keeps the account as the active one, and returns its session.
+    pub async fn login_loopback(&self, options: LoopbackOptions) -> Result<Arc<Session>> {
         let tokens = self.shared.client.login_loopback(options).await?;
         self.sign_in(tokens).await
     }
 
-    /// Signs in with the device flow (see [`OidcClient::login_device`]) and keeps the account.
+    /// Signs in with the device flow (see [`OidcClient::login_device`]),
+    /// keeps the account as the active one, and returns its session.
     pub async fn login_device(
         &self,
         on_prompt: impl FnOnce(&DevicePrompt),
         cancel: &CancellationToken,
-    ) -> Result<AccountInfo> {
+    ) -> Result<Arc<Session>> {
         let tokens = self.shared.client.login_device(on_prompt, cancel).await?;
         self.sign_in(tokens).await
     }

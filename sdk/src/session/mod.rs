@@ -17,6 +17,7 @@
 //! Store calls run in `spawn_blocking`; a store that fails is reported, never
 //! taken as "signed out", and nothing is deleted because a read failed.
 
+mod builder;
 mod flight;
 mod lock;
 mod manager;
@@ -27,7 +28,7 @@ mod tokens;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -43,6 +44,7 @@ use crate::refresh::RetryPolicy;
 use crate::secret::{AccessToken, IdToken};
 use crate::store::{AccountKey, TokenStore};
 
+pub use builder::{DEFAULT_SCOPES, SessionManagerBuilder};
 pub use manager::{Restored, SessionManager};
 pub use state::{SessionEvent, SessionState};
 pub use teardown::CleanupHook;
@@ -98,6 +100,8 @@ pub struct CurrentToken {
 /// Shared as `Arc<Session>` (what [`SessionManager::sign_in`] and friends
 /// return); the realtime crate takes it as its token source directly.
 pub struct Session {
+    /// The session itself, for work it hands to tasks of its own.
+    me: Weak<Session>,
     info: AccountInfo,
     tokens: ArcSwap<Tokens>,
     /// When the current token is due for refresh (Unix ms): the hot path
@@ -151,7 +155,8 @@ impl Session {
         });
         let (events, _) = broadcast::channel(64);
         let due = tokens.due_at(shared.policy, shared.skew());
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             info,
             fresh_until_ms: AtomicU64::new(due.map_or(u64::MAX, crate::clock::unix_ms)),
             tokens: ArcSwap::from_pointee(tokens),
@@ -330,6 +335,25 @@ impl Session {
         rejected: &AccessToken,
     ) -> Result<AccessToken> {
         self.refresh_shared(true, Some(rejected)).await
+    }
+
+    /// The session as an `Arc` (it always lives in one).
+    fn arc(&self) -> Result<Arc<Self>> {
+        self.me.upgrade().ok_or(Error::SignedOut)
+    }
+
+    /// [`Session::current_token`] through `&self` (for trait impls that
+    /// only get a reference).
+    pub async fn current(&self) -> Result<CurrentToken> {
+        self.arc()?.current_token().await
+    }
+
+    /// [`Session::refresh_after_rejection`] through `&self`, with the
+    /// current token afterwards.
+    pub async fn after_rejection(&self, rejected: &AccessToken) -> Result<CurrentToken> {
+        let me = self.arc()?;
+        me.refresh_after_rejection(rejected).await?;
+        me.current_token().await
     }
 
     /// Is a store write of the latest tokens still pending?

@@ -1,0 +1,326 @@
+//! [`SessionManagerBuilder`]: the one way in. It collects every setting,
+//! reports what cannot work from `build()`, and `build()` does the slow
+//! parts without blocking the runtime: discovery, opening the keychain (in
+//! `spawn_blocking`), restoring every account signed in before.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::accounts::{AccountInfo, AccountRegistry};
+use crate::error::{Error, Result};
+use crate::http::HttpClient;
+use crate::login::OidcClient;
+use crate::policy::RefreshPolicy;
+use crate::provider::Provider;
+use crate::refresh::RetryPolicy;
+use crate::secret::ClientSecret;
+use crate::store::TokenStore;
+
+use super::teardown::CleanupHook;
+use super::tokens::blocking;
+use super::{SessionManager, Shared};
+
+/// The scopes asked for unless [`SessionManagerBuilder::scopes`] says otherwise.
+pub const DEFAULT_SCOPES: [&str; 3] = ["openid", "profile", "offline_access"];
+
+/// Where the OpenID Connect client comes from.
+#[derive(Debug)]
+enum ClientFrom {
+    /// Discover the issuer at `build()`.
+    Discover { issuer: String, client_id: String },
+    /// The app's own (discovery done by the app).
+    Given(Box<OidcClient>),
+}
+
+/// Settings for a [`SessionManager`]; start from [`SessionManager::builder`]
+/// (or [`SessionManager::for_client`] with a client the app made).
+///
+/// ```no_run
+/// use sessionkit::{RefreshPolicy, SessionManager};
+///
+/// # async fn demo() -> sessionkit::Result<()> {
+/// let sessions = SessionManager::builder("https://id.example.com", "my-app")
+///     .namespace("my-app")                 // keychain entries and accounts file
+///     .policy(RefreshPolicy::Background)   // a realtime app
+///     .build()
+///     .await?;                             // discovery, keychain, restore
+/// # let _ = sessions; Ok(()) }
+/// ```
+#[must_use]
+pub struct SessionManagerBuilder {
+    client: ClientFrom,
+    namespace: Option<String>,
+    scopes: Option<Vec<String>>,
+    secret: Option<ClientSecret>,
+    skew: Option<Duration>,
+    http: Option<HttpClient>,
+    store: Option<Arc<dyn TokenStore>>,
+    registry: Option<AccountRegistry>,
+    retry: RetryPolicy,
+    policy: RefreshPolicy,
+    sign_out_after: Option<u32>,
+    max_session_age: Option<Duration>,
+    hooks: Vec<CleanupHook>,
+    restore: bool,
+}
+
+impl std::fmt::Debug for SessionManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManagerBuilder")
+            .field("client", &self.client)
+            .field("namespace", &self.namespace)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionManagerBuilder {
+    fn new(client: ClientFrom) -> Self {
+        Self {
+            client,
+            namespace: None,
+            scopes: None,
+            secret: None,
+            skew: None,
+            http: None,
+            store: None,
+            registry: None,
+            retry: RetryPolicy::default(),
+            policy: RefreshPolicy::default(),
+            sign_out_after: None,
+            max_session_age: None,
+            hooks: Vec::new(),
+            restore: true,
+        }
+    }
+
+    /// The app's name: its keychain entries and its accounts file carry it
+    /// (default: the client id).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The scopes to ask for (default [`DEFAULT_SCOPES`]; `openid` is added
+    /// if missing). Only with [`SessionManager::builder`]: a client the app
+    /// made carries its own, and `build()` says so.
+    pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A confidential client's secret (from the environment or a file, never
+    /// the source). Only with [`SessionManager::builder`].
+    pub fn client_secret(mut self, secret: ClientSecret) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// How far clocks may disagree (default 60 s). Only with
+    /// [`SessionManager::builder`].
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.skew = Some(skew);
+        self
+    }
+
+    /// The HTTP client for discovery and every provider call (default: a
+    /// new one with a 30 s timeout). Only with [`SessionManager::builder`].
+    pub fn http(mut self, http: HttpClient) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Where tokens are kept (default: the OS keychain, opened at `build()`
+    /// off the runtime; a [`crate::MemoryStore`] for tests and for apps
+    /// that want no persistence; or the app's own [`TokenStore`]).
+    pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Where the account list lives (default: the platform config dir, per
+    /// namespace). Refresh locks live beside it.
+    pub fn registry(mut self, registry: AccountRegistry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// How failed refreshes are retried (default: 3 retries, 250 ms base, 10 s cap).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// How sessions keep their tokens fresh (default [`RefreshPolicy::Proactive`]).
+    pub fn policy(mut self, policy: RefreshPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Signs an account out (with cleanup) after `failures` refreshes in a
+    /// row have failed, each after its retries. By default a failing
+    /// refresh is reported and the session kept; `OfflineFirst` ignores it
+    /// (only the provider's word ends its sessions).
+    pub fn sign_out_after_failures(mut self, failures: u32) -> Self {
+        self.sign_out_after = Some(failures.max(1));
+        self
+    }
+
+    /// Ends every session this long after its sign-in: the user must sign
+    /// in again (checked by the refresh timer and at every refresh).
+    pub fn max_session_age(mut self, age: Duration) -> Self {
+        self.max_session_age = Some(age);
+        self
+    }
+
+    /// A cleanup the app needs when an account signs out, whoever ends the
+    /// session (user files, caches, databases). Also
+    /// [`SessionManager::on_logout`] later.
+    pub fn on_logout(
+        mut self,
+        hook: impl Fn(&AccountInfo) -> std::result::Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.push(Arc::new(hook));
+        self
+    }
+
+    /// Whether `build()` restores the accounts signed in before (default
+    /// yes; [`SessionManager::restored`] tells how each went).
+    pub fn restore(mut self, restore: bool) -> Self {
+        self.restore = restore;
+        self
+    }
+
+    /// Discovers the provider, opens the store off the runtime, and
+    /// restores every account signed in before.
+    ///
+    /// # Errors
+    /// Discovery failures, an unusable issuer URL, a keychain that cannot be
+    /// opened, an accounts file that cannot be read, and settings that
+    /// cannot apply ([`Error::Config`]: client settings given with a client
+    /// the app made).
+    pub async fn build(self) -> Result<SessionManager> {
+        let client = match self.client {
+            ClientFrom::Given(client) => {
+                if self.scopes.is_some()
+                    || self.secret.is_some()
+                    || self.skew.is_some()
+                    || self.http.is_some()
+                {
+                    return Err(Error::Config(
+                        "scopes, client_secret, clock_skew and http belong to the OidcClient \
+                         given to SessionManager::for_client; set them there"
+                            .to_owned(),
+                    ));
+                }
+                *client
+            }
+            ClientFrom::Discover { issuer, client_id } => {
+                let http = match self.http {
+                    Some(http) => http,
+                    None => HttpClient::new()?,
+                };
+                let provider = Provider::discover(&issuer, &http).await?;
+                let mut client = OidcClient::new(provider, &client_id).scopes(
+                    self.scopes
+                        .unwrap_or_else(|| DEFAULT_SCOPES.map(str::to_owned).to_vec()),
+                );
+                if let Some(secret) = self.secret {
+                    client = client.client_secret(secret);
+                }
+                if let Some(skew) = self.skew {
+                    client = client.clock_skew(skew);
+                }
+                client
+            }
+        };
+        let namespace = self
+            .namespace
+            .unwrap_or_else(|| client.client_id().to_owned());
+        let store = match self.store {
+            Some(store) => store,
+            None => default_store().await?,
+        };
+        let registry = match self.registry {
+            Some(registry) => registry,
+            None => AccountRegistry::for_namespace(&namespace)?,
+        };
+        let lock_dir = lock_dir(&registry, &namespace);
+        let shared = Arc::new(Shared {
+            client,
+            store,
+            registry,
+            lock_dir,
+            retry: self.retry,
+            policy: self.policy,
+            hooks: Mutex::new(self.hooks),
+            sign_out_after: self.sign_out_after,
+            max_session_age: self.max_session_age,
+        });
+        let manager = SessionManager::from_shared(namespace, shared);
+        if self.restore {
+            let restored = manager.restore().await?;
+            *manager.restored.lock().unwrap_or_else(|e| e.into_inner()) = restored;
+        }
+        Ok(manager)
+    }
+}
+
+/// The OS keychain, opened off the runtime (the calls block).
+#[cfg(feature = "keychain")]
+async fn default_store() -> Result<Arc<dyn TokenStore>> {
+    let store = blocking(crate::store::KeychainStore::auto).await??;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "keychain"))]
+async fn default_store() -> Result<Arc<dyn TokenStore>> {
+    let _ = blocking(|| ()).await;
+    Err(Error::Config(
+        "no token store: enable the `keychain` feature or pass SessionManagerBuilder::store"
+            .to_owned(),
+    ))
+}
+
+/// Refresh locks live beside the registry file.
+fn lock_dir(registry: &AccountRegistry, namespace: &str) -> PathBuf {
+    registry
+        .path()
+        .parent()
+        .map(|p| p.join("locks"))
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("{namespace}-locks")))
+}
+
+impl SessionManager {
+    /// Settings for the accounts of `client_id` at the provider `issuer`
+    /// (discovered at `build()`).
+    ///
+    /// ```no_run
+    /// use sessionkit::{LoopbackOptions, SessionManager};
+    ///
+    /// # async fn demo() -> sessionkit::Result<()> {
+    /// let sessions = SessionManager::builder("https://id.example.com", "my-app").build().await?;
+    /// let session = match sessions.active_session()? {
+    ///     Some(session) => session, // restored from the keychain
+    ///     None => sessions.login_loopback(LoopbackOptions::system_browser()).await?,
+    /// };
+    /// println!("signed in as {}", session.info().name());
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+    ) -> SessionManagerBuilder {
+        SessionManagerBuilder::new(ClientFrom::Discover {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+        })
+    }
+
+    /// Settings for the accounts of a client the app made itself (it did
+    /// the discovery, chose scopes, secret and skew).
+    pub fn for_client(client: OidcClient) -> SessionManagerBuilder {
+        SessionManagerBuilder::new(ClientFrom::Given(Box::new(client)))
+    }
+}
