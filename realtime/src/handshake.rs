@@ -27,8 +27,9 @@ use tokio_tungstenite::tungstenite::http::{
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::client::{TokenTransport, scrub};
+use crate::driver::scrub;
 use crate::error::{Result, TokenError};
+use crate::options::TokenTransport;
 use crate::token::BearerToken;
 
 /// An open connection.

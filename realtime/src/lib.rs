@@ -47,13 +47,18 @@
 //! a server that sends one back, should keep `tungstenite` below TRACE).
 //!
 //! ## Layout
-//! - `token`: the [`TokenSource`] trait, [`TimedToken`], [`StaticToken`], and the impl for
-//!   `Arc<sessionkit::Session>` (feature `sessionkit`, on by default).
+//! - `token`: the [`TokenSource`] trait, [`IntoTokenSource`], [`TimedToken`],
+//!   [`StaticToken`], and the impl for `sessionkit::Session` (feature
+//!   `sessionkit`, on by default).
 //! - `backoff`: the reconnect schedule as pure functions ([`Backoff`]).
 //! - `state`: [`State`], [`ReconnectReason`], [`CloseReason`].
-//! - `client`: [`RealtimeClient`], its [`Builder`], [`RefreshMode`] and [`TokenTransport`].
-//! - `handshake`: opening a connection (TCP, TLS, the WebSocket handshake) and the
-//!   handshake request that carries the token.
+//! - `options`: [`Incoming`], [`WhenFull`], [`Resume`], [`RefreshMode`], [`TokenTransport`].
+//! - `builder`: [`Builder`], the settings with their `DEFAULT_*` values.
+//! - `client`: [`RealtimeClient`], the handle an app holds (send, state, close).
+//! - `driver`: the task behind a client: attempt, classify the end, back off.
+//! - `connection`: one open connection: pump, ping, move to a newer token.
+//! - `handshake`: TCP, TLS and the WebSocket opening handshake (ours, so the
+//!   token never reaches tungstenite's logs); `unlogged`: the in-band auth write.
 //! - `error`: [`Error`] and [`TokenError`].
 //! - `unacked`: [`Unacked`], the messages the server has not acknowledged yet.
 //! - `unlogged`: the in-band `auth` message, written past tungstenite's frame logging.
@@ -147,9 +152,13 @@
 #![forbid(unsafe_code)]
 
 mod backoff;
+mod builder;
 mod client;
+mod connection;
+mod driver;
 mod error;
 mod handshake;
+mod options;
 mod state;
 mod token;
 mod unacked;
@@ -159,10 +168,14 @@ mod unlogged;
 pub use rustls;
 
 pub use backoff::Backoff;
-pub use client::{
-    Builder, Incoming, RealtimeClient, RefreshMode, Resume, TokenTransport, WhenFull,
+pub use builder::{
+    Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INCOMING_CAPACITY, DEFAULT_OUTGOING_BYTES,
+    DEFAULT_OUTGOING_CAPACITY, DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT, DEFAULT_READ_BUFFER,
+    DEFAULT_WRITE_TIMEOUT,
 };
+pub use client::RealtimeClient;
 pub use error::{Error, Result, TokenError};
+pub use options::{Incoming, RefreshMode, Resume, TokenTransport, WhenFull};
 pub use state::{CloseReason, ReconnectReason, State};
 pub use token::{BearerToken, BoxFuture, IntoTokenSource, StaticToken, TimedToken, TokenSource};
 pub use unacked::Unacked;

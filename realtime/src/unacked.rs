@@ -4,8 +4,9 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::client::{RealtimeClient, Resume};
+use crate::client::RealtimeClient;
 use crate::error::Result;
+use crate::options::Resume;
 
 /// Messages sent but not yet acknowledged by the server, in send order.
 ///

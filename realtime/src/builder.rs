@@ -1,0 +1,370 @@
+//! [`Builder`]: a client's settings, with their defaults as named
+//! constants, and `build()`, which starts the driver task.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backoff::Backoff;
+use crate::client::RealtimeClient;
+use crate::driver::{Driver, redact_url};
+use crate::error::{Error, Result};
+use crate::options::{Hook, Identity, Incoming, RefreshMode, Resume, TokenTransport, WhenFull};
+use crate::state::State;
+use crate::token::{BearerToken, IntoTokenSource};
+#[allow(unused_imports)] // rustdoc links
+use crate::token::{TimedToken, TokenSource};
+
+/// The limit for TCP connect, TLS and the WebSocket handshake.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a connection is pinged.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(15);
+/// How long after a ping a connection may stay silent before it counts as dead.
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
+/// The limit for one write.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many incoming messages wait for the app before reading pauses.
+pub const DEFAULT_INCOMING_CAPACITY: usize = 256;
+/// How many outgoing messages may wait while disconnected.
+pub const DEFAULT_OUTGOING_CAPACITY: usize = 256;
+/// How many bytes of outgoing messages may wait while disconnected.
+pub const DEFAULT_OUTGOING_BYTES: usize = 1 << 20;
+/// Each connection's read buffer.
+pub const DEFAULT_READ_BUFFER: usize = 8 << 10;
+
+/// Settings for a [`RealtimeClient`]; start from [`RealtimeClient::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Builder {
+    pub(crate) url: String,
+    pub(crate) backoff: Backoff,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) ping_interval: Duration,
+    pub(crate) pong_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) incoming_capacity: usize,
+    pub(crate) outgoing_capacity: usize,
+    pub(crate) outgoing_bytes: usize,
+    pub(crate) when_full: WhenFull,
+    pub(crate) on_connect: Option<Hook>,
+    pub(crate) first_connect_deadline: Option<Duration>,
+    pub(crate) refresh_mode: RefreshMode,
+    pub(crate) identity: Option<Identity>,
+    pub(crate) token_transport: TokenTransport,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) read_buffer: usize,
+}
+
+impl Builder {
+    /// The defaults (the `DEFAULT_*` constants, [`Backoff::default`]).
+    pub(crate) fn new(url: String) -> Self {
+        Self {
+            url,
+            backoff: Backoff::default(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            pong_timeout: DEFAULT_PONG_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            incoming_capacity: DEFAULT_INCOMING_CAPACITY,
+            outgoing_capacity: DEFAULT_OUTGOING_CAPACITY,
+            outgoing_bytes: DEFAULT_OUTGOING_BYTES,
+            when_full: WhenFull::Wait,
+            on_connect: None,
+            first_connect_deadline: None,
+            refresh_mode: RefreshMode::MakeBeforeBreak,
+            identity: None,
+            token_transport: TokenTransport::Header,
+            tls: None,
+            read_buffer: DEFAULT_READ_BUFFER,
+        }
+    }
+
+    /// Where the token goes on every connection attempt (default
+    /// [`TokenTransport::Header`]).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use sessionkit_realtime::{RealtimeClient, StaticToken, TokenTransport};
+    ///
+    /// # async fn demo() -> Result<(), sessionkit_realtime::Error> {
+    /// let source = Arc::new(StaticToken::new("an-access-token"));
+    /// // Browsers' WebSocket API cannot set headers; servers built for them
+    /// // often read the token from the subprotocol or the query.
+    /// let (client, _incoming) = RealtimeClient::builder("wss://chat.example.com/ws")
+    ///     .token_transport(TokenTransport::subprotocol("bearer"))
+    ///     .build(source)?;
+    /// # drop(client); Ok(()) }
+    /// ```
+    pub fn token_transport(mut self, transport: TokenTransport) -> Self {
+        self.token_transport = transport;
+        self
+    }
+
+    /// The TLS settings for `wss://` URLs (default: the platform's root
+    /// certificates, loaded on every attempt). Use it to trust a private CA
+    /// or a self-signed server certificate, or to pin one; `ws://` URLs
+    /// ignore it. The config's crypto provider is the caller's choice (this
+    /// crate enables rustls with aws-lc-rs only).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use sessionkit_realtime::{RealtimeClient, StaticToken, rustls};
+    ///
+    /// # async fn demo(ca_der: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+    /// // The private CA's certificate (DER), e.g. read from a file.
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// roots.add(rustls::pki_types::CertificateDer::from(ca_der))?;
+    /// let tls = rustls::ClientConfig::builder()
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let source = Arc::new(StaticToken::new("an-access-token"));
+    /// let (client, _incoming) = RealtimeClient::builder("wss://chat.internal:8443/ws")
+    ///     .tls_config(Arc::new(tls))
+    ///     .build(source)?;
+    /// # drop(client); Ok(()) }
+    /// ```
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// The size of each connection's read buffer and of one read from the
+    /// socket (default 8 KiB, at least 1 KiB). A connection that only ever
+    /// receives small messages keeps this much; a larger message still
+    /// arrives whole, in reads of this size, but the buffer grows for it and
+    /// keeps that size until the connection ends. tungstenite's limits
+    /// stay: 16 MiB per frame, 64 MiB per message (a larger one ends the
+    /// connection). tungstenite's own default buffer (128 KiB) suits bulk
+    /// transfers, not many mostly idle connections.
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.read_buffer = bytes.max(1 << 10);
+        self
+    }
+
+    /// The reconnect schedule (default: 250 ms, ×2, 30 s, reset after 10 s up).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// How to re-authenticate while connected (default
+    /// [`RefreshMode::MakeBeforeBreak`]).
+    pub fn refresh_mode(mut self, mode: RefreshMode) -> Self {
+        self.refresh_mode = mode;
+        self
+    }
+
+    /// Re-authenticate in-band: `hook` builds the text message carrying the
+    /// fresh token, sent on the open connection
+    /// (shorthand for [`RefreshMode::InBand`]).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use std::time::{Duration, SystemTime};
+    /// use sessionkit_realtime::{BearerToken, RealtimeClient, StaticToken, TimedToken};
+    ///
+    /// # async fn demo() -> Result<(), sessionkit_realtime::Error> {
+    /// let source = Arc::new(StaticToken::new("t0"));
+    /// let now = SystemTime::now();
+    /// source.replace(
+    ///     TimedToken::new(BearerToken::new("t0"))
+    ///         .expires_at(now + Duration::from_secs(300))
+    ///         .refresh_at(now + Duration::from_secs(240)),
+    /// );
+    /// // Later, `source.set("t1")`: the connection sends it in-band.
+    /// let (client, _incoming) = RealtimeClient::builder("wss://chat.example.com/ws")
+    ///     .refresh_in_band(|token| format!(r#"{{"type":"auth","token":"{}"}}"#, token.secret()))
+    ///     .build(source)?;
+    /// # drop(client); Ok(()) }
+    /// ```
+    pub fn refresh_in_band<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&BearerToken) -> String + Send + Sync + 'static,
+    {
+        self.refresh_mode = RefreshMode::InBand(Arc::new(hook));
+        self
+    }
+
+    /// The app's message identity (text or binary): during a
+    /// make-before-break overlap a message whose identity was already
+    /// delivered (from either connection) is dropped, and the old
+    /// connection is read until it has closed, so a message the server
+    /// sent only there is still delivered. Messages for which the hook
+    /// returns `None` are always delivered.
+    ///
+    /// Without it the client cannot tell copies apart, so it delivers by
+    /// connection: until the switch, what arrives on the old connection;
+    /// from the switch on, what arrives on the new one (it was held, not
+    /// read, while the new connection was being set up). What arrives on
+    /// the old connection after the switch is dropped. A server that sends
+    /// the same message on both connections during the overlap may thus
+    /// have it delivered twice (once from each side of the switch), and one
+    /// that sends a message only on the old connection after the switch has
+    /// it dropped; servers that cannot avoid either need an identity (or
+    /// the app de-duplicates, or use [`RefreshMode::InBand`]).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use sessionkit_realtime::{Incoming, RealtimeClient, StaticToken};
+    ///
+    /// # async fn demo() -> Result<(), sessionkit_realtime::Error> {
+    /// let source = Arc::new(StaticToken::new("t0"));
+    /// let (client, _incoming) = RealtimeClient::builder("wss://chat.example.com/ws")
+    ///     // Messages look like `<id>|<payload>`.
+    ///     .message_identity(|message| match message {
+    ///         Incoming::Text(text) => text.split_once('|').map(|(id, _)| id.to_owned()),
+    ///         _ => None,
+    ///     })
+    ///     .build(source)?;
+    /// # drop(client); Ok(()) }
+    /// ```
+    pub fn message_identity<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Incoming) -> Option<String> + Send + Sync + 'static,
+    {
+        self.identity = Some(Identity(Arc::new(hook)));
+        self
+    }
+
+    /// The limit for TCP connect, TLS and the WebSocket handshake (default 10 s).
+    pub fn connect_timeout(mut self, limit: Duration) -> Self {
+        self.connect_timeout = limit;
+        self
+    }
+
+    /// Ping every `interval` (default 15 s); with no frame at all within
+    /// `timeout` after a ping (default 10 s) the connection is dead.
+    pub fn ping(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.ping_interval = interval;
+        self.pong_timeout = timeout;
+        self
+    }
+
+    /// The limit for one write (default 10 s).
+    pub fn write_timeout(mut self, limit: Duration) -> Self {
+        self.write_timeout = limit;
+        self
+    }
+
+    /// How many incoming messages wait for the app before reading pauses
+    /// (default 256).
+    pub fn incoming_capacity(mut self, n: usize) -> Self {
+        self.incoming_capacity = n.max(1);
+        self
+    }
+
+    /// The outgoing queue's bounds: at most `messages` messages and
+    /// `bytes` bytes wait (while connecting or disconnected) before `send`
+    /// waits or fails (see [`Builder::when_full`]); defaults 256 and 1 MiB.
+    /// One message larger than `bytes` is refused ([`Error::TooLarge`]).
+    pub fn outgoing_limits(mut self, messages: usize, bytes: usize) -> Self {
+        self.outgoing_capacity = messages.max(1);
+        self.outgoing_bytes = bytes.min(u32::MAX as usize);
+        self
+    }
+
+    /// A hook run on every new connection before queued messages go out
+    /// (resume a stream, re-subscribe): what it sends through [`Resume`]
+    /// goes first. It runs under the write timeout; if it takes longer,
+    /// the connection counts as lost. It also runs on a make-before-break
+    /// connection, before the switch; the old connection is not read while
+    /// the hook runs, so the hook must not wait for a message from the
+    /// server. To lose nothing across reconnects, re-send
+    /// the unacknowledged messages here ([`crate::Unacked::resend`]).
+    ///
+    /// Order on a new connection: what the hook sent, then a message whose
+    /// write failed on the previous connection (if any), then the queue.
+    pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Resume) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_connect = Some(Hook(Arc::new(move |resume| Box::pin(hook(resume)))));
+        self
+    }
+
+    /// Gives up with [`CloseReason::DeadlineExceeded`] unless a first
+    /// connection is up within `limit` (default: no limit). The first
+    /// connect uses the same backoff as reconnects; once connected, the
+    /// deadline no longer applies.
+    pub fn first_connect_deadline(mut self, limit: Duration) -> Self {
+        self.first_connect_deadline = Some(limit);
+        self
+    }
+
+    /// What `send` does when the outgoing queue is full (default: wait).
+    pub fn when_full(mut self, when_full: WhenFull) -> Self {
+        self.when_full = when_full;
+        self
+    }
+
+    /// Starts the client (it connects in the background). Must be called
+    /// inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] unless the URL is `ws://` or `wss://`.
+    pub fn build(
+        self,
+        source: impl IntoTokenSource,
+    ) -> Result<(RealtimeClient, mpsc::Receiver<Incoming>)> {
+        let source = source.into_token_source();
+        let parsed = url::Url::parse(&self.url).map_err(|e| Error::InvalidUrl(format!("{e}")))?;
+        if !matches!(parsed.scheme(), "ws" | "wss") || parsed.host_str().is_none() {
+            return Err(Error::InvalidUrl(redact_url(&parsed)));
+        }
+        let (state_tx, state_rx) = watch::channel(State::Connecting { generation: 1 });
+        let (in_tx, in_rx) = mpsc::channel(self.incoming_capacity);
+        let (out_tx, out_rx) = mpsc::channel(self.outgoing_capacity);
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let bytes = Arc::new(Semaphore::new(self.outgoing_bytes));
+        let (max_bytes, when_full) = (self.outgoing_bytes, self.when_full);
+        let driver = Driver {
+            deadline: self.first_connect_deadline.map(|d| Instant::now() + d),
+            logout: source.cancellation(),
+            source,
+            cfg: self,
+            state: state_tx,
+            incoming: in_tx,
+            outgoing: out_rx,
+            outgoing_open: true,
+            bytes: bytes.clone(),
+            pending: None,
+            stop: stop.clone(),
+        };
+        tracker.spawn(driver.run());
+        tracker.close();
+        let client = RealtimeClient {
+            state: state_rx,
+            outgoing: out_tx,
+            bytes,
+            max_bytes,
+            when_full,
+            stop,
+            tracker,
+        };
+        Ok((client, in_rx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_ws_urls_are_accepted() {
+        let source: Arc<dyn TokenSource> = Arc::new(crate::StaticToken::new("t"));
+        for bad in ["http://x/ws", "not a url", "file:///tmp/ws"] {
+            assert!(matches!(
+                RealtimeClient::builder(bad).build(source.clone()),
+                Err(Error::InvalidUrl(_))
+            ));
+        }
+    }
+}

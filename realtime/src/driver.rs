@@ -1,0 +1,409 @@
+//! The driver: one task per client that fetches a token, connects, hands
+//! the connection to `connection`, and decides from how it ended whether
+//! to reconnect (and when) or stop.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use serde::Deserialize;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::jitter_unit;
+use crate::builder::Builder;
+use crate::connection::Sink;
+use crate::error::TokenError;
+use crate::handshake::{OpenError, chosen_protocol, open, request};
+use crate::options::{Hook, Identity, Incoming, Resume};
+use crate::state::{CloseReason, ReconnectReason, State};
+use crate::token::{BearerToken, TimedToken, TokenSource};
+
+/// How one attempt ended.
+pub(crate) enum Attempt {
+    Token(TokenError),
+    Failed(ReconnectReason),
+    Unauthorized,
+    Ended { up_for: Duration, end: SessionEnd },
+}
+
+/// How an open connection ended.
+pub(crate) enum SessionEnd {
+    Stopped(CloseReason),
+    ServerClosed { code: u16, reason: String },
+    Lost(String),
+    Unresponsive,
+}
+
+/// What to do after an attempt.
+pub(crate) enum Next {
+    Now(Option<TimedToken>),
+    Backoff {
+        reason: ReconnectReason,
+        advised: Option<Duration>,
+    },
+    Stop(CloseReason),
+}
+
+pub(crate) struct Driver {
+    pub(crate) cfg: Builder,
+    pub(crate) source: Arc<dyn TokenSource>,
+    pub(crate) logout: CancellationToken,
+    pub(crate) stop: CancellationToken,
+    /// Until the first connection is up: when to give up.
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) state: watch::Sender<State>,
+    pub(crate) incoming: mpsc::Sender<Incoming>,
+    pub(crate) outgoing: mpsc::Receiver<String>,
+    pub(crate) outgoing_open: bool,
+    pub(crate) bytes: Arc<Semaphore>,
+    /// A message taken from the queue whose write failed: sent first after
+    /// the reconnect (it may have arrived already: at least once).
+    pub(crate) pending: Option<String>,
+}
+
+impl Driver {
+    pub(crate) async fn run(mut self) {
+        let reason = self.run_loop().await;
+        tracing::debug!(?reason, "realtime client closed");
+        // Senders waiting for room get `Error::Closed`.
+        self.bytes.close();
+        self.state.send_replace(State::Closed(reason));
+    }
+
+    /// Runs `fut` unless the client is closed, the account signs out or the
+    /// first-connect deadline passes first.
+    pub(crate) async fn or_stop<F: Future>(&self, fut: F) -> Result<F::Output, CloseReason> {
+        let deadline = self.deadline;
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => Err(CloseReason::Closed),
+            () = self.logout.cancelled() => Err(CloseReason::SignedOut),
+            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                Err(CloseReason::DeadlineExceeded)
+            }
+            out = fut => Ok(out),
+        }
+    }
+
+    pub(crate) async fn run_loop(&mut self) -> CloseReason {
+        let mut generation = 0u64;
+        let mut failures = 0u32;
+        let mut auth_retry_used = false;
+        let mut token: Option<TimedToken> = None;
+        // The token of the last attempt: what the server refused, if it did.
+        let mut last = BearerToken::new(String::new());
+        loop {
+            generation += 1;
+            self.state.send_replace(State::Connecting { generation });
+            let attempt = match self.attempt(&mut generation, token.take(), &mut last).await {
+                Ok(attempt) => attempt,
+                Err(reason) => return reason,
+            };
+            let next = match attempt {
+                Attempt::Token(TokenError::SignedOut) => Next::Stop(CloseReason::SignedOut),
+                Attempt::Token(e) => Next::Backoff {
+                    reason: ReconnectReason::TokenUnavailable(e.to_string()),
+                    advised: None,
+                },
+                Attempt::Failed(reason) => Next::Backoff {
+                    reason,
+                    advised: None,
+                },
+                Attempt::Unauthorized => {
+                    match self.after_refusal(false, &mut auth_retry_used, &last).await {
+                        Ok(next) => next,
+                        Err(reason) => return reason,
+                    }
+                }
+                Attempt::Ended { up_for, end } => {
+                    if self.cfg.backoff.resets(up_for) {
+                        failures = 0;
+                        auth_retry_used = false;
+                    }
+                    match end {
+                        SessionEnd::Stopped(reason) => return reason,
+                        SessionEnd::ServerClosed { code: 4001, .. } => {
+                            match self.after_refusal(false, &mut auth_retry_used, &last).await {
+                                Ok(next) => next,
+                                Err(reason) => return reason,
+                            }
+                        }
+                        SessionEnd::ServerClosed { code: 4003, .. } => {
+                            match self.after_refusal(true, &mut auth_retry_used, &last).await {
+                                Ok(next) => next,
+                                Err(reason) => return reason,
+                            }
+                        }
+                        SessionEnd::ServerClosed { code, reason }
+                            if (4500..=4999).contains(&code) =>
+                        {
+                            Next::Stop(CloseReason::Terminal { code, reason })
+                        }
+                        SessionEnd::ServerClosed { code, reason } => Next::Backoff {
+                            advised: retry_after(&reason),
+                            reason: ReconnectReason::ServerClosed { code, reason },
+                        },
+                        SessionEnd::Lost(why) => Next::Backoff {
+                            reason: ReconnectReason::Transport(why),
+                            advised: None,
+                        },
+                        SessionEnd::Unresponsive => Next::Backoff {
+                            reason: ReconnectReason::Unresponsive,
+                            advised: None,
+                        },
+                    }
+                }
+            };
+            match next {
+                Next::Stop(reason) => return reason,
+                Next::Now(fresh) => token = fresh,
+                Next::Backoff { reason, advised } => {
+                    let retry_in =
+                        advised.unwrap_or_else(|| self.cfg.backoff.delay(failures, jitter_unit()));
+                    failures = failures.saturating_add(1);
+                    tracing::debug!(
+                        attempt = failures,
+                        ?retry_in,
+                        ?reason,
+                        "realtime reconnecting"
+                    );
+                    self.state.send_replace(State::Reconnecting {
+                        attempt: failures,
+                        retry_in,
+                        reason,
+                    });
+                    if let Err(reason) = self.or_stop(sleep(retry_in)).await {
+                        return reason;
+                    }
+                }
+            }
+        }
+    }
+
+    /// After the server refused the token (401, 4001) or the session (4003):
+    /// one forced refresh and an immediate retry; after that, back off. A
+    /// 4003 refreshes every time, so a revoked session ends as signed out.
+    pub(crate) async fn after_refusal(
+        &self,
+        revoked: bool,
+        auth_retry_used: &mut bool,
+        refused: &BearerToken,
+    ) -> Result<Next, CloseReason> {
+        if *auth_retry_used && !revoked {
+            return Ok(Next::Backoff {
+                reason: ReconnectReason::Unauthorized,
+                advised: None,
+            });
+        }
+        let first = !*auth_retry_used;
+        *auth_retry_used = true;
+        Ok(match self.or_stop(self.source.rejected(refused)).await? {
+            Ok(fresh) if first => Next::Now(Some(fresh)),
+            Ok(_) => Next::Backoff {
+                reason: ReconnectReason::Unauthorized,
+                advised: None,
+            },
+            Err(TokenError::SignedOut) => Next::Stop(CloseReason::SignedOut),
+            Err(e) => Next::Backoff {
+                reason: ReconnectReason::TokenUnavailable(e.to_string()),
+                advised: None,
+            },
+        })
+    }
+
+    pub(crate) async fn attempt(
+        &mut self,
+        generation: &mut u64,
+        token: Option<TimedToken>,
+        last: &mut BearerToken,
+    ) -> Result<Attempt, CloseReason> {
+        let token = match token {
+            Some(token) => token,
+            None => match self.or_stop(self.source.token()).await? {
+                Ok(token) => token,
+                Err(e) => return Ok(Attempt::Token(e)),
+            },
+        };
+        *last = token.token.clone();
+        tracing::trace!(
+            generation = *generation,
+            url = %redact(&self.cfg.url),
+            "realtime connecting"
+        );
+        let transport = &self.cfg.token_transport;
+        let request = match request(&self.cfg.url, transport, &token.token) {
+            Ok(request) => request,
+            Err(e) => return Ok(Attempt::Token(e)),
+        };
+        let connect = open(
+            request,
+            self.cfg.tls.clone(),
+            self.cfg.read_buffer,
+            self.cfg.connect_timeout,
+        );
+        let socket = match self.or_stop(connect).await? {
+            Err(e) if e.is_unauthorized() => return Ok(Attempt::Unauthorized),
+            Err(OpenError::Status(status)) => {
+                return Ok(Attempt::Failed(ReconnectReason::Handshake { status }));
+            }
+            Err(e) => {
+                let why = scrub(&e.to_string(), &token.token);
+                return Ok(Attempt::Failed(ReconnectReason::Transport(why)));
+            }
+            Ok((socket, response)) => {
+                if let Err(why) = chosen_protocol(transport, &response) {
+                    return Ok(Attempt::Failed(ReconnectReason::Transport(why)));
+                }
+                socket
+            }
+        };
+        tracing::debug!(generation = *generation, "realtime connected");
+        self.deadline = None;
+        self.state.send_replace(State::Connected {
+            generation: *generation,
+        });
+        let started = Instant::now();
+        let end = self.session(generation, socket, token, last).await;
+        Ok(Attempt::Ended {
+            up_for: started.elapsed(),
+            end,
+        })
+    }
+
+    /// Hands a message to the app, waiting while its queue is full, unless
+    /// the client stops meanwhile (the message is then dropped).
+    pub(crate) async fn deliver(&self, message: Incoming) {
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => {}
+            () = self.logout.cancelled() => {}
+            _ = self.incoming.send(message) => {}
+        }
+    }
+
+    /// Hands a message to the app unless, during a make-before-break
+    /// overlap, a message with the same identity was already delivered.
+    pub(crate) async fn deliver_once(
+        &self,
+        message: Incoming,
+        overlap: &mut Option<HashSet<String>>,
+    ) {
+        if let (Some(seen), Some(Identity(identity))) = (overlap.as_mut(), &self.cfg.identity)
+            && let Some(id) = identity(&message)
+            && !seen.insert(id)
+        {
+            return;
+        }
+        self.deliver(message).await;
+    }
+
+    /// Runs the `on_connect` hook on a new connection and sends what it
+    /// sent, then (with `pending`) the message whose write failed.
+    pub(crate) async fn prepare(
+        &mut self,
+        generation: u64,
+        sink: &mut Sink,
+        pending: bool,
+    ) -> Result<(), SessionEnd> {
+        let write_timeout = self.cfg.write_timeout;
+        if let Some(Hook(hook)) = self.cfg.on_connect.clone() {
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let ran = self
+                .or_stop(timeout(write_timeout, hook(Resume { generation, tx })))
+                .await;
+            match ran {
+                Err(reason) => return Err(SessionEnd::Stopped(reason)),
+                Ok(Err(_)) => {
+                    return Err(SessionEnd::Lost("the on_connect hook timed out".to_owned()));
+                }
+                Ok(Ok(())) => {}
+            }
+            while let Ok(text) = rx.try_recv() {
+                let sent = timeout(write_timeout, sink.send(Message::text(text))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    return Err(SessionEnd::Lost("write failed".to_owned()));
+                }
+            }
+        }
+        if !pending {
+            return Ok(());
+        }
+        if let Some(text) = self.pending.take() {
+            let sent = timeout(write_timeout, sink.send(Message::text(text.clone()))).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                self.pending = Some(text);
+                return Err(SessionEnd::Lost("write failed".to_owned()));
+            }
+            self.bytes.add_permits(text.len());
+        }
+        Ok(())
+    }
+}
+
+/// `text` with every occurrence of the token replaced.
+pub(crate) fn scrub(text: &str, token: &BearerToken) -> String {
+    if token.secret().is_empty() {
+        return text.to_owned();
+    }
+    text.replace(token.secret(), "[redacted]")
+}
+
+/// A URL string for a log line, without credentials or query.
+pub(crate) fn redact(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| "<invalid url>".to_owned(), |u| redact_url(&u))
+}
+
+/// The server's advised delay in a close reason: `{"retry_after_ms": N}`.
+pub(crate) fn retry_after(reason: &str) -> Option<Duration> {
+    #[derive(Deserialize)]
+    struct Advice {
+        retry_after_ms: u64,
+    }
+    serde_json::from_str::<Advice>(reason)
+        .ok()
+        .map(|a| Duration::from_millis(a.retry_after_ms))
+}
+
+/// A URL for an error message, without credentials or query.
+pub(crate) fn redact_url(url: &url::Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.path()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_from_the_close_reason() {
+        assert_eq!(
+            retry_after(r#"{"retry_after_ms": 1500}"#),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_after(r#"{"retry_after_ms":0,"why":"restart"}"#),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("going away"), None);
+        assert_eq!(retry_after(r#"{"retry_after_ms": -1}"#), None);
+        assert_eq!(retry_after(""), None);
+    }
+
+    #[test]
+    fn urls_and_errors_lose_the_token() {
+        assert_eq!(redact("ws://127.0.0.1:1/ws?room=a"), "ws://127.0.0.1/ws");
+        assert_eq!(
+            scrub("failed ws://x/?access_token=t0k", &BearerToken::new("t0k")),
+            "failed ws://x/?access_token=[redacted]"
+        );
+    }
+}
