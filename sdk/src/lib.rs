@@ -9,7 +9,9 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use sessionkit::{AccountRegistry, HttpClient, LoopbackOptions, MemoryStore, OidcClient, Provider, SessionManager};
+//! use sessionkit::{AccountRegistry, HttpClient, MemoryStore, OidcClient, Provider, SessionManager};
+//! # #[cfg(feature = "loopback")]
+//! use sessionkit::LoopbackOptions;
 //!
 //! # async fn demo() -> sessionkit::Result<()> {
 //! let http = HttpClient::new()?;
@@ -22,6 +24,7 @@
 //!     AccountRegistry::for_namespace("my-app")?,
 //! );
 //! sessions.restore().await?; // every account signed in before
+//! # #[cfg(feature = "loopback")]
 //! if sessions.active()?.is_none() {
 //!     let account = sessions.login_loopback(LoopbackOptions::system_browser()).await?;
 //!     println!("Signed in as {}", account.display_name);
@@ -40,6 +43,25 @@
 //!   [`Session`] (fresh tokens, single-flight refresh, policies, logout).
 //! - `authed`: [`AuthedClient`], requests with the bearer token and one retry after a 401.
 //! - `devices`: the account's other sessions at the provider ([`list_devices`], [`revoke_device`]).
+//!
+//! ## Cargo features
+//!
+//! Both are on by default; an app that brings its own [`TokenStore`] or its
+//! own redirect handling turns them off
+//! (`sessionkit = { version = "0.1", default-features = false }`) and builds
+//! without D-Bus, keyutils, the platform keychain crates or `webbrowser`.
+//!
+//! - `keychain`: `KeychainStore` and `KeychainBackend`, tokens in the OS
+//!   keychain (Secret Service or kernel keyutils on Linux, the Apple
+//!   data-protection keychain, Windows Credential Manager), with the
+//!   `keyring-core` store crates of each platform. [`MemoryStore`], the
+//!   [`TokenStore`] trait, [`AccountKey`] and [`SessionEntry`] are always there.
+//! - `loopback`: sign-in through a listener on `127.0.0.1` that opens the
+//!   system browser (RFC 8252): `OidcClient::login_loopback`,
+//!   `SessionManager::login_loopback`, `LoopbackOptions` and `OpenUrl`, with
+//!   `webbrowser`. The app-handled redirect
+//!   ([`OidcClient::authorization_request`], [`OidcClient::finish`]) and the
+//!   device flow ([`OidcClient::login_device`]) are always there.
 
 #![forbid(unsafe_code)]
 
@@ -66,7 +88,9 @@ pub use authed::AuthedClient;
 pub use devices::{DEVICE_NOT_FOUND, DeviceSession, list_devices, revoke_device};
 pub use error::{Error, IdTokenError, Result, StoreError};
 pub use http::HttpClient;
-pub use login::{AuthorizationRequest, DevicePrompt, LoopbackOptions, OidcClient, OpenUrl};
+pub use login::{AuthorizationRequest, DevicePrompt, OidcClient};
+#[cfg(feature = "loopback")]
+pub use login::{LoopbackOptions, OpenUrl};
 pub use logout::{LogoutReport, LogoutStep};
 pub use policy::RefreshPolicy;
 pub use provider::{ExtraMetadata, Metadata, Provider, check_issuer_url};
@@ -77,7 +101,7 @@ pub use secret::{
 pub use session::{
     CleanupHook, CurrentToken, Restored, Session, SessionEvent, SessionManager, SessionState,
 };
-pub use store::{
-    AccountKey, KeychainBackend, KeychainStore, MemoryStore, SessionEntry, TokenStore,
-};
+pub use store::{AccountKey, MemoryStore, SessionEntry, TokenStore};
+#[cfg(feature = "keychain")]
+pub use store::{KeychainBackend, KeychainStore};
 pub use token::TokenSet;

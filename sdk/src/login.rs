@@ -15,8 +15,10 @@ use crate::provider::Provider;
 use crate::secret::{ClientSecret, CodeVerifier, Nonce, State};
 use crate::token::{RawTokens, TokenSet, parse_error_response, parse_token_response, post_form};
 
+#[cfg(feature = "loopback")]
 mod loopback;
 
+#[cfg(feature = "loopback")]
 pub use loopback::{LoopbackOptions, OpenUrl};
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";

@@ -1,7 +1,8 @@
 //! The loopback redirect listener (RFC 8252): sign-in through the system
 //! browser for apps that own no redirect URI. It listens on `127.0.0.1`,
 //! opens the authorization URL and hands the one matching redirect to
-//! [`OidcClient::finish`].
+//! [`OidcClient::finish`]. Behind the `loopback` feature, so apps with their
+//! own redirect handling build without it and without `webbrowser`.
 
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use crate::error::{Error, Result};
 use crate::token::TokenSet;
 
 /// How the loopback login shows the authorization URL.
+///
+/// Available with the `loopback` feature (on by default).
 pub enum OpenUrl {
     /// Open the system browser.
     SystemBrowser,
@@ -30,6 +33,8 @@ impl std::fmt::Debug for OpenUrl {
 }
 
 /// Options of [`OidcClient::login_loopback`].
+///
+/// Available with the `loopback` feature (on by default).
 #[derive(Debug)]
 pub struct LoopbackOptions {
     /// How the URL reaches the user.
@@ -66,6 +71,9 @@ impl OidcClient {
     /// accepts exactly the one redirect whose `state` matches (anything else is
     /// refused and the wait goes on), answers the browser with a short page,
     /// and times out.
+    ///
+    /// Available with the `loopback` feature (on by default); without it, use
+    /// [`OidcClient::authorization_request`] and [`OidcClient::finish`].
     ///
     /// ```no_run
     /// # async fn demo() -> sessionkit::Result<()> {
