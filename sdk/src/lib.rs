@@ -8,7 +8,9 @@
 //! ## Quick start
 //!
 //! ```no_run
-//! use sessionkit::{AuthedClient, LoopbackOptions, SessionManager};
+//! use sessionkit::{AuthedClient, SessionManager};
+//! # #[cfg(feature = "loopback")]
+//! use sessionkit::LoopbackOptions;
 //!
 //! # async fn demo() -> sessionkit::Result<()> {
 //! // Discovery, the OS keychain (opened off the runtime), every account signed in before.
@@ -16,10 +18,13 @@
 //!     .namespace("my-app")
 //!     .build()
 //!     .await?;
+//! # #[cfg(feature = "loopback")]
 //! let session = match sessions.active_session()? {
 //!     Some(session) => session,
 //!     None => sessions.login_loopback(LoopbackOptions::system_browser()).await?,
 //! };
+//! # #[cfg(not(feature = "loopback"))]
+//! # let session = sessions.active_session()?.expect("signed in");
 //! let api = AuthedClient::new(session.clone())?; // bearer token; one refresh and retry after a 401
 //! let me = api.get("http://127.0.0.1:9090/userinfo").await?;
 //! println!("{} is {}", session.info().name(), me.status());
@@ -45,6 +50,25 @@
 //!   for when a token is due.
 //! - `authed`: [`AuthedClient`], requests with the bearer token and one retry after a 401.
 //! - `devices`: the account's other sessions at the provider ([`list_devices`], [`revoke_device`]).
+//!
+//! ## Cargo features
+//!
+//! Both are on by default; an app that brings its own [`TokenStore`] or its
+//! own redirect handling turns them off
+//! (`sessionkit = { version = "0.1", default-features = false }`) and builds
+//! without D-Bus, keyutils, the platform keychain crates or `webbrowser`.
+//!
+//! - `keychain`: `KeychainStore` and `KeychainBackend`, tokens in the OS
+//!   keychain (Secret Service or kernel keyutils on Linux, the Apple
+//!   data-protection keychain, Windows Credential Manager), with the
+//!   `keyring-core` store crates of each platform. [`MemoryStore`], the
+//!   [`TokenStore`] trait, [`AccountKey`] and [`SessionEntry`] are always there.
+//! - `loopback`: sign-in through a listener on `127.0.0.1` that opens the
+//!   system browser (RFC 8252): `OidcClient::login_loopback`,
+//!   `SessionManager::login_loopback`, `LoopbackOptions` and `OpenUrl`, with
+//!   `webbrowser`. The app-handled redirect
+//!   ([`OidcClient::authorization_request`], [`OidcClient::finish`]) and the
+//!   device flow ([`OidcClient::login_device`]) are always there.
 
 #![forbid(unsafe_code)]
 
@@ -73,7 +97,9 @@ pub use devices::{DEVICE_NOT_FOUND, DeviceSession, list_devices, revoke_device};
 pub use error::{Error, IdTokenError, Result, StoreError};
 pub use http::HttpClient;
 pub use jws::Jwks;
-pub use login::{AuthorizationRequest, DevicePrompt, LoopbackOptions, OidcClient, OpenUrl};
+pub use login::{AuthorizationRequest, DevicePrompt, OidcClient};
+#[cfg(feature = "loopback")]
+pub use login::{LoopbackOptions, OpenUrl};
 pub use logout::{LogoutReport, LogoutStep};
 pub use policy::RefreshPolicy;
 pub use provider::{ExtraMetadata, Metadata, Provider, check_issuer_url};
@@ -85,7 +111,7 @@ pub use session::{
     CleanupHook, CurrentToken, DEFAULT_SCOPES, Restored, Session, SessionEvent, SessionManager,
     SessionManagerBuilder, SessionState,
 };
-pub use store::{
-    AccountKey, KeychainBackend, KeychainStore, MemoryStore, SessionEntry, TokenStore,
-};
+pub use store::{AccountKey, MemoryStore, SessionEntry, TokenStore};
+#[cfg(feature = "keychain")]
+pub use store::{KeychainBackend, KeychainStore};
 pub use token::TokenSet;

@@ -323,6 +323,7 @@ async fn background_refreshes_ahead_and_tells_listeners() {
     assert_ne!(before, after);
 }
 
+#[cfg(feature = "keychain")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_leaves_zero_entries_in_the_real_keychain() {
     let store = match sessionkit::KeychainStore::auto() {

@@ -297,9 +297,10 @@ impl SessionManager {
     /// (discovered at `build()`).
     ///
     /// ```no_run
+    /// # #[cfg(feature = "loopback")]
+    /// # async fn demo() -> sessionkit::Result<()> {
     /// use sessionkit::{LoopbackOptions, SessionManager};
     ///
-    /// # async fn demo() -> sessionkit::Result<()> {
     /// let sessions = SessionManager::builder("https://id.example.com", "my-app").build().await?;
     /// let session = match sessions.active_session()? {
     ///     Some(session) => session, // restored from the keychain

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountInfo;
 use crate::error::{Error, Result, StoreError};
-use crate::login::{DevicePrompt, LoopbackOptions, OidcClient};
+use crate::login::{DevicePrompt, OidcClient};
 use crate::logout::LogoutReport;
 use crate::policy::RefreshPolicy;
 use crate::secret::RefreshToken;
@@ -149,7 +149,13 @@ impl SessionManager {
 
     /// Signs in through the browser (see [`OidcClient::login_loopback`]),
     /// keeps the account as the active one, and returns its session.
-    pub async fn login_loopback(&self, options: LoopbackOptions) -> Result<Arc<Session>> {
+    ///
+    /// Available with the `loopback` feature (on by default).
+    #[cfg(feature = "loopback")]
+    pub async fn login_loopback(
+        &self,
+        options: crate::login::LoopbackOptions,
+    ) -> Result<Arc<Session>> {
         let tokens = self.shared.client.login_loopback(options).await?;
         self.sign_in(tokens).await
     }

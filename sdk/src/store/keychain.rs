@@ -14,6 +14,10 @@
 //! Every call blocks (D-Bus round trips, keychain prompts, system calls); the
 //! SDK makes them from `spawn_blocking`, and so should apps. Nothing here
 //! starts or enters an async runtime.
+//!
+//! Compiled with the `keychain` feature (on by default), which also brings
+//! in the platform store crates; without it the SDK has no D-Bus, keyutils or
+//! keychain dependency.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,6 +36,8 @@ mod keyutils;
 mod secret_service;
 
 /// Which keychain a [`KeychainStore`] talks to.
+///
+/// Available with the `keychain` feature (on by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KeychainBackend {
@@ -92,6 +98,8 @@ impl Kind {
 /// read failed.
 ///
 /// All methods block; call them from `spawn_blocking` in async code.
+///
+/// Available with the `keychain` feature (on by default).
 #[derive(Clone)]
 pub struct KeychainStore {
     backend: KeychainBackend,

@@ -1,15 +1,17 @@
 //! Where tokens live between runs. [`TokenStore`] is the seam: the OS
-//! keychain ([`KeychainStore`]) is the default, [`MemoryStore`] keeps nothing
-//! across processes, and an app can bring its own.
+//! keychain (`KeychainStore`, with the `keychain` feature) is the default,
+//! [`MemoryStore`] keeps nothing across processes, and an app can bring its own.
 //!
 //! Each account has two entries, kept apart so a platform can protect them
 //! differently: the *session* entry (access token, expiry, ID token, scopes,
 //! `sid`) and the *refresh* entry (the refresh token alone). Codes, verifiers,
 //! nonces and `state` are never stored.
 
+#[cfg(feature = "keychain")]
 mod keychain;
 mod memory;
 
+#[cfg(feature = "keychain")]
 pub use keychain::{KeychainBackend, KeychainStore};
 pub use memory::MemoryStore;
 
