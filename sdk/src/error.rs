@@ -103,6 +103,10 @@ pub enum Error {
     /// A local I/O error (the loopback listener, the accounts file).
     #[error("I/O: {0}")]
     Io(std::sync::Arc<std::io::Error>),
+    /// A repeatable request left the offline queue without being sent
+    /// ([`crate::AuthedClient::send_repeatable`]); the reason says why.
+    #[error("the request was not sent: {0}")]
+    Dropped(crate::authed::DropReason),
 }
 
 impl From<std::io::Error> for Error {
@@ -126,11 +130,12 @@ impl Error {
     }
 
     /// The account is signed out: the app asked, or the provider refused
-    /// the refresh token (`invalid_grant`, `invalid_client`). Sign in again.
+    /// the refresh token (`invalid_grant`, `invalid_client`) — also when
+    /// that dropped a queued request. Sign in again.
     #[must_use]
     pub fn is_signed_out(&self) -> bool {
         match self {
-            Error::SignedOut => true,
+            Error::SignedOut | Error::Dropped(crate::authed::DropReason::SignedOut) => true,
             Error::Provider { error, .. } => error == "invalid_grant" || error == "invalid_client",
             _ => false,
         }
@@ -159,6 +164,10 @@ mod tests {
         assert!(provider("invalid_client", 401).is_signed_out());
         assert!(Error::SignedOut.is_signed_out());
         assert!(!Error::Network("x".into()).is_signed_out());
+        use crate::authed::DropReason;
+        assert!(Error::Dropped(DropReason::SignedOut).is_signed_out());
+        assert!(!Error::Dropped(DropReason::Expired).is_signed_out());
+        assert!(!Error::Dropped(DropReason::Full).is_transient());
         assert!(Error::Store(StoreError::Unavailable("locked".into())).is_transient());
         assert!(!Error::Store(StoreError::NotFound).is_transient());
     }

@@ -45,7 +45,9 @@ pub enum RefreshPolicy {
     Background,
     /// Network failures never end the session: a failed background refresh
     /// is retried with capped backoff until the network returns; only the
-    /// provider's word (`invalid_grant`) signs out.
+    /// provider's word (`invalid_grant`) signs out. Requests the app marks
+    /// repeatable ([`crate::AuthedClient::send_repeatable`]) wait out an
+    /// outage in a bounded queue and are replayed in order.
     OfflineFirst,
     /// The refresh token never touches the store (an earlier stored one is
     /// deleted at sign-in and never read), nor does the access token: a

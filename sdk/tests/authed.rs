@@ -2,7 +2,10 @@
 //! sockets: a fresh token costs no refresh, an expired one exactly one before
 //! the call, a 401 exactly one refresh and one retry (never more), cookies
 //! stay with the client until `clear()`, and a redirect to another origin
-//! does not carry the token.
+//! does not carry the token. Under `OfflineFirst`, repeatable requests
+//! wait out a provider or API outage in a bounded queue and are replayed in
+//! order; under the other policies, and when not marked repeatable, they are
+//! sent at once.
 
 mod support;
 
@@ -10,6 +13,7 @@ use support::*;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -19,10 +23,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sessionkit::{
-    AccessToken, AccountRegistry, AuthedClient, Error, HttpClient, MemoryStore, OidcClient,
-    Provider, RefreshPolicy, Session, SessionManager, TokenStore,
+    AccessToken, AccountRegistry, AuthedClient, DropReason, Error, HttpClient, MemoryStore,
+    OidcClient, Provider, QueueOptions, RefreshPolicy, RetryPolicy, Session, SessionManager,
+    TokenStore,
 };
-use sessionkit_mock_idp::MockIdp;
+use sessionkit_mock_idp::{Fault, MockIdp};
 
 // ---- support -----------------------------------------------------------
 
@@ -90,6 +95,112 @@ async fn expired(idp: &MockIdp, dir: &std::path::Path) -> (SessionManager, Arc<S
     (second, session)
 }
 
+/// A manager under `policy` whose refreshes retry once, quickly (the
+/// offline-queue tests wait on outages, not on the session's backoff).
+async fn manager_under(
+    idp: &MockIdp,
+    store: Arc<dyn TokenStore>,
+    dir: &std::path::Path,
+    policy: RefreshPolicy,
+) -> SessionManager {
+    manager(idp, store, dir)
+        .await
+        .with_policy(policy)
+        .with_retry_policy(RetryPolicy {
+            max_retries: 1,
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(50),
+        })
+}
+
+/// Alice signed in under `policy`.
+async fn signed_in_under(
+    idp: &MockIdp,
+    dir: &std::path::Path,
+    policy: RefreshPolicy,
+) -> (SessionManager, Arc<Session>) {
+    let m = manager_under(idp, Arc::new(MemoryStore::new()), dir, policy).await;
+    let account = m.login_loopback(play_browser()).await.expect("sign in");
+    let session = m.session(&account.key).expect("session");
+    (m, session)
+}
+
+/// Alice restored under `policy` with an expired access token while the
+/// provider's token endpoint suffers `outage` (put in place before the
+/// restore, so no refresh gets through first).
+async fn expired_during(
+    idp: &MockIdp,
+    dir: &std::path::Path,
+    policy: RefreshPolicy,
+    outage: Fault,
+) -> (SessionManager, Arc<Session>) {
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let first = manager(idp, store.clone(), dir).await;
+    let account = first.login_loopback(play_browser()).await.expect("sign in");
+    let mut entry = store.load_session(&account.key).expect("entry");
+    entry.expires_at = Some(SystemTime::now() - Duration::from_secs(5));
+    store.save_session(&account.key, &entry).expect("save");
+    idp.control().add_fault(outage);
+    let second = manager_under(idp, store, dir, policy).await;
+    second.restore().await.expect("restore");
+    let session = second.session(&account.key).expect("restored");
+    (second, session)
+}
+
+/// A queue that retries quickly (tests run on real sockets).
+fn quick() -> QueueOptions {
+    QueueOptions::default().replay_backoff(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+/// What a repeatable call came to: the status and body, or the error.
+type Answer = tokio::task::JoinHandle<Result<(u16, String), Error>>;
+
+/// Sends each body as a repeatable `POST url`, one after the other, each
+/// once the one before is queued: they wait in this order.
+async fn queue_in_order(client: &AuthedClient, url: &str, bodies: &[&str]) -> Vec<Answer> {
+    let mut queued = client.queued_changes();
+    let mut answers = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let before = *queued.borrow_and_update();
+        answers.push(repeatable_post(client, url, body));
+        tokio::time::timeout(Duration::from_secs(20), queued.wait_for(|n| *n > before))
+            .await
+            .unwrap_or_else(|_| panic!("request {i} was not queued"))
+            .expect("queue watch");
+    }
+    answers
+}
+
+/// A repeatable `POST url` with `body`, sent on its own task.
+fn repeatable_post(client: &AuthedClient, url: &str, body: &str) -> Answer {
+    let (client, url, body) = (client.clone(), url.to_owned(), body.to_owned());
+    tokio::spawn(async move {
+        let response = client
+            .send_repeatable(client.request(reqwest::Method::POST, url).body(body))
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await.unwrap_or_default()))
+    })
+}
+
+async fn answer(answer: Answer) -> Result<(u16, String), Error> {
+    tokio::time::timeout(Duration::from_secs(20), answer)
+        .await
+        .expect("answered in time")
+        .expect("join")
+}
+
+/// Waits (bounded) until the client's replay task has ended.
+async fn no_task_left(client: &AuthedClient) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while client.running_tasks() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the replay task ended");
+}
+
 /// A server on `127.0.0.1:0`, stopped on drop.
 struct Server {
     addr: SocketAddr,
@@ -98,11 +209,25 @@ struct Server {
 
 impl Server {
     async fn start(app: Router) -> Self {
+        Self::start_after(app, None).await
+    }
+
+    /// With `up`: hangs up on every connection, without answering, until
+    /// `up` fires; then serves `app` on the same address.
+    async fn start_after(app: Router, up: Option<tokio::sync::oneshot::Receiver<()>>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let task = tokio::spawn(async move {
+            if let Some(mut up) = up {
+                loop {
+                    tokio::select! {
+                        _ = &mut up => break,
+                        accepted = listener.accept() => drop(accepted),
+                    }
+                }
+            }
             let _ = axum::serve(listener, app).await;
         });
         Self { addr, task }
@@ -179,6 +304,13 @@ struct Api {
     http: reqwest::Client,
     /// Where `/redirect` and `/redirect-401` send the client.
     elsewhere: String,
+    /// `/journal` answers 503 while set.
+    down: AtomicBool,
+    /// Bodies that reached `/journal`, and those it accepted.
+    arrivals: Mutex<Vec<String>>,
+    accepted: Mutex<Vec<String>>,
+    /// How many bodies have arrived, for tests to wait on.
+    arrived: tokio::sync::watch::Sender<usize>,
 }
 
 impl Api {
@@ -232,6 +364,21 @@ async fn echo(State(api): State<Arc<Api>>, headers: HeaderMap, body: String) -> 
     } else {
         unauthorized()
     }
+}
+
+/// Records each body in order; 503 while the API is down.
+async fn journal(State(api): State<Arc<Api>>, headers: HeaderMap, body: String) -> Response {
+    api.seen.record("/journal", &headers);
+    api.arrivals.lock().expect("lock").push(body.clone());
+    api.arrived.send_modify(|n| *n += 1);
+    if api.down.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+    }
+    if !api.active(&headers).await {
+        return unauthorized();
+    }
+    api.accepted.lock().expect("lock").push(body.clone());
+    (StatusCode::OK, body).into_response()
 }
 
 async fn always_401(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
@@ -307,6 +454,16 @@ struct TestApi {
 
 impl TestApi {
     async fn start(idp: &MockIdp) -> Self {
+        Self::start_after(idp, None).await
+    }
+
+    /// An API that hangs up on every connection until `up` fires.
+    async fn hanging_up(idp: &MockIdp) -> (Self, tokio::sync::oneshot::Sender<()>) {
+        let (up, when) = tokio::sync::oneshot::channel();
+        (Self::start_after(idp, Some(when)).await, up)
+    }
+
+    async fn start_after(idp: &MockIdp, up: Option<tokio::sync::oneshot::Receiver<()>>) -> Self {
         let other = Arc::new(Seen::default());
         let other_server = elsewhere(other.clone()).await;
         let api = Arc::new(Api {
@@ -318,6 +475,10 @@ impl TestApi {
                 .expect("chat-server secret"),
             http: reqwest::Client::new(),
             elsewhere: other_server.url(""),
+            down: AtomicBool::new(false),
+            arrivals: Mutex::new(Vec::new()),
+            accepted: Mutex::new(Vec::new()),
+            arrived: tokio::sync::watch::channel(0).0,
         });
         let app = Router::new()
             .route("/me", get(me))
@@ -327,10 +488,11 @@ impl TestApi {
             .route("/cookie/show", get(show_cookie))
             .route("/redirect", get(redirect))
             .route("/redirect-401", get(redirect_401))
+            .route("/journal", post(journal))
             .with_state(api.clone());
         Self {
             api,
-            server: Server::start(app).await,
+            server: Server::start_after(app, up).await,
             other,
             _other_server: other_server,
         }
@@ -342,6 +504,18 @@ impl TestApi {
 
     fn hits(&self, path: &str) -> u64 {
         self.api.seen.hits(path)
+    }
+
+    fn set_down(&self, down: bool) {
+        self.api.down.store(down, Ordering::SeqCst);
+    }
+
+    fn arrivals(&self) -> Vec<String> {
+        self.api.arrivals.lock().expect("lock").clone()
+    }
+
+    fn accepted(&self) -> Vec<String> {
+        self.api.accepted.lock().expect("lock").clone()
     }
 }
 
@@ -637,5 +811,277 @@ async fn logout_leaves_zero_cookies() {
     let report = manager.logout(session.key()).await;
     assert!(report.is_complete(), "{:?}", report.failures);
     assert!(!client.holds_cookies_for(&url), "logout emptied the jar");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+// ---- the offline queue (OfflineFirst) ---------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_down_queues_repeatable_requests_and_replays_them_in_order() {
+    let idp = idp().await;
+    let dir = scratch("authed");
+    // The token expired and the provider answers 503 without an OAuth body.
+    let outage = Fault::on("token").status(503, "{}");
+    let (_m, session) = expired_during(&idp, &dir, RefreshPolicy::OfflineFirst, outage).await;
+    let api = TestApi::start(&idp).await;
+    let client = AuthedClient::new(session.clone())
+        .expect("client")
+        .with_queue_options(quick());
+
+    let waiting = queue_in_order(&client, &api.url("/journal"), &["a", "b", "c"]).await;
+    assert_eq!(client.queued(), 3);
+    assert_eq!(client.running_tasks(), 1, "one replay task");
+    assert!(api.arrivals().is_empty(), "nothing sent without a token");
+    let (stale, _) = session.cached_access_token();
+
+    idp.control().clear_faults();
+    for (waiting, body) in waiting.into_iter().zip(["a", "b", "c"]) {
+        assert_eq!(
+            answer(waiting).await.expect("answered"),
+            (200, body.to_owned())
+        );
+    }
+    assert_eq!(
+        api.accepted(),
+        ["a", "b", "c"],
+        "replayed in the order queued"
+    );
+    assert_eq!(api.arrivals(), ["a", "b", "c"], "each sent exactly once");
+    let (fresh, _) = session.cached_access_token();
+    assert_ne!(fresh, stale, "replayed with a refreshed token");
+    assert_eq!(client.queued(), 0);
+    no_task_left(&client).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_answering_503_queues_and_replays_when_it_returns() {
+    let idp = idp().await;
+    let dir = scratch("authed");
+    let (_m, session) = signed_in_under(&idp, &dir, RefreshPolicy::OfflineFirst).await;
+    let api = TestApi::start(&idp).await;
+    let client = AuthedClient::new(session.clone())
+        .expect("client")
+        .with_queue_options(quick());
+    api.set_down(true);
+
+    let waiting = queue_in_order(&client, &api.url("/journal"), &["a", "b", "c"]).await;
+    // The replay keeps knocking with the oldest request only.
+    let mut arrived = api.api.arrived.subscribe();
+    tokio::time::timeout(Duration::from_secs(20), arrived.wait_for(|n| *n >= 3))
+        .await
+        .expect("replayed while down")
+        .expect("watch");
+    api.set_down(false);
+    for (waiting, body) in waiting.into_iter().zip(["a", "b", "c"]) {
+        assert_eq!(
+            answer(waiting).await.expect("answered"),
+            (200, body.to_owned())
+        );
+    }
+    assert_eq!(api.accepted(), ["a", "b", "c"], "in order, each once");
+    let arrivals = api.arrivals();
+    let (before, after) = arrivals.split_at(arrivals.len() - 2);
+    assert_eq!(after, ["b", "c"]);
+    assert!(
+        before.iter().all(|b| b == "a"),
+        "no request overtook the oldest: {arrivals:?}"
+    );
+    no_task_left(&client).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_hanging_up_queues_and_replays_when_it_answers() {
+    let idp = idp().await;
+    let dir = scratch("authed");
+    let (_m, session) = signed_in_under(&idp, &dir, RefreshPolicy::OfflineFirst).await;
+    let (api, up) = TestApi::hanging_up(&idp).await;
+    let client = AuthedClient::with_timeout(session.clone(), Duration::from_secs(2))
+        .expect("client")
+        .with_queue_options(quick());
+
+    let waiting = queue_in_order(&client, &api.url("/journal"), &["a", "b"]).await;
+    assert!(api.arrivals().is_empty());
+    up.send(()).expect("serve");
+    for (waiting, body) in waiting.into_iter().zip(["a", "b"]) {
+        assert_eq!(
+            answer(waiting).await.expect("answered"),
+            (200, body.to_owned())
+        );
+    }
+    assert_eq!(api.arrivals(), ["a", "b"], "each sent once, in order");
+    no_task_left(&client).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_the_newcomer_and_keeps_the_rest() {
+    let idp = idp().await;
+    let dir = scratch("authed");
+    let (_m, session) = signed_in_under(&idp, &dir, RefreshPolicy::OfflineFirst).await;
+    let api = TestApi::start(&idp).await;
+    let client = AuthedClient::new(session.clone())
+        .expect("client")
+        .with_queue_options(quick().max_requests(2));
+    api.set_down(true);
+
+    let waiting = queue_in_order(&client, &api.url("/journal"), &["a", "b"]).await;
+    let refused = answer(repeatable_post(&client, &api.url("/journal"), "c")).await;
+    assert!(
+        matches!(refused, Err(Error::Dropped(DropReason::Full))),
+        "{refused:?}"
+    );
+    assert_eq!(client.queued(), 2, "the two before it kept their places");
+    api.set_down(false);
+    for (waiting, body) in waiting.into_iter().zip(["a", "b"]) {
+        assert_eq!(
+            answer(waiting).await.expect("answered"),
+            (200, body.to_owned())
+        );
+    }
+    assert_eq!(api.accepted(), ["a", "b"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_bound_refuses_a_body_too_large_and_fills_up() {
+    let idp = idp().await;
+    let dir = scratch("authed");
+    let (_m, session) = signed_in_under(&idp, &dir, RefreshPolicy::OfflineFirst).await;
+    let api = TestApi::start(&idp).await;
+    let client = AuthedClient::new(session.clone())
+        .expect("client")
+        .with_queue_options(quick().max_bytes(64));
+    api.set_down(true);
+    let url = api.url("/journal");
+
+    let huge = answer(repeatable_post(&client, &url, &"h".repeat(100))).await;
+    assert!(
+        matches!(huge, Err(Error::Dropped(DropReason::TooLarge))),
+        "{huge:?}"
+    );
+    assert_eq!(client.queued(), 0);
+    let waiting = queue_in_order(&client, &url, &[&"a".repeat(40)]).await;
+    let second = answer(repeatable_post(&client, &url, &"b".repeat(40))).await;
+    assert!(
+        matches!(second, Err(Error::Dropped(DropReason::Full))),
+        "40 + 40 bytes exceed 64: {second:?}"
+    );
+    api.set_down(false);
+    for waiting in waiting {
+        assert_eq!(answer(waiting).await.expect("answered").0, 200);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_waits_past_the_age_bound_expires() {
+    let idp = idp().await;
+    let dir = scratch("authed");
+    let (_m, session) = signed_in_under(&idp, &dir, RefreshPolicy::OfflineFirst).await;
+    let api = TestApi::start(&idp).await;
+    let client = AuthedClient::new(session.clone())
+        .expect("client")
+        .with_queue_options(quick().max_age(Duration::from_millis(300)));
+    api.set_down(true);
+
+    let expired = answer(repeatable_post(&client, &api.url("/journal"), "a")).await;
+    assert!(
+        matches!(expired, Err(Error::Dropped(DropReason::Expired))),
+        "{expired:?}"
+    );
+    assert_eq!(client.queued(), 0);
+    no_task_left(&client).await;
+    assert!(api.accepted().is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_drops_the_queue_as_signed_out_and_leaves_no_task() {
+    let idp = idp().await;
+    let dir = scratch("authed");
+    let (manager, session) = signed_in_under(&idp, &dir, RefreshPolicy::OfflineFirst).await;
+    let api = TestApi::start(&idp).await;
+    let client = AuthedClient::new(session.clone())
+        .expect("client")
+        .with_queue_options(quick());
+    api.set_down(true);
+
+    let waiting = queue_in_order(&client, &api.url("/journal"), &["a", "b"]).await;
+    assert_eq!(client.running_tasks(), 1);
+    let report = manager.logout(session.key()).await;
+    assert!(report.is_complete(), "{:?}", report.failures);
+    for waiting in waiting {
+        let dropped = answer(waiting).await;
+        assert!(
+            matches!(dropped, Err(Error::Dropped(DropReason::SignedOut))),
+            "{dropped:?}"
+        );
+        assert!(dropped.expect_err("dropped").is_signed_out());
+    }
+    assert_eq!(client.queued(), 0);
+    no_task_left(&client).await;
+    assert_eq!(session.running_tasks(), 0);
+    api.set_down(false);
+    let after = answer(repeatable_post(&client, &api.url("/journal"), "c")).await;
+    assert!(matches!(after, Err(Error::SignedOut)), "{after:?}");
+    assert!(api.accepted().is_empty(), "nothing was replayed");
+    assert_eq!(client.running_tasks(), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_proactive_repeatable_requests_fail_fast_and_nothing_queues() {
+    let idp = idp().await;
+    let dir = scratch("authed");
+    let outage = Fault::on("token").drop_connection();
+    let (_m, session) = expired_during(&idp, &dir, RefreshPolicy::Proactive, outage).await;
+    let api = TestApi::start(&idp).await;
+    let client = AuthedClient::new(session.clone()).expect("client");
+
+    let err = answer(repeatable_post(&client, &api.url("/journal"), "a"))
+        .await
+        .expect_err("no token");
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(client.queued(), 0);
+    assert_eq!(client.running_tasks(), 0);
+
+    idp.control().clear_faults();
+    api.set_down(true);
+    let answered = answer(repeatable_post(&client, &api.url("/journal"), "b"))
+        .await
+        .expect("the API's answer");
+    assert_eq!(answered.0, 503, "returned as is");
+    assert_eq!(client.queued(), 0);
+    assert_eq!(api.arrivals(), ["b"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_not_marked_repeatable_are_never_queued() {
+    let idp = idp().await;
+    let dir = scratch("authed");
+    let outage = Fault::on("token").drop_connection();
+    let (_m, session) = expired_during(&idp, &dir, RefreshPolicy::OfflineFirst, outage).await;
+    let api = TestApi::start(&idp).await;
+    let client = AuthedClient::new(session.clone()).expect("client");
+    let post = |body: &str| {
+        client
+            .request(reqwest::Method::POST, api.url("/journal"))
+            .body(body.to_owned())
+    };
+
+    let err = client.send(post("a")).await.expect_err("no token");
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(client.queued(), 0);
+
+    idp.control().clear_faults();
+    api.set_down(true);
+    let response = client.send(post("b")).await.expect("the API's answer");
+    assert_eq!(response.status(), 503);
+    assert_eq!(client.queued(), 0);
+    assert_eq!(client.running_tasks(), 0);
+    assert_eq!(api.arrivals(), ["b"]);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -13,6 +13,14 @@
 //! reqwest does: on a hop to another origin (scheme, host or port) reqwest
 //! drops `Authorization` and `Cookie`; an `https` → `http` downgrade is not
 //! followed at all.
+//!
+//! Requests the app marks repeatable ([`AuthedClient::send_repeatable`])
+//! wait out an outage under [`RefreshPolicy::OfflineFirst`]: `offline`
+//! holds them and replays them in order, `queue` keeps the bounds (count,
+//! bytes, age). Under every other policy they are sent as any other.
+
+mod offline;
+mod queue;
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -25,8 +33,15 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::http::network;
+use crate::policy::RefreshPolicy;
 use crate::secret::AccessToken;
 use crate::session::Session;
+
+use offline::{Admission, Attempt, Offline, classify};
+pub use queue::{
+    DEFAULT_MAX_QUEUE_AGE, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_REQUESTS,
+    DEFAULT_REPLAY_BACKOFF_BASE, DEFAULT_REPLAY_BACKOFF_CAP, DropReason, QueueOptions,
+};
 
 /// At most this many redirects are followed.
 const MAX_REDIRECTS: usize = 10;
@@ -62,6 +77,8 @@ pub struct AuthedClient {
     http: reqwest::Client,
     /// The account's cookies, when the client is ours (not the app's).
     jar: Option<Arc<AccountJar>>,
+    /// Repeatable requests waiting out an outage (`OfflineFirst`).
+    offline: Arc<Offline>,
 }
 
 impl fmt::Debug for AuthedClient {
@@ -69,6 +86,7 @@ impl fmt::Debug for AuthedClient {
         f.debug_struct("AuthedClient")
             .field("account", &self.session.key().sub)
             .field("own_cookie_jar", &self.jar.is_some())
+            .field("queued", &self.offline.len())
             .finish_non_exhaustive()
     }
 }
@@ -101,6 +119,7 @@ impl AuthedClient {
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
+            offline: Offline::new(&session),
             session,
             http,
             jar: Some(jar),
@@ -117,6 +136,7 @@ impl AuthedClient {
     /// with `redirect::Policy::none()`.
     pub fn from_reqwest(session: Arc<Session>, http: reqwest::Client) -> Self {
         Self {
+            offline: Offline::new(&session),
             session,
             http,
             jar: None,
@@ -174,13 +194,27 @@ impl AuthedClient {
     /// error when a token cannot be had (for example `invalid_grant` when the
     /// provider ended the session — the session is then signed out);
     /// [`Error::SignedOut`] once the account is signed out.
-    pub async fn execute(&self, mut request: Request) -> Result<Response> {
+    pub async fn execute(&self, request: Request) -> Result<Response> {
+        self.send_once(request).await.map_err(Error::from)
+    }
+
+    /// [`AuthedClient::execute`], with its failures kept apart: the token,
+    /// the transport, anything else.
+    async fn send_once(&self, mut request: Request) -> std::result::Result<Response, SendError> {
         let origin = request.url().origin();
         let method = request.method().clone();
-        let token = self.session.access_token().await?;
+        let token = self
+            .session
+            .access_token()
+            .await
+            .map_err(SendError::Token)?;
         let retry = request.try_clone();
-        authorize(&mut request, &token)?;
-        let response = self.http.execute(request).await.map_err(network)?;
+        authorize(&mut request, &token).map_err(SendError::Other)?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(SendError::Transport)?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -193,10 +227,139 @@ impl AuthedClient {
             return Ok(response);
         };
         drop(response);
-        let fresh = self.token_after_401(&token).await?;
+        let fresh = self
+            .token_after_401(&token)
+            .await
+            .map_err(SendError::Token)?;
         tracing::debug!(%method, token = %fresh.fingerprint(), "401; retrying once with a refreshed token");
-        authorize(&mut retry, &fresh)?;
-        self.http.execute(retry).await.map_err(network)
+        authorize(&mut retry, &fresh).map_err(SendError::Other)?;
+        self.http.execute(retry).await.map_err(SendError::Transport)
+    }
+
+    /// Builds the request and sends it as [`AuthedClient::execute_repeatable`] does.
+    pub async fn send_repeatable(&self, request: RequestBuilder) -> Result<Response> {
+        let request = request
+            .build()
+            .map_err(|e| Error::Config(format!("request: {}", e.without_url())))?;
+        self.execute_repeatable(request).await
+    }
+
+    /// Sends `request`, which the app declares safe to send more than once
+    /// (idempotent: a `PUT` of a whole resource, a `DELETE`, a `POST` the API
+    /// deduplicates by an id in the body, …). Nothing is repeated unless the
+    /// app says so: [`AuthedClient::execute`] never queues.
+    ///
+    /// Under [`RefreshPolicy::OfflineFirst`], a request that cannot be sent
+    /// now waits in the client's offline queue, and the returned future
+    /// resolves once it has been replayed — with the API's answer, whatever
+    /// it is — or dropped. It cannot be sent now when:
+    /// - no token can be had for a reason that passes (the provider is
+    ///   unreachable, answers `5xx` or `429`; the store is locked), or
+    /// - the API is unreachable: the connection fails, times out or breaks
+    ///   before an answer, or the answer is `502`, `503` or `504` (whose
+    ///   `Retry-After`, in seconds, is honoured).
+    ///
+    /// While requests wait, a new repeatable request queues behind them
+    /// without being tried, so none overtakes another. Waiting requests are
+    /// replayed oldest first when the session's token changes (the provider
+    /// is back) or after a backoff with full jitter
+    /// ([`QueueOptions::replay_backoff`]); a round stops at the first
+    /// request that still cannot be sent. The queue is bounded
+    /// ([`QueueOptions`]); the session's end empties it.
+    ///
+    /// Under every other policy, and for a request whose body is a stream
+    /// (it cannot be copied, so it cannot be repeated), this is
+    /// [`AuthedClient::execute`].
+    ///
+    /// A caller that stops waiting (drops the future) gives up its request:
+    /// it is taken out of the queue without being sent.
+    ///
+    /// # Errors
+    /// What [`AuthedClient::execute`] returns for an attempt that was not
+    /// queued, or a replayed one; and [`Error::Dropped`] when the request
+    /// left the queue without being sent:
+    /// [`DropReason::Full`] (the count or byte bound was reached; nothing
+    /// older is evicted), [`DropReason::TooLarge`] (its body alone exceeds
+    /// the byte bound), [`DropReason::Expired`] (it waited the maximum age),
+    /// [`DropReason::SignedOut`] (the session ended; this one also answers
+    /// [`Error::is_signed_out`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(session: std::sync::Arc<sessionkit::Session>) -> sessionkit::Result<()> {
+    /// use std::time::Duration;
+    /// use sessionkit::{AuthedClient, DropReason, Error, QueueOptions};
+    ///
+    /// // With the session's manager built `.with_policy(RefreshPolicy::OfflineFirst)`.
+    /// let api = AuthedClient::new(session)?
+    ///     .with_queue_options(QueueOptions::default().max_age(Duration::from_secs(600)));
+    /// // A PUT of the whole note is safe to repeat: mark it so.
+    /// let note = api
+    ///     .request(reqwest::Method::PUT, "https://api.example.com/notes/42")
+    ///     .json(&serde_json::json!({"text": "written on the train"}));
+    /// match api.send_repeatable(note).await {
+    ///     Ok(response) => println!("saved: {}", response.status()),
+    ///     Err(Error::Dropped(DropReason::Expired)) => println!("still offline after 10 minutes"),
+    ///     Err(Error::Dropped(reason)) => println!("not sent: {reason}"),
+    ///     Err(other) => return Err(other),
+    /// }
+    /// println!("{} requests still waiting", api.queued());
+    /// # Ok(()) }
+    /// ```
+    pub async fn execute_repeatable(&self, request: Request) -> Result<Response> {
+        if self.session.policy() != RefreshPolicy::OfflineFirst {
+            return self.execute(request).await;
+        }
+        let Some(copy) = request.try_clone() else {
+            tracing::debug!("a repeatable request with a streaming body cannot be queued");
+            return self.execute(request).await;
+        };
+        let bytes = body_len(&copy);
+        // Behind requests that already wait, without trying: order is kept.
+        let request = match self.offline.queue_behind_others(self, request, bytes) {
+            Admission::SendNow(request) => *request,
+            Admission::Waiting(answer) => return wait_for(answer).await,
+            Admission::Dropped(reason) => return Err(Error::Dropped(reason)),
+        };
+        let retry_after = match classify(&self.session, self.send_once(request).await) {
+            Attempt::Done(result) => return result,
+            Attempt::Unreachable { retry_after } => retry_after,
+        };
+        tracing::debug!(bytes, "unreachable; queueing a repeatable request");
+        match self.offline.queue(self, copy, bytes, retry_after) {
+            Ok(answer) => wait_for(answer).await,
+            Err(reason) => Err(Error::Dropped(reason)),
+        }
+    }
+
+    /// Sets the bounds and replay timing of the offline queue, which the
+    /// client's clones share (so the setting holds for them too). Requests
+    /// already waiting keep their place; the new age bound applies to them.
+    #[must_use]
+    pub fn with_queue_options(self, options: QueueOptions) -> Self {
+        self.offline.set_options(options);
+        self
+    }
+
+    /// The offline queue's bounds and replay timing.
+    pub fn queue_options(&self) -> QueueOptions {
+        self.offline.options()
+    }
+
+    /// How many repeatable requests wait in the offline queue now.
+    pub fn queued(&self) -> usize {
+        self.offline.len()
+    }
+
+    /// A receiver of [`AuthedClient::queued`] that sees every change (to
+    /// show "3 changes waiting to sync", or to wait for the queue to drain).
+    pub fn queued_changes(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.offline.changes()
+    }
+
+    /// How many background tasks of the client run: the replay task while
+    /// requests wait, none otherwise — and none once the session has ended.
+    pub fn running_tasks(&self) -> usize {
+        self.offline.running_tasks()
     }
 
     /// Does the client's own jar hold cookies for `url`? (For diagnostics
@@ -226,6 +389,38 @@ impl AuthedClient {
     async fn token_after_401(&self, used: &AccessToken) -> Result<AccessToken> {
         self.session.refresh_after_rejection(used).await
     }
+}
+
+/// One attempt's failure, kept apart for the offline queue: a token that
+/// could not be had, a transport failure, anything else.
+#[derive(Debug)]
+enum SendError {
+    Token(Error),
+    Transport(reqwest::Error),
+    Other(Error),
+}
+
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Token(e) | SendError::Other(e) => e,
+            SendError::Transport(e) => network(e),
+        }
+    }
+}
+
+/// The size of `request`'s body in memory.
+fn body_len(request: &Request) -> usize {
+    request
+        .body()
+        .and_then(reqwest::Body::as_bytes)
+        .map_or(0, <[u8]>::len)
+}
+
+/// The answer of a queued request.
+async fn wait_for(answer: tokio::sync::oneshot::Receiver<Result<Response>>) -> Result<Response> {
+    // The sender goes away unanswered only if the replay task died with the runtime.
+    answer.await.unwrap_or(Err(Error::Cancelled))
 }
 
 /// The `Authorization` header for `token`, marked sensitive (HTTP/2 never
