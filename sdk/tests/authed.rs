@@ -46,6 +46,18 @@ async fn manager(
     store: Arc<dyn TokenStore>,
     dir: &std::path::Path,
 ) -> SessionManager {
+    builder(idp, store, dir)
+        .await
+        .build()
+        .await
+        .expect("manager")
+}
+
+async fn builder(
+    idp: &MockIdp,
+    store: Arc<dyn TokenStore>,
+    dir: &std::path::Path,
+) -> sessionkit::SessionManagerBuilder {
     let http = HttpClient::with_timeout(Duration::from_secs(5)).expect("http");
     let provider = Provider::discover(idp.issuer(), &http)
         .await
@@ -58,9 +70,6 @@ async fn manager(
         .registry(AccountRegistry::at(dir.join("accounts.json")))
         .restore(false)
         .policy(RefreshPolicy::OnDemand)
-        .build()
-        .await
-        .expect("manager")
 }
 
 /// Alice, signed in with a fresh token.
@@ -103,14 +112,17 @@ async fn manager_under(
     dir: &std::path::Path,
     policy: RefreshPolicy,
 ) -> SessionManager {
-    manager(idp, store, dir)
+    builder(idp, store, dir)
         .await
-        .with_policy(policy)
-        .with_retry_policy(RetryPolicy {
+        .policy(policy)
+        .retry(RetryPolicy {
             max_retries: 1,
             base: Duration::from_millis(10),
             cap: Duration::from_millis(50),
         })
+        .build()
+        .await
+        .expect("manager")
 }
 
 /// Alice signed in under `policy`.
@@ -120,8 +132,7 @@ async fn signed_in_under(
     policy: RefreshPolicy,
 ) -> (SessionManager, Arc<Session>) {
     let m = manager_under(idp, Arc::new(MemoryStore::new()), dir, policy).await;
-    let account = m.login_loopback(play_browser()).await.expect("sign in");
-    let session = m.session(&account.key).expect("session");
+    let session = m.login_loopback(play_browser()).await.expect("sign in");
     (m, session)
 }
 
@@ -136,7 +147,12 @@ async fn expired_during(
 ) -> (SessionManager, Arc<Session>) {
     let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
     let first = manager(idp, store.clone(), dir).await;
-    let account = first.login_loopback(play_browser()).await.expect("sign in");
+    let account = first
+        .login_loopback(play_browser())
+        .await
+        .expect("sign in")
+        .info()
+        .clone();
     let mut entry = store.load_session(&account.key).expect("entry");
     entry.expires_at = Some(SystemTime::now() - Duration::from_secs(5));
     store.save_session(&account.key, &entry).expect("save");
