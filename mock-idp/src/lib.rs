@@ -140,35 +140,28 @@ type OnListening = Box<dyn FnOnce(&str) + Send>;
 /// Where a provider's first signing keys come from.
 #[derive(Debug, Clone)]
 enum KeySource {
-    /// The process's shared keys, generated once.
+    /// The process's shared keys, from the development key cache.
     Shared,
     /// Keys generated for this provider alone.
     Fresh,
-    /// Keys kept in a file between runs.
+    /// Keys kept in this file between runs.
     File(PathBuf),
 }
 
 impl KeySource {
-    /// Blocks: may generate RSA keys.
+    /// Blocks: may read a file, generate RSA keys and seed the random generator.
     fn load(self) -> Result<keys::KeySet> {
-        match self {
-            KeySource::Shared => keys::KeySet::shared_initial(),
-            KeySource::Fresh => keys::KeySet::generate(),
+        let keys = match self {
+            KeySource::Shared => keys::KeySet::shared_initial()?,
+            KeySource::Fresh => keys::KeySet::generate()?,
             KeySource::File(path) => {
                 let (keys, origin) = keys::KeySet::load_or_create(&path)?;
-                match origin {
-                    keys::KeyOrigin::Loaded => {
-                        tracing::info!(path = %path.display(), "signing keys loaded from the key file");
-                    }
-                    keys::KeyOrigin::Created => tracing::info!(
-                        path = %path.display(),
-                        "signing keys generated and saved for the next run (development keys: \
-                         whoever reads this file can sign tokens this provider's clients accept)"
-                    ),
-                }
-                Ok(keys)
+                keys::log_origin(&path, &origin);
+                keys
             }
-        }
+        };
+        keys::warm_up_random();
+        Ok(keys)
     }
 }
 
@@ -273,27 +266,39 @@ impl MockIdpBuilder {
     /// Generates this provider's own first signing keys instead of taking the
     /// ones every provider in the process shares.
     ///
-    /// By default the first provider in a process generates an RSA-2048 and a
-    /// P-256 key (~150 ms, on a blocking thread) and every later one starts
-    /// with the same two keys at no cost. They are distinct providers all the
-    /// same: their issuers differ, each keeps its own record of the tokens it
-    /// issued, and [`Control::rotate_keys`] gives one of them new keys without
-    /// touching the others. Ask for fresh keys when a test needs two providers
-    /// whose signatures differ, e.g. a token from one that must fail the
-    /// other's signature check.
+    /// By default the first provider in a process loads an RSA-2048 and a
+    /// P-256 key from the development key cache, the file the `mock-idp`
+    /// binary keeps its keys in (`sessionkit-mock-idp/signing-keys.json` in
+    /// the user's cache directory, mode 0600), or generates them (50–200 ms)
+    /// and saves them there when there is none yet or it cannot be used; every
+    /// later provider in the process starts with the same two keys at no cost.
+    /// They are distinct providers all the same: their issuers differ, each
+    /// keeps its own record of the tokens it issued, and
+    /// [`Control::rotate_keys`] gives one of them new keys without touching
+    /// the others. Ask for fresh keys when a test needs two providers whose
+    /// signatures differ, e.g. a token from one that must fail the other's
+    /// signature check. Fresh keys are never written anywhere.
+    ///
+    /// The cached keys are development keys: anyone who can read the file can
+    /// sign tokens that providers using it accept. Never use this provider,
+    /// or its keys, for anything real.
     pub fn fresh_keys(mut self) -> Self {
         self.keys = KeySource::Fresh;
         self
     }
 
-    /// Keeps the first signing keys in the file at `path`: loads them when the
-    /// file exists, else generates them and writes the file (mode 0600, its
-    /// directory 0700) for the next start. A file that others can read, or
-    /// that is not a key file, is an error.
+    /// Keeps the first signing keys in the file at `path` instead of the
+    /// development key cache (see [`fresh_keys`](Self::fresh_keys)): loads
+    /// them when the file holds keys, else generates them and writes the file
+    /// (mode 0600, its directory 0700) for the next start. A file that cannot
+    /// be used — unreadable, not a key file, or readable by others (its keys
+    /// may have leaked) — is replaced by new keys, with a warning; a file
+    /// that cannot be written leaves the new keys unsaved, with a warning.
+    /// New files are written whole and renamed into place, so providers
+    /// starting at the same moment never read half a file.
     ///
     /// The file holds the *private* keys of a development provider: anyone
     /// who can read it can sign tokens that this provider's clients accept.
-    /// The binary uses this so that it answers at once from its second run on.
     pub fn keys_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.keys = KeySource::File(path.into());
         self
