@@ -55,6 +55,7 @@ mod tls;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use config::{Alg, ClientConfig, Config, Lifetimes, SecretSource, User};
 pub use control::{Control, SessionInfo};
@@ -86,6 +87,7 @@ impl MockIdp {
             tls: false,
             on_listening: None,
             keys: KeySource::Shared,
+            readiness_delay: None,
         }
     }
 
@@ -165,12 +167,6 @@ impl KeySource {
     }
 }
 
-/// Keys that are there, or being made on a blocking thread.
-enum PendingKeys {
-    Ready(keys::KeySet),
-    Task(tokio::task::JoinHandle<Result<keys::KeySet>>),
-}
-
 /// Configures and starts a [`MockIdp`].
 #[must_use]
 pub struct MockIdpBuilder {
@@ -180,6 +176,7 @@ pub struct MockIdpBuilder {
     tls: bool,
     on_listening: Option<OnListening>,
     keys: KeySource,
+    readiness_delay: Option<Duration>,
 }
 
 impl std::fmt::Debug for MockIdpBuilder {
@@ -245,9 +242,11 @@ impl MockIdpBuilder {
         self
     }
     /// Calls `f` with the issuer as soon as the socket listens, before the
-    /// signing keys are ready: connections made from then on wait in the
-    /// listen backlog and are answered once start-up completes. The binary
-    /// prints its `mock-idp listening on URL` line from here.
+    /// signing keys and client secrets are ready. From then on discovery is
+    /// answered at once (it needs neither); every other request waits, and
+    /// is answered, once start-up completes, which is when
+    /// [`start`](Self::start) returns. The binary prints its
+    /// `mock-idp listening on URL` line from here.
     pub fn on_listening(mut self, f: impl FnOnce(&str) + Send + 'static) -> Self {
         self.on_listening = Some(Box::new(f));
         self
@@ -304,18 +303,20 @@ impl MockIdpBuilder {
         self
     }
 
-    /// Binds, gets its signing keys (see [`fresh_keys`](Self::fresh_keys) and
-    /// [`keys_file`](Self::keys_file)) and starts serving. Returns once the
-    /// server accepts connections and can sign tokens.
+    /// Holds start-up back by `delay` after the socket listens, as slow key
+    /// loading would: for tests of what is answered meanwhile.
+    #[doc(hidden)]
+    pub fn delay_readiness_for_tests(mut self, delay: Duration) -> Self {
+        self.readiness_delay = Some(delay);
+        self
+    }
+
+    /// Binds, starts serving discovery, then gets its signing keys (see
+    /// [`fresh_keys`](Self::fresh_keys) and [`keys_file`](Self::keys_file))
+    /// and client secrets on a blocking thread. Returns once the provider
+    /// answers every endpoint and can sign tokens.
     pub async fn start(self) -> Result<MockIdp> {
         self.config.validate()?;
-        let pending = match (&self.keys, keys::KeySet::shared_initial_ready()) {
-            (KeySource::Shared, Some(keys)) => PendingKeys::Ready(keys),
-            _ => {
-                let source = self.keys.clone();
-                PendingKeys::Task(tokio::task::spawn_blocking(move || source.load()))
-            }
-        };
         let listener = match self.listener {
             Some(l) => {
                 l.set_nonblocking(true).map_err(|source| Error::Bind {
@@ -348,26 +349,51 @@ impl MockIdpBuilder {
             None if tls.is_some() => format!("https://{addr}"),
             None => format!("http://{addr}"),
         };
-        if let Some(f) = self.on_listening {
-            f(&issuer);
-        }
-        let keys = match pending {
-            PendingKeys::Ready(keys) => keys,
-            PendingKeys::Task(task) => task.await.map_err(|e| Error::Key(e.to_string()))??,
-        };
-        let shared = Arc::new(state::Shared::new(&self.config, issuer.clone(), keys)?);
+
+        let listening = state::Listening::new(issuer.clone());
+        let tasks = listening.tasks.clone();
         let shutdown = CancellationToken::new();
-        let tasks = shared.tasks.clone();
-        let app = server::router(shared.clone());
-        let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
+        // Until the provider is ready, a failed (or dropped) start stops the
+        // accept loop; requests waiting for readiness then get a 503.
+        let stop_unless_ready = shutdown.clone().drop_guard();
+        let (ready_tx, ready_rx) = tokio::sync::watch::channel(None);
         tasks.spawn(server::serve(
             listener,
-            app,
-            acceptor,
+            server::Gate::new(listening.clone(), ready_rx),
+            tls.as_ref().map(|t| t.acceptor.clone()),
             shutdown.clone(),
             tasks.clone(),
         ));
+        if let Some(f) = self.on_listening {
+            f(&issuer);
+        }
         tracing::info!(%issuer, "mock-idp listening");
+
+        let config = self.config;
+        let source = self.keys;
+        let delay = self.readiness_delay;
+        let inline = delay.is_none()
+            && matches!(source, KeySource::Shared)
+            && keys::KeySet::shared_initial_ready().is_some();
+        let build = move || -> Result<Arc<state::Shared>> {
+            if let Some(delay) = delay {
+                std::thread::sleep(delay);
+            }
+            let keys = source.load()?;
+            Ok(Arc::new(state::Shared::new(&config, listening, keys)?))
+        };
+        let shared = if inline {
+            // The process's keys are there and its random generator seeded:
+            // nothing left that blocks for long.
+            build()?
+        } else {
+            tokio::task::spawn_blocking(build)
+                .await
+                .map_err(|e| Error::Key(e.to_string()))??
+        };
+        ready_tx.send_replace(Some(server::router(shared.clone())));
+        stop_unless_ready.disarm();
+        tracing::debug!(%issuer, "mock-idp ready");
         Ok(MockIdp {
             issuer,
             addr,

@@ -1,6 +1,8 @@
 //! The `mock-idp` binary: parses flags, starts the provider, prints
 //! `mock-idp listening on URL` as its first line, and stops cleanly on Ctrl-C
-//! or SIGTERM. Its signing keys are kept between runs in the development key
+//! or SIGTERM. Discovery is answered from that line on; the signing keys and
+//! client secrets are made right after it, and the other endpoints answer
+//! once they are. The keys are kept between runs in the development key
 //! cache in the user's cache directory, shared with the embedded providers
 //! of tests (`--keys-file`, `--ephemeral-keys`).
 

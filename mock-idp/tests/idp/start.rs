@@ -1,11 +1,15 @@
-//! Start-up and the key file: providers starting together from a cold cache
-//! all work, and a corrupt file is replaced, for the binary as for the library.
+//! Start-up: discovery is answered from the moment the socket listens, while
+//! the keys and client secrets are still being made; every other request
+//! waits for them and is answered, never refused. The key file: providers
+//! starting together from a cold cache all work, and a corrupt file is
+//! replaced, for the binary as for the library.
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
-use sessionkit_mock_idp::MockIdp;
+use sessionkit_mock_idp::{Config, MockIdp, SecretSource};
 
 use crate::support::*;
 
@@ -40,6 +44,94 @@ async fn kids(issuer: &str) -> Vec<String> {
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path).expect("meta").permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_is_answered_while_the_keys_are_still_loading_and_the_rest_waits() {
+    let (listening_tx, listening) = tokio::sync::oneshot::channel();
+    let started = tokio::spawn(
+        MockIdp::builder()
+            .auto_login("alice")
+            .delay_readiness_for_tests(Duration::from_secs(2))
+            .on_listening(move |issuer| {
+                let _ = listening_tx.send(issuer.to_owned());
+            })
+            .start(),
+    );
+    let issuer = listening.await.expect("listening");
+    // Asked first, answered only once the keys are there: it waits, it does not fail.
+    let jwks = tokio::spawn({
+        let issuer = issuer.clone();
+        async move { kids(&issuer).await }
+    });
+    let response = http()
+        .get(format!("{issuer}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .expect("discovery");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["cache-control"],
+        "public, max-age=300",
+        "the same answer as once started"
+    );
+    let doc: Value = response.json().await.expect("json");
+    assert_eq!(doc["issuer"], issuer);
+    assert_eq!(doc["jwks_uri"], format!("{issuer}/jwks"));
+    assert!(
+        !started.is_finished() && !jwks.is_finished(),
+        "discovery was answered before start-up completed"
+    );
+
+    let idp = started.await.expect("task").expect("starts");
+    assert_eq!(jwks.await.expect("task"), idp.control().published_kids());
+    tokens(&idp, "openid").await;
+    // The early answer is in the request log like any other.
+    let discovery: Vec<_> = idp
+        .control()
+        .requests()
+        .into_iter()
+        .filter(|r| r.endpoint == "discovery")
+        .collect();
+    assert_eq!(discovery.len(), 1, "{discovery:?}");
+    assert_eq!(discovery[0].status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_after_listening_answers_waiting_requests_and_stops() {
+    let config = Config {
+        control_secret: SecretSource::File(scratch("missing-secret")),
+        ..Config::default()
+    };
+    let (listening_tx, listening) = tokio::sync::oneshot::channel();
+    let started = tokio::spawn(
+        MockIdp::builder()
+            .config(config)
+            .delay_readiness_for_tests(Duration::from_millis(300))
+            .on_listening(move |issuer| {
+                let _ = listening_tx.send(issuer.to_owned());
+            })
+            .start(),
+    );
+    let issuer = listening.await.expect("listening");
+    let waiting = http()
+        .get(format!("{issuer}/jwks"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(waiting.status(), 503);
+    let body: Value = waiting.json().await.expect("json");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    let err = started
+        .await
+        .expect("task")
+        .expect_err("the secret file is missing");
+    assert!(err.to_string().contains("missing-secret"), "{err}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        http().get(format!("{issuer}/jwks")).send().await.is_err(),
+        "no longer listening"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
