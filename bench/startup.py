@@ -10,6 +10,9 @@ For each run: t0 just before the exec (subprocess.Popen), then
     the URL from that line (connection errors are retried every 1 ms, for at
     most 10 s).
   - line → discovery: the difference of the two.
+--path and --expect poll another path instead (e.g. --path /jwks --expect
+'"keys"' for the moment the provider can sign); the result keys keep their
+"discovery" names and the output names the path.
 The process is then stopped (SIGTERM, then SIGKILL after 5 s). Prints one
 JSON object with every run and the median and max of each, in milliseconds.
 Only 127.0.0.1 is contacted; every loop is bounded.
@@ -36,16 +39,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-def discovery_ok(url, deadline):
+DISCOVERY = "/.well-known/openid-configuration"
+
+
+def discovery_ok(url, deadline, path=DISCOVERY, expect=b'"issuer"'):
     u = urllib.parse.urlsplit(url)
-    path = u.path.rstrip("/") + "/.well-known/openid-configuration"
+    path = u.path.rstrip("/") + path
     while time.monotonic() < deadline:
         conn = http.client.HTTPConnection("127.0.0.1", u.port, timeout=5)
         try:
             conn.request("GET", path)
             resp = conn.getresponse()
             body = resp.read()
-            if resp.status == 200 and b'"issuer"' in body:
+            if resp.status == 200 and expect in body:
                 return True
         except OSError:
             pass
@@ -55,7 +61,7 @@ def discovery_ok(url, deadline):
     return False
 
 
-def one_run(cmd):
+def one_run(cmd, path=DISCOVERY, expect=b'"issuer"'):
     port = str(free_port())
     argv = [a.replace("{port}", port) for a in cmd]
     t0 = time.perf_counter()
@@ -74,7 +80,7 @@ def one_run(cmd):
                 break
         if url is None:
             raise SystemExit(f"startup.py: no ready line from {argv}")
-        if not discovery_ok(url, time.monotonic() + 10):
+        if not discovery_ok(url, time.monotonic() + 10, path, expect):
             raise SystemExit(f"startup.py: no discovery answer from {url}")
         discovery_ms = (time.perf_counter() - t0) * 1000
         return ready_ms, discovery_ms
@@ -91,20 +97,24 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--label", required=True)
+    p.add_argument("--path", default=DISCOVERY, help="the path to poll after the line")
+    p.add_argument("--expect", default='"issuer"', help="text the 200 answer must contain")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     args = p.parse_args()
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd or not 1 <= args.runs <= 1000:
         p.error("a command and 1..1000 runs are needed")
-    one_run(cmd)  # not counted: warms the page cache
+    expect = args.expect.encode()
+    one_run(cmd, args.path, expect)  # not counted: warms the page cache
     ready, disc = [], []
     for _ in range(args.runs):
-        r, d = one_run(cmd)
+        r, d = one_run(cmd, args.path, expect)
         ready.append(r)
         disc.append(d)
     out = {
         "label": args.label,
         "runs": args.runs,
+        "path": args.path,
         "ready_ms": [round(x, 2) for x in ready],
         "discovery_ms": [round(x, 2) for x in disc],
         "ready_median_ms": round(statistics.median(ready), 2),

@@ -5,10 +5,21 @@
 //!
 //! - `later MockIdp in the process`: the process's shared first keys already
 //!   exist, as for every provider after the first in a test binary.
-//! - `first MockIdp in a new process`: each sample runs this bench binary
-//!   again as a child that starts one provider and reports its time, so the
-//!   child generates the shared keys (RSA-2048 + P-256) like the first
-//!   provider of any test binary. Process start-up is not in the figure.
+//! - `first MockIdp in a new process, …`: each sample runs this bench binary
+//!   again as a child that starts one provider and reports its time, like the
+//!   first provider of any test binary. Process start-up is not in the figure.
+//!   The child's `XDG_CACHE_HOME` is a temporary directory, so the user's
+//!   development key cache is neither read nor written:
+//!   - `cold key cache`: a new empty directory per sample, so the child
+//!     generates the keys (RSA-2048 + P-256) and saves them, as the very
+//!     first test process on a machine (or in a CI job with a scratch HOME)
+//!     does;
+//!   - `cached keys`: one directory whose key file a first, uncounted child
+//!     wrote, so the child loads the keys, as every later test process does;
+//!   - `cached keys, random generator seeded before start`: the same, but
+//!     the child has aws-lc seed its random generator (~20 ms of CPU on its
+//!     first use in a process) before the clock starts: what is left of the
+//!     start itself.
 //! - `fresh_keys()`: a provider that asks for its own keys, in this process.
 //!
 //! Run: `cargo bench -p sessionkit-mock-idp --bench start`
@@ -21,7 +32,8 @@ use criterion::{Criterion, criterion_group};
 use serde_json::json;
 use sessionkit_mock_idp::{Alg, MockIdp, MockIdpBuilder};
 
-/// Set in the child's environment: start one provider, print nanoseconds, exit.
+/// Set in the child's environment: start one provider, print nanoseconds,
+/// exit. The value `seeded` seeds the random generator before the clock starts.
 const CHILD: &str = "SESSIONKIT_BENCH_START_CHILD";
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -44,16 +56,34 @@ async fn start_and_sign(builder: MockIdpBuilder) -> (Duration, MockIdp) {
     (elapsed, idp)
 }
 
-fn child() {
+fn child(mode: &str) {
+    if mode == "seeded" {
+        let mut byte = [0u8];
+        aws_lc_rs::rand::fill(&mut byte).unwrap();
+    }
     let (elapsed, idp) = runtime().block_on(start_and_sign(MockIdp::builder()));
     drop(idp);
     println!("{}", elapsed.as_nanos());
 }
 
-fn first_in_new_process() -> Duration {
+/// A new temporary directory to be a child's cache directory.
+fn cache_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "mock-idp-bench-cache-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn first_in_new_process(cache: &std::path::Path, mode: &str) -> Duration {
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new(exe)
-        .env(CHILD, "1")
+        .env(CHILD, mode)
+        .env("XDG_CACHE_HOME", cache)
         .output()
         .unwrap();
     assert!(out.status.success(), "the child failed: {out:?}");
@@ -84,9 +114,43 @@ fn bench(c: &mut Criterion) {
     });
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(10));
-    group.bench_function("first MockIdp in a new process", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| first_in_new_process()).sum())
+    group.bench_function("first MockIdp in a new process, cold key cache", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let cache = cache_dir();
+                    let elapsed = first_in_new_process(&cache, "plain");
+                    std::fs::remove_dir_all(&cache).unwrap();
+                    elapsed
+                })
+                .sum()
+        })
     });
+    let cache = cache_dir();
+    first_in_new_process(&cache, "plain"); // writes the key file
+    assert!(
+        cache
+            .join("sessionkit-mock-idp")
+            .join("signing-keys.json")
+            .exists()
+    );
+    group.bench_function("first MockIdp in a new process, cached keys", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| first_in_new_process(&cache, "plain"))
+                .sum()
+        })
+    });
+    group.bench_function(
+        "first MockIdp in a new process, cached keys, random generator seeded before start",
+        |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| first_in_new_process(&cache, "seeded"))
+                    .sum()
+            })
+        },
+    );
     group.bench_function("fresh_keys()", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -99,13 +163,14 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+    std::fs::remove_dir_all(&cache).unwrap();
 }
 
 criterion_group!(benches, bench);
 
 fn main() {
-    if std::env::var_os(CHILD).is_some() {
-        child();
+    if let Ok(mode) = std::env::var(CHILD) {
+        child(&mode);
         return;
     }
     benches();

@@ -55,6 +55,7 @@ mod tls;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use config::{Alg, ClientConfig, Config, Lifetimes, SecretSource, User};
 pub use control::{Control, SessionInfo};
@@ -86,6 +87,7 @@ impl MockIdp {
             tls: false,
             on_listening: None,
             keys: KeySource::Shared,
+            readiness_delay: None,
         }
     }
 
@@ -140,42 +142,29 @@ type OnListening = Box<dyn FnOnce(&str) + Send>;
 /// Where a provider's first signing keys come from.
 #[derive(Debug, Clone)]
 enum KeySource {
-    /// The process's shared keys, generated once.
+    /// The process's shared keys, from the development key cache.
     Shared,
     /// Keys generated for this provider alone.
     Fresh,
-    /// Keys kept in a file between runs.
+    /// Keys kept in this file between runs.
     File(PathBuf),
 }
 
 impl KeySource {
-    /// Blocks: may generate RSA keys.
+    /// Blocks: may read a file, generate RSA keys and seed the random generator.
     fn load(self) -> Result<keys::KeySet> {
-        match self {
-            KeySource::Shared => keys::KeySet::shared_initial(),
-            KeySource::Fresh => keys::KeySet::generate(),
+        let keys = match self {
+            KeySource::Shared => keys::KeySet::shared_initial()?,
+            KeySource::Fresh => keys::KeySet::generate()?,
             KeySource::File(path) => {
                 let (keys, origin) = keys::KeySet::load_or_create(&path)?;
-                match origin {
-                    keys::KeyOrigin::Loaded => {
-                        tracing::info!(path = %path.display(), "signing keys loaded from the key file");
-                    }
-                    keys::KeyOrigin::Created => tracing::info!(
-                        path = %path.display(),
-                        "signing keys generated and saved for the next run (development keys: \
-                         whoever reads this file can sign tokens this provider's clients accept)"
-                    ),
-                }
-                Ok(keys)
+                keys::log_origin(&path, &origin);
+                keys
             }
-        }
+        };
+        keys::warm_up_random();
+        Ok(keys)
     }
-}
-
-/// Keys that are there, or being made on a blocking thread.
-enum PendingKeys {
-    Ready(keys::KeySet),
-    Task(tokio::task::JoinHandle<Result<keys::KeySet>>),
 }
 
 /// Configures and starts a [`MockIdp`].
@@ -187,6 +176,7 @@ pub struct MockIdpBuilder {
     tls: bool,
     on_listening: Option<OnListening>,
     keys: KeySource,
+    readiness_delay: Option<Duration>,
 }
 
 impl std::fmt::Debug for MockIdpBuilder {
@@ -252,9 +242,11 @@ impl MockIdpBuilder {
         self
     }
     /// Calls `f` with the issuer as soon as the socket listens, before the
-    /// signing keys are ready: connections made from then on wait in the
-    /// listen backlog and are answered once start-up completes. The binary
-    /// prints its `mock-idp listening on URL` line from here.
+    /// signing keys and client secrets are ready. From then on discovery is
+    /// answered at once (it needs neither); every other request waits, and
+    /// is answered, once start-up completes, which is when
+    /// [`start`](Self::start) returns. The binary prints its
+    /// `mock-idp listening on URL` line from here.
     pub fn on_listening(mut self, f: impl FnOnce(&str) + Send + 'static) -> Self {
         self.on_listening = Some(Box::new(f));
         self
@@ -273,44 +265,58 @@ impl MockIdpBuilder {
     /// Generates this provider's own first signing keys instead of taking the
     /// ones every provider in the process shares.
     ///
-    /// By default the first provider in a process generates an RSA-2048 and a
-    /// P-256 key (~150 ms, on a blocking thread) and every later one starts
-    /// with the same two keys at no cost. They are distinct providers all the
-    /// same: their issuers differ, each keeps its own record of the tokens it
-    /// issued, and [`Control::rotate_keys`] gives one of them new keys without
-    /// touching the others. Ask for fresh keys when a test needs two providers
-    /// whose signatures differ, e.g. a token from one that must fail the
-    /// other's signature check.
+    /// By default the first provider in a process loads an RSA-2048 and a
+    /// P-256 key from the development key cache, the file the `mock-idp`
+    /// binary keeps its keys in (`sessionkit-mock-idp/signing-keys.json` in
+    /// the user's cache directory, mode 0600), or generates them (50–200 ms)
+    /// and saves them there when there is none yet or it cannot be used; every
+    /// later provider in the process starts with the same two keys at no cost.
+    /// They are distinct providers all the same: their issuers differ, each
+    /// keeps its own record of the tokens it issued, and
+    /// [`Control::rotate_keys`] gives one of them new keys without touching
+    /// the others. Ask for fresh keys when a test needs two providers whose
+    /// signatures differ, e.g. a token from one that must fail the other's
+    /// signature check. Fresh keys are never written anywhere.
+    ///
+    /// The cached keys are development keys: anyone who can read the file can
+    /// sign tokens that providers using it accept. Never use this provider,
+    /// or its keys, for anything real.
     pub fn fresh_keys(mut self) -> Self {
         self.keys = KeySource::Fresh;
         self
     }
 
-    /// Keeps the first signing keys in the file at `path`: loads them when the
-    /// file exists, else generates them and writes the file (mode 0600, its
-    /// directory 0700) for the next start. A file that others can read, or
-    /// that is not a key file, is an error.
+    /// Keeps the first signing keys in the file at `path` instead of the
+    /// development key cache (see [`fresh_keys`](Self::fresh_keys)): loads
+    /// them when the file holds keys, else generates them and writes the file
+    /// (mode 0600, its directory 0700) for the next start. A file that cannot
+    /// be used — unreadable, not a key file, or readable by others (its keys
+    /// may have leaked) — is replaced by new keys, with a warning; a file
+    /// that cannot be written leaves the new keys unsaved, with a warning.
+    /// New files are written whole and renamed into place, so providers
+    /// starting at the same moment never read half a file.
     ///
     /// The file holds the *private* keys of a development provider: anyone
     /// who can read it can sign tokens that this provider's clients accept.
-    /// The binary uses this so that it answers at once from its second run on.
     pub fn keys_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.keys = KeySource::File(path.into());
         self
     }
 
-    /// Binds, gets its signing keys (see [`fresh_keys`](Self::fresh_keys) and
-    /// [`keys_file`](Self::keys_file)) and starts serving. Returns once the
-    /// server accepts connections and can sign tokens.
+    /// Holds start-up back by `delay` after the socket listens, as slow key
+    /// loading would: for tests of what is answered meanwhile.
+    #[doc(hidden)]
+    pub fn delay_readiness_for_tests(mut self, delay: Duration) -> Self {
+        self.readiness_delay = Some(delay);
+        self
+    }
+
+    /// Binds, starts serving discovery, then gets its signing keys (see
+    /// [`fresh_keys`](Self::fresh_keys) and [`keys_file`](Self::keys_file))
+    /// and client secrets on a blocking thread. Returns once the provider
+    /// answers every endpoint and can sign tokens.
     pub async fn start(self) -> Result<MockIdp> {
         self.config.validate()?;
-        let pending = match (&self.keys, keys::KeySet::shared_initial_ready()) {
-            (KeySource::Shared, Some(keys)) => PendingKeys::Ready(keys),
-            _ => {
-                let source = self.keys.clone();
-                PendingKeys::Task(tokio::task::spawn_blocking(move || source.load()))
-            }
-        };
         let listener = match self.listener {
             Some(l) => {
                 l.set_nonblocking(true).map_err(|source| Error::Bind {
@@ -343,26 +349,51 @@ impl MockIdpBuilder {
             None if tls.is_some() => format!("https://{addr}"),
             None => format!("http://{addr}"),
         };
-        if let Some(f) = self.on_listening {
-            f(&issuer);
-        }
-        let keys = match pending {
-            PendingKeys::Ready(keys) => keys,
-            PendingKeys::Task(task) => task.await.map_err(|e| Error::Key(e.to_string()))??,
-        };
-        let shared = Arc::new(state::Shared::new(&self.config, issuer.clone(), keys)?);
+
+        let listening = state::Listening::new(issuer.clone());
+        let tasks = listening.tasks.clone();
         let shutdown = CancellationToken::new();
-        let tasks = shared.tasks.clone();
-        let app = server::router(shared.clone());
-        let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
+        // Until the provider is ready, a failed (or dropped) start stops the
+        // accept loop; requests waiting for readiness then get a 503.
+        let stop_unless_ready = shutdown.clone().drop_guard();
+        let (ready_tx, ready_rx) = tokio::sync::watch::channel(None);
         tasks.spawn(server::serve(
             listener,
-            app,
-            acceptor,
+            server::Gate::new(listening.clone(), ready_rx),
+            tls.as_ref().map(|t| t.acceptor.clone()),
             shutdown.clone(),
             tasks.clone(),
         ));
+        if let Some(f) = self.on_listening {
+            f(&issuer);
+        }
         tracing::info!(%issuer, "mock-idp listening");
+
+        let config = self.config;
+        let source = self.keys;
+        let delay = self.readiness_delay;
+        let inline = delay.is_none()
+            && matches!(source, KeySource::Shared)
+            && keys::KeySet::shared_initial_ready().is_some();
+        let build = move || -> Result<Arc<state::Shared>> {
+            if let Some(delay) = delay {
+                std::thread::sleep(delay);
+            }
+            let keys = source.load()?;
+            Ok(Arc::new(state::Shared::new(&config, listening, keys)?))
+        };
+        let shared = if inline {
+            // The process's keys are there and its random generator seeded:
+            // nothing left that blocks for long.
+            build()?
+        } else {
+            tokio::task::spawn_blocking(build)
+                .await
+                .map_err(|e| Error::Key(e.to_string()))??
+        };
+        ready_tx.send_replace(Some(server::router(shared.clone())));
+        stop_unless_ready.disarm();
+        tracing::debug!(%issuer, "mock-idp ready");
         Ok(MockIdp {
             issuer,
             addr,

@@ -1,8 +1,10 @@
 //! The `mock-idp` binary: parses flags, starts the provider, prints
 //! `mock-idp listening on URL` as its first line, and stops cleanly on Ctrl-C
-//! or SIGTERM. Its signing keys are kept in a file in the user's cache
-//! directory between runs (`--keys-file`, `--ephemeral-keys`), so that from
-//! the second run on it answers right after that line.
+//! or SIGTERM. Discovery is answered from that line on; the signing keys and
+//! client secrets are made right after it, and the other endpoints answer
+//! once they are. The keys are kept between runs in the development key
+//! cache in the user's cache directory, shared with the embedded providers
+//! of tests (`--keys-file`, `--ephemeral-keys`).
 
 #![forbid(unsafe_code)]
 
@@ -54,10 +56,12 @@ struct Args {
     #[arg(long)]
     no_refresh_rotation: bool,
     /// Keep the signing keys in this file between runs, so that later runs
-    /// answer at once instead of generating an RSA key (~150 ms) [default:
-    /// sessionkit-mock-idp/signing-keys.json in the user's cache directory].
-    /// The file holds the private keys of this development provider (mode
-    /// 0600): whoever reads it can sign tokens its clients accept.
+    /// load them instead of generating an RSA key (50-200 ms) [default:
+    /// sessionkit-mock-idp/signing-keys.json in the user's cache directory,
+    /// shared with the embedded providers of tests]. The file holds the
+    /// private keys of this development provider (mode 0600): whoever reads
+    /// it can sign tokens its clients accept. A file there that is not a
+    /// usable key file (or that others can read) is replaced by new keys.
     #[arg(long, env = "MOCK_IDP_KEYS_FILE", conflicts_with = "ephemeral_keys")]
     keys_file: Option<PathBuf>,
     /// Generate new signing keys at every start and write them nowhere.
@@ -137,10 +141,11 @@ fn run() -> anyhow::Result<()> {
         if args.tls {
             builder = builder.tls();
         }
-        builder = match keys_file(&args) {
-            Some(path) => builder.keys_file(path),
-            None => builder.fresh_keys(),
-        };
+        if args.ephemeral_keys {
+            builder = builder.fresh_keys();
+        } else if let Some(path) = &args.keys_file {
+            builder = builder.keys_file(path);
+        }
         let idp = builder.start().await?;
         if let (Some(path), Some(pem)) = (&args.tls_cert_out, idp.tls_certificate_pem()) {
             std::fs::write(path, pem)
@@ -156,22 +161,6 @@ fn run() -> anyhow::Result<()> {
         idp.shutdown().await;
         Ok(())
     })
-}
-
-/// Where to keep the signing keys: `--keys-file`, else the user's cache
-/// directory; `None` with `--ephemeral-keys` or when there is no cache directory.
-fn keys_file(args: &Args) -> Option<PathBuf> {
-    if args.ephemeral_keys {
-        return None;
-    }
-    if let Some(path) = &args.keys_file {
-        return Some(path.clone());
-    }
-    let path = dirs::cache_dir().map(|d| d.join("sessionkit-mock-idp").join("signing-keys.json"));
-    if path.is_none() {
-        tracing::warn!("no cache directory: signing keys are generated anew and not kept");
-    }
-    path
 }
 
 /// Installs the Ctrl-C and SIGTERM handlers now — before the listening line

@@ -1,7 +1,9 @@
 //! The HTTP side: the router, the middleware that applies scripted faults and
-//! keeps the request log, and an accept loop that can drop one connection on
-//! purpose (a "dropped connection" fault) and drains on shutdown.
+//! keeps the request log, the gate that answers discovery while the rest of
+//! the provider is still starting, and an accept loop that can drop one
+//! connection on purpose (a "dropped connection" fault) and drains on shutdown.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,20 +11,20 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 use crate::endpoints;
 use crate::error::OAuthError;
 use crate::log::LoggedRequest;
-use crate::state::Shared;
+use crate::state::{Listening, Shared};
 
 /// What the accept loop tells each request about its connection.
 #[derive(Debug, Clone)]
@@ -97,13 +99,90 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .layer(middleware::from_fn_with_state(shared.clone(), observe))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared.clone());
-    let prefix = url::Url::parse(&shared.issuer)
-        .map(|u| u.path().trim_end_matches('/').to_owned())
-        .unwrap_or_default();
+    let prefix = path_prefix(&shared.issuer);
     if prefix.is_empty() {
         inner
     } else {
         Router::new().nest(&prefix, inner).fallback(not_found)
+    }
+}
+
+/// The path of the issuer URL, under which every endpoint is served (empty
+/// for an issuer without one).
+fn path_prefix(issuer: &str) -> String {
+    url::Url::parse(issuer)
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default()
+}
+
+/// What the accept loop serves, from the moment the socket listens. Until
+/// the provider is ready (its keys loaded, its client secrets made), a
+/// discovery request is answered from the document alone, which needs
+/// neither, and logged as the router would; every other request waits for
+/// readiness and then goes to the router: none is refused for being early.
+/// If start-up fails instead, the waiting requests get a 503.
+#[derive(Debug, Clone)]
+pub(crate) struct Gate {
+    listening: Arc<Listening>,
+    discovery_path: Arc<str>,
+    /// `None` until the provider is ready; then its router.
+    ready: watch::Receiver<Option<Router>>,
+}
+
+impl Gate {
+    pub(crate) fn new(listening: Listening, ready: watch::Receiver<Option<Router>>) -> Self {
+        let discovery_path = format!(
+            "{}/.well-known/openid-configuration",
+            path_prefix(&listening.issuer)
+        );
+        Self {
+            listening: Arc::new(listening),
+            discovery_path: discovery_path.into(),
+            ready,
+        }
+    }
+
+    async fn serve(mut self, request: Request) -> Response {
+        let ready = self.ready.borrow().clone();
+        let app = match ready {
+            Some(app) => app,
+            None if request.method() == Method::GET
+                && request.uri().path() == &*self.discovery_path =>
+            {
+                return self.early_discovery(&request);
+            }
+            None => {
+                let ready = self.ready.wait_for(Option::is_some).await;
+                match ready.map(|app| app.clone()) {
+                    Ok(Some(app)) => app,
+                    _ => {
+                        return OAuthError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "temporarily_unavailable",
+                            "the provider failed to start",
+                        )
+                        .into_response();
+                    }
+                }
+            }
+        };
+        match app.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    fn early_discovery(&self, request: &Request) -> Response {
+        let listening = &self.listening;
+        listening.log.record(LoggedRequest {
+            at_ms: listening.clock.now_ms(),
+            method: request.method().to_string(),
+            path: request.uri().path().to_owned(),
+            endpoint: "discovery".to_owned(),
+            note: None,
+            status: 200,
+        });
+        endpoints::discovery::document_response(listening.discovery.clone())
     }
 }
 
@@ -188,7 +267,7 @@ async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next
 /// Accepts connections until `shutdown`, then lets open ones finish (up to 5 s).
 pub(crate) async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: Gate,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
     tasks: tokio_util::task::TaskTracker,
@@ -231,7 +310,7 @@ pub(crate) async fn serve(
 }
 
 /// Serves one connection; drops it at once when a fault asks for that.
-async fn serve_connection<I>(stream: I, conn: Conn, app: Router, shutdown: CancellationToken)
+async fn serve_connection<I>(stream: I, conn: Conn, app: Gate, shutdown: CancellationToken)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -239,7 +318,8 @@ where
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(conn.clone());
-            app.clone().oneshot(request.map(Body::new))
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(app.serve(request.map(Body::new)).await) }
         });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let connection = builder.serve_connection(TokioIo::new(stream), service);
@@ -265,12 +345,18 @@ mod tests {
     use super::Conn;
     use crate::config::{Config, SecretSource};
     use crate::keys::KeySet;
-    use crate::state::Shared;
+    use crate::state::{Listening, Shared};
 
     async fn status_from(peer: &str, config: &Config, bearer: Option<&str>) -> u16 {
         let keys = KeySet::generate().expect("keys");
-        let shared =
-            Arc::new(Shared::new(config, "http://127.0.0.1:1".to_owned(), keys).expect("shared"));
+        let shared = Arc::new(
+            Shared::new(
+                config,
+                Listening::new("http://127.0.0.1:1".to_owned()),
+                keys,
+            )
+            .expect("shared"),
+        );
         let app = super::router(shared);
         let mut request = Request::get("/_control/state");
         if let Some(b) = bearer {

@@ -288,16 +288,40 @@ pub(crate) fn resolve_secret(source: &SecretSource) -> crate::error::Result<Opti
     })
 }
 
+/// What a provider has from the moment its socket listens, before its keys
+/// and client secrets exist: enough to answer (and log) discovery, which
+/// needs neither (see `server::Gate`).
+#[derive(Debug, Clone)]
+pub(crate) struct Listening {
+    pub(crate) issuer: String,
+    pub(crate) discovery: Bytes,
+    pub(crate) clock: Arc<Clock>,
+    pub(crate) log: Arc<RequestLog>,
+    pub(crate) tasks: tokio_util::task::TaskTracker,
+}
+
+impl Listening {
+    pub(crate) fn new(issuer: String) -> Self {
+        Self {
+            discovery: crate::endpoints::discovery::document(&issuer),
+            issuer,
+            clock: Arc::new(Clock::new()),
+            log: Arc::new(RequestLog::default()),
+            tasks: tokio_util::task::TaskTracker::new(),
+        }
+    }
+}
+
 /// Everything the handlers share.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) issuer: String,
-    pub(crate) clock: Clock,
+    pub(crate) clock: Arc<Clock>,
     pub(crate) settings: RwLock<Arc<Settings>>,
     pub(crate) keys: RwLock<Arc<KeySet>>,
     pub(crate) store: Mutex<Store>,
     pub(crate) faults: Faults,
-    pub(crate) log: RequestLog,
+    pub(crate) log: Arc<RequestLog>,
     pub(crate) discovery: Bytes,
     pub(crate) cookie_name: String,
     pub(crate) control_secret: Option<String>,
@@ -308,7 +332,21 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: &Config, issuer: String, keys: KeySet) -> crate::error::Result<Self> {
+    /// Resolves the client secrets (generating the ones to generate) and
+    /// builds the HTTP client of back-channel logout: a blocking call the
+    /// first time in a process, as the random generator seeds itself.
+    pub(crate) fn new(
+        config: &Config,
+        listening: Listening,
+        keys: KeySet,
+    ) -> crate::error::Result<Self> {
+        let Listening {
+            issuer,
+            discovery,
+            clock,
+            log,
+            tasks,
+        } = listening;
         let mut clients = HashMap::new();
         for c in &config.clients {
             clients.insert(
@@ -327,7 +365,6 @@ impl Shared {
             auto_login: config.auto_login.clone(),
             rotate_refresh_tokens: config.rotate_refresh_tokens,
         };
-        let discovery = crate::endpoints::discovery::document(&issuer);
         let cookie_name = format!("mockidp_session_{}", crate::keys::fingerprint(&issuer));
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -336,19 +373,19 @@ impl Shared {
             .map_err(|e| crate::error::Error::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
             issuer,
-            clock: Clock::new(),
+            clock,
             settings: RwLock::new(Arc::new(settings)),
             keys: RwLock::new(Arc::new(keys)),
             store: Mutex::new(Store::default()),
             faults: Faults::default(),
-            log: RequestLog::default(),
+            log,
             discovery,
             cookie_name,
             control_secret: resolve_secret(&config.control_secret)?,
             control_remote: config.control_remote,
             http,
             max_body_bytes: config.max_body_bytes,
-            tasks: tokio_util::task::TaskTracker::new(),
+            tasks,
         })
     }
 

@@ -1,5 +1,6 @@
 //! Discovery (OpenID Connect Discovery 1.0) and the JWKS. The discovery
-//! document is built once at start and advertises exactly what is implemented.
+//! document is built once, when the socket listens, and advertises exactly
+//! what is implemented; it is answered from then on, before the keys exist.
 
 use std::sync::Arc;
 
@@ -61,8 +62,13 @@ fn json_bytes(body: Bytes, cache: &'static str) -> Response {
     response
 }
 
+/// The answer to a discovery request.
+pub(crate) fn document_response(document: Bytes) -> Response {
+    json_bytes(document, "public, max-age=300")
+}
+
 pub(crate) async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
-    json_bytes(shared.discovery.clone(), "public, max-age=300")
+    document_response(shared.discovery.clone())
 }
 
 pub(crate) async fn jwks(State(shared): State<Arc<Shared>>) -> Response {

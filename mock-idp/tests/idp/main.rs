@@ -10,4 +10,5 @@ mod control;
 mod discovery;
 mod logout;
 mod oidc_client;
+mod start;
 mod tokens;
