@@ -325,7 +325,9 @@ impl Builder {
         let tracker = TaskTracker::new();
         let bytes = Arc::new(Semaphore::new(self.outgoing_bytes));
         let (max_bytes, when_full) = (self.outgoing_bytes, self.when_full);
+        let counters = Arc::new(crate::metrics::Counters::default());
         let driver = Driver {
+            counters: counters.clone(),
             deadline: self.first_connect_deadline.map(|d| Instant::now() + d),
             logout: source.cancellation(),
             source,
@@ -348,6 +350,7 @@ impl Builder {
             when_full,
             stop,
             tracker,
+            counters,
         };
         Ok((client, in_rx))
     }

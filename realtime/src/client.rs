@@ -24,12 +24,19 @@ pub struct RealtimeClient {
     pub(crate) when_full: WhenFull,
     pub(crate) stop: CancellationToken,
     pub(crate) tracker: TaskTracker,
+    pub(crate) counters: Arc<crate::metrics::Counters>,
 }
 
 impl RealtimeClient {
     /// Settings for a client of `url` (`ws://` or `wss://`).
     pub fn builder(url: impl Into<String>) -> Builder {
         Builder::new(url.into())
+    }
+
+    /// What the client did so far (counters an app can export).
+    #[must_use]
+    pub fn metrics(&self) -> crate::metrics::Metrics {
+        self.counters.snapshot()
     }
 
     /// The state, as a `watch` receiver.

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::driver::{Driver, SessionEnd, scrub};
 use crate::error::TokenError;
 use crate::handshake::{Socket, chosen_protocol, open, request};
+use crate::metrics::Counters;
 use crate::options::{Incoming, RefreshMode};
 use crate::state::{CloseReason, State};
 use crate::token::{BearerToken, BoxFuture, TimedToken};
@@ -234,6 +235,7 @@ impl Driver {
                                 }
                                 (sink, stream) = socket.split();
                                 tracing::debug!(generation = *generation, "realtime in-band re-authentication");
+                                Counters::add(&self.counters.token_moves);
                                 reauth = at_instant(fresh.refresh_at);
                                 reauth_retries = 0;
                                 *last = fresh.token;
@@ -281,6 +283,7 @@ impl Driver {
                                     draining = Some((old_stream, Instant::now() + write_timeout));
                                     *generation += 1;
                                     tracing::debug!(generation = *generation, "realtime switched connections");
+                                    Counters::add(&self.counters.token_moves);
                                     self.state.send_replace(State::Connected { generation: *generation });
                                     reauth = at_instant(fresh.refresh_at);
                                     reauth_retries = 0;

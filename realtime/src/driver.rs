@@ -18,10 +18,13 @@ use crate::backoff::jitter_unit;
 use crate::builder::Builder;
 use crate::connection::Sink;
 use crate::error::TokenError;
+use crate::handshake::Socket;
 use crate::handshake::{OpenError, chosen_protocol, open, request};
+use crate::metrics::Counters;
 use crate::options::{Hook, Identity, Incoming, Resume};
 use crate::state::{CloseReason, ReconnectReason, State};
 use crate::token::{BearerToken, TimedToken, TokenSource};
+use tracing::Instrument as _;
 
 /// How one attempt ended.
 pub(crate) enum Attempt {
@@ -64,6 +67,7 @@ pub(crate) struct Driver {
     /// A message taken from the queue whose write failed: sent first after
     /// the reconnect (it may have arrived already: at least once).
     pub(crate) pending: Option<String>,
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl Driver {
@@ -100,7 +104,16 @@ impl Driver {
         loop {
             generation += 1;
             self.state.send_replace(State::Connecting { generation });
-            let attempt = match self.attempt(&mut generation, token.take(), &mut last).await {
+            let span = tracing::debug_span!(
+                "sessionkit.connect",
+                generation,
+                attempt = failures + 1,
+                outcome = tracing::field::Empty,
+            );
+            let attempt = match self
+                .attempt(&mut generation, token.take(), &mut last, &span)
+                .await
+            {
                 Ok(attempt) => attempt,
                 Err(reason) => return reason,
             };
@@ -159,6 +172,9 @@ impl Driver {
                     }
                 }
             };
+            if !matches!(next, Next::Stop(_)) {
+                Counters::add(&self.counters.reconnects);
+            }
             match next {
                 Next::Stop(reason) => return reason,
                 Next::Now(fresh) => token = fresh,
@@ -194,6 +210,7 @@ impl Driver {
         auth_retry_used: &mut bool,
         refused: &BearerToken,
     ) -> Result<Next, CloseReason> {
+        Counters::add(&self.counters.refusals);
         if *auth_retry_used && !revoked {
             return Ok(Next::Backoff {
                 reason: ReconnectReason::Unauthorized,
@@ -221,45 +238,29 @@ impl Driver {
         generation: &mut u64,
         token: Option<TimedToken>,
         last: &mut BearerToken,
+        span: &tracing::Span,
     ) -> Result<Attempt, CloseReason> {
-        let token = match token {
-            Some(token) => token,
-            None => match self.or_stop(self.source.token()).await? {
-                Ok(token) => token,
-                Err(e) => return Ok(Attempt::Token(e)),
-            },
-        };
-        *last = token.token.clone();
-        tracing::trace!(
-            generation = *generation,
-            url = %redact(&self.cfg.url),
-            "realtime connecting"
-        );
-        let transport = &self.cfg.token_transport;
-        let request = match request(&self.cfg.url, transport, &token.token) {
-            Ok(request) => request,
-            Err(e) => return Ok(Attempt::Token(e)),
-        };
-        let connect = open(
-            request,
-            self.cfg.tls.clone(),
-            self.cfg.read_buffer,
-            self.cfg.connect_timeout,
-        );
-        let socket = match self.or_stop(connect).await? {
-            Err(e) if e.is_unauthorized() => return Ok(Attempt::Unauthorized),
-            Err(OpenError::Status(status)) => {
-                return Ok(Attempt::Failed(ReconnectReason::Handshake { status }));
+        let opened = self.open_one(token, last).instrument(span.clone()).await?;
+        let (socket, token) = match opened {
+            Ok(opened) => {
+                span.record("outcome", "connected");
+                Counters::add(&self.counters.connects);
+                opened
             }
-            Err(e) => {
-                let why = scrub(&e.to_string(), &token.token);
-                return Ok(Attempt::Failed(ReconnectReason::Transport(why)));
-            }
-            Ok((socket, response)) => {
-                if let Err(why) = chosen_protocol(transport, &response) {
-                    return Ok(Attempt::Failed(ReconnectReason::Transport(why)));
+            Err(attempt) => {
+                span.record(
+                    "outcome",
+                    match &attempt {
+                        Attempt::Unauthorized => "refused",
+                        Attempt::Token(e) if e.is_terminal() => "signed_out",
+                        Attempt::Token(_) => "no_token",
+                        _ => "failed",
+                    },
+                );
+                if !matches!(attempt, Attempt::Unauthorized) {
+                    Counters::add(&self.counters.failed_attempts);
                 }
-                socket
+                return Ok(attempt);
             }
         };
         tracing::debug!(generation = *generation, "realtime connected");
@@ -272,6 +273,48 @@ impl Driver {
         Ok(Attempt::Ended {
             up_for: started.elapsed(),
             end,
+        })
+    }
+
+    /// One attempt up to an open socket (or how it failed).
+    async fn open_one(
+        &self,
+        token: Option<TimedToken>,
+        last: &mut BearerToken,
+    ) -> Result<std::result::Result<(Socket, TimedToken), Attempt>, CloseReason> {
+        let token = match token {
+            Some(token) => token,
+            None => match self.or_stop(self.source.token()).await? {
+                Ok(token) => token,
+                Err(e) => return Ok(Err(Attempt::Token(e))),
+            },
+        };
+        *last = token.token.clone();
+        tracing::trace!(url = %redact(&self.cfg.url), "realtime connecting");
+        let transport = &self.cfg.token_transport;
+        let request = match request(&self.cfg.url, transport, &token.token) {
+            Ok(request) => request,
+            Err(e) => return Ok(Err(Attempt::Token(e))),
+        };
+        let connect = open(
+            request,
+            self.cfg.tls.clone(),
+            self.cfg.read_buffer,
+            self.cfg.connect_timeout,
+        );
+        Ok(match self.or_stop(connect).await? {
+            Err(e) if e.is_unauthorized() => Err(Attempt::Unauthorized),
+            Err(OpenError::Status(status)) => {
+                Err(Attempt::Failed(ReconnectReason::Handshake { status }))
+            }
+            Err(e) => {
+                let why = scrub(&e.to_string(), &token.token);
+                Err(Attempt::Failed(ReconnectReason::Transport(why)))
+            }
+            Ok((socket, response)) => match chosen_protocol(transport, &response) {
+                Err(why) => Err(Attempt::Failed(ReconnectReason::Transport(why))),
+                Ok(()) => Ok((socket, token)),
+            },
         })
     }
 

@@ -158,6 +158,7 @@ mod connection;
 mod driver;
 mod error;
 mod handshake;
+mod metrics;
 mod options;
 mod state;
 mod token;
@@ -175,6 +176,7 @@ pub use builder::{
 };
 pub use client::RealtimeClient;
 pub use error::{Error, Result, TokenError};
+pub use metrics::Metrics;
 pub use options::{Incoming, RefreshMode, Resume, TokenTransport, WhenFull};
 pub use state::{CloseReason, ReconnectReason, State};
 pub use token::{BearerToken, BoxFuture, IntoTokenSource, StaticToken, TimedToken, TokenSource};

@@ -82,6 +82,7 @@ pub mod id_token;
 mod jws;
 mod login;
 mod logout;
+mod metrics;
 mod policy;
 mod provider;
 mod refresh;
@@ -104,6 +105,7 @@ pub use login::{AuthorizationRequest, DevicePrompt, OidcClient};
 #[cfg(feature = "loopback")]
 pub use login::{LoopbackOptions, OpenUrl};
 pub use logout::{LogoutReport, LogoutStep};
+pub use metrics::Metrics;
 pub use policy::RefreshPolicy;
 pub use provider::{ExtraMetadata, Metadata, Provider, check_issuer_url};
 pub use refresh::{FailureKind, RetryPolicy};

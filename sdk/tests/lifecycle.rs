@@ -602,3 +602,104 @@ async fn every_ending_runs_the_same_steps_past_panicking_hooks() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// Every span the SDK opens, with its fields as recorded, as text.
+#[derive(Clone, Default)]
+struct Spans(Arc<std::sync::Mutex<Vec<String>>>);
+
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        let _ = write!(self.0, " {}={:?}", field.name(), value);
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for Spans
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut line = format!("{}#{}", attrs.metadata().name(), id.into_u64());
+        attrs.record(&mut Fields(&mut line));
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut line = format!("record#{}", id.into_u64());
+        values.record(&mut Fields(&mut line));
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn spans_and_counters_tell_what_happened_and_never_a_secret() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let spans = Spans::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let idp = MockIdp::builder()
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("idp");
+    let (manager, session) =
+        signed_in(&idp, RefreshPolicy::OnDemand, Arc::new(MemoryStore::new())).await;
+    let first = session.cached_access_token().0;
+    session.force_refresh().await.expect("refresh");
+    // Two refused attempts, then the third gets through.
+    idp.control()
+        .add_fault(Fault::on("token").status(503, "{}").times(2));
+    session
+        .force_refresh()
+        .await
+        .expect("refresh after retries");
+    let last = session.cached_access_token().0;
+    let refresh = manager
+        .stored_refresh_token(session.key())
+        .await
+        .expect("refresh token");
+    let report = manager.logout(session.key()).await;
+    assert!(report.is_complete(), "{:?}", report.failures);
+
+    let m = manager.metrics();
+    assert_eq!(
+        (m.sign_ins, m.refreshes, m.refresh_failures, m.sign_outs),
+        (1, 2, 0, 1),
+        "{m:?}"
+    );
+    assert_eq!(m.signed_out_by_server, 0);
+    let text = spans.0.lock().expect("spans").join("\n");
+    let fingerprint = session.key().fingerprint();
+    for expected in [
+        "sessionkit.login#".to_owned(),
+        "flow=\"loopback\"".to_owned(),
+        "outcome=\"signed_in\"".to_owned(),
+        "sessionkit.refresh#".to_owned(),
+        "attempts=3".to_owned(),
+        "outcome=\"refreshed\"".to_owned(),
+        "sessionkit.logout#".to_owned(),
+        "outcome=\"complete\"".to_owned(),
+        format!("account={fingerprint}"),
+    ] {
+        assert!(text.contains(&expected), "{expected} not in:\n{text}");
+    }
+    for secret in [first.secret(), last.secret(), refresh.secret()] {
+        assert!(!text.contains(secret), "a token in a span:\n{text}");
+    }
+    assert!(
+        !text.contains("alice"),
+        "the account is a fingerprint:\n{text}"
+    );
+}

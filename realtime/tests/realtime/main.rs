@@ -107,6 +107,13 @@ async fn close_4001_refreshes_once_and_reconnects_at_once() {
     assert_eq!(reconnected, State::Connected { generation: 2 });
     assert_eq!(source.refreshes(), 1);
     assert_eq!(server.accepted(), ["tok-0", "tok-1"]);
+    let metrics = client.metrics();
+    assert_eq!(
+        (metrics.connects, metrics.refusals, metrics.reconnects),
+        (2, 1, 1),
+        "{metrics:?}"
+    );
+    assert_eq!(metrics.failed_attempts, 0);
     client.shutdown().await;
 }
 

@@ -257,6 +257,7 @@ impl SessionManagerBuilder {
             hooks: Mutex::new(self.hooks),
             sign_out_after: self.sign_out_after,
             max_session_age: self.max_session_age,
+            counters: crate::metrics::Counters::default(),
         });
         let manager = SessionManager::from_shared(namespace, shared);
         if self.restore {

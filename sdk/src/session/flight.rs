@@ -18,6 +18,8 @@ use super::state::{SessionEvent, SessionState};
 use super::teardown::Ending;
 use super::tokens::{Tokens, blocking, write_tokens};
 use super::{Session, lock};
+use crate::metrics::Counters;
+use tracing::Instrument as _;
 
 /// The first wait before a failed store write is tried again; it doubles up to
 /// [`STORE_RETRY_CAP`].
@@ -75,8 +77,26 @@ impl Session {
 
     /// The refresh itself; called with the flight held.
     async fn refresh_locked(self: Arc<Self>) -> Result<AccessToken> {
+        let span = tracing::info_span!(
+            "sessionkit.refresh",
+            account = %self.info.key.fingerprint(),
+            attempts = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let result = Arc::clone(&self)
+            .refresh_in_span()
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &result {
+            Counters::add(&self.shared.counters.refresh_failures);
+            span.record("outcome", super::manager::outcome(e));
+        }
+        result
+    }
+
+    async fn refresh_in_span(self: Arc<Self>) -> Result<AccessToken> {
         if self.past_max_age(SystemTime::now()) {
-            tracing::info!(account = %self.info.key.sub, "the session reached its maximum age");
+            tracing::info!(account = %self.info.key.fingerprint(), "the session reached its maximum age");
             self.end_from_inside(Ending::MaxAge).await;
             return Err(Error::SignedOut);
         }
@@ -119,7 +139,7 @@ impl Session {
             }
             Ok(_) | Err(StoreError::NotFound) => None,
             Err(e) => {
-                tracing::debug!(account = %self.info.key.sub, error = %e, "store unreadable before refresh");
+                tracing::debug!(account = %self.info.key.fingerprint(), error = %e, "store unreadable before refresh");
                 None
             }
         };
@@ -131,10 +151,12 @@ impl Session {
         let current = self.tokens.load_full();
         let (adopted, stored_refresh) = self.adoptable(&current).await?;
         if let Some(adopted) = adopted {
-            tracing::debug!(account = %key.sub, "another process refreshed; adopting its tokens");
+            tracing::debug!(account = %key.fingerprint(), "another process refreshed; adopting its tokens");
             let access = adopted.access.clone();
             let expires_at = adopted.expires_at;
             self.set_tokens(adopted);
+            Counters::add(&self.shared.counters.adopted);
+            tracing::Span::current().record("outcome", "adopted");
             self.state
                 .send_replace(SessionState::SignedIn { expires_at });
             self.emit(SessionEvent::Refreshed { expires_at });
@@ -147,6 +169,7 @@ impl Session {
             return Err(error);
         };
         let events = self.events.clone();
+        let attempts = std::sync::atomic::AtomicU32::new(1);
         // A logout during the request aborts it: nothing of the account runs afterwards.
         let request = self.shared.client.refresh_with_retries(
             &refresh,
@@ -154,6 +177,7 @@ impl Session {
             self.shared.retry,
             &self.cancel,
             |f, wait| {
+                attempts.fetch_add(1, Ordering::Relaxed);
                 let _ = events.send(SessionEvent::RefreshFailed {
                     kind: f.kind,
                     retrying_in: Some(wait),
@@ -164,6 +188,7 @@ impl Session {
             result = request => result,
             () = self.cancel.cancelled() => return Err(Error::Cancelled),
         };
+        tracing::Span::current().record("attempts", attempts.load(Ordering::Relaxed));
         match result {
             Ok(set) => {
                 let mut next = Tokens::arrived(&set, Some(&current), SystemTime::now());
@@ -175,15 +200,17 @@ impl Session {
                 let access = next.access.clone();
                 self.set_tokens(next);
                 self.consecutive_failures.store(0, Ordering::SeqCst);
+                Counters::add(&self.shared.counters.refreshes);
+                tracing::Span::current().record("outcome", "refreshed");
                 self.state
                     .send_replace(SessionState::SignedIn { expires_at });
                 self.emit(SessionEvent::Refreshed { expires_at });
-                tracing::debug!(account = %key.sub, "refreshed");
+                tracing::debug!(account = %key.fingerprint(), "refreshed");
                 Ok(access)
             }
             Err(failure) => {
                 if failure.kind == FailureKind::SignedOutByServer {
-                    tracing::info!(account = %key.sub, "the provider ended the session");
+                    tracing::info!(account = %key.fingerprint(), "the provider ended the session");
                     self.end_from_inside(Ending::Server).await;
                 } else {
                     self.fail(failure.kind, &failure.error);
@@ -193,7 +220,7 @@ impl Session {
                     let limit = !self.shared.policy.survives_outages()
                         && self.shared.sign_out_after.is_some_and(|l| failed >= l);
                     if refused || limit {
-                        tracing::info!(account = %key.sub, failed, refused, "signing out after a failed refresh, as the policy says");
+                        tracing::info!(account = %key.fingerprint(), failed, refused, "signing out after a failed refresh, as the policy says");
                         self.end_from_inside(Ending::Failures).await;
                     }
                 }
@@ -203,7 +230,7 @@ impl Session {
     }
 
     pub(super) fn fail(&self, kind: FailureKind, error: &Error) {
-        tracing::warn!(account = %self.info.key.sub, ?kind, %error, "refresh failed");
+        tracing::warn!(account = %self.info.key.fingerprint(), ?kind, %error, "refresh failed");
         self.state.send_replace(SessionState::RefreshFailing {
             kind,
             message: error.to_string(),
@@ -221,7 +248,7 @@ impl Session {
         match write_tokens(store, key, tokens, policy, rotated).await {
             Ok(()) => self.write_pending.store(false, Ordering::SeqCst),
             Err(error) => {
-                tracing::warn!(account = %self.info.key.sub, %error, "could not store the new tokens; keeping them in memory");
+                tracing::warn!(account = %self.info.key.fingerprint(), %error, "could not store the new tokens; keeping them in memory");
                 self.write_pending.store(true, Ordering::SeqCst);
                 self.emit(SessionEvent::StoreWriteFailed);
                 let this = Arc::clone(self);
@@ -244,7 +271,7 @@ impl Session {
                 .is_ok()
             {
                 self.write_pending.store(false, Ordering::SeqCst);
-                tracing::info!(account = %self.info.key.sub, "stored the tokens after an earlier failure");
+                tracing::info!(account = %self.info.key.fingerprint(), "stored the tokens after an earlier failure");
             }
             wait = (wait * 2).min(STORE_RETRY_CAP);
         }

@@ -16,6 +16,8 @@ use crate::secret::RefreshToken;
 use crate::store::{AccountKey, TokenStore};
 use crate::token::TokenSet;
 
+use tracing::Instrument as _;
+
 use super::state::SessionEvent;
 use super::teardown::{Ending, teardown};
 use super::tokens::{Tokens, blocking, write_tokens};
@@ -59,6 +61,12 @@ impl SessionManager {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// What the SDK did for this manager's accounts so far (counters an
+    /// app can export).
+    pub fn metrics(&self) -> crate::metrics::Metrics {
+        self.shared.counters.snapshot()
     }
 
     /// The refresh policy.
@@ -143,7 +151,8 @@ impl SessionManager {
         write_tokens(&self.shared.store, &key, &mem, policy, true).await?;
         let (registry, i) = (self.shared.registry.clone(), info.clone());
         blocking(move || registry.upsert(i, true)).await??;
-        tracing::info!(account = %info.key.sub, store = self.shared.store.name(), "signed in");
+        tracing::info!(account = %info.key.fingerprint(), store = self.shared.store.name(), "signed in");
+        crate::metrics::Counters::add(&self.shared.counters.sign_ins);
         Ok(self.install(info, mem, now))
     }
 
@@ -156,8 +165,15 @@ impl SessionManager {
         &self,
         options: crate::login::LoopbackOptions,
     ) -> Result<Arc<Session>> {
-        let tokens = self.shared.client.login_loopback(options).await?;
-        self.sign_in(tokens).await
+        let span = login_span("loopback");
+        let signed_in = async {
+            let tokens = self.shared.client.login_loopback(options).await?;
+            self.sign_in(tokens).await
+        }
+        .instrument(span.clone())
+        .await;
+        record_login(&span, &signed_in);
+        signed_in
     }
 
     /// Signs in with the device flow (see [`OidcClient::login_device`]),
@@ -167,8 +183,15 @@ impl SessionManager {
         on_prompt: impl FnOnce(&DevicePrompt),
         cancel: &CancellationToken,
     ) -> Result<Arc<Session>> {
-        let tokens = self.shared.client.login_device(on_prompt, cancel).await?;
-        self.sign_in(tokens).await
+        let span = login_span("device");
+        let signed_in = async {
+            let tokens = self.shared.client.login_device(on_prompt, cancel).await?;
+            self.sign_in(tokens).await
+        }
+        .instrument(span.clone())
+        .await;
+        record_login(&span, &signed_in);
+        signed_in
     }
 
     /// The accounts of this app, provider and client, in sign-in order.
@@ -244,7 +267,7 @@ impl SessionManager {
                         Ok(r) => Some(r),
                         Err(StoreError::NotFound) => None,
                         Err(e) => {
-                            tracing::warn!(account = %account.key.sub, error = %e, "refresh token unreadable; it is read again at refresh time");
+                            tracing::warn!(account = %account.key.fingerprint(), error = %e, "refresh token unreadable; it is read again at refresh time");
                             None
                         }
                     };
@@ -258,7 +281,7 @@ impl SessionManager {
                     Ok(())
                 }
                 (Err(e), _) => {
-                    tracing::warn!(account = %account.key.sub, error = %e, "could not restore an account");
+                    tracing::warn!(account = %account.key.fingerprint(), error = %e, "could not restore an account");
                     Err(e)
                 }
             };
@@ -321,5 +344,43 @@ impl SessionManager {
     pub async fn stored_refresh_token(&self, key: &AccountKey) -> Result<RefreshToken> {
         let (store, key) = (self.shared.store.clone(), key.clone());
         Ok(blocking(move || store.load_refresh(&key)).await??)
+    }
+}
+
+/// The span around a sign-in (`flow`: loopback, device).
+fn login_span(flow: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "sessionkit.login",
+        flow,
+        account = tracing::field::Empty,
+        outcome = tracing::field::Empty
+    )
+}
+
+fn record_login(span: &tracing::Span, signed_in: &Result<Arc<Session>>) {
+    match signed_in {
+        Ok(session) => {
+            span.record("account", session.key().fingerprint());
+            span.record("outcome", "signed_in");
+        }
+        Err(e) => {
+            span.record("outcome", outcome(e));
+        }
+    }
+}
+
+/// An error as a span's outcome: its kind, never its text.
+pub(super) fn outcome(error: &Error) -> &'static str {
+    if error.is_signed_out() {
+        "signed_out"
+    } else if error.is_transient() {
+        "transient_failure"
+    } else {
+        match error {
+            Error::Cancelled => "cancelled",
+            Error::Timeout(_) => "timed_out",
+            Error::AccessDenied => "denied",
+            _ => "failed",
+        }
     }
 }

@@ -62,6 +62,7 @@ struct Shared {
     hooks: Mutex<Vec<CleanupHook>>,
     sign_out_after: Option<u32>,
     max_session_age: Option<Duration>,
+    counters: crate::metrics::Counters,
 }
 
 impl std::fmt::Debug for Shared {

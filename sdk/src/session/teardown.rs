@@ -26,6 +26,8 @@ use crate::store::AccountKey;
 use super::state::{SessionEvent, SessionState};
 use super::tokens::{Tokens, blocking};
 use super::{Session, Shared, lock};
+use crate::metrics::Counters;
+use tracing::Instrument as _;
 
 /// An app's cleanup for an account that signs out (user files, caches, databases).
 pub type CleanupHook = Arc<dyn Fn(&AccountInfo) -> std::result::Result<(), String> + Send + Sync>;
@@ -55,7 +57,7 @@ impl Session {
         let shared = Arc::clone(&self.shared);
         let report = teardown(&shared, &self.info.key, Some(self), ending).await;
         for (step, why) in &report.failures {
-            tracing::warn!(account = %self.info.key.sub, ?step, %why, "sign-out step failed");
+            tracing::warn!(account = %self.info.key.fingerprint(), ?step, %why, "sign-out step failed");
         }
     }
 
@@ -113,6 +115,38 @@ fn run_app_hooks(shared: &Shared, account: &AccountInfo) -> Vec<String> {
 
 /// The teardown of `key`, with its in-memory `session` if there is one.
 pub(super) async fn teardown(
+    shared: &Arc<Shared>,
+    key: &AccountKey,
+    session: Option<&Arc<Session>>,
+    ending: Ending,
+) -> LogoutReport {
+    let span = tracing::info_span!(
+        "sessionkit.logout",
+        account = %key.fingerprint(),
+        ending = ?ending,
+        outcome = tracing::field::Empty,
+    );
+    let report = steps(shared, key, session, ending)
+        .instrument(span.clone())
+        .await;
+    span.record(
+        "outcome",
+        if report.is_complete() {
+            "complete"
+        } else {
+            "partial"
+        },
+    );
+    let counters = &shared.counters;
+    Counters::add(if ending == Ending::Server {
+        &counters.signed_out_by_server
+    } else {
+        &counters.sign_outs
+    });
+    report
+}
+
+async fn steps(
     shared: &Arc<Shared>,
     key: &AccountKey,
     session: Option<&Arc<Session>>,
@@ -207,7 +241,7 @@ pub(super) async fn teardown(
         )),
     }
     let end_session_url = crate::logout::end_session_url(&shared.client, id_token.as_ref());
-    tracing::info!(account = %key.sub, ?ending, complete = failures.is_empty(), "signed out");
+    tracing::info!(account = %key.fingerprint(), ?ending, complete = failures.is_empty(), "signed out");
     LogoutReport {
         account: key.clone(),
         end_session_url,

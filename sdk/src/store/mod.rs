@@ -46,6 +46,13 @@ impl AccountKey {
     pub fn entry_user(&self, kind: &str) -> String {
         format!("{}|{}|{}|{kind}", self.issuer, self.client_id, self.sub)
     }
+
+    /// A short, stable name for this account in logs and metrics: the
+    /// first 12 hex digits of a SHA-256 over the whole key (no personal
+    /// data, nothing secret).
+    pub fn fingerprint(&self) -> String {
+        crate::secret::fingerprint(&format!("{}|{}", self.service(), self.entry_user("")))
+    }
 }
 
 /// The session entry of an account: everything but the refresh token.
