@@ -62,9 +62,10 @@ pub enum Error {
         /// The HTTP status.
         status: Option<u16>,
     },
-    /// The network failed or timed out.
+    /// The network failed or timed out; the underlying error is its
+    /// [`std::error::Error::source`].
     #[error("network error: {0}")]
-    Network(String),
+    Network(#[source] NetworkError),
     /// A response was not what the protocol says (kept for diagnosis).
     #[error("unexpected response: {message}")]
     Parse {
@@ -142,12 +143,112 @@ impl Error {
     }
 }
 
+/// A transport failure: what happened, in words (never a URL's query), and
+/// the underlying error as its [`std::error::Error::source`] (reqwest's, with
+/// its own chain: DNS, connect, TLS, I/O).
+#[derive(Debug, Clone)]
+pub struct NetworkError {
+    message: String,
+    timeout: bool,
+    connect: bool,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl NetworkError {
+    /// A failure described by `message` alone.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            timeout: false,
+            connect: false,
+            source: None,
+        }
+    }
+
+    /// From reqwest's error, its URL removed (a query may hold a code).
+    pub(crate) fn from_reqwest(err: reqwest::Error) -> Self {
+        let err = err.without_url();
+        Self {
+            message: err.to_string(),
+            timeout: err.is_timeout(),
+            connect: err.is_connect(),
+            source: Some(std::sync::Arc::new(err)),
+        }
+    }
+
+    /// Did the request time out?
+    #[must_use]
+    pub fn is_timeout(&self) -> bool {
+        self.timeout
+    }
+
+    /// Did the connection fail to open (DNS, refused, TLS)?
+    #[must_use]
+    pub fn is_connect(&self) -> bool {
+        self.connect
+    }
+}
+
+impl std::fmt::Display for NetworkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for NetworkError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<String> for NetworkError {
+    fn from(message: String) -> Self {
+        Self::new(message)
+    }
+}
+
+impl From<&str> for NetworkError {
+    fn from(message: &str) -> Self {
+        Self::new(message)
+    }
+}
+
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_network_error_keeps_its_source_chain_without_the_url() {
+        let http = crate::HttpClient::new().expect("client");
+        // Nothing listens on port 9 of loopback (discard): connection refused.
+        let err = http
+            .reqwest()
+            .get("http://127.0.0.1:9/?code=secret-code")
+            .send()
+            .await
+            .expect_err("refused");
+        let Error::Network(network) = crate::http::network(err) else {
+            panic!("a network error");
+        };
+        assert!(network.is_connect());
+        let top: &dyn std::error::Error = &Error::Network(network.clone());
+        let mut chain = Vec::new();
+        let mut next = top.source();
+        while let Some(e) = next {
+            chain.push(e.to_string());
+            next = e.source();
+        }
+        assert!(chain.len() >= 3, "error, reqwest, and its cause: {chain:?}");
+        assert!(
+            chain.iter().all(|c| !c.contains("secret-code")),
+            "{chain:?}"
+        );
+    }
 
     #[test]
     fn predicates_sort_errors() {

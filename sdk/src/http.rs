@@ -65,5 +65,5 @@ impl<'c> AsyncHttpClient<'c> for HttpClient {
 
 /// Maps a transport error to the crate's error, without the URL's query.
 pub(crate) fn network(err: reqwest::Error) -> crate::Error {
-    crate::Error::Network(err.without_url().to_string())
+    crate::Error::Network(crate::error::NetworkError::from_reqwest(err))
 }

@@ -98,7 +98,7 @@ pub use authed::{
     DEFAULT_REPLAY_BACKOFF_BASE, DEFAULT_REPLAY_BACKOFF_CAP, DropReason, QueueOptions,
 };
 pub use devices::{DEVICE_NOT_FOUND, DeviceSession, list_devices, revoke_device};
-pub use error::{Error, IdTokenError, Result, StoreError};
+pub use error::{Error, IdTokenError, NetworkError, Result, StoreError};
 pub use http::HttpClient;
 pub use jws::Jwks;
 pub use login::{AuthorizationRequest, DevicePrompt, OidcClient};

@@ -212,7 +212,7 @@ impl Provider {
 
 fn discovery_error<E: std::error::Error + 'static>(err: DiscoveryError<E>) -> Error {
     match err {
-        DiscoveryError::Request(e) => Error::Network(e.to_string()),
+        DiscoveryError::Request(e) => Error::Network(e.to_string().into()),
         DiscoveryError::Response(status, body, message) => Error::Parse {
             message: format!("discovery answered {status}: {message}"),
             body: String::from_utf8_lossy(&body).chars().take(512).collect(),
