@@ -59,6 +59,7 @@ pub struct Expectations<'a> {
 
 /// The claims of an accepted ID token.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct IdClaims {
     /// Issuer.
     pub iss: String,

@@ -67,6 +67,7 @@ impl std::fmt::Debug for AuthorizationRequest {
 
 /// What to show the user in the device flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DevicePrompt {
     /// The code the user types.
     pub user_code: String,

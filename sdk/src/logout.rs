@@ -27,6 +27,7 @@ pub enum LogoutStep {
 
 /// What a logout did.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct LogoutReport {
     /// The account.
     pub account: AccountKey,

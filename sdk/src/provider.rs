@@ -23,6 +23,7 @@ use crate::jws::Jwks;
 
 /// Discovery fields that openidconnect's core metadata lacks.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[non_exhaustive]
 pub struct ExtraMetadata {
     /// RFC 7009 revocation endpoint.
     #[serde(default)]

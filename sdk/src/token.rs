@@ -14,6 +14,7 @@ use crate::secret::{AccessToken, ClientSecret, IdToken, RefreshToken};
 
 /// The tokens a login or refresh produced.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct TokenSet {
     /// The access token.
     pub access_token: AccessToken,
