@@ -9,6 +9,7 @@ use base64::Engine as _;
 use openidconnect::PkceCodeChallenge;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::id_token::{self, Expectations};
 use crate::provider::Provider;
@@ -43,6 +44,7 @@ pub struct OidcClient {
     client_secret: Option<ClientSecret>,
     scopes: Vec<String>,
     clock_skew: Duration,
+    clock: Clock,
 }
 
 /// An authorization request in flight: the URL to open, and the secrets to
@@ -88,7 +90,27 @@ impl OidcClient {
             client_secret: None,
             scopes: vec!["openid".to_owned()],
             clock_skew: Duration::from_secs(60),
+            clock: Clock::system(),
         }
+    }
+
+    /// The clock token times are read from (default [`Clock::system`];
+    /// [`crate::SessionManagerBuilder::clock`] sets it for a manager's
+    /// client and sessions alike).
+    #[must_use]
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time now, by the client's clock.
+    pub(crate) fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    /// The client's clock.
+    pub(crate) fn time(&self) -> &Clock {
+        &self.clock
     }
 
     /// The scopes to ask for (`openid` is added if missing).
@@ -206,7 +228,7 @@ impl OidcClient {
             ],
         )
         .await?;
-        let raw = parse_token_response(answer.status, &answer.body, answer.received_at)?;
+        let raw = parse_token_response(answer.status, &answer.body, self.now())?;
         self.checked(raw, Some(&request.nonce), None).await
     }
 
@@ -293,7 +315,7 @@ impl OidcClient {
                 ],
             )
             .await?;
-            match parse_token_response(answer.status, &answer.body, answer.received_at) {
+            match parse_token_response(answer.status, &answer.body, self.now()) {
                 Ok(raw) => return self.checked(raw, None, None).await,
                 Err(Error::Provider {
                     error,
@@ -336,7 +358,7 @@ impl OidcClient {
                         access_token: Some(&raw.access_token),
                         previous_sub,
                         clock_skew: self.clock_skew,
-                        now: SystemTime::now(),
+                        now: self.now(),
                     },
                 )
                 .await?,

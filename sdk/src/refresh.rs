@@ -101,7 +101,7 @@ impl OidcClient {
             }
         };
         let status = answer.status;
-        match parse_token_response(status, &answer.body, answer.received_at) {
+        match parse_token_response(status, &answer.body, self.now()) {
             Ok(raw) => self
                 .checked(raw, None, previous_sub)
                 .await

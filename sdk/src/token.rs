@@ -152,7 +152,6 @@ pub(crate) fn authenticate<'a>(
 pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) body: Vec<u8>,
-    pub(crate) received_at: SystemTime,
     /// `Retry-After` in seconds, when sent (429, 503).
     pub(crate) retry_after: Option<Duration>,
 }
@@ -176,7 +175,6 @@ pub(crate) async fn post_form(
         .send()
         .await
         .map_err(crate::http::network)?;
-    let received_at = SystemTime::now();
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -192,7 +190,6 @@ pub(crate) async fn post_form(
     Ok(Answer {
         status,
         body,
-        received_at,
         retry_after,
     })
 }

@@ -703,3 +703,93 @@ async fn spans_and_counters_tell_what_happened_and_never_a_secret() {
         "the account is a fingerprint:\n{text}"
     );
 }
+
+/// Moves the SDK's manual clock and the provider's frozen clock together.
+fn advance(clock: &sessionkit::Clock, idp: &MockIdp, by: Duration) {
+    idp.control().advance_clock(by);
+    clock.advance(by);
+}
+
+/// A session under `policy` on a manual clock, with hour-long tokens from a
+/// provider whose clock is frozen.
+async fn on_a_manual_clock(
+    policy: RefreshPolicy,
+) -> (
+    MockIdp,
+    sessionkit::Clock,
+    SessionManager,
+    Arc<sessionkit::Session>,
+) {
+    let idp = MockIdp::builder()
+        .auto_login("alice")
+        .access_token_ttl(3600)
+        .start()
+        .await
+        .expect("idp");
+    idp.control().freeze_clock();
+    let clock = sessionkit::Clock::manual();
+    let c = clock.clone();
+    let (manager, session) = signed_in_at(
+        &idp,
+        Arc::new(MemoryStore::new()),
+        &scratch("clock"),
+        move |m| m.policy(policy).clock(c),
+    )
+    .await;
+    (idp, clock, manager, session)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_manual_clock_each_policy_refreshes_at_its_own_time() {
+    const HOUR: Duration = Duration::from_secs(3600);
+    for (policy, margin) in [
+        (RefreshPolicy::Proactive, Duration::from_secs(300)),
+        (RefreshPolicy::Background, Duration::from_secs(300)),
+        (RefreshPolicy::OfflineFirst, Duration::from_secs(300)),
+        (RefreshPolicy::HighSecurity, HOUR / 2),
+        (RefreshPolicy::OnDemand, Duration::from_secs(60)),
+    ] {
+        let (idp, clock, _manager, session) = on_a_manual_clock(policy).await;
+        let current = session.current_token().await.expect("token");
+        let expires = current.expires_at.expect("expires");
+        assert_eq!(
+            current.refresh_at,
+            Some(expires - margin),
+            "{policy:?}: due {margin:?} before expiry"
+        );
+        let mut events = session.events();
+        // Five token lifetimes in a few milliseconds.
+        for round in 1..=5u64 {
+            let due = session
+                .current_token()
+                .await
+                .expect("token")
+                .refresh_at
+                .expect("due");
+            advance(
+                &clock,
+                &idp,
+                due.duration_since(clock.now()).expect("ahead"),
+            );
+            if policy == RefreshPolicy::OnDemand {
+                assert_eq!(session.running_tasks(), 0, "no timer: nothing refreshes");
+                assert_eq!(idp.control().count("token:refresh_token"), round - 1);
+                session
+                    .access_token()
+                    .await
+                    .expect("refreshed for its caller");
+            } else {
+                next_refreshed(&mut events, Duration::from_secs(10))
+                    .await
+                    .unwrap_or_else(|| {
+                        panic!("{policy:?}: refreshed by the timer in round {round}")
+                    });
+            }
+            assert_eq!(
+                idp.control().count("token:refresh_token"),
+                round,
+                "{policy:?}: one refresh per interval"
+            );
+        }
+    }
+}

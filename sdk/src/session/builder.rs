@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::accounts::{AccountInfo, AccountRegistry};
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::login::OidcClient;
@@ -63,6 +64,7 @@ pub struct SessionManagerBuilder {
     max_session_age: Option<Duration>,
     hooks: Vec<CleanupHook>,
     restore: bool,
+    clock: Option<Clock>,
 }
 
 impl std::fmt::Debug for SessionManagerBuilder {
@@ -92,6 +94,7 @@ impl SessionManagerBuilder {
             max_session_age: None,
             hooks: Vec::new(),
             restore: true,
+            clock: None,
         }
     }
 
@@ -185,6 +188,13 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// The clock the sessions and their client read (default
+    /// [`Clock::system`]; [`Clock::manual`] for tests that move time by hand).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// Whether `build()` restores the accounts signed in before (default
     /// yes; [`SessionManager::restored`] tells how each went).
     pub fn restore(mut self, restore: bool) -> Self {
@@ -234,6 +244,10 @@ impl SessionManagerBuilder {
                 }
                 client
             }
+        };
+        let client = match self.clock {
+            Some(clock) => client.clock(clock),
+            None => client,
         };
         let namespace = self
             .namespace

@@ -58,7 +58,7 @@ impl Session {
         {
             return Ok(current.access.clone());
         }
-        if !force && current.fresh(self.shared.policy, self.shared.skew(), SystemTime::now()) {
+        if !force && current.fresh(self.shared.policy, self.shared.skew(), self.shared.now()) {
             return Ok(current.access.clone());
         }
         // The refresh runs as its own task: a caller that gives up does not
@@ -95,7 +95,7 @@ impl Session {
     }
 
     async fn refresh_in_span(self: Arc<Self>) -> Result<AccessToken> {
-        if self.past_max_age(SystemTime::now()) {
+        if self.past_max_age(self.shared.now()) {
             tracing::info!(account = %self.info.key.fingerprint(), "the session reached its maximum age");
             self.end_from_inside(Ending::MaxAge).await;
             return Err(Error::SignedOut);
@@ -132,7 +132,7 @@ impl Session {
         let adopted = match entry {
             Ok(entry) if entry.access_token != current.access => {
                 let tokens = Tokens::stored(entry, refresh.clone().or(current.refresh.clone()));
-                let now = SystemTime::now();
+                let now = self.shared.now();
                 tokens
                     .fresh(self.shared.policy, self.shared.skew(), now)
                     .then_some(tokens)
@@ -191,7 +191,7 @@ impl Session {
         tracing::Span::current().record("attempts", attempts.load(Ordering::Relaxed));
         match result {
             Ok(set) => {
-                let mut next = Tokens::arrived(&set, Some(&current), SystemTime::now());
+                let mut next = Tokens::arrived(&set, Some(&current), self.shared.now());
                 if next.refresh.is_none() {
                     next.refresh = Some(refresh);
                 }

@@ -139,7 +139,7 @@ impl SessionManager {
             display_name: claims.display_name.clone(),
             username: claims.username.clone(),
         };
-        let now = SystemTime::now();
+        let now = self.shared.now();
         let mem = Tokens::arrived(&tokens, None, now);
         let policy = self.shared.policy;
         if !policy.stores_tokens() {
@@ -276,7 +276,7 @@ impl SessionManager {
                     self.install(
                         account.clone(),
                         Tokens::stored(entry, refresh),
-                        SystemTime::now(),
+                        self.shared.now(),
                     );
                     Ok(())
                 }

@@ -80,6 +80,11 @@ impl Shared {
     fn skew(&self) -> Duration {
         self.client.skew()
     }
+
+    /// The time now, by the manager's clock.
+    fn now(&self) -> SystemTime {
+        self.client.now()
+    }
 }
 
 /// The access token a consumer should use now, with its timing: when it
@@ -108,6 +113,9 @@ pub struct Session {
     /// When the current token is due for refresh (Unix ms): the hot path
     /// compares it with the coarse clock.
     fresh_until_ms: AtomicU64,
+    /// The manager's clock is not the system's: the hot path reads it
+    /// instead of the coarse clock.
+    exact_clock: bool,
     /// Bumped whenever the tokens in memory change.
     version: watch::Sender<u64>,
     /// Held while a refresh runs: the single flight.
@@ -162,6 +170,7 @@ impl Session {
             fresh_until_ms: AtomicU64::new(due.map_or(u64::MAX, crate::clock::unix_ms)),
             tokens: ArcSwap::from_pointee(tokens),
             version: watch::channel(0).0,
+            exact_clock: !shared.client.time().is_system(),
             flight: tokio::sync::Mutex::new(()),
             finished: AtomicU64::new(0),
             last_failure: Mutex::new(None),
@@ -291,7 +300,12 @@ impl Session {
         if self.ended.load(Ordering::Acquire) {
             return Err(Error::SignedOut);
         }
-        if crate::clock::coarse_now_ms() < self.fresh_until_ms.load(Ordering::Acquire) {
+        let now_ms = if self.exact_clock {
+            crate::clock::unix_ms(self.shared.now())
+        } else {
+            crate::clock::coarse_now_ms()
+        };
+        if now_ms < self.fresh_until_ms.load(Ordering::Acquire) {
             return Ok(self.tokens.load().access.clone());
         }
         self.refresh_shared(false, None).await
@@ -308,7 +322,7 @@ impl Session {
         }
         let (policy, skew) = (self.shared.policy, self.shared.skew());
         let mut tokens = self.tokens.load_full();
-        if !tokens.fresh(policy, skew, SystemTime::now()) {
+        if !tokens.fresh(policy, skew, self.shared.now()) {
             self.refresh_shared(false, None).await?;
             tokens = self.tokens.load_full();
         }

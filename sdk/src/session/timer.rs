@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::policy::RefreshPolicy;
 use crate::refresh::{FailureKind, full_jitter};
 use crate::timing::{MIN_TIMER_WAIT, timer_wait};
@@ -46,11 +47,11 @@ impl Session {
             let Some(wake) = due.into_iter().chain(end).min() else {
                 return;
             };
-            if !sleep_until_wall(wake, last, policy, &cancel).await {
+            if !sleep_until_wall(self.shared.client.time(), wake, last, policy, &cancel).await {
                 return;
             }
-            last = Some(SystemTime::now());
-            let force = self.past_max_age(SystemTime::now());
+            last = Some(self.shared.now());
+            let force = self.past_max_age(self.shared.now());
             let outcome = tokio::select! {
                 () = cancel.cancelled() => return,
                 outcome = self.refresh_shared(force, None) => outcome,
@@ -77,7 +78,7 @@ impl Session {
                 // Reported; tried again later, never in a loop.
                 let left = tokens
                     .expires_at
-                    .and_then(|e| e.duration_since(SystemTime::now()).ok())
+                    .and_then(|e| e.duration_since(self.shared.now()).ok())
                     .unwrap_or_default();
                 (left / 2).clamp(FAILURE_PAUSE_FLOOR, OFFLINE_RETRY_CAP)
             };
@@ -87,32 +88,25 @@ impl Session {
                 () = tokio::time::sleep(pause) => {}
             }
             // The pause counts as the wait before the next attempt.
-            last = Some(SystemTime::now() - MIN_TIMER_WAIT);
+            last = Some(self.shared.now() - MIN_TIMER_WAIT);
         }
     }
 }
 
-/// Sleeps until `wake` on the wall clock (and [`MIN_TIMER_WAIT`] after
-/// `last`); false when cancelled first.
+/// Sleeps until `wake` by `clock` (and [`MIN_TIMER_WAIT`] after `last`);
+/// false when cancelled first.
 async fn sleep_until_wall(
+    clock: &Clock,
     wake: SystemTime,
     last: Option<SystemTime>,
     policy: RefreshPolicy,
     cancel: &CancellationToken,
 ) -> bool {
-    loop {
-        let wait = timer_wait(wake, last, SystemTime::now());
-        if wait.is_zero() {
-            return true;
-        }
-        let step = if policy.wakes_after_sleep() {
-            wait.min(WAKE_CHECK)
-        } else {
-            wait
-        };
-        tokio::select! {
-            () = cancel.cancelled() => return false,
-            () = tokio::time::sleep(step) => {}
-        }
+    let now = clock.now();
+    let at = now + timer_wait(wake, last, now);
+    let step = policy.wakes_after_sleep().then_some(WAKE_CHECK);
+    tokio::select! {
+        () = cancel.cancelled() => false,
+        () = clock.sleep_until(at, step) => true,
     }
 }
