@@ -82,16 +82,6 @@ pub(crate) struct Failure {
     pub(crate) retry_after: Option<Duration>,
 }
 
-/// Uniform in `[0, max]`.
-pub(crate) fn full_jitter(max: Duration) -> Duration {
-    let mut bytes = [0u8; 8];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        return max;
-    }
-    let unit = u64::from_le_bytes(bytes) as f64 / u64::MAX as f64;
-    max.mul_f64(unit)
-}
-
 impl OidcClient {
     /// One refresh-grant attempt. The new ID token, if any, must name the same
     /// `sub` as before (`previous_sub`).
