@@ -289,7 +289,7 @@ impl Builder {
         self
     }
 
-    /// Gives up with [`CloseReason::DeadlineExceeded`] unless a first
+    /// Gives up with [`crate::CloseReason::DeadlineExceeded`] unless a first
     /// connection is up within `limit` (default: no limit). The first
     /// connect uses the same backoff as reconnects; once connected, the
     /// deadline no longer applies.
