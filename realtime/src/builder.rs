@@ -5,12 +5,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sessionkit_backoff::Backoff;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::backoff::Backoff;
 use crate::client::RealtimeClient;
 use crate::driver::{Driver, redact_url};
 use crate::error::{Error, Result};
@@ -289,7 +289,7 @@ impl Builder {
         self
     }
 
-    /// Gives up with [`CloseReason::DeadlineExceeded`] unless a first
+    /// Gives up with [`crate::CloseReason::DeadlineExceeded`] unless a first
     /// connection is up within `limit` (default: no limit). The first
     /// connect uses the same backoff as reconnects; once connected, the
     /// deadline no longer applies.

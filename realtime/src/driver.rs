@@ -14,7 +14,6 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::jitter_unit;
 use crate::builder::Builder;
 use crate::connection::Sink;
 use crate::error::TokenError;
@@ -180,7 +179,7 @@ impl Driver {
                 Next::Now(fresh) => token = fresh,
                 Next::Backoff { reason, advised } => {
                     let retry_in =
-                        advised.unwrap_or_else(|| self.cfg.backoff.delay(failures, jitter_unit()));
+                        advised.unwrap_or_else(|| self.cfg.backoff.delay_jittered(failures));
                     failures = failures.saturating_add(1);
                     tracing::debug!(
                         attempt = failures,

@@ -50,7 +50,8 @@
 //! - `token`: the [`TokenSource`] trait, [`IntoTokenSource`], [`TimedToken`],
 //!   [`StaticToken`], and the impl for `sessionkit::Session` (feature
 //!   `sessionkit`, on by default).
-//! - `backoff`: the reconnect schedule as pure functions ([`Backoff`]).
+//! - [`Backoff`]: the reconnect schedule as pure functions, re-exported from
+//!   `sessionkit-backoff` (the SDK's retries use the same type).
 //! - `state`: [`State`], [`ReconnectReason`], [`CloseReason`].
 //! - `options`: [`Incoming`], [`WhenFull`], [`Resume`], [`RefreshMode`], [`TokenTransport`].
 //! - `builder`: [`Builder`], the settings with their `DEFAULT_*` values.
@@ -151,7 +152,6 @@
 
 #![forbid(unsafe_code)]
 
-mod backoff;
 mod builder;
 mod client;
 mod connection;
@@ -168,7 +168,7 @@ mod unlogged;
 /// The rustls version [`Builder::tls_config`] takes.
 pub use rustls;
 
-pub use backoff::Backoff;
+// The reconnect schedule: the workspace's one backoff type.
 pub use builder::{
     Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INCOMING_CAPACITY, DEFAULT_OUTGOING_BYTES,
     DEFAULT_OUTGOING_CAPACITY, DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT, DEFAULT_READ_BUFFER,
@@ -178,6 +178,7 @@ pub use client::RealtimeClient;
 pub use error::{Error, Result, TokenError};
 pub use metrics::Metrics;
 pub use options::{Incoming, RefreshMode, Resume, TokenTransport, WhenFull};
+pub use sessionkit_backoff::Backoff;
 pub use state::{CloseReason, ReconnectReason, State};
 pub use token::{BearerToken, BoxFuture, IntoTokenSource, StaticToken, TimedToken, TokenSource};
 pub use unacked::Unacked;

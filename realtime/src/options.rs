@@ -30,7 +30,7 @@ pub enum WhenFull {
     /// Wait until there is room (default).
     #[default]
     Wait,
-    /// Fail at once with [`Error::QueueFull`].
+    /// Fail at once with [`crate::Error::QueueFull`].
     Error,
 }
 
@@ -79,7 +79,7 @@ pub enum RefreshMode {
     /// the `on_connect` hook has run on it) it becomes the connection,
     /// the old one gets a normal close and is read until it has closed
     /// (sending waits meanwhile, so order is kept across the switch).
-    /// The state stays [`State::Connected`] (with the next generation).
+    /// The state stays [`crate::State::Connected`] (with the next generation).
     /// If the refresh or the second connection fails, the old connection
     /// stays and the switch is tried again at half the current token's
     /// remaining lifetime (no sooner than the backoff's base); once that is

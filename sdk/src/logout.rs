@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use sessionkit_backoff::Backoff;
+
 use crate::error::{Error, Result};
 use crate::login::OidcClient;
 use crate::secret::{IdToken, RefreshToken};
@@ -76,14 +78,21 @@ impl LogoutReport {
     }
 }
 
-/// RFC 7009 revocation of a refresh token: a few quick attempts within `budget`.
+/// Between revocation attempts: a random pause (full jitter, at least
+/// 50 ms) under 100 ms, then under 200 ms, 400 ms, … up to 2 s; the caller's
+/// budget ends the attempts, not a count.
+const REVOKE_RETRY: Backoff = Backoff::new(Duration::from_millis(100), 2.0, Duration::from_secs(2))
+    .floor(Duration::from_millis(50));
+
+/// RFC 7009 revocation of a refresh token: a few quick attempts within
+/// `budget`, the next one only if its pause still ends before the budget does.
 pub(crate) async fn revoke(
     client: &OidcClient,
     token: &RefreshToken,
     budget: Duration,
 ) -> Result<()> {
     let deadline = tokio::time::Instant::now() + budget;
-    let mut pause = Duration::from_millis(100);
+    let mut pauses = REVOKE_RETRY.schedule();
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let result = revoke_once(client, token, left.max(Duration::from_millis(50))).await;
@@ -94,11 +103,14 @@ pub(crate) async fn revoke(
             }) => *s >= 500 || *s == 429,
             _ => false,
         };
-        if !transient || tokio::time::Instant::now() + pause >= deadline {
+        if !transient {
+            return result;
+        }
+        let pause = pauses.next_delay();
+        if tokio::time::Instant::now() + pause >= deadline {
             return result;
         }
         tokio::time::sleep(pause).await;
-        pause *= 2;
     }
 }
 
@@ -150,4 +162,21 @@ pub(crate) fn end_session_url(client: &OidcClient, id_token: Option<&IdToken>) -
         q.append_pair("client_id", client.client_id());
     }
     Some(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocation_pauses_double_from_a_tenth_of_a_second_to_two() {
+        let ms = Duration::from_millis(1);
+        let highest: Vec<Duration> = REVOKE_RETRY.schedule().jitter(|| 1.0).take(7).collect();
+        assert_eq!(
+            highest,
+            [100, 200, 400, 800, 1600, 2000, 2000].map(|n| n * ms)
+        );
+        let lowest: Vec<Duration> = REVOKE_RETRY.schedule().jitter(|| 0.0).take(3).collect();
+        assert_eq!(lowest, [50 * ms; 3]);
+    }
 }

@@ -2,7 +2,7 @@
 //! over the places it touches, the margin rule in `timing`.
 
 /// How a session keeps its access token fresh. The default is [`RefreshPolicy::Proactive`].
-/// Set it with [`crate::SessionManager::with_policy`].
+/// Set it with [`crate::SessionManagerBuilder::policy`].
 ///
 /// ```
 /// use sessionkit::RefreshPolicy;
@@ -101,7 +101,7 @@ impl RefreshPolicy {
     }
 
     /// Does the session survive every failure but the provider's word
-    /// (`invalid_grant`), whatever [`crate::SessionManager::sign_out_after_failures`] says?
+    /// (`invalid_grant`), whatever [`crate::SessionManagerBuilder::sign_out_after_failures`] says?
     pub fn survives_outages(self) -> bool {
         matches!(self, RefreshPolicy::OfflineFirst)
     }

@@ -1,13 +1,14 @@
 //! The refresh grant: one attempt, its errors classified, and bounded
-//! retries with exponential backoff and full jitter (backon computes the
-//! capped exponential schedule; each wait is drawn uniformly from zero to
-//! it). `invalid_grant` and `invalid_client` mean the provider ended the
+//! retries with exponential backoff and full jitter ([`RetryPolicy`] is a
+//! `sessionkit_backoff::Backoff` with a retry limit: each wait is drawn
+//! uniformly from zero to the capped step; a `Retry-After` raises it).
+//! `invalid_grant` and `invalid_client` mean the provider ended the
 //! session; network errors, timeouts, 5xx, 429 (honouring `Retry-After`)
 //! and malformed answers are retried; anything else is reported at once.
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder as _, ExponentialBuilder};
+use sessionkit_backoff::{Backoff, Schedule};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -27,7 +28,9 @@ pub enum FailureKind {
     Rejected,
 }
 
-/// How a failed refresh is retried.
+/// How a failed refresh is retried: exponential backoff (factor 2) with
+/// full jitter, each wait drawn from zero to `min(cap, base · 2ⁿ)` before
+/// retry `n + 1`, at most `max_retries` times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (default 3).
@@ -48,22 +51,35 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Each wait grows by this factor.
+const RETRY_FACTOR: f64 = 2.0;
+
+/// A provider's `Retry-After` raises a wait up to this many times the
+/// policy's cap (with the default cap, 60 s), never further.
+const RETRY_AFTER_CAPS: u32 = 6;
+
+impl RetryPolicy {
+    /// The waits of one refresh: the policy's steps, its retry limit.
+    fn schedule(&self) -> Schedule {
+        Backoff::new(self.base, RETRY_FACTOR, self.cap)
+            .schedule()
+            .limit(self.max_retries)
+    }
+
+    /// The wait before the next retry: the schedule's, raised to the
+    /// provider's `Retry-After` (at most [`RETRY_AFTER_CAPS`] caps).
+    fn wait(&self, jittered: Duration, retry_after: Option<Duration>) -> Duration {
+        let advised = retry_after.unwrap_or_default();
+        jittered.max(advised.min(self.cap.saturating_mul(RETRY_AFTER_CAPS)))
+    }
+}
+
 /// A failed attempt with what the retry loop needs to know.
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
     pub(crate) error: Error,
     pub(crate) kind: FailureKind,
     pub(crate) retry_after: Option<Duration>,
-}
-
-/// Uniform in `[0, max]`.
-pub(crate) fn full_jitter(max: Duration) -> Duration {
-    let mut bytes = [0u8; 8];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        return max;
-    }
-    let unit = u64::from_le_bytes(bytes) as f64 / u64::MAX as f64;
-    max.mul_f64(unit)
 }
 
 impl OidcClient {
@@ -143,12 +159,7 @@ impl OidcClient {
         cancel: &CancellationToken,
         mut on_retry: impl FnMut(&Failure, Duration),
     ) -> Result<TokenSet, Failure> {
-        let mut schedule = ExponentialBuilder::default()
-            .with_min_delay(policy.base)
-            .with_max_delay(policy.cap)
-            .with_factor(2.0)
-            .with_max_times(policy.max_retries as usize)
-            .build();
+        let mut schedule = policy.schedule();
         loop {
             let failure = match self.refresh_once(token, previous_sub).await {
                 Ok(tokens) => return Ok(tokens),
@@ -157,11 +168,10 @@ impl OidcClient {
             if failure.kind != FailureKind::Transient {
                 return Err(failure);
             }
-            let Some(step) = schedule.next() else {
+            let Some(jittered) = schedule.next() else {
                 return Err(failure);
             };
-            let wait =
-                full_jitter(step).max(failure.retry_after.unwrap_or_default().min(policy.cap * 6));
+            let wait = policy.wait(jittered, failure.retry_after);
             on_retry(&failure, wait);
             tokio::select! {
                 () = cancel.cancelled() => return Err(Failure { error: Error::Cancelled, kind: FailureKind::Rejected, retry_after: None }),
@@ -175,21 +185,58 @@ impl OidcClient {
 mod tests {
     use super::*;
 
+    const MS: Duration = Duration::from_millis(1);
+
     #[test]
-    fn full_jitter_stays_within_the_step_and_spreads() {
-        let step = Duration::from_millis(1000);
-        let draws: Vec<Duration> = (0..2000).map(|_| full_jitter(step)).collect();
-        assert!(draws.iter().all(|d| *d <= step));
-        let low = draws
-            .iter()
-            .filter(|d| **d < Duration::from_millis(250))
-            .count();
-        let high = draws
-            .iter()
-            .filter(|d| **d > Duration::from_millis(750))
-            .count();
-        // Uniform: about a quarter in each tail (500 ± generous slack).
-        assert!((350..650).contains(&low), "{low}");
-        assert!((350..650).contains(&high), "{high}");
+    fn the_default_policy_retries_three_times_under_doubling_caps() {
+        let waits: Vec<Duration> = RetryPolicy::default().schedule().jitter(|| 1.0).collect();
+        assert_eq!(waits, [250 * MS, 500 * MS, 1000 * MS]);
+    }
+
+    #[test]
+    fn steps_stop_at_the_cap_and_the_retries_at_the_limit() {
+        let policy = RetryPolicy {
+            max_retries: 5,
+            base: 20 * MS,
+            cap: 50 * MS,
+        };
+        let waits: Vec<Duration> = policy.schedule().jitter(|| 1.0).collect();
+        assert_eq!(waits, [20 * MS, 40 * MS, 50 * MS, 50 * MS, 50 * MS]);
+        let none = RetryPolicy {
+            max_retries: 0,
+            ..policy
+        };
+        assert_eq!(none.schedule().next(), None);
+    }
+
+    #[test]
+    fn waits_are_fully_jittered() {
+        let policy = RetryPolicy::default();
+        let mut low = 0;
+        for _ in 0..200 {
+            for (n, wait) in policy.schedule().enumerate() {
+                let step = [250 * MS, 500 * MS, 1000 * MS][n];
+                assert!(wait <= step, "{wait:?} above {step:?}");
+                low += usize::from(wait < step / 4);
+            }
+        }
+        // A quarter of 600 draws fall in the lowest quarter; none without jitter.
+        assert!((75..225).contains(&low), "{low}");
+    }
+
+    #[test]
+    fn retry_after_raises_a_wait_up_to_six_caps() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.wait(100 * MS, None), 100 * MS);
+        assert_eq!(policy.wait(100 * MS, Some(Duration::ZERO)), 100 * MS);
+        assert_eq!(policy.wait(100 * MS, Some(MS)), 100 * MS, "never lowers");
+        assert_eq!(
+            policy.wait(100 * MS, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            policy.wait(100 * MS, Some(Duration::from_secs(3600))),
+            Duration::from_secs(60)
+        );
     }
 }

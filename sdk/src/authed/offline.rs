@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
-use crate::refresh::{FailureKind, full_jitter};
+use crate::refresh::FailureKind;
 use crate::session::{Session, SessionState};
 
 use super::queue::{DropReason, Queue, QueueOptions};
@@ -334,9 +334,10 @@ async fn replay(client: AuthedClient) {
     let mut changes = client.session.token_changes();
     changes.borrow_and_update();
     let mut watching = true;
-    let (base, cap) = offline.options().backoff();
-    let mut step = base;
-    let mut next_try = Instant::now() + full_jitter(step).max(base);
+    // One wait per round; the first, and the first after a drained round,
+    // is the base.
+    let mut waits = offline.options().backoff().schedule();
+    let mut next_try = Instant::now() + waits.next_delay();
     loop {
         let Some((expiry, not_before)) = offline.sweep(true) else {
             running.1 = false;
@@ -361,18 +362,15 @@ async fn replay(client: AuthedClient) {
         }
         let retry_after = match replay_in_order(&client).await {
             Round::Drained => {
-                step = base;
+                waits.reset();
                 None
             }
-            Round::Stalled { retry_after } => {
-                step = (step * 2).min(cap);
-                retry_after
-            }
+            Round::Stalled { retry_after } => retry_after,
             Round::SignedOut => break,
         };
         let max_age = offline.options().limits().2;
-        let wait = full_jitter(step)
-            .max(base)
+        let wait = waits
+            .next_delay()
             .max(retry_after.unwrap_or_default().min(max_age));
         next_try = Instant::now() + wait;
         tracing::debug!(queued = offline.len(), ?wait, "offline queue: next replay");

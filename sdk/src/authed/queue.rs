@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
+use sessionkit_backoff::Backoff;
 use tokio::time::Instant;
 
 /// At most this many repeatable requests wait at once (see [`QueueOptions`]).
@@ -23,6 +24,8 @@ pub const DEFAULT_MAX_QUEUE_AGE: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_REPLAY_BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// The longest wait between two replay attempts.
 pub const DEFAULT_REPLAY_BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Each replay step is this many times the one before (up to the cap).
+const REPLAY_BACKOFF_FACTOR: f64 = 2.0;
 
 /// Why a repeatable request left the offline queue without an answer; the
 /// caller gets it as [`crate::Error::Dropped`].
@@ -126,8 +129,11 @@ impl QueueOptions {
         (self.max_requests, self.max_bytes, self.max_age)
     }
 
-    pub(super) fn backoff(&self) -> (Duration, Duration) {
-        (self.backoff_base, self.backoff_cap)
+    /// The waits between replay rounds: a random time between the base and
+    /// a step that doubles from the base up to the cap.
+    pub(super) fn backoff(&self) -> Backoff {
+        Backoff::new(self.backoff_base, REPLAY_BACKOFF_FACTOR, self.backoff_cap)
+            .floor(self.backoff_base)
     }
 }
 
@@ -271,6 +277,23 @@ mod tests {
             .max_requests(3)
             .max_bytes(100)
             .max_age(Duration::from_secs(60))
+    }
+
+    #[test]
+    fn replay_waits_lie_between_the_base_and_a_doubling_step() {
+        let ms = Duration::from_millis(1);
+        let backoff = QueueOptions::default()
+            .replay_backoff(100 * ms, 500 * ms)
+            .backoff();
+        let highest: Vec<Duration> = backoff.schedule().jitter(|| 1.0).take(5).collect();
+        assert_eq!(highest, [100 * ms, 200 * ms, 400 * ms, 500 * ms, 500 * ms]);
+        let lowest: Vec<Duration> = backoff.schedule().jitter(|| 0.0).take(5).collect();
+        assert_eq!(lowest, [100 * ms; 5]);
+        // A cap below the base is raised to it: every wait is the base.
+        let flat = QueueOptions::default()
+            .replay_backoff(100 * ms, ms)
+            .backoff();
+        assert_eq!(flat.schedule().take(3).collect::<Vec<_>>(), [100 * ms; 3]);
     }
 
     #[test]

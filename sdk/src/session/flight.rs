@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+use sessionkit_backoff::Backoff;
+
 use crate::error::{Error, Result, StoreError};
 use crate::refresh::FailureKind;
 use crate::secret::AccessToken;
@@ -21,10 +23,12 @@ use super::{Session, lock};
 use crate::metrics::Counters;
 use tracing::Instrument as _;
 
-/// The first wait before a failed store write is tried again; it doubles up to
-/// [`STORE_RETRY_CAP`].
-const STORE_RETRY_BASE: Duration = Duration::from_millis(500);
-const STORE_RETRY_CAP: Duration = Duration::from_secs(30);
+/// A failed store write is tried again after a random wait (full jitter, at
+/// least 100 ms) under 500 ms, then under 1 s, 2 s, … up to 30 s, until it
+/// succeeds or the session ends. The jitter keeps the sessions of one
+/// process (one keychain) from retrying in step.
+const STORE_RETRY: Backoff = Backoff::new(Duration::from_millis(500), 2.0, Duration::from_secs(30))
+    .floor(Duration::from_millis(100));
 
 impl Session {
     pub(super) async fn refresh_shared(
@@ -258,11 +262,11 @@ impl Session {
     }
 
     async fn retry_write(self: Arc<Self>) {
-        let mut wait = STORE_RETRY_BASE;
+        let mut waits = STORE_RETRY.schedule();
         while self.write_pending.load(Ordering::SeqCst) {
             tokio::select! {
                 () = self.cancel.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(waits.next_delay()) => {}
             }
             let tokens = self.tokens.load_full();
             let (store, key, policy) = (&self.shared.store, &self.info.key, self.shared.policy);
@@ -273,7 +277,23 @@ impl Session {
                 self.write_pending.store(false, Ordering::SeqCst);
                 tracing::info!(account = %self.info.key.fingerprint(), "stored the tokens after an earlier failure");
             }
-            wait = (wait * 2).min(STORE_RETRY_CAP);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_retries_double_from_half_a_second_to_thirty_above_a_floor() {
+        let ms = Duration::from_millis(1);
+        let highest: Vec<Duration> = STORE_RETRY.schedule().jitter(|| 1.0).take(8).collect();
+        assert_eq!(
+            highest,
+            [500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000].map(|n| n * ms)
+        );
+        let lowest: Vec<Duration> = STORE_RETRY.schedule().jitter(|| 0.0).take(3).collect();
+        assert_eq!(lowest, [100 * ms; 3]);
     }
 }

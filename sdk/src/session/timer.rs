@@ -7,11 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use sessionkit_backoff::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::policy::RefreshPolicy;
-use crate::refresh::{FailureKind, full_jitter};
+use crate::refresh::FailureKind;
 use crate::timing::{MIN_TIMER_WAIT, timer_wait};
 
 use super::Session;
@@ -22,13 +23,14 @@ use super::state::SessionState;
 /// (the monotonic clock stands still meanwhile) it refreshes on waking.
 const WAKE_CHECK: Duration = Duration::from_secs(15);
 
-/// After a transient failure, policies that keep trying wait from this…
-const OFFLINE_RETRY_BASE: Duration = Duration::from_secs(1);
-/// …doubling up to this (with full jitter, at least [`OFFLINE_RETRY_FLOOR`]).
-const OFFLINE_RETRY_CAP: Duration = Duration::from_secs(60);
-const OFFLINE_RETRY_FLOOR: Duration = Duration::from_millis(100);
+/// After transient failures, policies that keep trying until the network
+/// returns wait a random time (full jitter, at least 100 ms) under 2 s after
+/// the first, then under 4 s, 8 s, … up to 60 s; a success starts over.
+const OFFLINE_RETRY: Backoff = Backoff::new(Duration::from_secs(2), 2.0, Duration::from_secs(60))
+    .floor(Duration::from_millis(100));
 /// After a failure other policies report and wait at least this long (half
-/// the token's remaining life when that is longer).
+/// the token's remaining life when that is longer, at most
+/// [`OFFLINE_RETRY`]'s cap).
 const FAILURE_PAUSE_FLOOR: Duration = Duration::from_secs(5);
 
 impl Session {
@@ -36,7 +38,7 @@ impl Session {
         let cancel = self.cancel.child_token();
         let policy = self.shared.policy;
         let mut last: Option<SystemTime> = None;
-        let mut backoff = OFFLINE_RETRY_BASE;
+        let mut offline_retries = OFFLINE_RETRY.schedule();
         loop {
             let tokens = self.tokens.load_full();
             let due = tokens.due_at(policy, self.shared.skew());
@@ -57,7 +59,7 @@ impl Session {
                 outcome = self.refresh_shared(force, None) => outcome,
             };
             let Err(error) = outcome else {
-                backoff = OFFLINE_RETRY_BASE;
+                offline_retries.reset();
                 continue;
             };
             if cancel.is_cancelled() {
@@ -72,15 +74,14 @@ impl Session {
             );
             let pause = if transient && policy.retries_until_online() {
                 // Keep trying, capped, until the network returns.
-                backoff = (backoff * 2).min(OFFLINE_RETRY_CAP);
-                full_jitter(backoff).max(OFFLINE_RETRY_FLOOR)
+                offline_retries.next_delay()
             } else {
                 // Reported; tried again later, never in a loop.
                 let left = tokens
                     .expires_at
                     .and_then(|e| e.duration_since(self.shared.now()).ok())
                     .unwrap_or_default();
-                (left / 2).clamp(FAILURE_PAUSE_FLOOR, OFFLINE_RETRY_CAP)
+                (left / 2).clamp(FAILURE_PAUSE_FLOOR, OFFLINE_RETRY.max)
             };
             tracing::debug!(%error, ?pause, "background refresh failed");
             tokio::select! {
@@ -108,5 +109,23 @@ async fn sleep_until_wall(
     tokio::select! {
         () = cancel.cancelled() => false,
         () = clock.sleep_until(at, step) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offline_retries_double_from_two_seconds_to_a_minute_above_a_floor() {
+        let s = Duration::from_secs(1);
+        let highest: Vec<Duration> = OFFLINE_RETRY.schedule().jitter(|| 1.0).take(7).collect();
+        assert_eq!(
+            highest,
+            [2 * s, 4 * s, 8 * s, 16 * s, 32 * s, 60 * s, 60 * s]
+        );
+        let lowest: Vec<Duration> = OFFLINE_RETRY.schedule().jitter(|| 0.0).take(7).collect();
+        assert_eq!(lowest, [Duration::from_millis(100); 7]);
+        assert!(FAILURE_PAUSE_FLOOR < OFFLINE_RETRY.max);
     }
 }
