@@ -168,6 +168,7 @@ pub async fn list_devices(
     let wire: Wire = serde_json::from_slice(&body).map_err(|e| Error::Parse {
         message: format!("account sessions: {e}"),
         body: String::from_utf8_lossy(&body).chars().take(512).collect(),
+        status: None,
     })?;
     Ok(wire.sessions.into_iter().map(DeviceSession::from).collect())
 }

@@ -73,6 +73,8 @@ pub enum Error {
         message: String,
         /// The start of the body (never a token: only error and metadata responses are kept).
         body: String,
+        /// The HTTP status of the answer, when there was one.
+        status: Option<u16>,
     },
     /// An ID token failed a check.
     #[error(transparent)]
@@ -126,6 +128,10 @@ impl Error {
             Error::Provider {
                 status: Some(s), ..
             } => *s >= 500 || *s == 429,
+            // A gateway's HTML page, or a success answer that came cut short.
+            Error::Parse {
+                status: Some(s), ..
+            } => *s >= 500 || *s == 429 || (200..300).contains(s),
             _ => false,
         }
     }
@@ -271,6 +277,15 @@ mod tests {
         assert!(!Error::Dropped(DropReason::Full).is_transient());
         assert!(Error::Store(StoreError::Unavailable("locked".into())).is_transient());
         assert!(!Error::Store(StoreError::NotFound).is_transient());
+        let parse = |status| Error::Parse {
+            message: "not JSON".into(),
+            body: String::new(),
+            status,
+        };
+        assert!(parse(Some(502)).is_transient(), "a gateway's HTML page");
+        assert!(parse(Some(200)).is_transient(), "a success answer cut short");
+        assert!(!parse(Some(404)).is_transient());
+        assert!(!parse(None).is_transient());
     }
 
     #[test]

@@ -285,6 +285,7 @@ impl OidcClient {
         let wire: DeviceWire = serde_json::from_slice(&body).map_err(|e| Error::Parse {
             message: format!("device authorization response: {e}"),
             body: String::new(),
+            status: None,
         })?;
         let device_code = crate::secret::AuthorizationCode::new(wire.device_code);
         on_prompt(&DevicePrompt {
@@ -367,6 +368,7 @@ impl OidcClient {
                 return Err(Error::Parse {
                     message: "the provider sent no ID token for an openid login".to_owned(),
                     body: String::new(),
+                    status: None,
                 });
             }
             None => None,

@@ -96,13 +96,7 @@ pub(crate) async fn revoke(
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let result = revoke_once(client, token, left.max(Duration::from_millis(50))).await;
-        let transient = match &result {
-            Err(Error::Network(_) | Error::Parse { .. }) => true,
-            Err(Error::Provider {
-                status: Some(s), ..
-            }) => *s >= 500 || *s == 429,
-            _ => false,
-        };
+        let transient = result.as_ref().err().is_some_and(Error::is_transient);
         if !transient {
             return result;
         }

@@ -217,10 +217,12 @@ fn discovery_error<E: std::error::Error + 'static>(err: DiscoveryError<E>) -> Er
         DiscoveryError::Response(status, body, message) => Error::Parse {
             message: format!("discovery answered {status}: {message}"),
             body: String::from_utf8_lossy(&body).chars().take(512).collect(),
+            status: Some(status.as_u16()),
         },
         DiscoveryError::Parse(e) => Error::Parse {
             message: format!("discovery document: {e}"),
             body: String::new(),
+            status: None,
         },
         DiscoveryError::Validation(message) => {
             Error::Config(format!("discovery document refused: {message}"))
@@ -229,10 +231,12 @@ fn discovery_error<E: std::error::Error + 'static>(err: DiscoveryError<E>) -> Er
         DiscoveryError::Other(message) => Error::Parse {
             message,
             body: String::new(),
+            status: None,
         },
         other => Error::Parse {
             message: other.to_string(),
             body: String::new(),
+            status: None,
         },
     }
 }

@@ -28,6 +28,20 @@ pub enum FailureKind {
     Rejected,
 }
 
+impl FailureKind {
+    /// The kind of `error`, decided by the error's own predicates (the one
+    /// place that says what is transient).
+    pub(crate) fn of(error: &Error) -> Self {
+        if error.is_signed_out() {
+            Self::SignedOutByServer
+        } else if error.is_transient() {
+            Self::Transient
+        } else {
+            Self::Rejected
+        }
+    }
+}
+
 /// How a failed refresh is retried: exponential backoff (factor 2) with
 /// full jitter, each wait drawn from zero to `min(cap, base · 2ⁿ)` before
 /// retry `n + 1`, at most `max_retries` times.
@@ -110,8 +124,8 @@ impl OidcClient {
             Ok(a) => a,
             Err(error) => {
                 return Err(Failure {
+                    kind: FailureKind::of(&error),
                     error,
-                    kind: FailureKind::Transient,
                     retry_after: None,
                 });
             }
@@ -122,30 +136,15 @@ impl OidcClient {
                 .checked(raw, None, previous_sub)
                 .await
                 .map_err(|error| Failure {
-                    kind: match error {
-                        Error::Network(_) => FailureKind::Transient,
-                        _ => FailureKind::Rejected,
-                    },
+                    kind: FailureKind::of(&error),
                     error,
                     retry_after: None,
                 }),
-            Err(error) => {
-                let kind = match &error {
-                    _ if status == 429 || status >= 500 => FailureKind::Transient,
-                    Error::Provider { error: code, .. }
-                        if code == "invalid_grant" || code == "invalid_client" =>
-                    {
-                        FailureKind::SignedOutByServer
-                    }
-                    Error::Parse { .. } if (200..300).contains(&status) => FailureKind::Transient,
-                    _ => FailureKind::Rejected,
-                };
-                Err(Failure {
-                    error,
-                    kind,
-                    retry_after: answer.retry_after,
-                })
-            }
+            Err(error) => Err(Failure {
+                kind: FailureKind::of(&error),
+                error,
+                retry_after: answer.retry_after,
+            }),
         }
     }
 

@@ -86,11 +86,13 @@ pub(crate) fn parse_token_response(
     let wire: Wire = serde_json::from_slice(body).map_err(|e| Error::Parse {
         message: format!("token response ({} bytes) is not valid: {e}", body.len()),
         body: String::new(),
+        status: Some(status),
     })?;
     if !wire.token_type.eq_ignore_ascii_case("bearer") {
         return Err(Error::Parse {
             message: format!("token_type {:?} is not Bearer", wire.token_type),
             body: String::new(),
+            status: Some(status),
         });
     }
     Ok(RawTokens {
@@ -120,6 +122,7 @@ pub(crate) fn parse_error_response(status: u16, body: &[u8]) -> Error {
         Err(_) => Error::Parse {
             message: format!("the provider answered {status} without an OAuth error body"),
             body: String::from_utf8_lossy(body).chars().take(512).collect(),
+            status: Some(status),
         },
     }
 }
@@ -227,7 +230,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match parse_token_response(200, br#"{"access_token": "secret-tok"#, SystemTime::now()) {
-            Err(Error::Parse { body, message }) => {
+            Err(Error::Parse { body, message, .. }) => {
                 assert!(body.is_empty());
                 assert!(!message.contains("secret-tok"));
             }

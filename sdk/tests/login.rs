@@ -242,7 +242,7 @@ async fn discovery_errors_are_typed() {
             .times(1),
     );
     match Provider::discover(idp.issuer(), &http()).await {
-        Err(Error::Parse { message, body }) => assert!(
+        Err(Error::Parse { message, body, .. }) => assert!(
             message.contains("503") && body.contains("down"),
             "{message}"
         ),

@@ -324,7 +324,7 @@ impl AuthedClient {
             Admission::Waiting(answer) => return wait_for(answer).await,
             Admission::Dropped(reason) => return Err(Error::Dropped(reason)),
         };
-        let retry_after = match classify(&self.session, self.send_once(request).await) {
+        let retry_after = match classify(self.send_once(request).await) {
             Attempt::Done(result) => return result,
             Attempt::Unreachable { retry_after } => retry_after,
         };
@@ -434,6 +434,7 @@ fn bearer(token: &AccessToken) -> Result<HeaderValue> {
     let mut value = HeaderValue::from_str(&text).map_err(|_| Error::Parse {
         message: "the access token is not a valid HTTP header value".to_owned(),
         body: String::new(),
+        status: None,
     })?;
     value.set_sensitive(true);
     Ok(value)

@@ -31,8 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
-use crate::refresh::FailureKind;
-use crate::session::{Session, SessionState};
+use crate::session::Session;
 
 use super::queue::{DropReason, Queue, QueueOptions};
 use super::{AuthedClient, SendError};
@@ -258,10 +257,7 @@ impl Offline {
 }
 
 /// Decides whether `outcome` is the API's answer or "cannot be sent now".
-pub(super) fn classify(
-    session: &Session,
-    outcome: std::result::Result<Response, SendError>,
-) -> Attempt {
+pub(super) fn classify(outcome: std::result::Result<Response, SendError>) -> Attempt {
     match outcome {
         Ok(response) => match response.status() {
             StatusCode::BAD_GATEWAY
@@ -277,7 +273,7 @@ pub(super) fn classify(
             }
             _ => Attempt::Done(Ok(response)),
         },
-        Err(SendError::Token(error)) if provider_unreachable(session, &error) => {
+        Err(SendError::Token(error)) if provider_unreachable(&error) => {
             Attempt::Unreachable { retry_after: None }
         }
         Err(SendError::Transport(error))
@@ -289,20 +285,10 @@ pub(super) fn classify(
     }
 }
 
-/// Did the token fail for a reason that passes? [`Error::is_transient`],
-/// or what the session's refresh classified as transient — a provider
-/// `5xx` without an OAuth error body comes back as [`Error::Parse`], which
-/// carries no status, and the session's state says what it was.
-fn provider_unreachable(session: &Session, error: &Error) -> bool {
+/// Did the token fail for a reason that passes? ([`Error::is_transient`]:
+/// the network, the provider's 5xx or 429 with or without an OAuth body.)
+fn provider_unreachable(error: &Error) -> bool {
     error.is_transient()
-        || (matches!(error, Error::Parse { .. })
-            && matches!(
-                &*session.state().borrow(),
-                SessionState::RefreshFailing {
-                    kind: FailureKind::Transient,
-                    ..
-                }
-            ))
 }
 
 /// How a replay round ended.
@@ -413,7 +399,7 @@ async fn replay_in_order(client: &AuthedClient) -> Round {
             () = offline.cancel.cancelled() => return Round::SignedOut,
             outcome = client.send_once(request) => outcome,
         };
-        let result = match classify(&client.session, outcome) {
+        let result = match classify(outcome) {
             Attempt::Unreachable { retry_after } => {
                 tracing::debug!(queued = offline.len(), "offline queue: still unreachable");
                 return Round::Stalled { retry_after };
