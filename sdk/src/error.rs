@@ -283,7 +283,10 @@ mod tests {
             status,
         };
         assert!(parse(Some(502)).is_transient(), "a gateway's HTML page");
-        assert!(parse(Some(200)).is_transient(), "a success answer cut short");
+        assert!(
+            parse(Some(200)).is_transient(),
+            "a success answer cut short"
+        );
         assert!(!parse(Some(404)).is_transient());
         assert!(!parse(None).is_transient());
     }

@@ -45,7 +45,16 @@ impl FailureKind {
 /// How a failed refresh is retried: exponential backoff (factor 2) with
 /// full jitter, each wait drawn from zero to `min(cap, base · 2ⁿ)` before
 /// retry `n + 1`, at most `max_retries` times.
+///
+/// ```
+/// use std::time::Duration;
+/// use sessionkit::RetryPolicy;
+///
+/// let patient = RetryPolicy::new(5, Duration::from_millis(500), Duration::from_secs(30));
+/// assert_eq!(patient.max_retries, 5);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Retries after the first attempt (default 3).
     pub max_retries: u32,
@@ -53,6 +62,18 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// The largest backoff step (default 10 s).
     pub cap: Duration,
+}
+
+impl RetryPolicy {
+    /// At most `max_retries` retries, waits growing from `base` to `cap`.
+    #[must_use]
+    pub const fn new(max_retries: u32, base: Duration, cap: Duration) -> Self {
+        Self {
+            max_retries,
+            base,
+            cap,
+        }
+    }
 }
 
 impl Default for RetryPolicy {

@@ -115,11 +115,11 @@ async fn manager_under(
     builder(idp, store, dir)
         .await
         .policy(policy)
-        .retry(RetryPolicy {
-            max_retries: 1,
-            base: Duration::from_millis(10),
-            cap: Duration::from_millis(50),
-        })
+        .retry(RetryPolicy::new(
+            1,
+            Duration::from_millis(10),
+            Duration::from_millis(50),
+        ))
         .build()
         .await
         .expect("manager")

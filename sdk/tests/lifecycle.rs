@@ -34,11 +34,11 @@ async fn signed_in(
         .store(store)
         .registry(AccountRegistry::at(scratch("life").join("a.json")))
         .policy(policy)
-        .retry(RetryPolicy {
-            max_retries: 3,
-            base: Duration::from_millis(20),
-            cap: Duration::from_millis(200),
-        })
+        .retry(RetryPolicy::new(
+            3,
+            Duration::from_millis(20),
+            Duration::from_millis(200),
+        ))
         .build()
         .await
         .expect("manager");

@@ -18,11 +18,7 @@ use sessionkit::{
 use sessionkit_mock_idp::{Fault, MockIdp};
 
 fn fast_retries() -> RetryPolicy {
-    RetryPolicy {
-        max_retries: 3,
-        base: Duration::from_millis(20),
-        cap: Duration::from_millis(200),
-    }
+    RetryPolicy::new(3, Duration::from_millis(20), Duration::from_millis(200))
 }
 
 async fn manager_with(
