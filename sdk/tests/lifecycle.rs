@@ -793,3 +793,45 @@ async fn on_a_manual_clock_each_policy_refreshes_at_its_own_time() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_offline_first_outlasts_the_apps_failure_limit() {
+    for policy in [RefreshPolicy::OfflineFirst, RefreshPolicy::Proactive] {
+        let idp = MockIdp::builder()
+            .auto_login("carol")
+            .start()
+            .await
+            .expect("idp");
+        let (_m, session) = signed_in_at(
+            &idp,
+            Arc::new(MemoryStore::new()),
+            &scratch("outage"),
+            |m| {
+                m.policy(policy)
+                    .sign_out_after_failures(1)
+                    .retry(RetryPolicy::new(
+                        0,
+                        Duration::from_millis(10),
+                        Duration::from_millis(10),
+                    ))
+            },
+        )
+        .await;
+        // The provider is down (503 without an OAuth body): a long outage.
+        idp.control()
+            .add_fault(Fault::on("token").status(503, "<html>down</html>"));
+        assert!(session.force_refresh().await.is_err());
+        assert_eq!(
+            session.cancellation().is_cancelled(),
+            policy != RefreshPolicy::OfflineFirst,
+            "{policy:?}: only the provider's word ends an OfflineFirst session"
+        );
+        // The provider's word does.
+        idp.control().clear_faults();
+        if policy == RefreshPolicy::OfflineFirst {
+            idp.control().revoke_user_sessions("carol");
+            assert!(session.force_refresh().await.is_err());
+            assert_eq!(*session.state().borrow(), SessionState::SignedOutByServer);
+        }
+    }
+}

@@ -293,7 +293,7 @@ impl AuthedClient {
     /// use std::time::Duration;
     /// use sessionkit::{AuthedClient, DropReason, Error, QueueOptions};
     ///
-    /// // With the session's manager built `.with_policy(RefreshPolicy::OfflineFirst)`.
+    /// // With the session's manager built `.policy(RefreshPolicy::OfflineFirst)`.
     /// let api = AuthedClient::new(session)?
     ///     .with_queue_options(QueueOptions::default().max_age(Duration::from_secs(600)));
     /// // A PUT of the whole note is safe to repeat: mark it so.
