@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use sessionkit::{
-    AccountKey, AccountRegistry, HttpClient, LoopbackOptions, OidcClient, Provider, RefreshToken,
-    SessionEntry, SessionManager, StoreError, TokenStore,
+    AccountKey, AccountRegistry, HttpClient, LoopbackOptions, OidcClient, Provider, RefreshPolicy,
+    RefreshToken, SessionEntry, SessionManager, StoreError, TokenStore,
 };
 use sessionkit_mock_idp::MockIdp;
 
@@ -73,6 +73,10 @@ impl TokenStore for FileStore {
 }
 
 async fn manager(issuer: &str, dir: &Path) -> SessionManager {
+    manager_with(issuer, dir, RefreshPolicy::Proactive).await
+}
+
+async fn manager_with(issuer: &str, dir: &Path, policy: RefreshPolicy) -> SessionManager {
     let provider = Provider::discover(issuer, &HttpClient::new().expect("http"))
         .await
         .expect("discovery");
@@ -82,6 +86,7 @@ async fn manager(issuer: &str, dir: &Path) -> SessionManager {
         .store(Arc::new(FileStore(dir.to_owned())))
         .registry(AccountRegistry::at(dir.join("accounts.json")))
         .restore(false)
+        .policy(policy)
         .build()
         .await
         .expect("manager")
@@ -213,4 +218,107 @@ async fn two_processes_refreshing_at_once_both_stay_signed_in() {
         .status();
     assert_eq!(status, 200, "nobody burned the grant");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A child that uses the account for `SK_TWO_PROC_FOR_MS`: restores it (the
+/// proactive timer runs), asks for a token every 50 ms, then exits.
+#[tokio::test]
+#[ignore = "run by two_processes_of_one_account_refresh_no_more_than_one as a child process"]
+async fn child_user() {
+    let Ok(dir) = std::env::var("SK_TWO_PROC_DIR") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let issuer = std::env::var("SK_TWO_PROC_ISSUER").expect("issuer");
+    let ms: u64 = std::env::var("SK_TWO_PROC_FOR_MS")
+        .expect("duration")
+        .parse()
+        .expect("ms");
+    let m = manager(&issuer, &dir).await;
+    m.restore().await.expect("restore");
+    let session = m.active_session().expect("active").expect("a session");
+    let until = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < until {
+        session.access_token().await.expect("a token all along");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Signs alice in at `idp` (on demand: the parent itself never refreshes)
+/// with her tokens kept in `dir`.
+async fn signed_in_for_children(idp: &MockIdp, dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("dir");
+    let parent = manager_with(idp.issuer(), dir, RefreshPolicy::OnDemand).await;
+    parent
+        .login_loopback(LoopbackOptions::with_callback(|url| {
+            let url = url.to_owned();
+            tokio::spawn(async move {
+                let _ = reqwest::get(url).await;
+            });
+        }))
+        .await
+        .expect("sign in");
+}
+
+fn spawn_user(idp: &MockIdp, dir: &Path, for_ms: u64) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().expect("exe"))
+        .args(["child_user", "--exact", "--ignored", "--test-threads=1"])
+        .env("SK_TWO_PROC_DIR", dir)
+        .env("SK_TWO_PROC_ISSUER", idp.issuer())
+        .env("SK_TWO_PROC_FOR_MS", for_ms.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn child")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_of_one_account_refresh_no_more_than_one() {
+    // 4 s tokens, refreshed at half-life by each process's timer: 2 s apart.
+    const TTL: u64 = 4;
+    const FOR_MS: u64 = 4 * TTL * 1000;
+    let shared = MockIdp::builder()
+        .auto_login("alice")
+        .access_token_ttl(TTL)
+        .start()
+        .await
+        .expect("idp");
+    let alone = MockIdp::builder()
+        .auto_login("alice")
+        .access_token_ttl(TTL)
+        .start()
+        .await
+        .expect("idp");
+    let base = std::env::temp_dir().join(format!("sk-two-users-{}", std::process::id()));
+    let (shared_dir, alone_dir) = (base.join("shared"), base.join("alone"));
+    signed_in_for_children(&shared, &shared_dir).await;
+    signed_in_for_children(&alone, &alone_dir).await;
+    // Two instances of the app on one store, one instance on its own.
+    let children = vec![
+        spawn_user(&shared, &shared_dir, FOR_MS),
+        spawn_user(&shared, &shared_dir, FOR_MS),
+        spawn_user(&alone, &alone_dir, FOR_MS),
+    ];
+    let statuses: Vec<_> = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|mut c| c.wait().expect("wait"))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("join");
+    assert!(
+        statuses.iter().all(std::process::ExitStatus::success),
+        "{statuses:?}"
+    );
+    let two = shared.control().count("token:refresh_token");
+    let one = alone.control().count("token:refresh_token");
+    eprintln!("refresh grants in {FOR_MS} ms: two processes {two}, one process {one}");
+    assert!(one >= 4, "the lone process refreshed by its timer: {one}");
+    assert!(
+        two <= one + 1,
+        "two processes of one account: {two} refreshes; one process: {one}"
+    );
+    let _ = std::fs::remove_dir_all(base);
 }
