@@ -114,7 +114,7 @@ pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, IdToken, Nonce, RefreshToken, State,
 };
 pub use session::{
-    CleanupHook, CurrentToken, DEFAULT_SCOPES, Restored, Session, SessionEvent, SessionManager,
+    CurrentToken, DEFAULT_SCOPES, Restored, Session, SessionEvent, SessionManager,
     SessionManagerBuilder, SessionState,
 };
 pub use store::{AccountKey, MemoryStore, SessionEntry, TokenStore};

@@ -47,7 +47,7 @@ use crate::store::{AccountKey, TokenStore};
 pub use builder::{DEFAULT_SCOPES, SessionManagerBuilder};
 pub use manager::{Restored, SessionManager};
 pub use state::{SessionEvent, SessionState};
-pub use teardown::CleanupHook;
+pub(crate) use teardown::CleanupHook;
 
 use tokens::Tokens;
 

@@ -30,7 +30,8 @@ use crate::metrics::Counters;
 use tracing::Instrument as _;
 
 /// An app's cleanup for an account that signs out (user files, caches, databases).
-pub type CleanupHook = Arc<dyn Fn(&AccountInfo) -> std::result::Result<(), String> + Send + Sync>;
+pub(crate) type CleanupHook =
+    Arc<dyn Fn(&AccountInfo) -> std::result::Result<(), String> + Send + Sync>;
 
 /// How long a teardown waits for background work to stop.
 const STOP_LIMIT: Duration = Duration::from_secs(5);
