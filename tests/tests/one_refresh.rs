@@ -188,6 +188,7 @@ async fn two_processes_of_one_account_refresh_no_more_than_one() {
     let elapsed = started.elapsed();
     let two = shared_idp.control().count("token:refresh_token");
     let one = single_idp.control().count("token:refresh_token");
+    eprintln!("refresh grants in {elapsed:?}: two instances {two}, one instance {one}");
     assert!(one >= 5, "the timer refreshed by itself: {one}");
     assert!(
         two <= one + 1,
