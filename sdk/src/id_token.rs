@@ -223,6 +223,19 @@ pub fn verify_with_keys(
     if let Some(other) = auds.iter().find(|a| **a != expect.client_id) {
         return Err(claim("aud", format!("`{other}` is not a trusted audience")));
     }
+    // OIDC Core 3.1.3.7 (4, 5): an `azp` that is present must be this
+    // client, even with this client as the only audience.
+    if let Some(azp) = optional_str(&all, "azp")?
+        && azp != expect.client_id
+    {
+        return Err(claim(
+            "azp",
+            format!(
+                "the token was issued to `{azp}`, not to `{}`",
+                expect.client_id
+            ),
+        ));
+    }
 
     let now_secs = unix(expect.now);
     let skew_secs = i64::try_from(expect.clock_skew.as_secs()).unwrap_or(i64::MAX / 2);

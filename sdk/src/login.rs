@@ -36,6 +36,10 @@ fn getrandom(buf: &mut [u8]) {
     aws_lc_rs::rand::fill(buf).expect("the system random number generator failed");
 }
 
+/// The longest device-code lifetime taken as given (a day): a provider's
+/// larger `expires_in` would overflow the deadline.
+const MAX_DEVICE_CODE_SECS: u64 = 24 * 3600;
+
 /// An OpenID Connect client of one provider: what to ask for and how to check it.
 #[derive(Debug, Clone)]
 pub struct OidcClient {
@@ -292,10 +296,11 @@ impl OidcClient {
             user_code: wire.user_code,
             verification_uri: wire.verification_uri,
             verification_uri_complete: wire.verification_uri_complete,
-            expires_in: Duration::from_secs(wire.expires_in),
+            expires_in: Duration::from_secs(wire.expires_in.min(MAX_DEVICE_CODE_SECS)),
         });
         let mut interval = Duration::from_secs(wire.interval.unwrap_or(5).max(1));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(wire.expires_in);
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(wire.expires_in.min(MAX_DEVICE_CODE_SECS));
         let token_endpoint = self.provider.token_endpoint()?;
         loop {
             tokio::select! {

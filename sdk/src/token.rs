@@ -43,6 +43,10 @@ impl std::fmt::Debug for TokenSet {
     }
 }
 
+/// The longest `expires_in` taken as given (ten years): a larger one (up
+/// to `u64::MAX`, which would overflow the clock) is read as this.
+pub(crate) const MAX_EXPIRES_IN_SECS: u64 = 10 * 365 * 24 * 3600;
+
 #[derive(Deserialize)]
 struct Wire {
     access_token: String,
@@ -101,7 +105,7 @@ pub(crate) fn parse_token_response(
         id_token: wire.id_token.map(IdToken::new),
         expires_at: wire
             .expires_in
-            .map(|s| received_at + Duration::from_secs(s)),
+            .map(|s| received_at + Duration::from_secs(s.min(MAX_EXPIRES_IN_SECS))),
         scopes: wire.scope.map(|s| {
             s.split(' ')
                 .filter(|x| !x.is_empty())
@@ -154,7 +158,8 @@ pub(crate) fn authenticate<'a>(
 /// A raw answer of the token endpoint.
 pub(crate) struct Answer {
     pub(crate) status: u16,
-    pub(crate) body: Vec<u8>,
+    /// Zeroized when dropped: a success answer holds the tokens.
+    pub(crate) body: zeroize::Zeroizing<Vec<u8>>,
     /// `Retry-After` in seconds, when sent (429, 503).
     pub(crate) retry_after: Option<Duration>,
 }
@@ -185,11 +190,13 @@ pub(crate) async fn post_form(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = response
-        .bytes()
-        .await
-        .map_err(crate::http::network)?
-        .to_vec();
+    let body = zeroize::Zeroizing::new(
+        response
+            .bytes()
+            .await
+            .map_err(crate::http::network)?
+            .to_vec(),
+    );
     Ok(Answer {
         status,
         body,
@@ -214,6 +221,20 @@ mod tests {
         assert_eq!(
             t.scopes.as_deref(),
             Some(&["openid".to_owned(), "offline_access".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn a_huge_expires_in_is_clamped_not_a_panic() {
+        let at = SystemTime::now();
+        let body = format!(
+            r#"{{"access_token":"a","token_type":"Bearer","expires_in":{}}}"#,
+            u64::MAX
+        );
+        let t = parse_token_response(200, body.as_bytes(), at).expect("parses");
+        assert_eq!(
+            t.expires_at,
+            Some(at + Duration::from_secs(MAX_EXPIRES_IN_SECS))
         );
     }
 

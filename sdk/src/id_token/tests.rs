@@ -353,3 +353,20 @@ fn two_keys_that_both_fit_are_refused() {
     );
     assert!(is_signature_error(&check(&token, &keys)));
 }
+
+#[test]
+fn an_azp_naming_another_client_is_refused_even_with_one_audience() {
+    let ec = Ec::new();
+    let keys = jwks(json!([ec.jwk("e")]));
+    let mut issued_to_another = claims();
+    issued_to_another["azp"] = json!("another-client");
+    let token = ec.token(&json!({"alg": "ES256", "kid": "e"}), &issued_to_another);
+    match check(&token, &keys) {
+        Err(IdTokenError::Claim { claim, .. }) => assert_eq!(claim, "azp"),
+        other => panic!("an azp for another client: {other:?}"),
+    }
+    let mut ours = claims();
+    ours["azp"] = json!(CLIENT);
+    let token = ec.token(&json!({"alg": "ES256", "kid": "e"}), &ours);
+    assert!(check(&token, &keys).is_ok(), "an azp naming this client");
+}
