@@ -58,6 +58,7 @@ pub struct Builder {
     pub(crate) token_transport: TokenTransport,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) read_buffer: usize,
+    pub(crate) insecure_plain_ws: bool,
 }
 
 impl Builder {
@@ -81,6 +82,7 @@ impl Builder {
             token_transport: TokenTransport::Header,
             tls: None,
             read_buffer: DEFAULT_READ_BUFFER,
+            insecure_plain_ws: false,
         }
     }
 
@@ -143,6 +145,15 @@ impl Builder {
     /// transfers, not many mostly idle connections.
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.read_buffer = bytes.max(1 << 10);
+        self
+    }
+
+    /// Allows `ws://` (no TLS: the token travels in clear text) to hosts
+    /// other than loopback — a TLS-terminating proxy on a private network,
+    /// say. By default `build` refuses such a URL; `ws://` to
+    /// `127.0.0.0/8`, `[::1]` and `localhost` is always allowed.
+    pub fn insecure_plain_ws(mut self, allow: bool) -> Self {
+        self.insecure_plain_ws = allow;
         self
     }
 
@@ -318,6 +329,13 @@ impl Builder {
         if !matches!(parsed.scheme(), "ws" | "wss") || parsed.host_str().is_none() {
             return Err(Error::InvalidUrl(redact_url(&parsed)));
         }
+        if parsed.scheme() == "ws" && !self.insecure_plain_ws && !is_loopback(&parsed) {
+            return Err(Error::InvalidUrl(format!(
+                "{}: plain ws:// would send the token in clear text; use wss:// \
+                 (ws:// is for loopback, or Builder::insecure_plain_ws)",
+                redact_url(&parsed)
+            )));
+        }
         let (state_tx, state_rx) = watch::channel(State::Connecting { generation: 1 });
         let (in_tx, in_rx) = mpsc::channel(self.incoming_capacity);
         let (out_tx, out_rx) = mpsc::channel(self.outgoing_capacity);
@@ -356,6 +374,16 @@ impl Builder {
     }
 }
 
+/// Is the URL's host this machine (`127.0.0.0/8`, `::1`, `localhost`)?
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,5 +397,35 @@ mod tests {
                 Err(Error::InvalidUrl(_))
             ));
         }
+    }
+
+    #[tokio::test]
+    async fn plain_ws_goes_only_to_loopback_unless_allowed() {
+        let source: Arc<dyn TokenSource> = Arc::new(crate::StaticToken::new("t"));
+        for remote in ["ws://chat.example.com/ws", "ws://10.0.0.7:9000/ws"] {
+            assert!(matches!(
+                RealtimeClient::builder(remote).build(source.clone()),
+                Err(Error::InvalidUrl(_))
+            ));
+            let allowed = RealtimeClient::builder(remote)
+                .insecure_plain_ws(true)
+                .build(source.clone());
+            assert!(allowed.is_ok(), "{remote}");
+        }
+        for local in [
+            "ws://127.0.0.1:1/ws",
+            "ws://[::1]:1/ws",
+            "ws://localhost:1/ws",
+        ] {
+            assert!(
+                RealtimeClient::builder(local).build(source.clone()).is_ok(),
+                "{local}"
+            );
+        }
+        assert!(
+            RealtimeClient::builder("wss://chat.example.com/ws")
+                .build(source)
+                .is_ok()
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 use serde::Deserialize;
+use sessionkit_backoff::jitter_unit;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::Message;
@@ -178,8 +179,10 @@ impl Driver {
                 Next::Stop(reason) => return reason,
                 Next::Now(fresh) => token = fresh,
                 Next::Backoff { reason, advised } => {
-                    let retry_in =
-                        advised.unwrap_or_else(|| self.cfg.backoff.delay_jittered(failures));
+                    let retry_in = advised.map_or_else(
+                        || self.cfg.backoff.delay_jittered(failures),
+                        |advised| advised_delay(advised, self.cfg.backoff.base, jitter_unit()),
+                    );
                     failures = failures.saturating_add(1);
                     tracing::debug!(
                         attempt = failures,
@@ -400,6 +403,18 @@ pub(crate) fn redact(url: &str) -> String {
     url::Url::parse(url).map_or_else(|_| "<invalid url>".to_owned(), |u| redact_url(&u))
 }
 
+/// The longest wait a server's `retry_after_ms` can ask for.
+pub(crate) const MAX_ADVISED_DELAY: Duration = Duration::from_secs(10 * 60);
+
+/// The wait after a server advised `advised`: at least `floor` (the
+/// backoff's base: 0 must not become a hot loop), at most
+/// [`MAX_ADVISED_DELAY`], plus up to half again at random (`unit` in
+/// [0, 1]) so that every client told the same does not return at once.
+pub(crate) fn advised_delay(advised: Duration, floor: Duration, unit: f64) -> Duration {
+    let base = advised.clamp(floor, MAX_ADVISED_DELAY.max(floor));
+    base + base.mul_f64(unit.clamp(0.0, 1.0) / 2.0)
+}
+
 /// The server's advised delay in a close reason: `{"retry_after_ms": N}`.
 pub(crate) fn retry_after(reason: &str) -> Option<Duration> {
     #[derive(Deserialize)]
@@ -438,6 +453,28 @@ mod tests {
         assert_eq!(retry_after("going away"), None);
         assert_eq!(retry_after(r#"{"retry_after_ms": -1}"#), None);
         assert_eq!(retry_after(""), None);
+    }
+
+    #[test]
+    fn advised_delays_are_floored_capped_and_spread() {
+        let floor = Duration::from_millis(250);
+        assert_eq!(
+            advised_delay(Duration::ZERO, floor, 0.0),
+            floor,
+            "0 is no hot loop"
+        );
+        assert_eq!(
+            advised_delay(Duration::from_secs(1), floor, 1.0),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            advised_delay(Duration::from_secs(86_400), floor, 0.0),
+            MAX_ADVISED_DELAY
+        );
+        let spread: std::collections::HashSet<Duration> = (0..50)
+            .map(|_| advised_delay(Duration::from_secs(2), floor, jitter_unit()))
+            .collect();
+        assert!(spread.len() > 40, "clients told the same spread out");
     }
 
     #[test]
