@@ -66,32 +66,84 @@ pub type Metadata = ProviderMetadata<
     CoreSubjectIdentifierType,
 >;
 
-/// Refuses an issuer that is not `https`, unless it is a loopback address.
-pub fn check_issuer_url(issuer: &str) -> Result<url::Url> {
-    let url = url::Url::parse(issuer)
-        .map_err(|e| Error::Config(format!("issuer {issuer:?} is not a URL: {e}")))?;
+/// Refuses a URL (`what`: which one, for the message) that is not
+/// `https`, unless it is `http` to a loopback address (development).
+fn check_secure_url(what: &str, value: &str) -> Result<url::Url> {
+    let url = url::Url::parse(value)
+        .map_err(|e| Error::Config(format!("{what} {value:?} is not a URL: {e}")))?;
     match url.scheme() {
-        "https" => {}
+        "https" => Ok(url),
         "http" => {
             let loopback = match url.host() {
                 Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
                 Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
                 None => false,
             };
-            if !loopback {
-                return Err(Error::Config(format!(
-                    "issuer {issuer:?} uses plain http; only https is allowed, except for a loopback \
-                     address (127.0.0.1, [::1], localhost) during development"
-                )));
+            if loopback {
+                Ok(url)
+            } else {
+                Err(Error::Config(format!(
+                    "{what} {value:?} uses plain http; only https is allowed, except for a \
+                     loopback address (127.0.0.1, [::1], localhost) during development"
+                )))
             }
         }
-        other => {
-            return Err(Error::Config(format!(
-                "issuer {issuer:?} has scheme {other:?}; use https"
-            )));
+        other => Err(Error::Config(format!(
+            "{what} {value:?} has scheme {other:?}; use https"
+        ))),
+    }
+}
+
+/// Every URL of the metadata that codes, tokens, secrets or the ID token
+/// travel to, or keys come from, must be `https` (or loopback `http`): a
+/// proxy that terminates TLS and advertises `http://` endpoints would
+/// otherwise have them sent in clear text.
+fn check_endpoints(metadata: &Metadata) -> Result<()> {
+    let extra = metadata.additional_metadata();
+    let urls = [
+        (
+            "authorization_endpoint",
+            Some(metadata.authorization_endpoint().as_str()),
+        ),
+        (
+            "token_endpoint",
+            metadata.token_endpoint().map(|u| u.as_str()),
+        ),
+        (
+            "userinfo_endpoint",
+            metadata.userinfo_endpoint().map(|u| u.as_str()),
+        ),
+        ("jwks_uri", Some(metadata.jwks_uri().as_str())),
+        ("revocation_endpoint", extra.revocation_endpoint.as_deref()),
+        (
+            "introspection_endpoint",
+            extra.introspection_endpoint.as_deref(),
+        ),
+        (
+            "device_authorization_endpoint",
+            extra.device_authorization_endpoint.as_deref(),
+        ),
+        (
+            "end_session_endpoint",
+            extra.end_session_endpoint.as_deref(),
+        ),
+        (
+            "account_sessions_endpoint",
+            extra.account_sessions_endpoint.as_deref(),
+        ),
+    ];
+    for (what, url) in urls {
+        if let Some(url) = url {
+            check_secure_url(what, url)?;
         }
     }
+    Ok(())
+}
+
+/// Refuses an issuer that is not `https`, unless it is a loopback address.
+pub fn check_issuer_url(issuer: &str) -> Result<url::Url> {
+    let url = check_secure_url("issuer", issuer)?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(Error::Config(format!(
             "issuer {issuer:?} must have no query or fragment"
@@ -133,6 +185,7 @@ impl Provider {
         let metadata = Metadata::discover_async(issuer_url, http)
             .await
             .map_err(discovery_error)?;
+        check_endpoints(&metadata)?;
         let jwks = Jwks::new(metadata.jwks().clone());
         tracing::debug!(issuer, keys = jwks.len(), "discovered provider");
         Ok(Self {
@@ -243,7 +296,7 @@ fn discovery_error<E: std::error::Error + 'static>(err: DiscoveryError<E>) -> Er
 
 #[cfg(test)]
 mod tests {
-    use super::check_issuer_url;
+    use super::{Error, HttpClient, Provider, check_issuer_url};
 
     #[test]
     fn plain_http_only_on_loopback() {
@@ -261,5 +314,65 @@ mod tests {
         assert!(check_issuer_url("http://10.0.0.1").is_err());
         assert!(check_issuer_url("ftp://id.example.com").is_err());
         assert!(check_issuer_url("https://id.example.com?x=1").is_err());
+    }
+
+    /// A provider on loopback whose discovery document advertises `field`
+    /// as `value`; returns its issuer.
+    async fn provider_advertising(field: &'static str, value: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+        let doc = {
+            let i = issuer.clone();
+            let mut doc = serde_json::json!({
+                "issuer": i,
+                "authorization_endpoint": format!("{i}/authorize"),
+                "token_endpoint": format!("{i}/token"),
+                "jwks_uri": format!("{i}/jwks"),
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            });
+            doc[field] = serde_json::json!(value);
+            doc
+        };
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || std::future::ready(axum::Json(doc.clone()))),
+            )
+            .route(
+                "/jwks",
+                axum::routing::get(|| {
+                    std::future::ready(axum::Json(serde_json::json!({"keys": []})))
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        issuer
+    }
+
+    #[tokio::test]
+    async fn every_endpoint_must_be_https_or_loopback() {
+        let http = HttpClient::new().expect("http");
+        for field in [
+            "token_endpoint",
+            "userinfo_endpoint",
+            "revocation_endpoint",
+            "device_authorization_endpoint",
+            "end_session_endpoint",
+            "account_sessions_endpoint",
+        ] {
+            let issuer = provider_advertising(field, "http://id.example.com/x").await;
+            match Provider::discover(&issuer, &http).await {
+                Err(Error::Config(why)) => assert!(why.contains(field), "{why}"),
+                other => panic!("{field} over plain http to another host: {other:?}"),
+            }
+            let issuer = provider_advertising(field, "https://id.example.com/x").await;
+            assert!(
+                Provider::discover(&issuer, &http).await.is_ok(),
+                "{field} over https"
+            );
+        }
     }
 }
