@@ -4,6 +4,8 @@
 //! a display name.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -91,29 +93,48 @@ impl AccountRegistry {
         }
     }
 
-    fn write(&self, file: &File) -> Result<()> {
+    /// Reads, changes with `change` and writes the file, holding its lock
+    /// (`accounts.json.lock` beside it) throughout: two writers, in one
+    /// process or two, never lose each other's update.
+    fn update(&self, change: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
         let dir = self
             .path
             .parent()
             .ok_or_else(|| Error::Config("the accounts file needs a directory".to_owned()))?;
         create_private_dir(dir)?;
+        let lock = lock_file(&self.path.with_extension("json.lock"))?;
+        crate::filelock::lock_within(&lock, "accounts file's lock", REGISTRY_LOCK_WAIT)?;
+        let mut file = self.read()?;
+        change(&mut file)?;
+        self.write(dir, &file)
+    }
+
+    /// Writes `file` through a temporary file of its own (created, never
+    /// reused: unique per process, thread and write) renamed into place.
+    fn write(&self, dir: &Path, file: &File) -> Result<()> {
+        static WRITES: AtomicU64 = AtomicU64::new(0);
         let tmp = dir.join(format!(
-            ".{}.{}.tmp",
+            ".{}.{}.{}.tmp",
             self.path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or("accounts"),
-            std::process::id()
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
         ));
         let body = serde_json::to_vec_pretty(file).map_err(|e| Error::Config(e.to_string()))?;
-        {
+        let written = (|| -> Result<()> {
             use std::io::Write as _;
             let mut f = private_file(&tmp)?;
             f.write_all(&body)?;
             f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            Ok(())
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        std::fs::rename(&tmp, &self.path)?;
-        Ok(())
+        written
     }
 
     /// Every account, in the order they signed in.
@@ -131,49 +152,56 @@ impl AccountRegistry {
 
     /// Adds an account or updates its display name; makes it active if `activate`.
     pub fn upsert(&self, info: AccountInfo, activate: bool) -> Result<()> {
-        let mut file = self.read()?;
-        match file.accounts.iter_mut().find(|a| a.key == info.key) {
-            Some(existing) => {
-                existing.display_name.clone_from(&info.display_name);
-                existing.username.clone_from(&info.username);
+        self.update(|file| {
+            match file.accounts.iter_mut().find(|a| a.key == info.key) {
+                Some(existing) => {
+                    existing.display_name.clone_from(&info.display_name);
+                    existing.username.clone_from(&info.username);
+                }
+                None => file.accounts.push(info.clone()),
             }
-            None => file.accounts.push(info.clone()),
-        }
-        if activate {
-            file.active = Some(info.key);
-        }
-        self.write(&file)
+            if activate {
+                file.active = Some(info.key);
+            }
+            Ok(())
+        })
     }
 
     /// Makes a listed account the active one. Nothing else changes.
     pub fn switch(&self, key: &AccountKey) -> Result<()> {
-        let mut file = self.read()?;
-        if !file.accounts.iter().any(|a| &a.key == key) {
-            return Err(Error::Config(format!("no signed-in account {:?}", key.sub)));
-        }
-        file.active = Some(key.clone());
-        self.write(&file)
+        self.update(|file| {
+            if !file.accounts.iter().any(|a| &a.key == key) {
+                return Err(Error::Config(format!("no signed-in account {:?}", key.sub)));
+            }
+            file.active = Some(key.clone());
+            Ok(())
+        })
     }
 
     /// Removes an account; if it was active, no account is active afterwards
     /// (nothing picks "the first account").
     pub fn remove(&self, key: &AccountKey) -> Result<()> {
-        let mut file = self.read()?;
-        file.accounts.retain(|a| &a.key != key);
-        if file.active.as_ref() == Some(key) {
-            file.active = None;
-        }
-        self.write(&file)
+        self.update(|file| {
+            file.accounts.retain(|a| &a.key != key);
+            if file.active.as_ref() == Some(key) {
+                file.active = None;
+            }
+            Ok(())
+        })
     }
 }
 
+/// How long a registry update waits for another writer (updates take
+/// milliseconds; past this the holder is taken to be stuck).
+const REGISTRY_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// A new private file (never an existing one: `create_new`).
 #[cfg(unix)]
 fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt as _;
     std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)
 }
@@ -182,8 +210,28 @@ fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
 fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+/// The registry's lock file (kept; it holds nothing).
+#[cfg(unix)]
+fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
         .open(path)
 }
 
@@ -300,6 +348,33 @@ mod tests {
         ));
         assert!(reg.upsert(info("alice"), true).is_err());
         assert_eq!(std::fs::read(reg.path()).expect("read"), b"{not json");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn concurrent_writers_lose_no_update_and_leave_no_temporary_file() {
+        let (reg, dir) = registry();
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let reg = reg.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        reg.upsert(info(&format!("user-{w}-{i}")), i % 2 == 0)
+                            .expect("upsert");
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("writer");
+        }
+        assert_eq!(reg.list().expect("list").len(), 100, "every update kept");
+        let leftovers: Vec<_> = std::fs::read_dir(reg.path().parent().expect("dir"))
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

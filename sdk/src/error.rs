@@ -103,6 +103,15 @@ pub enum Error {
     /// The user denied the request.
     #[error("the user denied the request")]
     AccessDenied,
+    /// Another process of the app held a lock (the account's refresh lock,
+    /// the accounts file's) for longer than the SDK waits: it may be stopped.
+    #[error("another process has held the {what} for {waited:?}")]
+    LockTimeout {
+        /// Which lock.
+        what: &'static str,
+        /// How long this process waited.
+        waited: Duration,
+    },
     /// A local I/O error (the loopback listener, the accounts file).
     #[error("I/O: {0}")]
     Io(std::sync::Arc<std::io::Error>),
@@ -124,7 +133,9 @@ impl Error {
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Network(_) | Error::Store(StoreError::Unavailable(_)) => true,
+            Error::Network(_)
+            | Error::Store(StoreError::Unavailable(_))
+            | Error::LockTimeout { .. } => true,
             Error::Provider {
                 status: Some(s), ..
             } => *s >= 500 || *s == 429,

@@ -77,6 +77,7 @@ mod authed;
 mod clock;
 mod devices;
 mod error;
+mod filelock;
 mod http;
 pub mod id_token;
 mod jws;

@@ -3,6 +3,7 @@
 //! and the store is read again once it is held.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::Result;
 use crate::store::AccountKey;
@@ -16,8 +17,12 @@ pub(crate) fn path(dir: &Path, key: &AccountKey) -> PathBuf {
     dir.join(format!("{name}.lock"))
 }
 
-/// Takes the lock of `key` (waits while another process holds it). Released
-/// when the file is dropped.
+/// How long a refresh waits for another process's: a refresh takes a
+/// round trip or a few retries; past this the holder is taken to be stuck.
+pub(crate) const REFRESH_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// Takes the lock of `key` (waits while another process holds it, up to
+/// [`REFRESH_LOCK_WAIT`]). Released when the file is dropped.
 pub(crate) async fn acquire(dir: &Path, key: &AccountKey) -> Result<std::fs::File> {
     let (dir, file) = (dir.to_owned(), path(dir, key));
     blocking(move || -> Result<std::fs::File> {
@@ -27,7 +32,7 @@ pub(crate) async fn acquire(dir: &Path, key: &AccountKey) -> Result<std::fs::Fil
             .truncate(false)
             .write(true)
             .open(file)?;
-        file.lock()?;
+        crate::filelock::lock_within(&file, "account's refresh lock", REFRESH_LOCK_WAIT)?;
         Ok(file)
     })
     .await?
