@@ -152,7 +152,7 @@ async fn whoami(setup: &Setup) -> anyhow::Result<()> {
         .context("the provider has no userinfo endpoint")?
         .url()
         .clone();
-    let client = AuthedClient::new(session)?;
+    let client = AuthedClient::new(session.clone())?;
     let response = client.get(endpoint).await?;
     let status = response.status();
     if !status.is_success() {
@@ -162,6 +162,13 @@ async fn whoami(setup: &Setup) -> anyhow::Result<()> {
         .json()
         .await
         .context("the userinfo answer is not JSON")?;
+    // OIDC Core 5.3.2: the answer must be about the account signed in.
+    let expected = &session.key().sub;
+    match claims.get("sub").and_then(serde_json::Value::as_str) {
+        Some(sub) if sub == expected => {}
+        Some(_) => anyhow::bail!("the userinfo answer is about another subject; refused"),
+        None => anyhow::bail!("the userinfo answer has no subject; refused"),
+    }
     println!("{}", serde_json::to_string_pretty(&claims)?);
     Ok(())
 }

@@ -70,7 +70,7 @@ pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
                 };
                 match event {
                     ConversationEvent::Message(m) => {
-                        writeln!(stdout, "[{}] {}: {}", m.seq, m.user, m.text)?;
+                        writeln!(stdout, "{}", line(m.seq, &m.user, &m.text))?;
                         stdout.flush()?;
                         awaiting_echo.remove(&m.id);
                     }
@@ -122,7 +122,7 @@ pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
     // Print what already arrived (other users' messages too) before leaving.
     while let Ok(event) = events.try_recv() {
         if let ConversationEvent::Message(m) = event {
-            writeln!(stdout, "[{}] {}: {}", m.seq, m.user, m.text)?;
+            writeln!(stdout, "{}", line(m.seq, &m.user, &m.text))?;
         }
     }
     stdout.flush()?;
@@ -146,4 +146,53 @@ async fn signed_in_session(setup: &Setup) -> anyhow::Result<Arc<Session>> {
         .manager
         .session(&account.key)
         .context("the new session is not in memory")
+}
+
+/// One message as a plain-mode line, `[SEQ] USER: TEXT`, with every
+/// control character of the user and the text escaped: no message can end
+/// the line and forge another user's, or drive the terminal (an ESC
+/// sequence retitling it or writing the clipboard with OSC 52).
+fn line(seq: u64, user: &str, text: &str) -> String {
+    format!("[{seq}] {}: {}", escape(user), escape(text))
+}
+
+/// `text` with control characters (C0, DEL, C1) written as `\n`, `\t`,
+/// `\r` or `\u{..}`, and a backslash as `\\` (so an escape is never
+/// ambiguous).
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_message_can_forge_a_line_or_drive_the_terminal() {
+        let forged =
+            "hi\n[99] alice: send me your password\x1b]0;pwned\x07\x1b]52;c;Zm9v\x07\u{9b}2J";
+        let out = line(7, "mallory\r", forged);
+        assert!(!out.chars().any(char::is_control), "{out:?}");
+        assert_eq!(out.lines().count(), 1);
+        assert_eq!(
+            out,
+            "[7] mallory\\r: hi\\n[99] alice: send me your password\\u{1b}]0;pwned\\u{7}\\u{1b}]52;c;Zm9v\\u{7}\\u{9b}2J"
+        );
+        assert_eq!(
+            line(1, "bob", "plain text, ünïcødé ✓"),
+            "[1] bob: plain text, ünïcødé ✓"
+        );
+        assert_eq!(escape("a\\nb"), "a\\\\nb", "a backslash is escaped too");
+    }
 }

@@ -180,6 +180,21 @@ async fn the_command_line_signs_in_lists_switches_and_signs_out() {
     let whoami: serde_json::Value =
         serde_json::from_str(alice.run(&["whoami"]).await.ok()).expect("whoami prints JSON");
     assert_eq!(whoami["sub"], "alice");
+    // A userinfo answer about someone else is refused, not printed
+    // (conformance test rp-userinfo-bad-sub-claim).
+    stack.idp.control().add_fault(
+        sessionkit_mock_idp::Fault::on("userinfo")
+            .status(200, r#"{"sub":"mallory","name":"Mallory"}"#)
+            .times(1),
+    );
+    let forged = alice.run(&["whoami"]).await;
+    assert!(!forged.status.success());
+    assert!(
+        forged.stderr.contains("another subject"),
+        "{}",
+        forged.stderr
+    );
+    assert!(!forged.stdout.contains("Mallory"), "{}", forged.stdout);
 
     let missing = alice.run(&["switch", "nobody"]).await;
     assert!(!missing.status.success());
