@@ -154,7 +154,7 @@ fn run() -> anyhow::Result<()> {
         eprintln!(
             "users: alice, bob, carol (password = name) unless --config says otherwise; \
              control API and dashboard: {}",
-            idp.url("/_control/")
+            idp.url("/_control")
         );
         shutdown.await;
         eprintln!("mock-idp shutting down");

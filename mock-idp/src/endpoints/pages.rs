@@ -36,6 +36,27 @@ pub(crate) fn page(title: &str, body: &str) -> String {
     )
 }
 
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian
+/// calendar; Howard Hinnant's days-to-civil algorithm).
+pub(crate) fn readable(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 pub(crate) async fn index(State(shared): State<Arc<Shared>>) -> Html<String> {
     let i = esc(&shared.issuer);
     Html(page(
@@ -45,7 +66,7 @@ pub(crate) async fn index(State(shared): State<Arc<Shared>>) -> Html<String> {
              <ul><li><a href=\"{i}/.well-known/openid-configuration\">Discovery</a></li>\
              <li><a href=\"{i}/jwks\">JWKS</a></li>\
              <li><a href=\"{i}/device\">Connect a device</a></li>\
-             <li><a href=\"{i}/_control/\">Sessions, devices and recent tokens</a> (loopback only)</li></ul>"
+             <li><a href=\"{i}/_control\">Sessions, devices and recent tokens</a> (loopback only)</li></ul>"
         ),
     ))
 }
@@ -54,7 +75,8 @@ pub(crate) fn dashboard(shared: &Shared) -> String {
     let now = shared.clock.now();
     let store = shared.store();
     let mut body = format!(
-        "<p>Provider time: {now}{}</p><h2>Sessions</h2>",
+        "<p>Provider time: {}{}</p><h2>Sessions</h2>",
+        readable(now),
         if shared.clock.is_frozen() {
             " (frozen)"
         } else {
@@ -75,7 +97,7 @@ pub(crate) fn dashboard(shared: &Shared) -> String {
                 esc(&s.username),
                 esc(&s.sid),
                 esc(&s.device_name),
-                s.created_at,
+                readable(s.created_at),
                 s.last_seen,
                 esc(&clients.join(", ")),
                 esc(&shared.issuer),
@@ -98,10 +120,23 @@ pub(crate) fn dashboard(shared: &Shared) -> String {
             "<details><summary>{} <code>{}</code> issued {}</summary><p>Header: <code>{}</code></p><pre>{}</pre></details>",
             t.kind,
             esc(&t.fingerprint),
-            t.issued_at,
+            readable(t.issued_at),
             esc(&header),
             esc(&claims)
         ));
     }
     page("Sessions, devices and tokens", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable;
+
+    #[test]
+    fn unix_seconds_read_as_utc_dates() {
+        assert_eq!(readable(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(readable(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(readable(1_796_434_578), "2026-12-05 01:36:18 UTC");
+        assert_eq!(readable(-1), "1969-12-31 23:59:59 UTC");
+    }
 }

@@ -175,3 +175,43 @@ async fn tls_mode_serves_https_with_a_certificate_clients_can_trust() {
     // A client that does not trust the certificate is refused.
     assert!(http().get(idp.url("/jwks")).send().await.is_err());
 }
+
+/// The `href`s of a page.
+fn links(page: &str) -> Vec<String> {
+    page.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_link_of_the_home_page_answers_and_times_are_readable() {
+    let idp = idp().await;
+    let home = http()
+        .get(idp.url("/"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    let found = links(&home);
+    assert!(found.len() >= 4, "{found:?}");
+    for link in &found {
+        let status = http().get(link).send().await.expect("get").status();
+        assert!(status.is_success(), "{link} answered {status}");
+    }
+    let dashboard = http()
+        .get(idp.url("/_control"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        dashboard.contains(" UTC"),
+        "times are dates, not Unix seconds"
+    );
+}
