@@ -356,7 +356,7 @@ async fn no_token_value_appears_in_the_log_the_dashboard_or_the_control_api() {
         .collect();
     let mut pages = String::new();
     for path in [
-        "/_control/",
+        "/_control",
         "/_control/requests",
         "/_control/tokens",
         "/_control/state",
