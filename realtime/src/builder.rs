@@ -36,6 +36,8 @@ pub const DEFAULT_OUTGOING_CAPACITY: usize = 256;
 pub const DEFAULT_OUTGOING_BYTES: usize = 1 << 20;
 /// Each connection's read buffer.
 pub const DEFAULT_READ_BUFFER: usize = 8 << 10;
+/// The largest message (and frame) accepted from the server.
+pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
 
 /// Settings for a [`RealtimeClient`]; start from [`RealtimeClient::builder`].
 #[derive(Debug, Clone)]
@@ -59,6 +61,7 @@ pub struct Builder {
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) read_buffer: usize,
     pub(crate) insecure_plain_ws: bool,
+    pub(crate) max_message: usize,
 }
 
 impl Builder {
@@ -83,7 +86,16 @@ impl Builder {
             tls: None,
             read_buffer: DEFAULT_READ_BUFFER,
             insecure_plain_ws: false,
+            max_message: DEFAULT_MAX_MESSAGE,
         }
+    }
+
+    /// The WebSocket settings of each connection.
+    pub(crate) fn ws_config(&self) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer)
+            .max_message_size(Some(self.max_message))
+            .max_frame_size(Some(self.max_message))
     }
 
     /// Where the token goes on every connection attempt (default
@@ -139,9 +151,8 @@ impl Builder {
     /// socket (default 8 KiB, at least 1 KiB). A connection that only ever
     /// receives small messages keeps this much; a larger message still
     /// arrives whole, in reads of this size, but the buffer grows for it and
-    /// keeps that size until the connection ends. tungstenite's limits
-    /// stay: 16 MiB per frame, 64 MiB per message (a larger one ends the
-    /// connection). tungstenite's own default buffer (128 KiB) suits bulk
+    /// keeps that size until the connection ends (messages are bounded by
+    /// [`Builder::max_message_size`]). tungstenite's own default buffer (128 KiB) suits bulk
     /// transfers, not many mostly idle connections.
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.read_buffer = bytes.max(1 << 10);
@@ -154,6 +165,15 @@ impl Builder {
     /// `127.0.0.0/8`, `[::1]` and `localhost` is always allowed.
     pub fn insecure_plain_ws(mut self, allow: bool) -> Self {
         self.insecure_plain_ws = allow;
+        self
+    }
+
+    /// The largest message the server may send (default
+    /// [`DEFAULT_MAX_MESSAGE`], 1 MiB; tungstenite's own is 64 MiB): a
+    /// larger one ends the connection (and the client reconnects) instead
+    /// of being buffered.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message = bytes.max(1 << 10);
         self
     }
 

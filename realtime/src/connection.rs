@@ -92,10 +92,10 @@ impl Driver {
         let transport = self.cfg.token_transport.clone();
         let limit = self.cfg.connect_timeout;
         let tls = self.cfg.tls.clone();
-        let read_buffer = self.cfg.read_buffer;
+        let config = self.cfg.ws_config();
         Box::pin(async move {
             let request = request(&url, &transport, &fresh.token).map_err(|e| e.to_string())?;
-            let (socket, response) = open(request, tls, read_buffer, limit)
+            let (socket, response) = open(request, tls, config, limit)
                 .await
                 .map_err(|e| scrub(&e.to_string(), &fresh.token))?;
             chosen_protocol(&transport, &response)?;

@@ -301,7 +301,7 @@ impl Driver {
         let connect = open(
             request,
             self.cfg.tls.clone(),
-            self.cfg.read_buffer,
+            self.cfg.ws_config(),
             self.cfg.connect_timeout,
         );
         Ok(match self.or_stop(connect).await? {

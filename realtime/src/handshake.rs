@@ -113,10 +113,10 @@ fn platform_tls() -> std::result::Result<Arc<rustls::ClientConfig>, String> {
 pub(crate) async fn open(
     request: Request,
     tls: Option<Arc<rustls::ClientConfig>>,
-    read_buffer: usize,
+    config: WebSocketConfig,
     limit: Duration,
 ) -> std::result::Result<(Socket, Response), OpenError> {
-    timeout(limit, connect(request, tls, read_buffer))
+    timeout(limit, connect(request, tls, config))
         .await
         .map_err(|_| OpenError::TimedOut)?
 }
@@ -124,7 +124,7 @@ pub(crate) async fn open(
 async fn connect(
     request: Request,
     tls: Option<Arc<rustls::ClientConfig>>,
-    read_buffer: usize,
+    config: WebSocketConfig,
 ) -> std::result::Result<(Socket, Response), OpenError> {
     let uri = request.uri();
     let secure = match uri.scheme_str() {
@@ -169,7 +169,6 @@ async fn connect(
     stream.flush().await.map_err(OpenError::Io)?;
     let (response, rest) = read_head(&mut stream).await?;
     verify(&response, &accept, &offered(request.headers()))?;
-    let config = WebSocketConfig::default().read_buffer_size(read_buffer);
     // Frames the server sent right behind its answer are in `rest`.
     let socket =
         WebSocketStream::from_partially_read(stream, rest, Role::Client, Some(config)).await;

@@ -614,3 +614,41 @@ async fn the_deadline_does_not_apply_once_connected() {
     client.shutdown().await;
     assert_eq!(client.current_state(), State::Closed(CloseReason::Closed));
 }
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_ends_the_connection_undelivered() {
+    let server = WsServer::start(&["tok-0"]).await;
+    let (client, mut incoming) = RealtimeClient::builder(server.url())
+        .backoff(fast())
+        .max_message_size(4096)
+        .build(Rotating::new())
+        .expect("client");
+    let mut state = client.state();
+    wait_for(&mut state, is_connected).await;
+    server.command(Command::Broadcast("x".repeat(8192)));
+    wait_for(&mut state, |s| {
+        matches!(
+            s,
+            State::Reconnecting {
+                reason: ReconnectReason::Transport(_),
+                ..
+            }
+        )
+    })
+    .await;
+    wait_for(&mut state, |s| {
+        matches!(s, State::Connected { generation: 2 })
+    })
+    .await;
+    server.command(Command::Broadcast("small".to_owned()));
+    let first = tokio::time::timeout(Duration::from_secs(10), incoming.recv())
+        .await
+        .expect("a message")
+        .expect("open");
+    assert_eq!(
+        first,
+        Incoming::Text("small".to_owned()),
+        "the large one was never delivered"
+    );
+    client.shutdown().await;
+}
