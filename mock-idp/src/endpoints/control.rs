@@ -65,6 +65,9 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
     if !peer_is_loopback && !shared.control_remote {
         return forbidden("the control API answers loopback clients only");
     }
+    if let Some(why) = cross_site(&shared, &request) {
+        return forbidden(why);
+    }
     if let Some(secret) = &shared.control_secret {
         let given = request
             .headers()
@@ -79,6 +82,58 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
         }
     }
     next.run(request).await
+}
+
+/// Why a request must be refused as coming from a web page of another
+/// site, if it must: a page a developer visits could otherwise rotate keys
+/// or revoke users through the browser (body-less POSTs need no CORS
+/// preflight), or reach the API under a rebound DNS name.
+/// - `Host` must name this provider or a loopback address (DNS rebinding),
+///   unless a control secret guards the API (a rebound page cannot send it);
+/// - a changing request (anything but GET/HEAD) from a browser must come
+///   from the provider's own pages: `Origin`, when sent, must be the
+///   issuer's origin, and `Sec-Fetch-Site`, when sent, must not be
+///   `cross-site` or `same-site`.
+fn cross_site(shared: &Shared, request: &Request) -> Option<&'static str> {
+    let issuer = url::Url::parse(&shared.issuer).ok()?;
+    let headers = request.headers();
+    // (A request without `Host` comes from no browser: HTTP/1.0 tools.)
+    if shared.control_secret.is_none()
+        && let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok())
+    {
+        let name = host
+            .rsplit_once(':')
+            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+            .map_or(host, |(name, _)| name);
+        let ours = issuer
+            .host_str()
+            .is_some_and(|h| h.eq_ignore_ascii_case(name));
+        let loopback = name.eq_ignore_ascii_case("localhost")
+            || name
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !ours && !loopback {
+            return Some("the control API answers requests for this provider's host only");
+        }
+    }
+    if matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
+        return None;
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+        && origin != issuer.origin().ascii_serialization()
+    {
+        return Some("the control API refuses changes from another site's pages");
+    }
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if matches!(fetch_site, Some("cross-site" | "same-site")) {
+        return Some("the control API refuses changes from another site's pages");
+    }
+    None
 }
 
 fn bad(message: impl Into<String>) -> Response {

@@ -635,3 +635,59 @@ fn sigterm_right_after_the_listening_line_is_a_clean_stop() {
         assert!(exit.success(), "clean exit on an early SIGTERM: {exit:?}");
     }
 }
+
+#[tokio::test]
+async fn the_control_api_refuses_other_sites_pages_and_rebound_names() {
+    let idp = idp().await;
+    let rotate = idp.url("/_control/keys/rotate");
+    let port = url::Url::parse(idp.issuer())
+        .expect("issuer")
+        .port()
+        .expect("port");
+    // A page of another site posting through the developer's browser.
+    for (name, value) in [
+        ("origin", "http://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let status = http()
+            .post(&rotate)
+            .header(name, value)
+            .send()
+            .await
+            .expect("post")
+            .status();
+        assert_eq!(status, 403, "{name}: {value}");
+    }
+    // A name rebound to 127.0.0.1.
+    let status = http()
+        .get(idp.url("/_control/state"))
+        .header("host", format!("rebound.example:{port}"))
+        .send()
+        .await
+        .expect("get")
+        .status();
+    assert_eq!(status, 403, "Host rebound.example");
+    // The provider's own dashboard (same origin), and tools without a browser.
+    let status = http()
+        .post(&rotate)
+        .header("origin", idp.issuer())
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .expect("post")
+        .status();
+    assert!(status.is_success(), "same origin: {status}");
+    assert!(
+        http()
+            .post(&rotate)
+            .send()
+            .await
+            .expect("post")
+            .status()
+            .is_success()
+    );
+    assert!(
+        idp.control().published_kids().len() >= 2,
+        "the keys rotated"
+    );
+}
