@@ -3,7 +3,11 @@
 //! session's connections with 4003 and refuses its tokens from then on.
 //!
 //! Logged-out sessions are remembered for [`REMEMBER`] (longer than any
-//! access token of theirs lives), at most [`MAX_REMEMBERED`] of them. A
+//! access token of theirs lives), at most [`MAX_REMEMBERED`] of them. The
+//! memory fails closed: when it is full of unexpired entries and one must
+//! go, every token issued until then is refused for [`REMEMBER`] (clients
+//! refresh and carry on; the logged-out sessions cannot), so a flood of
+//! logout tokens cannot make a revoked token valid again. A
 //! logout token that names only a `sub` logs out every session of that
 //! subject: its connections and tokens issued up to the logout token's
 //! `iat` are closed and refused; later sign-ins are not touched.
@@ -47,6 +51,10 @@ struct Remembered {
     /// The `jti`s of logout tokens handled, with when to forget them (after
     /// their `exp`, when they are refused anyway).
     jtis: HashMap<String, Instant>,
+    /// Set when a logged-out session or subject had to be forgotten early:
+    /// every token issued at or before the first value is refused until
+    /// the second.
+    floor: Option<(i64, Instant)>,
 }
 
 /// The sessions and subjects logged out recently.
@@ -55,10 +63,16 @@ pub(crate) struct Revocations {
     inner: Mutex<Remembered>,
 }
 
-/// Drops the expired entries and, if still full, the one forgotten soonest.
-fn make_room<V>(map: &mut HashMap<String, V>, now: Instant, until: impl Fn(&V) -> Instant) {
+/// When full, drops the expired entries and, if still full, the one
+/// forgotten soonest; true when an unexpired entry had to go.
+fn make_room<V>(map: &mut HashMap<String, V>, now: Instant, until: impl Fn(&V) -> Instant) -> bool {
+    if map.len() < MAX_REMEMBERED {
+        return false;
+    }
     map.retain(|_, v| until(v) > now);
+    let mut forgot = false;
     while map.len() >= MAX_REMEMBERED {
+        forgot = true;
         let Some(oldest) = map
             .iter()
             .min_by_key(|(_, v)| until(v))
@@ -68,6 +82,7 @@ fn make_room<V>(map: &mut HashMap<String, V>, now: Instant, until: impl Fn(&V) -
         };
         map.remove(&oldest);
     }
+    forgot
 }
 
 impl Revocations {
@@ -81,8 +96,8 @@ impl Revocations {
     pub(crate) fn revoke_session(&self, sid: &str) {
         let now = Instant::now();
         let mut state = self.lock();
-        if !state.sids.contains_key(sid) {
-            make_room(&mut state.sids, now, |until| *until);
+        if !state.sids.contains_key(sid) && make_room(&mut state.sids, now, |until| *until) {
+            state.fail_closed(now);
         }
         state.sids.insert(sid.to_owned(), now + REMEMBER);
     }
@@ -91,8 +106,8 @@ impl Revocations {
     pub(crate) fn revoke_subject(&self, sub: &str, iat: i64) {
         let now = Instant::now();
         let mut state = self.lock();
-        if !state.subs.contains_key(sub) {
-            make_room(&mut state.subs, now, |(_, until)| *until);
+        if !state.subs.contains_key(sub) && make_room(&mut state.subs, now, |(_, until)| *until) {
+            state.fail_closed(now);
         }
         let cutoff = state.subs.get(sub).map_or(iat, |(c, _)| (*c).max(iat));
         state.subs.insert(sub.to_owned(), (cutoff, now + REMEMBER));
@@ -110,7 +125,8 @@ impl Revocations {
         if state.jtis.get(jti).is_some_and(|forget| *forget > now) {
             return false;
         }
-        make_room(&mut state.jtis, now, |until| *until);
+        // A forgotten jti lets a replay be handled again: harmless.
+        let _ = make_room(&mut state.jtis, now, |until| *until);
         state.jtis.insert(jti.to_owned(), until);
         true
     }
@@ -127,7 +143,22 @@ impl Revocations {
         let sub_out = state.subs.get(&token.sub).is_some_and(|(cutoff, until)| {
             *until > now && token.iat.is_none_or(|iat| iat <= *cutoff)
         });
-        sid_out || sub_out
+        let below_floor = state.floor.is_some_and(|(cutoff, until)| {
+            until > now && token.iat.is_none_or(|iat| iat <= cutoff)
+        });
+        sid_out || sub_out || below_floor
+    }
+}
+
+impl Remembered {
+    /// A logged-out entry was forgotten early: refuse every token issued
+    /// until now, for as long as the entry would have been remembered.
+    fn fail_closed(&mut self, now: Instant) {
+        tracing::warn!(
+            remembered = MAX_REMEMBERED,
+            "back-channel logout memory full: refusing every token issued until now"
+        );
+        self.floor = Some((unix_now(), now + REMEMBER));
     }
 }
 
@@ -308,12 +339,34 @@ mod tests {
         for i in 0..MAX_REMEMBERED {
             map.insert(i.to_string(), now + Duration::from_secs(i as u64 + 1));
         }
-        make_room(&mut map, now, |v| *v);
+        assert!(make_room(&mut map, now, |v| *v), "an unexpired entry went");
         assert_eq!(map.len(), MAX_REMEMBERED - 1);
         assert!(!map.contains_key("0"), "the soonest forgotten goes first");
         map.insert("old".into(), now);
-        make_room(&mut map, now, |v| *v);
+        assert!(
+            !make_room(&mut map, now, |v| *v),
+            "only the expired one went"
+        );
         assert!(!map.contains_key("old"), "expired entries go");
+    }
+
+    #[test]
+    fn a_flood_of_logouts_cannot_make_a_revoked_token_valid_again() {
+        let revocations = Revocations::default();
+        let now = unix_now();
+        let victim = token("victim", Some("victim-sid"), Some(now - 10));
+        revocations.revoke_session("victim-sid");
+        assert!(revocations.is_revoked(&victim));
+        for i in 0..=MAX_REMEMBERED {
+            revocations.revoke_session(&format!("flood-{i}"));
+        }
+        assert!(
+            revocations.is_revoked(&victim),
+            "the memory fails closed when full"
+        );
+        // A token issued after the flood (a client that refreshed) works.
+        let fresh = token("someone", Some("other-sid"), Some(now + 5));
+        assert!(!revocations.is_revoked(&fresh));
     }
 
     #[test]
