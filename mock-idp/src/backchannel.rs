@@ -40,7 +40,8 @@ pub(crate) fn send(shared: &Arc<Shared>, session: &Session) -> usize {
             .id_token_signed_response_alg
             .unwrap_or(settings.signing_alg);
         let key = keys.active(alg);
-        let token = key.sign_jwt("logout+jwt", &claims);
+        let token = crate::conformance::twist::logout_token(shared, client_id, &claims)
+            .unwrap_or_else(|| key.sign_jwt("logout+jwt", &claims));
         shared.store().record_token(TokenRecord {
             kind: "logout_token",
             fingerprint: crate::keys::fingerprint(&token),
@@ -62,6 +63,11 @@ pub(crate) fn send(shared: &Arc<Shared>, session: &Session) -> usize {
                 Ok(r) => (Some(r.status().as_u16()), None),
                 Err(e) => (None, Some(e.without_url().to_string())),
             };
+            crate::conformance::twist::backchannel_answer(
+                &shared2,
+                &client_id,
+                status.ok_or_else(|| error.clone().unwrap_or_default()),
+            );
             tracing::info!(%client_id, ?status, "back-channel logout delivered");
             shared2.store().deliveries.push(Delivery {
                 client_id,

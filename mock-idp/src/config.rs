@@ -138,6 +138,11 @@ pub struct ClientConfig {
     /// May it use the introspection endpoint (a resource server)?
     #[serde(default)]
     pub introspection: bool,
+    /// A conformance scenario this client always runs (see
+    /// [`crate::conformance`]): a run opens at each authorization request
+    /// when the client has none open.
+    #[serde(default)]
+    pub conformance: Option<String>,
 }
 
 fn default_grants() -> Vec<String> {
@@ -166,6 +171,7 @@ impl ClientConfig {
             backchannel_logout_uri: None,
             id_token_signed_response_alg: None,
             introspection: false,
+            conformance: None,
         }
     }
 
@@ -183,6 +189,7 @@ impl ClientConfig {
             backchannel_logout_uri: None,
             id_token_signed_response_alg: None,
             introspection: true,
+            conformance: None,
         }
     }
 
@@ -347,6 +354,14 @@ impl Config {
                         client.client_id
                     )));
                 }
+            }
+            if let Some(name) = &client.conformance
+                && crate::conformance::scenario(name).is_none()
+            {
+                return Err(Error::Config(format!(
+                    "client {:?}: no conformance scenario is called {name:?}",
+                    client.client_id
+                )));
             }
         }
         if let Some(user) = &self.auto_login

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{ClientConfig, Lifetimes};
+use crate::conformance::{RpReport, RunResult};
 use crate::error::{Error, Result};
 use crate::faults::Fault;
 use crate::log::LoggedRequest;
@@ -300,5 +301,58 @@ impl Control {
             .clients
             .get(client_id)
             .and_then(|c| c.secret.clone())
+    }
+
+    /// Opens a run of the conformance scenario `scenario` for `client_id`
+    /// (finishing the client's open run, if any); returns the run's id. See
+    /// [`crate::conformance`] for what the provider does and how it judges.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sessionkit_mock_idp::conformance::{RpReport, Verdict};
+    /// use sessionkit_mock_idp::MockIdp;
+    ///
+    /// let idp = MockIdp::start().await?;
+    /// idp.control().conformance_start("oidcc-client-test-invalid-iss", "chat-example")?;
+    /// // … the RP signs in with client `chat-example` and refuses the ID token …
+    /// let result = idp
+    ///     .control()
+    ///     .conformance_finish("chat-example", Some(RpReport::rejected("iss mismatch")))
+    ///     .expect("an open run");
+    /// // This RP never signed in, so the provider never showed it the bad token.
+    /// assert_eq!(result.verdict, Verdict::Failed);
+    /// println!("{}", idp.control().conformance_table());
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn conformance_start(&self, scenario: &str, client_id: &str) -> Result<u64> {
+        let scenario = crate::conformance::scenario(scenario).ok_or_else(|| {
+            Error::Config(format!("no conformance scenario is called {scenario:?}"))
+        })?;
+        if !self.shared.settings().clients.contains_key(client_id) {
+            return Err(Error::Config(format!("unknown client {client_id:?}")));
+        }
+        let decoy = crate::conformance::twist::decoy_for(scenario);
+        Ok(self.shared.conformance.start(scenario, client_id, decoy))
+    }
+
+    /// Finishes the open run of `client_id`, with what the RP says it did;
+    /// `None` when it has no open run.
+    pub fn conformance_finish(
+        &self,
+        client_id: &str,
+        report: Option<RpReport>,
+    ) -> Option<RunResult> {
+        self.shared.conformance.finish(client_id, report)
+    }
+
+    /// Every run so far (up to the last 1,000), oldest first, with its verdict.
+    pub fn conformance_results(&self) -> Vec<RunResult> {
+        self.shared.conformance.results()
+    }
+
+    /// The runs so far as a Markdown table.
+    pub fn conformance_table(&self) -> String {
+        crate::conformance::markdown_table(&self.conformance_results())
     }
 }

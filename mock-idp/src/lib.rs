@@ -41,6 +41,7 @@
 mod backchannel;
 mod clock;
 pub mod config;
+pub mod conformance;
 mod control;
 mod endpoints;
 mod error;

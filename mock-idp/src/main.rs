@@ -157,6 +157,14 @@ fn run() -> anyhow::Result<()> {
             idp.url("/_control")
         );
         shutdown.await;
+        // Conformance runs end with the provider: their verdicts, as a table.
+        let results = idp.control().conformance_results();
+        if !results.is_empty() {
+            eprintln!(
+                "conformance runs:\n{}",
+                sessionkit_mock_idp::conformance::markdown_table(&results)
+            );
+        }
         eprintln!("mock-idp shutting down");
         idp.shutdown().await;
         Ok(())

@@ -40,7 +40,7 @@ pub(crate) struct LogNote(pub(crate) String);
 pub(crate) fn endpoint_of(path: &str) -> &'static str {
     match path {
         "/.well-known/openid-configuration" => "discovery",
-        "/jwks" => "jwks",
+        "/jwks" | crate::conformance::MOVED_JWKS_PATH => "jwks",
         "/authorize" | "/authorize/login" => "authorize",
         "/token" => "token",
         "/userinfo" => "userinfo",
@@ -63,6 +63,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(endpoints::discovery::discovery),
         )
         .route("/jwks", get(endpoints::discovery::jwks))
+        .route(
+            crate::conformance::MOVED_JWKS_PATH,
+            get(endpoints::discovery::moved_jwks),
+        )
         .route(
             "/authorize",
             get(endpoints::authorize::authorize).post(endpoints::authorize::authorize_post),
@@ -187,6 +191,10 @@ impl Gate {
 }
 
 async fn not_found() -> Response {
+    not_found_response()
+}
+
+pub(crate) fn not_found_response() -> Response {
     OAuthError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response()
 }
 

@@ -16,7 +16,8 @@ use crate::state::Shared;
 
 fn user_of(shared: &Shared, headers: &HeaderMap) -> Result<(String, ValidAccess), OAuthError> {
     let token = bearer(headers)?;
-    let valid = check_access_token(shared, token).map_err(OAuthError::invalid_token)?;
+    let valid =
+        check_access_token(shared, token, "the account API").map_err(OAuthError::invalid_token)?;
     let username = valid.grant.username.clone().ok_or_else(|| {
         OAuthError::new(
             StatusCode::FORBIDDEN,

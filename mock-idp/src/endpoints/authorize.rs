@@ -59,6 +59,17 @@ pub(crate) fn redirect_to_client(
     params: &[(&str, &str)],
     state: Option<&str>,
 ) -> Response {
+    redirect_with_iss(redirect_uri, params, state, Some(&shared.issuer))
+}
+
+/// [`redirect_to_client`] with the `iss` given (a conformance scenario may
+/// change or drop it).
+fn redirect_with_iss(
+    redirect_uri: &str,
+    params: &[(&str, &str)],
+    state: Option<&str>,
+    iss: Option<&str>,
+) -> Response {
     let Ok(mut url) = url::Url::parse(redirect_uri) else {
         return error_page(
             StatusCode::BAD_REQUEST,
@@ -74,7 +85,9 @@ pub(crate) fn redirect_to_client(
         if let Some(state) = state {
             q.append_pair("state", state);
         }
-        q.append_pair("iss", &shared.issuer);
+        if let Some(iss) = iss {
+            q.append_pair("iss", iss);
+        }
     }
     let mut response = Redirect::to(url.as_str()).into_response();
     response
@@ -183,6 +196,7 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
             &format!("{redirect_uri:?} is not a registered redirect URI of {client_id:?}"),
         );
     }
+    crate::conformance::twist::on_authorize(shared, client_id);
     let now = shared.clock.now();
     let mut pending = PendingAuth {
         client_id: client_id.to_owned(),
@@ -587,11 +601,14 @@ fn sign_in_and_redirect(
             },
         );
     }
-    let mut response = redirect_to_client(
-        shared,
+    let mut state = pending.state.clone();
+    let mut iss = Some(shared.issuer.clone());
+    crate::conformance::twist::auth_response(shared, &pending.client_id, &mut state, &mut iss);
+    let mut response = redirect_with_iss(
         &pending.redirect_uri,
         &[("code", &code)],
-        pending.state.as_deref(),
+        state.as_deref(),
+        iss.as_deref(),
     );
     if let Some(sid) = set_cookie
         && let Ok(v) = HeaderValue::from_str(&format!(

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::{ClientConfig, Lifetimes};
+use crate::conformance::{RpReport, RunResult};
 use crate::control::Control;
 use crate::error::OAuthError;
 use crate::faults::{ENDPOINTS, Fault};
@@ -46,6 +47,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/clients", post(register_client))
         .route("/clients/{id}/secret", get(client_secret))
         .route("/clients/{id}/backchannel-logout-uri", put(set_backchannel))
+        .route("/conformance", get(conformance_table))
+        .route("/conformance/scenarios", get(conformance_scenarios))
+        .route(
+            "/conformance/runs",
+            get(conformance_runs).post(conformance_start),
+        )
+        .route("/conformance/runs/finish", post(conformance_finish))
         .route_layer(middleware::from_fn_with_state(shared, guard))
 }
 
@@ -385,5 +393,99 @@ async fn set_backchannel(
     match control(&shared).set_backchannel_logout_uri(&id, b.uri.as_deref()) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => bad(e.to_string()),
+    }
+}
+
+/// The results: an HTML page for a browser, Markdown with `?format=markdown`,
+/// else JSON.
+async fn conformance_table(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let results = control(&shared).conformance_results();
+    if query.as_deref() == Some("format=markdown") {
+        return (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            crate::conformance::markdown_table(&results),
+        )
+            .into_response();
+    }
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        let body = crate::endpoints::pages::page(
+            "Conformance runs",
+            &crate::conformance::table::html_table(&results),
+        );
+        return Html(body).into_response();
+    }
+    Json(results).into_response()
+}
+
+async fn conformance_scenarios() -> Json<serde_json::Value> {
+    let list: Vec<_> = crate::conformance::SCENARIOS
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name,
+                "plan": s.plan,
+                "expect": s.expect,
+                "summary": s.summary,
+            })
+        })
+        .collect();
+    Json(serde_json::Value::Array(list))
+}
+
+async fn conformance_runs(State(shared): State<Arc<Shared>>) -> Json<Vec<RunResult>> {
+    Json(control(&shared).conformance_results())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRun {
+    scenario: String,
+    client_id: String,
+}
+
+async fn conformance_start(
+    State(shared): State<Arc<Shared>>,
+    Json(start): Json<StartRun>,
+) -> Response {
+    let shared2 = shared.clone();
+    // A scenario with a decoy key generates an RSA key (50–200 ms).
+    let started = tokio::task::spawn_blocking(move || {
+        control(&shared2).conformance_start(&start.scenario, &start.client_id)
+    })
+    .await;
+    match started {
+        Ok(Ok(id)) => (StatusCode::CREATED, Json(serde_json::json!({"id": id}))).into_response(),
+        Ok(Err(e)) => bad(e.to_string()),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FinishRun {
+    client_id: String,
+    #[serde(default)]
+    report: Option<RpReport>,
+}
+
+async fn conformance_finish(
+    State(shared): State<Arc<Shared>>,
+    Json(finish): Json<FinishRun>,
+) -> Response {
+    match control(&shared).conformance_finish(&finish.client_id, finish.report) {
+        Some(result) => Json(result).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "not_found", "error_description": "this client has no open run"})),
+        )
+            .into_response(),
     }
 }

@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::config::DEVICE_CODE_GRANT;
+use crate::config::{Alg, DEVICE_CODE_GRANT};
+use crate::conformance::JwksAnswer;
 use crate::state::Shared;
 
 pub(crate) fn document(issuer: &str) -> Bytes {
@@ -68,10 +69,34 @@ pub(crate) fn document_response(document: Bytes) -> Response {
 }
 
 pub(crate) async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
-    document_response(shared.discovery.clone())
+    match shared
+        .conformance
+        .on_discovery(&shared.issuer, &shared.discovery)
+    {
+        Some(changed) => json_bytes(Bytes::from(changed), "no-cache"),
+        None => document_response(shared.discovery.clone()),
+    }
 }
 
 pub(crate) async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
-    let body = shared.keys().jwks(shared.clock.now());
+    keys_response(&shared, false)
+}
+
+/// The JWKS at the address a conformance scenario moved it to.
+pub(crate) async fn moved_jwks(State(shared): State<Arc<Shared>>) -> Response {
+    keys_response(&shared, true)
+}
+
+fn keys_response(shared: &Shared, moved: bool) -> Response {
+    let now = shared.clock.now();
+    let keys = shared.keys();
+    let body = match shared.conformance.on_jwks(moved) {
+        None => return crate::server::not_found_response(),
+        Some(JwksAnswer::Usual) => keys.jwks(now),
+        Some(JwksAnswer::SingleRsa) => json!({"keys": [keys.active(Alg::RS256).jwk]}),
+        Some(JwksAnswer::RsaAnd(decoy)) => {
+            json!({"keys": [keys.active(Alg::RS256).jwk, decoy.jwk]})
+        }
+    };
     json_bytes(Bytes::from(body.to_string()), "no-cache")
 }

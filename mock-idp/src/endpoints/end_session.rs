@@ -44,6 +44,7 @@ pub(crate) async fn end_session_post(
 fn end_session(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response {
     let mut client_id = params.get("client_id").map(str::to_owned);
     let mut sid = None;
+    let mut hint_valid = false;
     if let Some(hint) = params.get("id_token_hint") {
         // An expired ID token is still a fine hint; the signature must hold.
         let Some(decoded) = shared.keys().verify(hint, shared.clock.now()) else {
@@ -60,10 +61,11 @@ fn end_session(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Re
                 "id_token_hint was issued by another issuer",
             );
         }
+        // `aud` is the client, alone or as the first of an array.
         let aud = decoded
             .claims
             .get("aud")
-            .and_then(Value::as_str)
+            .and_then(|a| a.as_str().or_else(|| a.get(0).and_then(Value::as_str)))
             .map(str::to_owned);
         if client_id.is_some() && client_id != aud {
             return error_page(
@@ -73,6 +75,7 @@ fn end_session(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Re
             );
         }
         client_id = aud;
+        hint_valid = true;
         sid = decoded
             .claims
             .get("sid")
@@ -105,6 +108,14 @@ fn end_session(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Re
             Some(uri.to_owned())
         }
     };
+    if let Some(client) = client_id.as_deref() {
+        crate::conformance::twist::end_session(
+            shared,
+            client,
+            hint_valid,
+            params.get("state").is_some(),
+        );
+    }
     let cookie_sid = session_cookie(shared, headers);
     let ended = sid
         .or(cookie_sid)

@@ -66,7 +66,8 @@ pub(crate) async fn index(State(shared): State<Arc<Shared>>) -> Html<String> {
              <ul><li><a href=\"{i}/.well-known/openid-configuration\">Discovery</a></li>\
              <li><a href=\"{i}/jwks\">JWKS</a></li>\
              <li><a href=\"{i}/device\">Connect a device</a></li>\
-             <li><a href=\"{i}/_control\">Sessions, devices and recent tokens</a> (loopback only)</li></ul>"
+             <li><a href=\"{i}/_control\">Sessions, devices and recent tokens</a> (loopback only)</li>\
+             <li><a href=\"{i}/_control/conformance\">Conformance runs and verdicts</a> (loopback only)</li></ul>"
         ),
     ))
 }
@@ -98,7 +99,7 @@ pub(crate) fn dashboard(shared: &Shared) -> String {
                 esc(&s.sid),
                 esc(&s.device_name),
                 readable(s.created_at),
-                s.last_seen,
+                readable(s.last_seen),
                 esc(&clients.join(", ")),
                 esc(&shared.issuer),
                 esc(&s.sid),

@@ -131,7 +131,7 @@ fn introspect_token(shared: &Shared, token: &str) -> Value {
             });
         }
     }
-    match check_access_token(shared, token) {
+    match check_access_token(shared, token, "introspection") {
         Ok(valid) => {
             let c = &valid.claims;
             json!({

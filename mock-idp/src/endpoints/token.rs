@@ -78,12 +78,15 @@ fn handle(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Result<
         ));
     }
     let client_id = client.config.client_id.as_str();
-    match grant_type {
+    crate::conformance::twist::before_token(shared, client_id, grant_type, headers, params);
+    let mut response = match grant_type {
         "authorization_code" => authorization_code(shared, &settings, client_id, params),
         "refresh_token" => refresh(shared, &settings, client_id, params),
         "client_credentials" => client_credentials(shared, &settings, client_id, params),
         _ => device_code(shared, &settings, client_id, params),
-    }
+    }?;
+    crate::conformance::twist::after_token(shared, client_id, grant_type, &mut response);
+    Ok(response)
 }
 
 fn pkce_ok(verifier: &str, challenge: &str) -> bool {

@@ -19,9 +19,12 @@ pub(crate) struct ValidAccess {
     pub(crate) grant: Grant,
 }
 
+/// Checks an access token presented at `endpoint` (named in the
+/// conformance runs' findings).
 pub(crate) fn check_access_token(
     shared: &Shared,
     token: &str,
+    endpoint: &str,
 ) -> Result<ValidAccess, &'static str> {
     let now = shared.clock.now();
     // Every access token the provider issues is recorded by the hash of its
@@ -56,10 +59,12 @@ pub(crate) fn check_access_token(
     if grant.revoked {
         return Err("revoked");
     }
-    Ok(ValidAccess {
-        grant: grant.clone(),
-        claims,
-    })
+    let grant = grant.clone();
+    drop(store);
+    shared
+        .conformance
+        .on_token_use(&grant.client_id, &hash, endpoint);
+    Ok(ValidAccess { grant, claims })
 }
 
 pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, OAuthError> {
@@ -87,7 +92,8 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, OAuthError> {
 pub(crate) async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let result = (|| {
         let token = bearer(&headers)?;
-        let valid = check_access_token(&shared, token).map_err(OAuthError::invalid_token)?;
+        let valid =
+            check_access_token(&shared, token, "userinfo").map_err(OAuthError::invalid_token)?;
         if !valid.grant.has_scope("openid") {
             let mut e = OAuthError::new(
                 StatusCode::FORBIDDEN,
@@ -111,6 +117,7 @@ pub(crate) async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderM
             }
         }
         let _ = &valid.claims;
+        crate::conformance::twist::userinfo(&shared, &valid.grant.client_id, &mut body);
         Ok(body)
     })();
     match result {

@@ -6,6 +6,7 @@ mod support;
 
 mod authorize;
 mod browser;
+mod conformance;
 mod control;
 mod discovery;
 mod logout;
