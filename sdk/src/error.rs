@@ -115,6 +115,10 @@ pub enum Error {
     /// A local I/O error (the loopback listener, the accounts file).
     #[error("I/O: {0}")]
     Io(std::sync::Arc<std::io::Error>),
+    /// A userinfo answer was refused: about another subject, without one, or
+    /// not a JSON object (OpenID Connect Core §5.3.2).
+    #[error("userinfo answer refused: {0}")]
+    UserInfo(String),
     /// A repeatable request left the offline queue without being sent
     /// ([`crate::AuthedClient::send_repeatable`]); the reason says why.
     #[error("the request was not sent: {0}")]

@@ -163,6 +163,57 @@ impl AuthedClient {
         self.send(self.request(Method::GET, url)).await
     }
 
+    /// The signed-in user's claims from the provider's userinfo endpoint,
+    /// fetched with the account's token as [`AuthedClient::get`] does.
+    ///
+    /// The answer must be a JSON object about the account signed in: its
+    /// `sub` is compared with the ID token's (OpenID Connect Core §5.3.2), so
+    /// an answer about anyone else is refused, never returned.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: std::sync::Arc<sessionkit::Session>) -> sessionkit::Result<()> {
+    /// let client = sessionkit::AuthedClient::new(session)?;
+    /// let claims = client.userinfo().await?;
+    /// println!("signed in as {}", claims["sub"]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the provider has no userinfo endpoint;
+    /// [`Error::Provider`] for an error status; [`Error::UserInfo`] for an
+    /// answer that is not a JSON object or is about another subject; the
+    /// errors of [`AuthedClient::get`].
+    pub async fn userinfo(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let endpoint = self
+            .session
+            .client()
+            .provider()
+            .metadata()
+            .userinfo_endpoint()
+            .ok_or_else(|| Error::Config("the provider has no userinfo endpoint".into()))?
+            .url()
+            .clone();
+        let response = self.get(endpoint).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(Error::Provider {
+                error: format!("userinfo answered {status}"),
+                description: None,
+                status: Some(status.as_u16()),
+            });
+        }
+        let body = response.bytes().await.map_err(network)?;
+        let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+            .map_err(|_| Error::UserInfo("the answer is not a JSON object".into()))?;
+        match claims.get("sub").and_then(serde_json::Value::as_str) {
+            Some(sub) if sub == self.session.key().sub => Ok(claims),
+            Some(_) => Err(Error::UserInfo(
+                "the answer is about another subject".into(),
+            )),
+            None => Err(Error::UserInfo("the answer has no subject".into())),
+        }
+    }
+
     /// `POST url` with `body` as JSON and the account's token.
     pub async fn post_json<T: serde::Serialize + ?Sized>(
         &self,

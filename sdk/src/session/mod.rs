@@ -220,6 +220,11 @@ impl Session {
         self.tasks.len() + self.refreshes.len()
     }
 
+    /// The provider client the session refreshes with (its discovery and settings).
+    pub fn client(&self) -> &OidcClient {
+        &self.shared.client
+    }
+
     /// The account.
     pub fn info(&self) -> &AccountInfo {
         &self.info
