@@ -3,6 +3,7 @@
 
 mod backchannel;
 mod chat;
+mod conformance;
 mod durability;
 mod expiry;
 mod handshake;
