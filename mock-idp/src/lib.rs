@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 mod backchannel;
+mod claims;
 mod clock;
 pub mod config;
 mod control;
@@ -57,6 +58,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use claims::NextClaims;
 pub use config::{Alg, ClientConfig, Config, Lifetimes, SecretSource, User};
 pub use control::{Control, SessionInfo};
 pub use error::{Error, Result};

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use crate::claims::NextClaims;
 use crate::clock::Clock;
 use crate::config::{Alg, ClientConfig, Config, Lifetimes, SecretSource, User};
 use crate::faults::Faults;
@@ -91,6 +92,8 @@ pub(crate) struct AccessRecord {
     pub(crate) grant: u64,
     pub(crate) expires_at: i64,
     pub(crate) revoked: bool,
+    /// Claims a test set for userinfo answers to this token ([`NextClaims`]).
+    pub(crate) userinfo: Option<Map<String, Value>>,
 }
 
 /// How a device authorization ends, when scripted.
@@ -192,6 +195,8 @@ pub(crate) struct Store {
     pub(crate) device_scripts: VecDeque<DeviceScript>,
     pub(crate) recent_tokens: VecDeque<TokenRecord>,
     pub(crate) deliveries: Vec<Delivery>,
+    /// Claims tests set for the next token responses, per client, in order.
+    pub(crate) next_claims: HashMap<String, VecDeque<NextClaims>>,
 }
 
 const RECENT_TOKENS: usize = 50;
@@ -202,6 +207,16 @@ impl Store {
         let id = self.next_grant;
         self.grants.insert(id, grant);
         id
+    }
+
+    /// One use of the claims set for `client_id`'s next token response, if any.
+    pub(crate) fn take_next_claims(&mut self, client_id: &str) -> Option<NextClaims> {
+        let queue = self.next_claims.get_mut(client_id)?;
+        let taken = crate::claims::take_one(queue);
+        if queue.is_empty() {
+            self.next_claims.remove(client_id);
+        }
+        taken
     }
 
     pub(crate) fn record_token(&mut self, record: TokenRecord) {

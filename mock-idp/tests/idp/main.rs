@@ -12,3 +12,4 @@ mod logout;
 mod oidc_client;
 mod start;
 mod tokens;
+mod users;
