@@ -197,7 +197,12 @@ pub(crate) struct Store {
     pub(crate) deliveries: Vec<Delivery>,
     /// Claims tests set for the next token responses, per client, in order.
     pub(crate) next_claims: HashMap<String, VecDeque<NextClaims>>,
+    /// Sign-out confirmation forms shown: token hash → (session id, expiry).
+    pub(crate) logout_confirmations: HashMap<Hash, (String, i64)>,
 }
+
+/// The most sign-out confirmation forms open at once.
+const LOGOUT_CONFIRMATIONS: usize = 4096;
 
 const RECENT_TOKENS: usize = 50;
 
@@ -217,6 +222,28 @@ impl Store {
             self.next_claims.remove(client_id);
         }
         taken
+    }
+
+    /// Keeps a sign-out confirmation token (by hash) for session `sid`;
+    /// expired ones go, and the oldest when too many are open.
+    pub(crate) fn remember_logout_confirmation(
+        &mut self,
+        token_hash: Hash,
+        sid: String,
+        expires_at: i64,
+        now: i64,
+    ) {
+        let open = &mut self.logout_confirmations;
+        open.retain(|_, (_, exp)| *exp > now);
+        if open.len() >= LOGOUT_CONFIRMATIONS
+            && let Some(oldest) = open
+                .iter()
+                .min_by_key(|(_, (_, exp))| *exp)
+                .map(|(k, _)| *k)
+        {
+            open.remove(&oldest);
+        }
+        open.insert(token_hash, (sid, expires_at));
     }
 
     pub(crate) fn record_token(&mut self, record: TokenRecord) {
