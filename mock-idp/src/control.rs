@@ -50,6 +50,13 @@ impl Control {
         &self.shared.issuer
     }
 
+    /// The audience the account sessions API requires in an access token's
+    /// `aud`; tokens issued with the [`ACCOUNT_SCOPE`](crate::config::ACCOUNT_SCOPE)
+    /// scope carry it (see [`crate::config::account_audience`]).
+    pub fn account_audience(&self) -> String {
+        crate::config::account_audience(&self.shared.issuer)
+    }
+
     /// The current lifetimes.
     pub fn lifetimes(&self) -> Lifetimes {
         self.shared.settings().lifetimes

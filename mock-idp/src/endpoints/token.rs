@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use crate::config::{Alg, DEVICE_CODE_GRANT};
+use crate::config::{ACCOUNT_SCOPE, Alg, DEVICE_CODE_GRANT, account_audience};
 use crate::endpoints::no_store_json;
 use crate::error::OAuthError;
 use crate::keys::{b64, fingerprint, random_token, sha256};
@@ -255,11 +255,14 @@ fn client_credentials(
         ));
     }
     let scope = params.scope();
-    if scope.iter().any(|s| s == "openid" || s == "offline_access") {
+    if scope
+        .iter()
+        .any(|s| s == "openid" || s == "offline_access" || s == ACCOUNT_SCOPE)
+    {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
-            "openid and offline_access need a user",
+            format!("openid, offline_access and {ACCOUNT_SCOPE} need a user"),
         ));
     }
     let mut audience = client.config.audience.clone();
@@ -453,6 +456,13 @@ impl Issue {
             .audience
             .clone()
             .unwrap_or_else(|| grant.client_id.clone());
+        // The account sessions API's audience beside the token's own, when asked for.
+        let account = account_audience(&shared.issuer);
+        let aud = if grant.has_scope(ACCOUNT_SCOPE) && aud != account {
+            json!([aud, account])
+        } else {
+            json!(aud)
+        };
         let mut access = json!({
             "iss": shared.issuer,
             "sub": grant.sub,
