@@ -70,19 +70,18 @@ struct Hint {
     sid: Option<String>,
 }
 
-fn check_hint(shared: &Shared, hint: &str) -> Result<Hint, Response> {
+/// The hint's claims, or why it is no hint.
+fn check_hint(shared: &Shared, hint: &str) -> Result<Hint, &'static str> {
     // An expired ID token is still a fine hint; the signature must hold.
     let Some(decoded) = shared.keys().verify(hint, shared.clock.now()) else {
-        return Err(bad_logout(
-            "id_token_hint is not an ID token this provider signed",
-        ));
+        return Err("id_token_hint is not an ID token this provider signed");
     };
     let typ = decoded.header.get("typ").and_then(Value::as_str);
     if matches!(typ, Some("at+jwt" | "logout+jwt")) {
-        return Err(bad_logout("id_token_hint is not an ID token"));
+        return Err("id_token_hint is not an ID token");
     }
     if decoded.claims.get("iss").and_then(Value::as_str) != Some(shared.issuer.as_str()) {
-        return Err(bad_logout("id_token_hint was issued by another issuer"));
+        return Err("id_token_hint was issued by another issuer");
     }
     let claim = |name: &str| {
         decoded
@@ -103,7 +102,7 @@ fn end_session(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Re
     let hint = match params.get("id_token_hint").map(|h| check_hint(shared, h)) {
         None => None,
         Some(Ok(hint)) => Some(hint),
-        Some(Err(page)) => return page,
+        Some(Err(why)) => return bad_logout(why),
     };
     if let Some(hint) = &hint {
         if client_id.is_some() && client_id != hint.client_id {

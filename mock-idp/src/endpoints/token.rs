@@ -3,6 +3,12 @@
 //! (RFC 8628) and client credentials. Access tokens are JWTs (RFC 9068,
 //! `typ: at+jwt`) for the API they are meant for; ID tokens carry `nonce`,
 //! `at_hash`, `sid`; refresh tokens are opaque and stored only as hashes.
+//! A token asked for with the account sessions scope also names the account
+//! API in `aud`; claims a test set for the client's next token
+//! ([`crate::NextClaims`]) are merged in last.
+//!
+//! (Over 500 lines: the four grants end in one issuing step, `Issue`, kept
+//! beside them so that every grant issues tokens the same way.)
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
-//! The login page and the device verification page driven by a real headless
-//! Chromium over WebDriver: the clicks, typing, form posts and redirects a
-//! browser really makes, which plain HTTP tests cannot show. A tiny W3C
+//! The login page, the sign-out question and the device verification page
+//! driven by a real headless Chromium over WebDriver: the clicks, typing,
+//! form posts and redirects a browser really makes, which plain HTTP tests
+//! cannot show. A tiny W3C
 //! WebDriver client lives at the bottom of this file, so no browser crate is
 //! needed.
 //!

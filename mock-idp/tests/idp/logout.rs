@@ -1,7 +1,8 @@
 //! Ending sessions: RP-initiated logout with `id_token_hint` and a registered
-//! `post_logout_redirect_uri`; back-channel logout tokens delivered to a
+//! `post_logout_redirect_uri`, and the question asked without a hint of the
+//! browser's user (a cross-site GET signs nobody out); back-channel logout tokens delivered to a
 //! receiver that verifies them; the account sessions API listing devices and
-//! revoking one.
+//! revoking one. (The account API's audience rule: `account.rs`.)
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use sessionkit_mock_idp::MockIdp;
 use crate::support::*;
 
 /// Tokens the account sessions API accepts.
-const ACCOUNT_TOKEN_SCOPE: &str = "openid offline_access account_sessions";
+pub(crate) const ACCOUNT_TOKEN_SCOPE: &str = "openid offline_access account_sessions";
 
 /// A back-channel logout receiver on 127.0.0.1:0 that keeps what it got.
 struct Receiver {
@@ -457,104 +458,4 @@ async fn a_hint_for_the_browsers_user_signs_out_at_once_and_one_for_another_user
         .await
         .expect("get");
     assert_eq!(refused.status(), 400);
-}
-
-#[tokio::test]
-async fn the_account_api_takes_only_tokens_for_its_audience() {
-    let idp = idp_auto("alice").await;
-    let audience = idp.control().account_audience();
-    assert_eq!(audience, format!("{}/account", idp.issuer()));
-    let discovery: Value = http()
-        .get(idp.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(discovery["account_sessions_audience"], audience);
-    assert_eq!(
-        discovery["account_sessions_scope"],
-        sessionkit_mock_idp::config::ACCOUNT_SCOPE
-    );
-    let list = |token: String| {
-        let url = idp.url("/account/sessions");
-        async move {
-            http()
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("get")
-        }
-    };
-    let refused = |response: reqwest::Response| async move {
-        assert_eq!(response.status(), 401);
-        let challenge = response.headers()["www-authenticate"]
-            .to_str()
-            .expect("ascii")
-            .to_owned();
-        assert!(
-            challenge.starts_with("Bearer error=\"invalid_token\""),
-            "{challenge}"
-        );
-        let body: Value = response.json().await.expect("json");
-        assert_eq!(body["error"], "invalid_token");
-    };
-
-    // A token for chat-server only (no account scope): refused.
-    let chat_only = consented(&idp).await;
-    let at = chat_only["access_token"].as_str().expect("at");
-    assert_eq!(decode(at).1["aud"], "chat-server");
-    refused(list(at.to_owned()).await).await;
-
-    // With the scope: both audiences, and both APIs take it.
-    let both = consented_tokens(&idp, ACCOUNT_TOKEN_SCOPE).await;
-    let at = both["access_token"].as_str().expect("at");
-    assert_eq!(
-        decode(at).1["aud"],
-        serde_json::json!(["chat-server", audience])
-    );
-    assert!(
-        verify(&idp, at, "chat-server").await.is_ok(),
-        "chat-server's aud holds"
-    );
-    assert_eq!(list(at.to_owned()).await.status(), 200);
-
-    // Its claim decides, not the scope: a token forged to name only chat-server is refused.
-    idp.control()
-        .next_claims(
-            CLIENT,
-            sessionkit_mock_idp::NextClaims::new().access_token_claim("aud", "chat-server"),
-        )
-        .expect("set");
-    let forged = consented_tokens(&idp, ACCOUNT_TOKEN_SCOPE).await;
-    refused(list(forged["access_token"].as_str().expect("at").to_owned()).await).await;
-
-    // A token the provider signed but never issued is unknown, whatever its aud.
-    let now = idp.control().now();
-    let minted = idp.control().sign_jwt(
-        sessionkit_mock_idp::Alg::RS256,
-        "at+jwt",
-        &serde_json::json!({"iss": idp.issuer(), "sub": "alice", "aud": audience,
-                            "exp": now + 60, "iat": now, "scope": "account_sessions"}),
-    );
-    refused(list(minted).await).await;
-
-    // The scope needs a user: client credentials cannot ask for it.
-    let secret = idp.control().client_secret("chat-server").expect("secret");
-    let (status, body) = token_request(
-        &idp,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", "chat-server"),
-            ("client_secret", &secret),
-            ("scope", "account_sessions"),
-        ],
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_scope"))
-    );
 }

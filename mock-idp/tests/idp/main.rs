@@ -4,6 +4,7 @@
 
 mod support;
 
+mod account;
 mod authorize;
 mod browser;
 mod control;
