@@ -410,27 +410,42 @@ async fn a_cross_site_get_without_a_hint_asks_and_only_the_forms_post_signs_out(
 async fn a_hint_for_the_browsers_user_signs_out_at_once_and_one_for_another_user_asks() {
     let idp = idp().await;
     let browser = cookie_http();
-    let alice = browser_sign_in(&idp, &browser, "alice").await;
+    browser_sign_in(&idp, &browser, "alice").await;
     let bob = browser_sign_in(&idp, &cookie_http(), "bob").await;
 
     // Bob's ID token in alice's browser: not this session's user, so ask.
     let asked = browser
         .get(idp.url("/end_session"))
-        .query(&[("id_token_hint", bob["id_token"].as_str().expect("id"))])
+        .query(&[
+            ("id_token_hint", bob["id_token"].as_str().expect("id")),
+            ("post_logout_redirect_uri", "http://127.0.0.1/logged-out"),
+            ("state", "asked"),
+        ])
         .send()
         .await
         .expect("get");
     assert_eq!(asked.status(), 200);
-    assert!(
-        asked
-            .text()
-            .await
-            .expect("html")
-            .contains("id=\"sign-out\"")
-    );
+    let html = asked.text().await.expect("html");
+    assert!(html.contains("id=\"sign-out\""), "{html}");
     assert_eq!(idp.control().sessions(None).len(), 2, "nothing ended");
+    // Confirmed, it ends the browser's session (not bob's, elsewhere) and
+    // goes back where the request said, with its state.
+    let confirmed = browser
+        .post(idp.url("/end_session"))
+        .form(&hidden_fields(&html))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(confirmed.status(), 303);
+    assert_eq!(
+        confirmed.headers()["location"],
+        "http://127.0.0.1/logged-out?state=asked"
+    );
+    assert!(idp.control().sessions(Some("alice")).is_empty());
+    assert_eq!(idp.control().sessions(Some("bob")).len(), 1);
 
-    // Alice's own: signed out at once, back to the registered URI with the state.
+    // Alice's own hint: signed out at once, back to the registered URI with the state.
+    let alice = browser_sign_in(&idp, &browser, "alice").await;
     let done = browser
         .get(idp.url("/end_session"))
         .query(&[
@@ -458,4 +473,50 @@ async fn a_hint_for_the_browsers_user_signs_out_at_once_and_one_for_another_user
         .await
         .expect("get");
     assert_eq!(refused.status(), 400);
+}
+
+#[tokio::test]
+async fn a_sign_out_form_older_than_ten_minutes_asks_again() {
+    let idp = idp().await;
+    let browser = cookie_http();
+    browser_sign_in(&idp, &browser, "carol").await;
+    let page = |browser: reqwest::Client| {
+        let url = idp.url("/end_session");
+        async move {
+            browser
+                .get(url)
+                .send()
+                .await
+                .expect("get")
+                .text()
+                .await
+                .expect("html")
+        }
+    };
+    let old_form = hidden_fields(&page(browser.clone()).await);
+    idp.control()
+        .advance_clock(std::time::Duration::from_secs(601));
+    let late = browser
+        .post(idp.url("/end_session"))
+        .form(&old_form)
+        .send()
+        .await
+        .expect("post");
+    assert!(
+        late.text().await.expect("html").contains("id=\"sign-out\""),
+        "asked again"
+    );
+    assert_eq!(idp.control().sessions(Some("carol")).len(), 1);
+    // A fresh form works, once.
+    let form = hidden_fields(&page(browser.clone()).await);
+    for expected in ["You are signed out", "There was no session to end"] {
+        let answer = browser
+            .post(idp.url("/end_session"))
+            .form(&form)
+            .send()
+            .await
+            .expect("post");
+        assert!(answer.text().await.expect("html").contains(expected));
+    }
+    assert!(idp.control().sessions(Some("carol")).is_empty());
 }
