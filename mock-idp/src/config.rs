@@ -13,6 +13,28 @@ use crate::error::{Error, Result};
 /// The grant type name of the device authorization grant (RFC 8628).
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
+/// The scope that asks for an access token the account sessions API
+/// (`/account/sessions`) accepts: a token issued with it has the account
+/// audience ([`account_audience`]) in its `aud`, beside its usual one.
+/// Discovery names it as `account_sessions_scope`.
+pub const ACCOUNT_SCOPE: &str = "account_sessions";
+
+/// The path, under the issuer, that names the account sessions API as an
+/// audience (an `aud` value, not an endpoint).
+pub const ACCOUNT_AUDIENCE_PATH: &str = "/account";
+
+/// The audience the account sessions API requires in an access token's
+/// `aud`: the issuer followed by [`ACCOUNT_AUDIENCE_PATH`]. Discovery names
+/// it as `account_sessions_audience`.
+///
+/// ```
+/// use sessionkit_mock_idp::config::account_audience;
+/// assert_eq!(account_audience("http://127.0.0.1:9090"), "http://127.0.0.1:9090/account");
+/// ```
+pub fn account_audience(issuer: &str) -> String {
+    format!("{}{ACCOUNT_AUDIENCE_PATH}", issuer.trim_end_matches('/'))
+}
+
 /// A signing algorithm the provider can use for the tokens it issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum Alg {

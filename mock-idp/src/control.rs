@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{ClientConfig, Lifetimes};
+use crate::claims::NextClaims;
+use crate::config::{ClientConfig, Lifetimes, User};
 use crate::conformance::{RpReport, RunResult};
 use crate::error::{Error, Result};
 use crate::faults::Fault;
@@ -50,6 +51,13 @@ impl Control {
         &self.shared.issuer
     }
 
+    /// The audience the account sessions API requires in an access token's
+    /// `aud`; tokens issued with the [`ACCOUNT_SCOPE`](crate::config::ACCOUNT_SCOPE)
+    /// scope carry it (see [`crate::config::account_audience`]).
+    pub fn account_audience(&self) -> String {
+        crate::config::account_audience(&self.shared.issuer)
+    }
+
     /// The current lifetimes.
     pub fn lifetimes(&self) -> Lifetimes {
         self.shared.settings().lifetimes
@@ -89,6 +97,162 @@ impl Control {
     pub fn set_refresh_token_rotation(&self, rotate: bool) {
         self.shared
             .update_settings(|s| s.rotate_refresh_tokens = rotate);
+    }
+
+    /// The user named `username`, as the provider knows them now.
+    pub fn user(&self, username: &str) -> Option<User> {
+        self.shared.settings().user(username).cloned()
+    }
+
+    /// Every user, in the order they were added.
+    pub fn users(&self) -> Vec<User> {
+        self.shared.settings().users.clone()
+    }
+
+    /// Adds a user, or replaces the one with the same `username`, without a
+    /// restart. Returns whether one was replaced.
+    ///
+    /// The user can sign in at once (login page, `login_hint`, auto-login,
+    /// device flow). What the replaced user's live sessions see:
+    /// - same `sub` (the usual case: new claims or a new password): the
+    ///   sessions go on; tokens issued from now on — a refresh included —
+    ///   carry the new claims, and userinfo answers with them at once, even
+    ///   for access tokens issued before. Tokens already issued are not
+    ///   changed (they are signed).
+    /// - another `sub`: it is another identity, so the user's sessions are
+    ///   ended first as by [`revoke_user_sessions`](Self::revoke_user_sessions)
+    ///   (grants revoked, back-channel logout sent).
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sessionkit_mock_idp::{MockIdp, User};
+    ///
+    /// let idp = MockIdp::start().await?;
+    /// let mut dana = User::simple("dana");
+    /// dana.claims.insert("groups".into(), serde_json::json!(["admins"]));
+    /// assert!(!idp.control().put_user(dana)?, "a new user");
+    /// assert_eq!(idp.control().user("dana").map(|u| u.claims["groups"].clone()),
+    ///            Some(serde_json::json!(["admins"])));
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an empty username, or a `sub` another user has.
+    pub fn put_user(&self, user: User) -> Result<bool> {
+        if user.username.is_empty() {
+            return Err(Error::Config("a user needs a username".to_owned()));
+        }
+        let mut outcome = Ok((false, false));
+        self.shared.update_settings(|s| {
+            if let Some(other) = s
+                .users
+                .iter()
+                .find(|u| u.username != user.username && u.sub() == user.sub())
+            {
+                outcome = Err(Error::Config(format!(
+                    "user {:?} already has the sub {:?}",
+                    other.username,
+                    user.sub()
+                )));
+                return;
+            }
+            match s.users.iter_mut().find(|u| u.username == user.username) {
+                Some(existing) => {
+                    let new_sub = existing.sub() != user.sub();
+                    *existing = user.clone();
+                    outcome = Ok((true, new_sub));
+                }
+                None => s.users.push(user.clone()),
+            }
+        });
+        let (replaced, new_sub) = outcome?;
+        if new_sub {
+            self.shared.end_user_sessions(&user.username);
+        }
+        Ok(replaced)
+    }
+
+    /// Removes a user without a restart: their sessions end now (grants
+    /// revoked, so their access and refresh tokens stop working;
+    /// back-channel logout sent), they can no longer sign in, and
+    /// auto-login stops if it named them. Returns how many sessions ended.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when there is no such user.
+    pub fn remove_user(&self, username: &str) -> Result<usize> {
+        let mut found = false;
+        self.shared.update_settings(|s| {
+            let before = s.users.len();
+            s.users.retain(|u| u.username != username);
+            found = s.users.len() != before;
+            if found && s.auto_login.as_deref() == Some(username) {
+                s.auto_login = None;
+            }
+        });
+        if !found {
+            return Err(Error::Config(format!("unknown user {username:?}")));
+        }
+        Ok(self.shared.end_user_sessions(username))
+    }
+
+    /// Sets extra claims for the next token response(s) of `client_id`
+    /// (see [`NextClaims`]: any claim may be replaced or removed, registered
+    /// ones included, to forge tokens a client must refuse). Queued after
+    /// what is already set for that client; other clients are not affected.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sessionkit_mock_idp::{MockIdp, NextClaims};
+    ///
+    /// let idp = MockIdp::start().await?;
+    /// // The next ID token of chat-example names another issuer.
+    /// idp.control().next_claims(
+    ///     "chat-example",
+    ///     NextClaims::new().id_token_claim("iss", "https://evil.example"),
+    /// )?;
+    /// assert_eq!(idp.control().pending_next_claims("chat-example").len(), 1);
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unknown client or `times` = 0.
+    pub fn next_claims(&self, client_id: &str, claims: NextClaims) -> Result<()> {
+        if !self.shared.settings().clients.contains_key(client_id) {
+            return Err(Error::Config(format!("unknown client {client_id:?}")));
+        }
+        if claims.times == 0 {
+            return Err(Error::Config("times must be at least 1".to_owned()));
+        }
+        self.shared
+            .store()
+            .next_claims
+            .entry(client_id.to_owned())
+            .or_default()
+            .push_back(claims);
+        Ok(())
+    }
+
+    /// What is still set for `client_id`'s next token responses, in order
+    /// (each with the `times` left).
+    pub fn pending_next_claims(&self, client_id: &str) -> Vec<NextClaims> {
+        self.shared
+            .store()
+            .next_claims
+            .get(client_id)
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Drops what is set for `client_id`'s next token responses; returns
+    /// how many entries there were.
+    pub fn clear_next_claims(&self, client_id: &str) -> usize {
+        self.shared
+            .store()
+            .next_claims
+            .remove(client_id)
+            .map_or(0, |q| q.len())
     }
 
     /// Ends every session of `username` now: grants revoked, back-channel logout sent.

@@ -29,8 +29,41 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 //!
+//! ## Per-test users and claims
+//!
+//! Users are added, replaced and removed while the provider runs
+//! ([`Control::put_user`], [`Control::remove_user`]), and the next token
+//! responses of a client can say anything a test needs ([`NextClaims`],
+//! [`Control::next_claims`]) — registered claims included, so that a client's
+//! refusal of a signed-but-wrong token can be tested. The HTTP control API
+//! offers the same under `/_control/users/{name}` and
+//! `/_control/clients/{id}/next-claims`.
+//!
+//! ```
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sessionkit_mock_idp::{MockIdp, NextClaims, User};
+//!
+//! let idp = MockIdp::start().await?;
+//! let mut dana = User::simple("dana");
+//! dana.claims.insert("groups".into(), serde_json::json!(["admins"]));
+//! idp.control().put_user(dana)?;
+//! // The next two token responses of chat-example: an ID token for another
+//! // audience, and userinfo without an e-mail address.
+//! idp.control().next_claims(
+//!     "chat-example",
+//!     NextClaims::new()
+//!         .id_token_claim("aud", "someone-else")
+//!         .userinfo_claim("email", serde_json::Value::Null)
+//!         .times(2),
+//! )?;
+//! assert_eq!(idp.control().remove_user("dana")?, 0, "she had no sessions");
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
 //! ## Layout
 //! - [`config`]: users, clients and lifetimes (TOML or code), with built-in defaults.
+//! - `claims`: [`NextClaims`], per-test claims for a client's next tokens.
 //! - `server`: the router, faults and the request log, the accept loop.
 //! - `endpoints`: one module per protocol endpoint, the control API and the pages.
 //! - `state`: sessions, grants, codes and tokens; `keys`: signing and JWKS.
@@ -39,6 +72,7 @@
 #![forbid(unsafe_code)]
 
 mod backchannel;
+mod claims;
 mod clock;
 pub mod config;
 pub mod conformance;
@@ -58,6 +92,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use claims::NextClaims;
 pub use config::{Alg, ClientConfig, Config, Lifetimes, SecretSource, User};
 pub use control::{Control, SessionInfo};
 pub use error::{Error, Result};

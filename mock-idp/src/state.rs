@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use crate::claims::NextClaims;
 use crate::clock::Clock;
 use crate::config::{Alg, ClientConfig, Config, Lifetimes, SecretSource, User};
 use crate::faults::Faults;
@@ -91,6 +92,8 @@ pub(crate) struct AccessRecord {
     pub(crate) grant: u64,
     pub(crate) expires_at: i64,
     pub(crate) revoked: bool,
+    /// Claims a test set for userinfo answers to this token ([`NextClaims`]).
+    pub(crate) userinfo: Option<Map<String, Value>>,
 }
 
 /// How a device authorization ends, when scripted.
@@ -192,7 +195,14 @@ pub(crate) struct Store {
     pub(crate) device_scripts: VecDeque<DeviceScript>,
     pub(crate) recent_tokens: VecDeque<TokenRecord>,
     pub(crate) deliveries: Vec<Delivery>,
+    /// Claims tests set for the next token responses, per client, in order.
+    pub(crate) next_claims: HashMap<String, VecDeque<NextClaims>>,
+    /// Sign-out confirmation forms shown: token hash → (session id, expiry).
+    pub(crate) logout_confirmations: HashMap<Hash, (String, i64)>,
 }
+
+/// The most sign-out confirmation forms open at once.
+const LOGOUT_CONFIRMATIONS: usize = 4096;
 
 const RECENT_TOKENS: usize = 50;
 
@@ -202,6 +212,38 @@ impl Store {
         let id = self.next_grant;
         self.grants.insert(id, grant);
         id
+    }
+
+    /// One use of the claims set for `client_id`'s next token response, if any.
+    pub(crate) fn take_next_claims(&mut self, client_id: &str) -> Option<NextClaims> {
+        let queue = self.next_claims.get_mut(client_id)?;
+        let taken = crate::claims::take_one(queue);
+        if queue.is_empty() {
+            self.next_claims.remove(client_id);
+        }
+        taken
+    }
+
+    /// Keeps a sign-out confirmation token (by hash) for session `sid`;
+    /// expired ones go, and the oldest when too many are open.
+    pub(crate) fn remember_logout_confirmation(
+        &mut self,
+        token_hash: Hash,
+        sid: String,
+        expires_at: i64,
+        now: i64,
+    ) {
+        let open = &mut self.logout_confirmations;
+        open.retain(|_, (_, exp)| *exp > now);
+        if open.len() >= LOGOUT_CONFIRMATIONS
+            && let Some(oldest) = open
+                .iter()
+                .min_by_key(|(_, (_, exp))| *exp)
+                .map(|(k, _)| *k)
+        {
+            open.remove(&oldest);
+        }
+        open.insert(token_hash, (sid, expires_at));
     }
 
     pub(crate) fn record_token(&mut self, record: TokenRecord) {

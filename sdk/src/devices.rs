@@ -7,6 +7,12 @@
 //! Requests go to the provider that issued the session's tokens only, through
 //! the provider's HTTP client (no redirects), as an [`AuthedClient`]: a fresh
 //! token, one refresh and one retry on a `401`.
+//!
+//! The API takes only access tokens meant for it (their `aud` names it). A
+//! provider that says so in discovery (`account_sessions_scope`) gives such
+//! tokens to sign-ins that ask for that scope: build the client with
+//! [`OidcClient::manage_devices`](crate::OidcClient::manage_devices). A
+//! session without the scope gets [`Error::Config`] and its token is not sent.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -75,7 +81,9 @@ impl From<WireSession> for DeviceSession {
 }
 
 /// The account sessions endpoint of `provider`, after checking that
-/// `session`'s tokens come from it (a token is never sent to another provider).
+/// `session`'s tokens come from it (a token is never sent to another
+/// provider) and were granted the scope the API asks for, where it names
+/// one (a token meant for another API is never sent to this one).
 fn endpoint(session: &Session, provider: &Provider) -> Result<url::Url> {
     let endpoint = provider
         .extra()
@@ -93,6 +101,14 @@ fn endpoint(session: &Session, provider: &Provider) -> Result<url::Url> {
             "the session was issued by {:?}, not by {:?}; use that provider",
             session.key().issuer,
             provider.issuer()
+        )));
+    }
+    if let Some(scope) = provider.extra().account_sessions_scope.as_deref()
+        && !session.scopes().iter().any(|s| s == scope)
+    {
+        return Err(Error::Config(format!(
+            "the provider's account sessions API needs the {scope:?} scope, which this \
+             session was not granted; sign in with OidcClient::manage_devices()"
         )));
     }
     url::Url::parse(endpoint)

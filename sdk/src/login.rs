@@ -47,6 +47,8 @@ pub struct OidcClient {
     client_id: String,
     client_secret: Option<ClientSecret>,
     scopes: Vec<String>,
+    /// Ask for the provider's account sessions scope too ([`OidcClient::manage_devices`]).
+    manage_devices: bool,
     clock_skew: Duration,
     clock: Clock,
 }
@@ -93,6 +95,7 @@ impl OidcClient {
             client_id: client_id.to_owned(),
             client_secret: None,
             scopes: vec!["openid".to_owned()],
+            manage_devices: false,
             clock_skew: Duration::from_secs(60),
             clock: Clock::system(),
         }
@@ -125,7 +128,46 @@ impl OidcClient {
             list.insert(0, "openid".to_owned());
         }
         self.scopes = list;
+        self.add_account_sessions_scope();
         self
+    }
+
+    /// Lets this client's sessions use the provider's account sessions API
+    /// ([`list_devices`](crate::list_devices), [`revoke_device`](crate::revoke_device)):
+    /// sign-ins also ask for the scope the provider names as
+    /// `account_sessions_scope` in its discovery document, so that their
+    /// access tokens carry the API's audience. Without it such a provider
+    /// refuses the tokens (they are meant for the app's own API), and the
+    /// devices calls fail with [`Error::Config`](crate::Error::Config)
+    /// before sending anything. Does nothing when the provider names no
+    /// scope. Works in either order with [`OidcClient::scopes`]; sessions
+    /// signed in before need a new sign-in.
+    ///
+    /// ```no_run
+    /// # async fn demo(provider: sessionkit::Provider) {
+    /// use sessionkit::OidcClient;
+    ///
+    /// let client = OidcClient::new(provider, "my-app")
+    ///     .scopes(["openid", "profile", "offline_access"])
+    ///     .manage_devices();
+    /// # let _ = client; }
+    /// ```
+    #[must_use]
+    pub fn manage_devices(mut self) -> Self {
+        self.manage_devices = true;
+        self.add_account_sessions_scope();
+        self
+    }
+
+    fn add_account_sessions_scope(&mut self) {
+        if !self.manage_devices {
+            return;
+        }
+        if let Some(scope) = self.provider.extra().account_sessions_scope.as_deref()
+            && !self.scopes.iter().any(|s| s == scope)
+        {
+            self.scopes.push(scope.to_owned());
+        }
     }
 
     /// A confidential client's secret (from the environment or a file, never the source).

@@ -40,6 +40,11 @@ pub struct ExtraMetadata {
     /// The provider's account sessions (devices) API, where it has one.
     #[serde(default)]
     pub account_sessions_endpoint: Option<String>,
+    /// The scope a sign-in must ask for so that its access tokens are
+    /// accepted by the account sessions API, where the provider names one
+    /// (see [`OidcClient::manage_devices`](crate::OidcClient::manage_devices)).
+    #[serde(default)]
+    pub account_sessions_scope: Option<String>,
     /// RFC 9207: the provider puts `iss` on authorization responses.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: Option<bool>,

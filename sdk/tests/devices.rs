@@ -35,12 +35,29 @@ async fn device(
     store: Arc<dyn TokenStore>,
     dir: &std::path::Path,
 ) -> SessionManager {
+    device_with(idp, store, dir, true).await
+}
+
+/// A device whose client asks for the account sessions scope, or not.
+async fn device_with(
+    idp: &MockIdp,
+    store: Arc<dyn TokenStore>,
+    dir: &std::path::Path,
+    manage_devices: bool,
+) -> SessionManager {
     let http = HttpClient::with_timeout(Duration::from_secs(5)).expect("http");
     let provider = Provider::discover(idp.issuer(), &http)
         .await
         .expect("discovery");
-    let client =
-        OidcClient::new(provider, "chat-example").scopes(["openid", "profile", "offline_access"]);
+    let client = OidcClient::new(provider, "chat-example");
+    // Either order of the two calls asks for the scope.
+    let client = if manage_devices {
+        client
+            .manage_devices()
+            .scopes(["openid", "profile", "offline_access"])
+    } else {
+        client.scopes(["openid", "profile", "offline_access"])
+    };
     SessionManager::for_client(client)
         .namespace("devices-test")
         .store(store)
@@ -273,4 +290,61 @@ async fn the_token_never_goes_to_a_provider_that_did_not_issue_it() {
     assert_eq!(idp.control().count("account"), 0, "nothing was sent");
     task.abort();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_api_gets_tokens_for_it_and_a_session_without_the_scope_sends_none() {
+    let idp = idp().await;
+    let dir = scratch("devices");
+
+    // With manage_devices(): the granted scopes and the token's audiences.
+    let manager = device(&idp, Arc::new(MemoryStore::new()), &dir).await;
+    let session = sign_in(&manager, "laptop").await;
+    assert!(
+        session.scopes().iter().any(|s| s == "account_sessions"),
+        "{:?}",
+        session.scopes()
+    );
+    let token = session.access_token().await.expect("token");
+    let payload = token.secret().split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .expect("base64url"),
+    )
+    .expect("json");
+    assert_eq!(
+        claims["aud"],
+        serde_json::json!(["chat-server", idp.control().account_audience()]),
+        "chat-server's audience stays"
+    );
+    assert_eq!(
+        list_devices(&session, manager.client().provider())
+            .await
+            .expect("listed")
+            .len(),
+        1
+    );
+
+    // Without: a typed error, and the token is not sent.
+    let other_dir = scratch("devices");
+    let plain = device_with(&idp, Arc::new(MemoryStore::new()), &other_dir, false).await;
+    let session = sign_in(&plain, "phone").await;
+    idp.control().reset_requests();
+    for err in [
+        list_devices(&session, plain.client().provider())
+            .await
+            .expect_err("no scope"),
+        revoke_device(&session, plain.client().provider(), "x")
+            .await
+            .expect_err("no scope"),
+    ] {
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("account_sessions") && m.contains("manage_devices")),
+            "{err:?}"
+        );
+    }
+    assert_eq!(idp.control().count("account"), 0, "nothing was sent");
+    assert_eq!(idp.control().count("token"), 0, "and nothing refreshed");
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(other_dir);
 }

@@ -1,13 +1,22 @@
 //! The account sessions API: a signed-in user lists their sessions (one per
 //! device) and revokes one — its grants die and back-channel logout is sent.
-//! Authenticated with any active access token of the user.
+//!
+//! Authenticated with an active access token of the user whose `aud`
+//! includes the account audience ([`crate::config::account_audience`]):
+//! tokens issued with the [`ACCOUNT_SCOPE`] scope carry it. A token meant
+//! for another API (chat-server's, say) is refused with 401
+//! `invalid_token` (RFC 6750 §3.1: "invalid for other reasons"; RFC 9068
+//! §4: a resource server rejects a token whose `aud` does not name it), so
+//! an API that gets a user's token cannot revoke the user's devices with it.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
+
+use crate::config::{ACCOUNT_SCOPE, account_audience};
 
 use crate::endpoints::no_store_json;
 use crate::endpoints::userinfo::{ValidAccess, bearer, check_access_token};
@@ -18,6 +27,18 @@ fn user_of(shared: &Shared, headers: &HeaderMap) -> Result<(String, ValidAccess)
     let token = bearer(headers)?;
     let valid =
         check_access_token(shared, token, "the account API").map_err(OAuthError::invalid_token)?;
+    let audience = account_audience(&shared.issuer);
+    let for_us = match valid.claims.get("aud") {
+        Some(Value::String(aud)) => *aud == audience,
+        Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(audience.as_str())),
+        _ => false,
+    };
+    if !for_us {
+        return Err(OAuthError::invalid_token(format!(
+            "this access token is not for the account API: its aud lacks {audience}; \
+             sign in with the {ACCOUNT_SCOPE} scope"
+        )));
+    }
     let username = valid.grant.username.clone().ok_or_else(|| {
         OAuthError::new(
             StatusCode::FORBIDDEN,

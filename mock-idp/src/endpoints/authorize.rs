@@ -19,7 +19,14 @@ use crate::keys::random_token;
 use crate::params::Params;
 use crate::state::{CodeGrant, PendingAuth, Session, Shared};
 
-const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
+/// The scopes a client may ask for (at the authorization and device endpoints).
+pub(crate) const SUPPORTED_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "offline_access",
+    crate::config::ACCOUNT_SCOPE,
+];
 
 /// Does `given` match the registered `registered` redirect URI? Exactly, or
 /// for loopback IP literals and `localhost` with any port (RFC 8252 §7.3).

@@ -16,7 +16,8 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::config::{ClientConfig, Lifetimes};
+use crate::claims::NextClaims;
+use crate::config::{ClientConfig, Lifetimes, User};
 use crate::conformance::{RpReport, RunResult};
 use crate::control::Control;
 use crate::error::OAuthError;
@@ -29,6 +30,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/", get(dashboard))
         .route("/state", get(state))
         .route("/lifetimes", get(get_lifetimes).put(put_lifetimes))
+        .route("/users", get(list_users))
+        .route(
+            "/users/{user}",
+            get(get_user).put(put_user).delete(remove_user),
+        )
         .route("/users/{user}/revoke", post(revoke_user))
         .route("/sessions", get(sessions))
         .route("/sessions/{sid}/revoke", post(revoke_session))
@@ -54,6 +60,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
             get(conformance_runs).post(conformance_start),
         )
         .route("/conformance/runs/finish", post(conformance_finish))
+        .route(
+            "/clients/{id}/next-claims",
+            get(pending_next_claims)
+                .post(add_next_claims)
+                .delete(clear_next_claims),
+        )
         .route_layer(middleware::from_fn_with_state(shared, guard))
 }
 
@@ -488,4 +500,93 @@ async fn conformance_finish(
         )
             .into_response(),
     }
+}
+fn not_found(what: &str) -> Response {
+    OAuthError::new(StatusCode::NOT_FOUND, "not_found", what).into_response()
+}
+
+/// A user as the control API shows one: never the password.
+fn shown(user: &User) -> serde_json::Value {
+    json!({"username": user.username, "sub": user.sub(), "claims": user.claims})
+}
+
+async fn list_users(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let users: Vec<_> = control(&shared).users().iter().map(shown).collect();
+    Json(json!({ "users": users }))
+}
+
+async fn get_user(State(shared): State<Arc<Shared>>, Path(user): Path<String>) -> Response {
+    match control(&shared).user(&user) {
+        Some(u) => Json(shown(&u)).into_response(),
+        None => not_found("no such user"),
+    }
+}
+
+/// `PUT /_control/users/{name}` with a [`User`] as JSON; `username` may be
+/// left out (the path names it) but must match when given.
+async fn put_user(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Json(mut body): Json<serde_json::Value>,
+) -> Response {
+    let Some(fields) = body.as_object_mut() else {
+        return bad("expected a user object");
+    };
+    match fields.get("username") {
+        None => {
+            fields.insert("username".to_owned(), json!(name));
+        }
+        Some(given) if given.as_str() == Some(name.as_str()) => {}
+        Some(_) => return bad("username differs from the name in the path"),
+    }
+    let user: User = match serde_json::from_value(body) {
+        Ok(u) => u,
+        Err(e) => return bad(e.to_string()),
+    };
+    let shown = shown(&user);
+    match control(&shared).put_user(user) {
+        Ok(true) => Json(shown).into_response(),
+        Ok(false) => (StatusCode::CREATED, Json(shown)).into_response(),
+        Err(e) => bad(e.to_string()),
+    }
+}
+
+async fn remove_user(State(shared): State<Arc<Shared>>, Path(user): Path<String>) -> Response {
+    match control(&shared).remove_user(&user) {
+        Ok(ended) => Json(json!({"removed": user, "ended_sessions": ended})).into_response(),
+        Err(_) => not_found("no such user"),
+    }
+}
+
+async fn pending_next_claims(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+) -> Json<serde_json::Value> {
+    Json(json!({"next_claims": control(&shared).pending_next_claims(&id)}))
+}
+
+async fn add_next_claims(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Json(claims): Json<NextClaims>,
+) -> Response {
+    let c = control(&shared);
+    if !shared.settings().clients.contains_key(&id) {
+        return not_found("no such client");
+    }
+    match c.next_claims(&id, claims) {
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(json!({"next_claims": c.pending_next_claims(&id)})),
+        )
+            .into_response(),
+        Err(e) => bad(e.to_string()),
+    }
+}
+
+async fn clear_next_claims(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+) -> Json<serde_json::Value> {
+    Json(json!({"cleared": control(&shared).clear_next_claims(&id)}))
 }

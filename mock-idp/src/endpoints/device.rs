@@ -66,7 +66,7 @@ pub(crate) async fn device_authorization(
             let scope = params.scope();
             if let Some(bad) = scope
                 .iter()
-                .find(|s| !["openid", "profile", "email", "offline_access"].contains(&s.as_str()))
+                .find(|s| !crate::endpoints::authorize::SUPPORTED_SCOPES.contains(&s.as_str()))
             {
                 return Err(OAuthError::new(
                     StatusCode::BAD_REQUEST,

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::config::{Alg, DEVICE_CODE_GRANT};
+use crate::config::{ACCOUNT_SCOPE, Alg, DEVICE_CODE_GRANT, account_audience};
 use crate::conformance::JwksAnswer;
 use crate::state::Shared;
 
@@ -28,6 +28,8 @@ pub(crate) fn document(issuer: &str) -> Bytes {
         "end_session_endpoint": e("/end_session"),
         "device_authorization_endpoint": e("/device_authorization"),
         "account_sessions_endpoint": e("/account/sessions"),
+        "account_sessions_scope": ACCOUNT_SCOPE,
+        "account_sessions_audience": account_audience(issuer),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_CODE_GRANT, "client_credentials"],
@@ -37,7 +39,7 @@ pub(crate) fn document(issuer: &str) -> Bytes {
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access", ACCOUNT_SCOPE],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "azp",
             "name", "preferred_username", "email", "email_verified"],
         "code_challenge_methods_supported": ["S256"],

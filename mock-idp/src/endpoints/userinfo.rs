@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::endpoints::no_store_json;
 use crate::error::OAuthError;
@@ -17,6 +17,8 @@ use crate::state::{Grant, Shared};
 pub(crate) struct ValidAccess {
     pub(crate) claims: Value,
     pub(crate) grant: Grant,
+    /// Claims a test set for userinfo answers to this token.
+    pub(crate) userinfo: Option<Map<String, Value>>,
 }
 
 /// Checks an access token presented at `endpoint` (named in the
@@ -31,10 +33,10 @@ pub(crate) fn check_access_token(
     // exact bytes, so a match is as good as a signature check (and much
     // cheaper); anything else — forged, tampered, foreign — is unknown.
     let hash = Shared::hash(token);
-    let (grant_id, revoked) = {
+    let (grant_id, revoked, userinfo) = {
         let store = shared.store();
         let record = store.access.get(&hash).ok_or("unknown token")?;
-        (record.grant, record.revoked)
+        (record.grant, record.revoked, record.userinfo.clone())
     };
     let decoded = crate::keys::decode_unverified(token).ok_or("malformed token")?;
     if decoded.header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
@@ -64,7 +66,11 @@ pub(crate) fn check_access_token(
     shared
         .conformance
         .on_token_use(&grant.client_id, &hash, endpoint);
-    Ok(ValidAccess { grant, claims })
+    Ok(ValidAccess {
+        grant,
+        claims,
+        userinfo,
+    })
 }
 
 pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, OAuthError> {
@@ -116,7 +122,9 @@ pub(crate) async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderM
                 body[k] = v;
             }
         }
-        let _ = &valid.claims;
+        if let (Some(extra), Value::Object(claims)) = (&valid.userinfo, &mut body) {
+            crate::claims::merge(claims, extra);
+        }
         crate::conformance::twist::userinfo(&shared, &valid.grant.client_id, &mut body);
         Ok(body)
     })();

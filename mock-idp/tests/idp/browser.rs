@@ -1,6 +1,7 @@
-//! The login page and the device verification page driven by a real headless
-//! Chromium over WebDriver: the clicks, typing, form posts and redirects a
-//! browser really makes, which plain HTTP tests cannot show. A tiny W3C
+//! The login page, the sign-out question and the device verification page
+//! driven by a real headless Chromium over WebDriver: the clicks, typing,
+//! form posts and redirects a browser really makes, which plain HTTP tests
+//! cannot show. A tiny W3C
 //! WebDriver client lives at the bottom of this file, so no browser crate is
 //! needed.
 //!
@@ -384,6 +385,62 @@ async fn poll(idp: &MockIdp, device_code: &str) -> (u16, Value) {
         ],
     )
     .await
+}
+
+// ---------------------------------------------------------------------------
+// Sign-out (RP-initiated logout)
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_link_to_sign_out_asks_first_and_the_button_signs_out() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let idp = support::idp().await;
+    let mut receiver = Receiver::start().await;
+    let redirect_uri = receiver.redirect_uri();
+    browser
+        .goto(&authorize_url(&idp, &support::pkce(), &redirect_uri, &[]))
+        .await;
+    browser.click("#pick-alice").await;
+    assert!(receiver.next().await.contains_key("code"));
+
+    // A link any site can show: no id_token_hint.
+    let end_session = idp.url("/end_session");
+    browser.goto(&end_session).await;
+    assert_eq!(
+        browser.text("#question").await,
+        format!("Sign out of {}?", idp.issuer())
+    );
+    assert_eq!(browser.text("#current-user").await, "alice");
+    assert_eq!(
+        idp.control().sessions(Some("alice")).len(),
+        1,
+        "asking ends nothing"
+    );
+    // The session cookie still signs in without a page.
+    browser
+        .goto(&authorize_url(&idp, &support::pkce(), &redirect_uri, &[]))
+        .await;
+    assert!(receiver.next().await.contains_key("code"));
+
+    // Asked again, the button signs out.
+    browser.goto(&end_session).await;
+    browser.click("#sign-out").await;
+    assert!(
+        browser
+            .text("#signed-out")
+            .await
+            .contains("You are signed out"),
+        "the form's POST ended the session"
+    );
+    assert!(idp.control().sessions(Some("alice")).is_empty());
+    browser
+        .goto(&authorize_url(&idp, &support::pkce(), &redirect_uri, &[]))
+        .await;
+    assert_eq!(browser.text("#pick-alice").await, "alice", "the login page");
+    receiver.assert_no_callback();
+    browser.quit().await;
 }
 
 // ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 //! Ending sessions: RP-initiated logout with `id_token_hint` and a registered
-//! `post_logout_redirect_uri`; back-channel logout tokens delivered to a
+//! `post_logout_redirect_uri`, and the question asked without a hint of the
+//! browser's user (a cross-site GET signs nobody out); back-channel logout tokens delivered to a
 //! receiver that verifies them; the account sessions API listing devices and
-//! revoking one.
+//! revoking one. (The account API's audience rule: `account.rs`.)
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,6 +11,9 @@ use serde_json::Value;
 use sessionkit_mock_idp::MockIdp;
 
 use crate::support::*;
+
+/// Tokens the account sessions API accepts.
+pub(crate) const ACCOUNT_TOKEN_SCOPE: &str = "openid offline_access account_sessions";
 
 /// A back-channel logout receiver on 127.0.0.1:0 that keeps what it got.
 struct Receiver {
@@ -144,8 +148,8 @@ async fn account_api_lists_devices_and_revokes_one_with_backchannel_logout() {
     idp.control()
         .set_backchannel_logout_uri(CLIENT, Some(&rx.url))
         .expect("set");
-    let laptop = consented(&idp).await;
-    let phone = consented(&idp).await;
+    let laptop = consented_tokens(&idp, ACCOUNT_TOKEN_SCOPE).await;
+    let phone = consented_tokens(&idp, ACCOUNT_TOKEN_SCOPE).await;
     let laptop_at = laptop["access_token"].as_str().expect("at");
     let phone_sid = decode(phone["id_token"].as_str().expect("id")).1["sid"]
         .as_str()
@@ -258,4 +262,261 @@ async fn a_receiver_that_is_down_is_recorded_not_fatal() {
     let d = idp.control().deliveries();
     assert_eq!(d.len(), 1);
     assert!(d[0].status.is_none() && d[0].error.is_some());
+}
+
+/// The hidden fields of the first form in `html` (values without escapes).
+fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    html.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once('"')?;
+            let value = rest.split("value=\"").nth(1)?.split('"').next()?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// Signs `user` in through the login page in `browser` (a cookie jar):
+/// the token response, with a refresh token.
+async fn browser_sign_in(idp: &MockIdp, browser: &reqwest::Client, user: &str) -> Value {
+    let pkce = pkce();
+    let mut params = auth_params(&pkce, "openid offline_access");
+    params.push(("prompt".into(), "consent".into()));
+    let answer = sign_in_on_page(idp, browser, &params, user, user).await;
+    assert_eq!(answer.status(), 303);
+    let (status, body) = redeem(idp, &location_params(&answer)["code"], &pkce.verifier).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Does the browser's session cookie still sign it in without a page?
+async fn cookie_still_signs_in(idp: &MockIdp, browser: &reqwest::Client) -> bool {
+    let answer = authorize(idp, browser, &auth_params(&pkce(), "openid")).await;
+    answer.status() == 303 && location_params(&answer).contains_key("code")
+}
+
+#[tokio::test]
+async fn a_cross_site_get_without_a_hint_asks_and_only_the_forms_post_signs_out() {
+    let idp = idp().await;
+    let browser = cookie_http();
+    let t = browser_sign_in(&idp, &browser, "alice").await;
+
+    // A link on another site: a top-level GET with the (SameSite=Lax) cookie.
+    let asked = browser
+        .get(idp.url("/end_session"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(asked.status(), 200);
+    assert!(
+        asked.headers().get("set-cookie").is_none(),
+        "the cookie stays"
+    );
+    assert_eq!(asked.headers()["x-frame-options"], "DENY");
+    let html = asked.text().await.expect("html");
+    assert!(
+        html.contains(&format!("Sign out of <code>{}</code>?", idp.issuer())),
+        "{html}"
+    );
+    assert!(html.contains("<form method=\"post\""), "{html}");
+    let form = hidden_fields(&html);
+    assert!(
+        form.iter().any(|(k, v)| k == "confirm" && v.len() >= 32),
+        "{form:?}"
+    );
+    // Nothing ended: the cookie still signs in, the refresh token still works.
+    assert_eq!(idp.control().sessions(Some("alice")).len(), 1);
+    assert!(cookie_still_signs_in(&idp, &browser).await);
+    let (status, t) = refresh(&idp, t["refresh_token"].as_str().expect("rt")).await;
+    assert_eq!(status, 200);
+
+    // An auto-submitted form of another site, without the token or with a
+    // wrong one, gets the question again.
+    for confirm in [None, Some("forged-token")] {
+        let mut post = vec![("client_id", CLIENT)];
+        post.extend(confirm.map(|c| ("confirm", c)));
+        let again = browser
+            .post(idp.url("/end_session"))
+            .form(&post)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(again.status(), 200);
+        assert!(
+            again
+                .text()
+                .await
+                .expect("html")
+                .contains("id=\"sign-out\"")
+        );
+    }
+    // Another browser's token does not sign this one out.
+    let other = cookie_http();
+    browser_sign_in(&idp, &other, "bob").await;
+    let bobs = hidden_fields(
+        &other
+            .get(idp.url("/end_session"))
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("html"),
+    );
+    let not_ours = browser
+        .post(idp.url("/end_session"))
+        .form(&bobs)
+        .send()
+        .await
+        .expect("post");
+    assert!(
+        not_ours
+            .text()
+            .await
+            .expect("html")
+            .contains("id=\"sign-out\""),
+        "asked again"
+    );
+    assert_eq!(idp.control().sessions(None).len(), 2);
+    assert!(cookie_still_signs_in(&idp, &browser).await);
+
+    // The form itself signs out.
+    let done = browser
+        .post(idp.url("/end_session"))
+        .form(&form)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(done.status(), 200);
+    assert!(
+        done.text()
+            .await
+            .expect("html")
+            .contains("You are signed out")
+    );
+    assert!(idp.control().sessions(Some("alice")).is_empty());
+    assert_eq!(idp.control().sessions(Some("bob")).len(), 1, "bob stays");
+    assert!(!cookie_still_signs_in(&idp, &browser).await);
+    assert_eq!(
+        refresh(&idp, t["refresh_token"].as_str().expect("rt"))
+            .await
+            .1["error"],
+        "invalid_grant"
+    );
+}
+
+#[tokio::test]
+async fn a_hint_for_the_browsers_user_signs_out_at_once_and_one_for_another_user_asks() {
+    let idp = idp().await;
+    let browser = cookie_http();
+    browser_sign_in(&idp, &browser, "alice").await;
+    let bob = browser_sign_in(&idp, &cookie_http(), "bob").await;
+
+    // Bob's ID token in alice's browser: not this session's user, so ask.
+    let asked = browser
+        .get(idp.url("/end_session"))
+        .query(&[
+            ("id_token_hint", bob["id_token"].as_str().expect("id")),
+            ("post_logout_redirect_uri", "http://127.0.0.1/logged-out"),
+            ("state", "asked"),
+        ])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(asked.status(), 200);
+    let html = asked.text().await.expect("html");
+    assert!(html.contains("id=\"sign-out\""), "{html}");
+    assert_eq!(idp.control().sessions(None).len(), 2, "nothing ended");
+    // Confirmed, it ends the browser's session (not bob's, elsewhere) and
+    // goes back where the request said, with its state.
+    let confirmed = browser
+        .post(idp.url("/end_session"))
+        .form(&hidden_fields(&html))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(confirmed.status(), 303);
+    assert_eq!(
+        confirmed.headers()["location"],
+        "http://127.0.0.1/logged-out?state=asked"
+    );
+    assert!(idp.control().sessions(Some("alice")).is_empty());
+    assert_eq!(idp.control().sessions(Some("bob")).len(), 1);
+
+    // Alice's own hint: signed out at once, back to the registered URI with the state.
+    let alice = browser_sign_in(&idp, &browser, "alice").await;
+    let done = browser
+        .get(idp.url("/end_session"))
+        .query(&[
+            ("id_token_hint", alice["id_token"].as_str().expect("id")),
+            ("post_logout_redirect_uri", "http://127.0.0.1/logged-out"),
+            ("state", "bye"),
+        ])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(done.status(), 303);
+    assert_eq!(
+        done.headers()["location"],
+        "http://127.0.0.1/logged-out?state=bye"
+    );
+    assert!(idp.control().sessions(Some("alice")).is_empty());
+    assert_eq!(idp.control().sessions(Some("bob")).len(), 1);
+    assert!(!cookie_still_signs_in(&idp, &browser).await);
+
+    // An access token is no ID token hint.
+    let refused = http()
+        .get(idp.url("/end_session"))
+        .query(&[("id_token_hint", bob["access_token"].as_str().expect("at"))])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(refused.status(), 400);
+}
+
+#[tokio::test]
+async fn a_sign_out_form_older_than_ten_minutes_asks_again() {
+    let idp = idp().await;
+    let browser = cookie_http();
+    browser_sign_in(&idp, &browser, "carol").await;
+    let page = |browser: reqwest::Client| {
+        let url = idp.url("/end_session");
+        async move {
+            browser
+                .get(url)
+                .send()
+                .await
+                .expect("get")
+                .text()
+                .await
+                .expect("html")
+        }
+    };
+    let old_form = hidden_fields(&page(browser.clone()).await);
+    idp.control()
+        .advance_clock(std::time::Duration::from_secs(601));
+    let late = browser
+        .post(idp.url("/end_session"))
+        .form(&old_form)
+        .send()
+        .await
+        .expect("post");
+    assert!(
+        late.text().await.expect("html").contains("id=\"sign-out\""),
+        "asked again"
+    );
+    assert_eq!(idp.control().sessions(Some("carol")).len(), 1);
+    // A fresh form works, once.
+    let form = hidden_fields(&page(browser.clone()).await);
+    for expected in ["You are signed out", "There was no session to end"] {
+        let answer = browser
+            .post(idp.url("/end_session"))
+            .form(&form)
+            .send()
+            .await
+            .expect("post");
+        assert!(answer.text().await.expect("html").contains(expected));
+    }
+    assert!(idp.control().sessions(Some("carol")).is_empty());
 }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod account;
 mod authorize;
 mod browser;
 mod conformance;
@@ -13,3 +14,4 @@ mod logout;
 mod oidc_client;
 mod start;
 mod tokens;
+mod users;

@@ -240,3 +240,46 @@ pub fn basic(id: &str, secret: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
     )
 }
+
+/// The login page's form, filled in and sent as a browser would (cookies
+/// kept in `browser`): the answer, a redirect to the client when it worked.
+pub async fn sign_in_on_page(
+    idp: &MockIdp,
+    browser: &reqwest::Client,
+    params: &[(String, String)],
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    let page = authorize(idp, browser, params).await;
+    assert_eq!(page.status(), 200, "the login page");
+    let html = page.text().await.expect("html");
+    let request_id = html
+        .split("name=\"request_id\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("request id")
+        .to_owned();
+    browser
+        .post(idp.url("/authorize/login"))
+        .form(&[
+            ("request_id", request_id.as_str()),
+            ("username", username),
+            ("password", password),
+            ("action", "allow"),
+        ])
+        .send()
+        .await
+        .expect("login")
+}
+
+/// The userinfo answer for `access_token`: status and JSON (or `null`).
+pub async fn userinfo(idp: &MockIdp, access_token: &str) -> (u16, Value) {
+    let response = http()
+        .get(idp.url("/userinfo"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .expect("userinfo");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
