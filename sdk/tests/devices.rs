@@ -348,3 +348,35 @@ async fn the_account_api_gets_tokens_for_it_and_a_session_without_the_scope_send
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(other_dir);
 }
+
+#[tokio::test]
+async fn the_session_manager_builder_asks_for_the_account_sessions_scope_when_told() {
+    let idp = idp().await;
+    let dir = scratch("devices-builder");
+    for (manage, expected) in [(true, true), (false, false)] {
+        let mut builder = SessionManager::builder(idp.issuer(), "chat-example")
+            .namespace("devices-test")
+            .store(Arc::new(sessionkit::MemoryStore::new()))
+            .registry(AccountRegistry::at(dir.join("accounts.json")))
+            .restore(false);
+        if manage {
+            builder = builder.manage_devices();
+        }
+        let manager = builder.build().await.expect("manager");
+        let request = manager
+            .client()
+            .authorization_request("http://127.0.0.1:1/callback")
+            .expect("request");
+        let scope = request
+            .url
+            .query_pairs()
+            .find(|(k, _)| k == "scope")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        assert_eq!(
+            scope.split(' ').any(|s| s == "account_sessions"),
+            expected,
+            "{scope}"
+        );
+    }
+}

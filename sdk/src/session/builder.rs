@@ -53,6 +53,7 @@ pub struct SessionManagerBuilder {
     client: ClientFrom,
     namespace: Option<String>,
     scopes: Option<Vec<String>>,
+    manage_devices: bool,
     secret: Option<ClientSecret>,
     skew: Option<Duration>,
     http: Option<HttpClient>,
@@ -83,6 +84,7 @@ impl SessionManagerBuilder {
             client,
             namespace: None,
             scopes: None,
+            manage_devices: false,
             secret: None,
             skew: None,
             http: None,
@@ -110,6 +112,15 @@ impl SessionManagerBuilder {
     /// made carries its own, and `build()` says so.
     pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
         self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Also ask for the provider's account-sessions scope (discovery's
+    /// `account_sessions_scope`), which the devices API
+    /// ([`crate::list_devices`], [`crate::revoke_device`]) needs; see
+    /// [`OidcClient::manage_devices`]. Only with [`SessionManager::builder`].
+    pub fn manage_devices(mut self) -> Self {
+        self.manage_devices = true;
         self
     }
 
@@ -214,12 +225,13 @@ impl SessionManagerBuilder {
         let client = match self.client {
             ClientFrom::Given(client) => {
                 if self.scopes.is_some()
+                    || self.manage_devices
                     || self.secret.is_some()
                     || self.skew.is_some()
                     || self.http.is_some()
                 {
                     return Err(Error::Config(
-                        "scopes, client_secret, clock_skew and http belong to the OidcClient \
+                        "scopes, manage_devices, client_secret, clock_skew and http belong to the OidcClient \
                          given to SessionManager::for_client; set them there"
                             .to_owned(),
                     ));
@@ -236,6 +248,9 @@ impl SessionManagerBuilder {
                     self.scopes
                         .unwrap_or_else(|| DEFAULT_SCOPES.map(str::to_owned).to_vec()),
                 );
+                if self.manage_devices {
+                    client = client.manage_devices();
+                }
                 if let Some(secret) = self.secret {
                     client = client.client_secret(secret);
                 }
