@@ -6,4 +6,5 @@ mod chat;
 mod durability;
 mod expiry;
 mod handshake;
+mod limits;
 mod support;
