@@ -8,6 +8,7 @@ mod authorize;
 mod browser;
 mod control;
 mod discovery;
+mod limits;
 mod logout;
 mod oidc_client;
 mod start;
