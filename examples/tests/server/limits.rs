@@ -144,6 +144,37 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_timeout() {
 }
 
 #[tokio::test]
+async fn a_body_that_trickles_is_cut() {
+    const TIMEOUT: Duration = Duration::from_millis(500);
+    let idp = idp().await;
+    let server = server_with(with_connections(
+        idp.issuer(),
+        ConnectionLimits {
+            header_read_timeout: TIMEOUT,
+            ..ConnectionLimits::default()
+        },
+    ))
+    .await;
+    let mut stream = TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"POST /backchannel-logout HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\n\
+              Content-Length: 100\r\n\r\nlogout_token=",
+        )
+        .await
+        .expect("write");
+    let start = Instant::now();
+    assert!(
+        closed_within(&mut stream, TIMEOUT + Duration::from_secs(4)).await,
+        "a body that never arrives whole ends the connection"
+    );
+    assert!(start.elapsed() >= TIMEOUT, "{:?}", start.elapsed());
+}
+
+#[tokio::test]
 async fn the_oldest_half_open_connections_of_an_address_make_way() {
     const CAP: usize = 20;
     const OPENED: usize = 50;
@@ -200,7 +231,11 @@ async fn past_the_connection_cap_a_new_connection_is_closed_unanswered() {
     within("the refusal", refused.read_to_end(&mut got))
         .await
         .ok();
-    assert!(got.is_empty(), "closed without an answer: {got:?}");
+    assert!(
+        got.is_empty(),
+        "closed without an answer: {}",
+        String::from_utf8_lossy(&got)
+    );
     drop(alice);
     // Once the WebSocket is gone, there is room again.
     within("a place", async {
