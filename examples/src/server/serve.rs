@@ -17,6 +17,10 @@
 //!   a flood from one address evicts itself while a real client (which sends
 //!   its request at once) still gets in, even from the same address.
 //!
+//! The server speaks HTTP/1.1 only: what WebSocket clients and the
+//! provider's back-channel logout requests use (`axum::serve` also took
+//! HTTP/2 with prior knowledge, which nothing here needs).
+//!
 //! A WebSocket, once upgraded, leaves hyper: none of these timeouts applies
 //! to it (it has its own ping and idle timeout), but it keeps its place in
 //! the connection count until it closes.
