@@ -22,8 +22,43 @@
 //! Close codes the server uses: 4001 when the connection's token expired,
 //! 4003 when the provider logged the session out (back-channel logout),
 //! 4008 when the client could not keep up with its rooms (reconnect and
-//! resume), 1008 for a protocol violation. The server pings every 30 s and
-//! drops a connection that sent no frame at all (not even a pong) for 60 s.
+//! resume), 4029 when the user sent frames faster than allowed (the close
+//! reason is `{"retry_after_ms":N}`: reconnect after N ms and re-send what
+//! was not acknowledged), 1008 for a protocol violation. The server pings
+//! every 30 s and drops a connection that sent no frame at all (not even a
+//! pong) for 60 s.
+//!
+//! ## What a message's text may hold
+//!
+//! The server refuses, with an `error` frame and without storing it, a
+//! `send` whose text ([`check_text`]):
+//! - is empty or only white space (`bad_text`);
+//! - is longer than [`MAX_TEXT_BYTES`] (`too_long`);
+//! - holds a control character other than newline and tab: C0 controls
+//!   (carriage return and escape included), DEL, C1 controls (`bad_text`).
+//!   These drive terminals (cursor moves, OSC title and clipboard writes) or
+//!   forge lines;
+//! - holds a bidirectional embedding, override or isolate (U+202A–U+202E,
+//!   U+2066–U+2069), which reorder what is displayed around them ("Trojan
+//!   Source"; `bad_text`). The marks U+200E, U+200F and U+061C stay allowed:
+//!   right-to-left writing needs them and they reorder nothing past
+//!   themselves. Other format characters (the zero-width joiner of emoji
+//!   sequences, tag characters of flags) stay allowed too.
+//!
+//! The `chat` client's plain mode still escapes what it prints: a server
+//! that is not this one may send anything.
+//!
+//! ## Limits (per user, by the token's `sub`)
+//!
+//! Defaults, configurable in `ServerConfig::users`:
+//! - 16 WebSocket connections at once; one more is refused at the handshake
+//!   with HTTP 429 `{"error":"too_many_connections"}` and `Retry-After`;
+//! - 64 rooms joined per connection and 256 across the user's connections,
+//!   1,000 rooms created (a room is created by its first message): past
+//!   either, an `error` frame `too_many_rooms` (a refused post is not stored);
+//! - 10 frames per second through a bucket of 50 (every frame counts but
+//!   pings and pongs); the first frame over it is not acted on and the
+//!   connection is closed with 4029.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +76,69 @@ pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 pub const CLOSE_SIGNED_OUT: u16 = 4003;
 /// Close code: the client fell behind its rooms' traffic; reconnect and resume.
 pub const CLOSE_TOO_SLOW: u16 = 4008;
+/// Close code: the user sent frames faster than allowed; the close reason
+/// is `{"retry_after_ms":N}`. The frame that went over was not acted on.
+pub const CLOSE_RATE_LIMITED: u16 = 4029;
+
+/// Why a message's text is refused (see "What a message's text may hold"
+/// above).
+///
+/// ```
+/// use sessionkit_examples::protocol::{TextError, check_text};
+///
+/// assert_eq!(check_text("hi\nthere\t!"), Ok(()));
+/// assert_eq!(check_text(" "), Err(TextError::Empty));
+/// assert_eq!(check_text("\u{1b}]52;c;aGk=\u{7}"), Err(TextError::Control('\u{1b}')));
+/// assert_eq!(check_text("abc\u{202e}fed"), Err(TextError::Control('\u{202e}')));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TextError {
+    /// Empty, or only white space.
+    #[error("the text is empty")]
+    Empty,
+    /// Longer than [`MAX_TEXT_BYTES`].
+    #[error("the text is longer than {MAX_TEXT_BYTES} bytes")]
+    TooLong,
+    /// Holds this control or bidirectional-override character.
+    #[error("the text holds the control character U+{:04X}", u32::from(*.0))]
+    Control(char),
+}
+
+impl TextError {
+    /// The `error` frame code the server answers with: `too_long` or `bad_text`.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooLong => "too_long",
+            Self::Empty | Self::Control(_) => "bad_text",
+        }
+    }
+}
+
+/// Whether `c` may not appear in a message's text: a control character
+/// other than newline and tab (C0, DEL, C1), or a bidirectional embedding,
+/// override or isolate.
+#[must_use]
+pub fn is_forbidden_in_text(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// Checks a message's text against the server's rule.
+pub fn check_text(text: &str) -> Result<(), TextError> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(TextError::TooLong);
+    }
+    if let Some(c) = text.chars().find(|&c| is_forbidden_in_text(c)) {
+        return Err(TextError::Control(c));
+    }
+    if text.trim().is_empty() {
+        return Err(TextError::Empty);
+    }
+    Ok(())
+}
 
 /// A frame the client sends. Its `Debug` never shows an `auth` token.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +236,8 @@ pub enum ServerFrame {
     },
     /// A frame was refused; the connection stays open.
     Error {
-        /// A short machine-readable code (`bad_frame`, `bad_room`, `too_long`, `bad_token`, `storage`).
+        /// A short machine-readable code (`bad_frame`, `bad_room`, `bad_text`,
+        /// `too_long`, `too_many_rooms`, `bad_token`, `storage`).
         code: String,
         /// What was wrong, for people.
         message: String,
@@ -230,6 +329,44 @@ mod tests {
         let shown = format!("{frame:?} {frame:#?}");
         assert!(!shown.contains("secret"), "{shown}");
         assert!(shown.contains("[redacted 16 bytes]"), "{shown}");
+    }
+
+    #[test]
+    fn text_keeps_newlines_tabs_and_unicode_but_no_controls() {
+        for ok in [
+            "hi",
+            "two\nlines\tand a tab",
+            "שלום \u{200f}(RLM) and \u{200e}",
+            "👩\u{200d}💻 joined",
+            "émoji 🏳️\u{200d}🌈",
+        ] {
+            assert_eq!(check_text(ok), Ok(()), "{ok:?}");
+        }
+        for (bad, c) in [
+            ("line\r[99] alice: forged", '\r'),
+            ("\u{1b}[2J", '\u{1b}'),
+            ("bell\u{7}", '\u{7}'),
+            ("nul\0", '\0'),
+            ("del\u{7f}", '\u{7f}'),
+            ("c1 csi \u{9b}31m", '\u{9b}'),
+            ("next line \u{85}", '\u{85}'),
+            ("abc\u{202e}cba", '\u{202e}'),
+            ("lre\u{202a}", '\u{202a}'),
+            ("isolate \u{2066}x\u{2069}", '\u{2066}'),
+        ] {
+            assert_eq!(check_text(bad), Err(TextError::Control(c)), "{bad:?}");
+            assert_eq!(TextError::Control(c).code(), "bad_text");
+        }
+        assert_eq!(check_text(""), Err(TextError::Empty));
+        assert_eq!(check_text(" \n\t "), Err(TextError::Empty));
+        assert_eq!(check_text(&"a".repeat(MAX_TEXT_BYTES)), Ok(()));
+        let long = "a".repeat(MAX_TEXT_BYTES + 1);
+        assert_eq!(check_text(&long), Err(TextError::TooLong));
+        assert_eq!(TextError::TooLong.code(), "too_long");
+        assert_eq!(
+            TextError::Control('\u{1b}').to_string(),
+            "the text holds the control character U+001B"
+        );
     }
 
     #[test]

@@ -81,6 +81,7 @@ mod endpoints;
 mod error;
 mod faults;
 mod keys;
+mod limits;
 mod log;
 mod params;
 mod server;
@@ -97,6 +98,7 @@ pub use config::{Alg, ClientConfig, Config, Lifetimes, SecretSource, User};
 pub use control::{Control, SessionInfo};
 pub use error::{Error, Result};
 pub use faults::{ENDPOINTS, Fault};
+pub use limits::ConnectionLimits;
 pub use log::LoggedRequest;
 pub use state::{Delivery, DeviceOutcome, DeviceScript, TokenRecord};
 use tokio_util::sync::CancellationToken;
@@ -124,6 +126,7 @@ impl MockIdp {
             on_listening: None,
             keys: KeySource::Shared,
             readiness_delay: None,
+            limits: ConnectionLimits::default(),
         }
     }
 
@@ -213,6 +216,7 @@ pub struct MockIdpBuilder {
     on_listening: Option<OnListening>,
     keys: KeySource,
     readiness_delay: Option<Duration>,
+    limits: ConnectionLimits,
 }
 
 impl std::fmt::Debug for MockIdpBuilder {
@@ -222,6 +226,7 @@ impl std::fmt::Debug for MockIdpBuilder {
             .field("bind", &self.bind)
             .field("tls", &self.tls)
             .field("keys", &self.keys)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -339,6 +344,16 @@ impl MockIdpBuilder {
         self
     }
 
+    /// Limits on connections: the time a client has to send a request (10 s
+    /// by default, also the longest a kept-alive connection may idle), how
+    /// many connections may be open (1024), and how many half-open ones one
+    /// address may hold (64; past it the oldest of them is closed). See
+    /// [`ConnectionLimits`].
+    pub fn connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Holds start-up back by `delay` after the socket listens, as slow key
     /// loading would: for tests of what is answered meanwhile.
     #[doc(hidden)]
@@ -397,6 +412,7 @@ impl MockIdpBuilder {
             listener,
             server::Gate::new(listening.clone(), ready_rx),
             tls.as_ref().map(|t| t.acceptor.clone()),
+            self.limits,
             shutdown.clone(),
             tasks.clone(),
         ));

@@ -1,7 +1,8 @@
 //! The HTTP side: the router, the middleware that applies scripted faults and
 //! keeps the request log, the gate that answers discovery while the rest of
 //! the provider is still starting, and an accept loop that can drop one
-//! connection on purpose (a "dropped connection" fault) and drains on shutdown.
+//! connection on purpose (a "dropped connection" fault), holds connections
+//! to the limits of `limits.rs`, and drains on shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -23,6 +24,7 @@ use tower::ServiceExt as _;
 
 use crate::endpoints;
 use crate::error::OAuthError;
+use crate::limits::{self, Activity, ConnectionLimits, DeadlineBody, InFlight, Slot};
 use crate::log::LoggedRequest;
 use crate::state::{Listening, Shared};
 
@@ -272,26 +274,37 @@ async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next
     response
 }
 
-/// Accepts connections until `shutdown`, then lets open ones finish (up to 5 s).
+/// Accepts connections until `shutdown`, each held to `limits`, then lets
+/// open ones finish (up to 5 s).
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Gate,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
     tasks: tokio_util::task::TaskTracker,
 ) {
+    let timeout = limits.header_read_timeout;
+    let gate = limits::Gate::new(limits);
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
+                    // Out of file descriptors, most likely: let some close.
                     tracing::warn!(%err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
             },
         };
+        let Some(slot) = gate.admit(peer.ip()) else {
+            tracing::warn!(%peer, "connection refused: too many connections open");
+            drop(stream);
+            continue;
+        };
+        let accepted_at = tokio::time::Instant::now();
         let _ = stream.set_nodelay(true);
         let conn = Conn {
             peer,
@@ -301,40 +314,79 @@ pub(crate) async fn serve(
         let shutdown = shutdown.clone();
         let tls = tls.clone();
         tasks.spawn(async move {
-            match tls {
-                None => serve_connection(stream, conn, app, shutdown).await,
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
-                    match handshake.await {
-                        Ok(Ok(stream)) => serve_connection(stream, conn, app, shutdown).await,
-                        Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
-                    }
+            let slot = Arc::new(slot);
+            let Some(acceptor) = tls else {
+                serve_connection(stream, conn, app, slot, accepted_at, timeout, shutdown).await;
+                return;
+            };
+            let evict = slot.evict.clone();
+            let handshake = tokio::select! {
+                handshake = tokio::time::timeout_at(accepted_at + timeout, acceptor.accept(stream)) => handshake,
+                () = evict.notified() => return,
+                () = shutdown.cancelled() => return,
+            };
+            match handshake {
+                Ok(Ok(stream)) => {
+                    serve_connection(stream, conn, app, slot, accepted_at, timeout, shutdown).await;
                 }
+                Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
             }
         });
     }
 }
 
-/// Serves one connection; drops it at once when a fault asks for that.
-async fn serve_connection<I>(stream: I, conn: Conn, app: Gate, shutdown: CancellationToken)
-where
+/// Serves one connection until it ends, idles or stalls past `timeout`
+/// (counted from `accepted_at` for the first request), is evicted, or the
+/// server stops; drops it at once when a fault asks for that.
+async fn serve_connection<I>(
+    stream: I,
+    conn: Conn,
+    app: Gate,
+    slot: Arc<Slot>,
+    accepted_at: tokio::time::Instant,
+    timeout: Duration,
+    shutdown: CancellationToken,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let kill = conn.kill.clone();
+    let evict = slot.evict.clone();
+    let activity = Arc::new(watch::Sender::new(Activity::idle_since(accepted_at)));
+    let mut idle = activity.subscribe();
     let service =
-        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            slot.served();
+            let in_flight = InFlight::start(&activity);
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut request = request.map(|body| Body::new(DeadlineBody::new(body, deadline)));
             request.extensions_mut().insert(conn.clone());
             let app = app.clone();
-            async move { Ok::<_, Infallible>(app.serve(request.map(Body::new)).await) }
+            async move {
+                let response = app.serve(request).await;
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            }
         });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout);
+    builder.http2().timer(TokioTimer::new());
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => {}
         () = kill.notified() => {}
+        () = evict.notified() => {
+            tracing::debug!("half-open connection closed to make way for a newer one");
+        }
+        () = limits::idle_for(&mut idle, timeout) => {
+            tracing::debug!("connection closed: no request within the timeout");
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(limits::IDLE_DRAIN, connection).await;
+        }
         () = shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;

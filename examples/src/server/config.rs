@@ -4,6 +4,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::serve::ConnectionLimits;
+
 /// Where the chat server keeps its messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
@@ -65,13 +67,72 @@ pub struct ServerConfig {
     /// pong) before the server drops it as dead (default 60 s). The server
     /// pings every half of it, so a client that reads its socket stays up.
     pub idle_timeout: Duration,
+    /// Limits on connections before they become WebSockets: the time to
+    /// send a request, how many may be open, how many half-open ones one
+    /// address may hold (see [`ConnectionLimits`]).
+    pub connections: ConnectionLimits,
+    /// Limits per user (by the token's `sub`): connections, rooms, sends
+    /// (see [`UserLimits`]).
+    pub users: UserLimits,
+}
+
+/// Limits per user, counted by the access token's `sub` across all of the
+/// user's connections (see the protocol's "Limits" section in
+/// [`crate::protocol`]).
+///
+/// ```
+/// use sessionkit_examples::server::{ServerConfig, UserLimits};
+///
+/// let mut config = ServerConfig::new("http://127.0.0.1:9090");
+/// config.users = UserLimits { connections: 4, ..UserLimits::default() };
+/// assert_eq!(config.users.frames_per_second, 10);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserLimits {
+    /// WebSocket connections open at once (default 16). One more is refused
+    /// at the handshake with HTTP 429.
+    pub connections: usize,
+    /// Rooms joined at once, across the user's connections (default 256;
+    /// one connection may join at most 64). One more `join` gets an `error`
+    /// frame `too_many_rooms`.
+    pub rooms_joined: usize,
+    /// Rooms the user may create, i.e. post the first message of (default
+    /// 1,000, counted in the database, so a restart does not reset it).
+    /// Past it a post to a new room gets an `error` frame `too_many_rooms`
+    /// and is not stored.
+    pub rooms_created: u64,
+    /// Frames per second a user may send, sustained, over all the user's
+    /// connections (default 10): every frame counts (`send`, `join`,
+    /// `leave`, `auth`, malformed ones) but pings and pongs. They go through
+    /// a token bucket of [`frame_burst`](Self::frame_burst). The first frame
+    /// over it is not acted on (a `send` is not stored) and the connection
+    /// is closed with 4029 and the close reason `{"retry_after_ms": N}`, N
+    /// being the time until the bucket is full again; a client re-sends what
+    /// was not acknowledged after reconnecting. Reconnecting does not refill
+    /// the bucket.
+    pub frames_per_second: u32,
+    /// How many frames may come at once before the rate applies (default 50).
+    pub frame_burst: u32,
+}
+
+impl Default for UserLimits {
+    fn default() -> Self {
+        Self {
+            connections: 16,
+            rooms_joined: 256,
+            rooms_created: 1000,
+            frames_per_second: 10,
+            frame_burst: 50,
+        }
+    }
 }
 
 impl ServerConfig {
     /// The defaults for `issuer`: `127.0.0.1:0`, audience `chat-server`,
     /// back-channel logout client `chat-example`, an in-memory database, a
-    /// JWKS refetch at most every 10 s, keys trusted for 10 min, and silent
-    /// connections dropped after 60 s.
+    /// JWKS refetch at most every 10 s, keys trusted for 10 min, silent
+    /// connections dropped after 60 s, and the default [`ConnectionLimits`]
+    /// and [`UserLimits`].
     pub fn new(issuer: impl Into<String>) -> Self {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -82,6 +143,8 @@ impl ServerConfig {
             jwks_refetch_interval: Duration::from_secs(10),
             jwks_max_age: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(60),
+            connections: ConnectionLimits::default(),
+            users: UserLimits::default(),
         }
     }
 }

@@ -32,6 +32,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (room, seq),
         UNIQUE (sender_sub, client_id)
     );",
+    // 2: the rooms each user created (posted the first message of), counted
+    // for the per-user cap without reading the user's every message.
+    "CREATE INDEX messages_rooms_created ON messages (sender_sub) WHERE seq = 1;",
 ];
 
 /// The schema version this server writes.
@@ -77,6 +80,9 @@ pub(crate) enum Stored {
         /// Its sequence number there.
         seq: u64,
     },
+    /// The message would create a room, and its sender created as many as
+    /// allowed; nothing was written.
+    TooManyRooms,
 }
 
 /// The message store. Cheap to clone.
@@ -160,9 +166,12 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), ServerError> {
 /// messages of a room are announced in sequence order. A [`Stored::New`]
 /// (and so an ack) exists only once the transaction has committed: a failed
 /// commit is an error, and the transaction is rolled back.
+/// A message that would create a room is refused ([`Stored::TooManyRooms`])
+/// when its sender created `max_rooms_created` rooms already.
 fn insert(
     conn: &mut Connection,
     msg: &NewMessage,
+    max_rooms_created: u64,
     on_commit: impl FnOnce(&ChatMessage),
 ) -> Result<Stored, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -184,6 +193,16 @@ fn insert(
         params![msg.room],
         |row| row.get(0),
     )?;
+    if seq == 1 {
+        let created: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM messages WHERE sender_sub = ?1 AND seq = 1",
+            params![msg.sender_sub],
+            |row| row.get(0),
+        )?;
+        if to_u64(created)? >= max_rooms_created {
+            return Ok(Stored::TooManyRooms);
+        }
+    }
     tx.execute(
         "INSERT INTO messages (room, seq, sender_sub, user, client_id, text, sent_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -271,13 +290,16 @@ impl Store {
         .await?
     }
 
-    /// Stores a message idempotently (see `insert`).
+    /// Stores a message idempotently, unless it would create a room past
+    /// its sender's `max_rooms_created` (see `insert`).
     pub(crate) async fn insert(
         &self,
         msg: NewMessage,
+        max_rooms_created: u64,
         on_commit: impl FnOnce(&ChatMessage) + Send + 'static,
     ) -> Result<Stored, StoreError> {
-        self.with(move |conn| insert(conn, &msg, on_commit)).await
+        self.with(move |conn| insert(conn, &msg, max_rooms_created, on_commit))
+            .await
     }
 
     /// The highest sequence number of `room` (0 when empty).
@@ -326,7 +348,7 @@ mod tests {
         let mut conn = memory();
         let mut announced = Vec::new();
         let mut put = |conn: &mut Connection, m: NewMessage| {
-            insert(conn, &m, |c| announced.push(c.seq)).expect("insert")
+            insert(conn, &m, u64::MAX, |c| announced.push(c.seq)).expect("insert")
         };
         assert!(matches!(put(&mut conn, msg("a", "alice", "1")), Stored::New(m) if m.seq == 1));
         assert!(matches!(put(&mut conn, msg("a", "bob", "1")), Stored::New(m) if m.seq == 2));
@@ -357,7 +379,7 @@ mod tests {
         )
         .expect("set up the failing commit");
         let mut announced = Vec::new();
-        let result = insert(&mut conn, &msg("a", "alice", "1"), |m| {
+        let result = insert(&mut conn, &msg("a", "alice", "1"), u64::MAX, |m| {
             announced.push(m.seq)
         });
         assert!(
@@ -369,7 +391,7 @@ mod tests {
         // Once commits work again, the same id is stored as new.
         conn.execute_batch("DROP TRIGGER fail_commit;")
             .expect("drop");
-        let stored = insert(&mut conn, &msg("a", "alice", "1"), |m| {
+        let stored = insert(&mut conn, &msg("a", "alice", "1"), u64::MAX, |m| {
             announced.push(m.seq)
         });
         assert!(matches!(stored, Ok(Stored::New(m)) if m.seq == 1));
@@ -377,10 +399,39 @@ mod tests {
     }
 
     #[test]
+    fn a_user_creates_only_so_many_rooms_but_posts_anywhere_that_exists() {
+        let mut conn = memory();
+        let put =
+            |conn: &mut Connection, m: NewMessage| insert(conn, &m, 2, |_| {}).expect("insert");
+        assert!(matches!(
+            put(&mut conn, msg("a", "alice", "1")),
+            Stored::New(_)
+        ));
+        assert!(matches!(
+            put(&mut conn, msg("b", "alice", "2")),
+            Stored::New(_)
+        ));
+        assert_eq!(put(&mut conn, msg("c", "alice", "3")), Stored::TooManyRooms);
+        assert_eq!(last_seq(&conn, "c").expect("last"), 0, "nothing stored");
+        assert!(
+            matches!(put(&mut conn, msg("a", "alice", "4")), Stored::New(m) if m.seq == 2),
+            "rooms that exist take more messages"
+        );
+        assert!(
+            matches!(put(&mut conn, msg("c", "bob", "1")), Stored::New(m) if m.seq == 1),
+            "the cap is per user"
+        );
+        assert!(
+            matches!(put(&mut conn, msg("c", "alice", "3")), Stored::New(m) if m.seq == 2),
+            "bob created c"
+        );
+    }
+
+    #[test]
     fn pages_are_bounded_on_both_sides() {
         let mut conn = memory();
         for i in 0..10 {
-            insert(&mut conn, &msg("a", "alice", &i.to_string()), |_| {}).expect("insert");
+            insert(&mut conn, &msg("a", "alice", &i.to_string()), 1, |_| {}).expect("insert");
         }
         let seqs = |v: Vec<ChatMessage>| v.iter().map(|m| m.seq).collect::<Vec<_>>();
         assert_eq!(

@@ -19,8 +19,9 @@
 //! ## Layout
 //! - `config`: [`ServerConfig`], [`Database`]; `error`: [`ServerError`].
 //! - `jwks`: signatures against the issuer's keys; `claims`: the claim checks.
-//! - `ws`: the handshake and the connection task; `hub`: rooms and the
-//!   registry of connections.
+//! - `serve`: the accept loop and its [`ConnectionLimits`]; `ws`: the
+//!   handshake and the connection task; `hub`: rooms, the registry of
+//!   connections and the per-user limits ([`UserLimits`]).
 //! - `backchannel`: the back-channel logout endpoint and the sessions it ended.
 //! - `db`: SQLite storage and its migrations.
 //!
@@ -33,6 +34,7 @@ mod db;
 mod error;
 mod hub;
 mod jwks;
+mod serve;
 mod ws;
 
 use std::net::SocketAddr;
@@ -46,8 +48,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{Database, ServerConfig};
+pub use config::{Database, ServerConfig, UserLimits};
 pub use error::ServerError;
+pub use serve::ConnectionLimits;
 
 use crate::protocol::{BACKCHANNEL_PATH, WS_PATH};
 
@@ -152,22 +155,23 @@ impl ChatServer {
             config.jwks_refetch_interval,
             config.jwks_max_age,
         );
+        let hub = Arc::new(hub::Hub::new(config.users.clone()));
         let app = Arc::new(App {
             config,
             verifier,
             store,
-            hub: Arc::default(),
+            hub,
             revocations: backchannel::Revocations::default(),
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
-        let serve = axum::serve(listener, router(app.clone()))
-            .with_graceful_shutdown(app.cancel.clone().cancelled_owned());
-        app.tracker.spawn(async move {
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "the chat server stopped serving");
-            }
-        });
+        app.tracker.spawn(serve::serve(
+            listener,
+            router(app.clone()),
+            app.config.connections.clone(),
+            app.cancel.clone(),
+            app.tracker.clone(),
+        ));
         tracing::info!(%addr, issuer = %app.config.issuer, "chat-server listening");
         Ok(Self { addr, app })
     }

@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 
 use sessionkit_examples::protocol::{ClientFrame, MAX_ID_BYTES, MAX_TEXT_BYTES, ServerFrame};
+use sessionkit_examples::server::ServerConfig;
 
-use crate::support::{Client, Event, idp, server, token, within};
+use crate::support::{Client, Event, idp, server, server_with, token, within};
 
 #[tokio::test]
 async fn two_users_chat_in_a_room() {
@@ -175,7 +176,11 @@ async fn joins_during_a_burst_of_posts_have_no_gap_and_no_duplicate() {
     /// Each joiner's `after`, and how many acks the poster has seen when it joins.
     const JOINERS: [(u64, u64); 4] = [(0, 0), (3, 50), (6, PAUSE_AT), (9, 300)];
     let idp = idp().await;
-    let server = server(&idp).await;
+    // The poster sends far faster than a user may; this test is about order.
+    let mut config = ServerConfig::new(idp.issuer());
+    config.users.frame_burst = 1_000;
+    config.users.frames_per_second = 10_000;
+    let server = server_with(config).await;
     let mut poster = Client::connect(&server, &token(&idp, "bob").await).await;
     let alice_token = token(&idp, "alice").await;
     let mut joiners = Vec::new();

@@ -7,4 +7,5 @@ mod conformance;
 mod durability;
 mod expiry;
 mod handshake;
+mod limits;
 mod support;

@@ -10,6 +10,7 @@ mod browser;
 mod conformance;
 mod control;
 mod discovery;
+mod limits;
 mod logout;
 mod oidc_client;
 mod start;
