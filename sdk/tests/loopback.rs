@@ -328,3 +328,32 @@ async fn only_a_get_of_exactly_the_callback_is_taken_and_errors_come_back_typed(
         [400, 400, 404, 404, 400, 400]
     );
 }
+
+#[tokio::test]
+async fn a_request_whose_body_never_comes_is_answered_and_closed_at_once() {
+    let idp = MockIdp::start().await.expect("idp");
+    let client = client_for(&idp).await;
+    tokio::time::pause();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let mut options = LoopbackOptions::with_callback(move |url| {
+        let _ = addr_tx.send(listener_of(url));
+    });
+    options.timeout = Duration::from_secs(300);
+    let cancel = options.cancel.clone();
+    let login = tokio::spawn({
+        let client = client.clone();
+        async move { client.login_loopback(options).await }
+    });
+    let addr = addr_rx.await.expect("address");
+    let started = Instant::now();
+    let status = status_of(
+        &addr,
+        format!("POST /callback HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100000\r\n\r\nx"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let took = started.elapsed();
+    assert!(at(took, Duration::ZERO), "closed after {took:?}");
+    cancel.cancel();
+    assert!(matches!(login.await.expect("join"), Err(Error::Cancelled)));
+}
