@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::client::RealtimeClient;
 use crate::driver::{Driver, redact_url};
 use crate::error::{Error, Result};
+use crate::inbox::Inbox;
 use crate::options::{Hook, Identity, Incoming, RefreshMode, Resume, TokenTransport, WhenFull};
 use crate::state::State;
 use crate::token::{BearerToken, IntoTokenSource};
@@ -30,6 +31,8 @@ pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many incoming messages wait for the app before reading pauses.
 pub const DEFAULT_INCOMING_CAPACITY: usize = 256;
+/// How many bytes of incoming messages wait for the app before reading pauses.
+pub const DEFAULT_INCOMING_BYTES: usize = 4 << 20;
 /// How many outgoing messages may wait while disconnected.
 pub const DEFAULT_OUTGOING_CAPACITY: usize = 256;
 /// How many bytes of outgoing messages may wait while disconnected.
@@ -50,6 +53,7 @@ pub struct Builder {
     pub(crate) pong_timeout: Duration,
     pub(crate) write_timeout: Duration,
     pub(crate) incoming_capacity: usize,
+    pub(crate) incoming_bytes: usize,
     pub(crate) outgoing_capacity: usize,
     pub(crate) outgoing_bytes: usize,
     pub(crate) when_full: WhenFull,
@@ -75,6 +79,7 @@ impl Builder {
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             incoming_capacity: DEFAULT_INCOMING_CAPACITY,
+            incoming_bytes: DEFAULT_INCOMING_BYTES,
             outgoing_capacity: DEFAULT_OUTGOING_CAPACITY,
             outgoing_bytes: DEFAULT_OUTGOING_BYTES,
             when_full: WhenFull::Wait,
@@ -284,9 +289,42 @@ impl Builder {
     }
 
     /// How many incoming messages wait for the app before reading pauses
-    /// (default 256).
+    /// (default 256; see also [`Builder::incoming_bytes`]).
     pub fn incoming_capacity(mut self, n: usize) -> Self {
         self.incoming_capacity = n.max(1);
+        self
+    }
+
+    /// How many bytes of incoming messages (text as UTF-8, binary as is)
+    /// wait for the app before reading pauses (default
+    /// [`DEFAULT_INCOMING_BYTES`], 4 MiB). Like the count bound
+    /// ([`Builder::incoming_capacity`]), a full queue drops nothing: the
+    /// client stops reading from the socket until the app has taken enough
+    /// messages, and the server's writes back up through TCP. A message
+    /// larger than this bound (up to [`Builder::max_message_size`]) waits
+    /// until the queue is empty and then goes in alone. Besides the queue,
+    /// the client holds at most the one message waiting to go in and the
+    /// connection's read buffer.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use sessionkit_realtime::{RealtimeClient, StaticToken};
+    ///
+    /// # async fn demo() -> Result<(), sessionkit_realtime::Error> {
+    /// let source = Arc::new(StaticToken::new("an-access-token"));
+    /// // Large documents, read by a slow consumer: at most 16 MiB wait.
+    /// let (client, mut incoming) = RealtimeClient::builder("wss://docs.example.com/ws")
+    ///     .max_message_size(8 << 20)
+    ///     .incoming_bytes(16 << 20)
+    ///     .build(source)?;
+    /// while let Some(message) = incoming.recv().await {
+    ///     // ... the client reads on only as the app takes messages.
+    /// #   let _ = message;
+    /// }
+    /// # drop(client); Ok(()) }
+    /// ```
+    pub fn incoming_bytes(mut self, bytes: usize) -> Self {
+        self.incoming_bytes = bytes;
         self
     }
 
@@ -358,6 +396,7 @@ impl Builder {
         }
         let (state_tx, state_rx) = watch::channel(State::Connecting { generation: 1 });
         let (in_tx, in_rx) = mpsc::channel(self.incoming_capacity);
+        let incoming = Inbox::new(in_tx, self.incoming_bytes);
         let (out_tx, out_rx) = mpsc::channel(self.outgoing_capacity);
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -371,7 +410,7 @@ impl Builder {
             source,
             cfg: self,
             state: state_tx,
-            incoming: in_tx,
+            incoming,
             outgoing: out_rx,
             outgoing_open: true,
             bytes: bytes.clone(),

@@ -20,6 +20,7 @@ use crate::connection::Sink;
 use crate::error::TokenError;
 use crate::handshake::Socket;
 use crate::handshake::{OpenError, chosen_protocol, open, request};
+use crate::inbox::Inbox;
 use crate::metrics::Counters;
 use crate::options::{Hook, Identity, Incoming, Resume};
 use crate::state::{CloseReason, ReconnectReason, State};
@@ -60,7 +61,7 @@ pub(crate) struct Driver {
     /// Until the first connection is up: when to give up.
     pub(crate) deadline: Option<Instant>,
     pub(crate) state: watch::Sender<State>,
-    pub(crate) incoming: mpsc::Sender<Incoming>,
+    pub(crate) incoming: Inbox,
     pub(crate) outgoing: mpsc::Receiver<String>,
     pub(crate) outgoing_open: bool,
     pub(crate) bytes: Arc<Semaphore>,
@@ -320,14 +321,15 @@ impl Driver {
         })
     }
 
-    /// Hands a message to the app, waiting while its queue is full, unless
-    /// the client stops meanwhile (the message is then dropped).
+    /// Hands a message to the app, waiting while its queue is full (by
+    /// count or bytes), unless the client stops meanwhile (the message is
+    /// then dropped).
     pub(crate) async fn deliver(&self, message: Incoming) {
         tokio::select! {
             biased;
             () = self.stop.cancelled() => {}
             () = self.logout.cancelled() => {}
-            _ = self.incoming.send(message) => {}
+            () = self.incoming.send(message) => {}
         }
     }
 

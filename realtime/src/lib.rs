@@ -12,7 +12,9 @@
 //! signed out; other 4000–4499 codes back off; 4500–4999 are terminal. A
 //! close reason `{"retry_after_ms": N}` sets the next delay. The state is on
 //! a `watch` channel ([`State`]); incoming messages arrive on an `mpsc`
-//! receiver ([`Incoming`]).
+//! receiver ([`Incoming`]), in a queue bounded by count and bytes: when the
+//! app falls behind, the client stops reading from the socket (nothing is
+//! dropped; [`Builder::incoming_capacity`], [`Builder::incoming_bytes`]).
 //!
 //! Outgoing messages wait in a queue bounded by count and bytes while the
 //! client is disconnected and go out in order after the reconnect.
@@ -58,6 +60,7 @@
 //! - `client`: [`RealtimeClient`], the handle an app holds (send, state, close).
 //! - `driver`: the task behind a client: attempt, classify the end, back off.
 //! - `connection`: one open connection: pump, ping, move to a newer token.
+//! - `inbox`: the incoming queue's byte bound (the channel bounds the count).
 //! - `handshake`: TCP, TLS and the WebSocket opening handshake (ours, so the
 //!   token never reaches tungstenite's logs); `unlogged`: the in-band auth write.
 //! - `error`: [`Error`] and [`TokenError`].
@@ -158,6 +161,7 @@ mod connection;
 mod driver;
 mod error;
 mod handshake;
+mod inbox;
 mod metrics;
 mod options;
 mod state;
@@ -170,9 +174,9 @@ pub use rustls;
 
 // The reconnect schedule: the workspace's one backoff type.
 pub use builder::{
-    Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INCOMING_CAPACITY, DEFAULT_MAX_MESSAGE,
-    DEFAULT_OUTGOING_BYTES, DEFAULT_OUTGOING_CAPACITY, DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT,
-    DEFAULT_READ_BUFFER, DEFAULT_WRITE_TIMEOUT,
+    Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INCOMING_BYTES, DEFAULT_INCOMING_CAPACITY,
+    DEFAULT_MAX_MESSAGE, DEFAULT_OUTGOING_BYTES, DEFAULT_OUTGOING_CAPACITY, DEFAULT_PING_INTERVAL,
+    DEFAULT_PONG_TIMEOUT, DEFAULT_READ_BUFFER, DEFAULT_WRITE_TIMEOUT,
 };
 pub use client::RealtimeClient;
 pub use error::{Error, Result, TokenError};

@@ -13,6 +13,8 @@
 
 #![cfg(target_os = "linux")]
 
+#[path = "keychain/names.rs"]
+mod names;
 #[path = "keychain/support.rs"]
 mod support;
 
@@ -226,6 +228,26 @@ fn keyutils_garbage_is_corrupt_and_kept() {
     ));
 }
 
+/// Escaped names, and entries of older versions moved or left (see `names`).
+#[test]
+fn keyutils_entry_names_and_the_move_from_old_names() {
+    let Some(store) = open_or_skip("keyutils_entry_names", KeychainStore::keyutils) else {
+        return;
+    };
+    // This test thread writes the old entries, so it needs a session keyring of its own.
+    linux_keyutils::KeyRing::from_special_id(linux_keyutils::KeyRingIdentifier::Session, true)
+        .expect("join a session keyring");
+    let raw: Arc<keyring_core::CredentialStore> =
+        linux_keyutils_keyring_store::Store::new_with_configuration(&HashMap::from([(
+            "service_no_divider",
+            "true",
+        )]))
+        .expect("raw store");
+    names::keys_that_shared_a_name_keep_their_own_entries(&store);
+    names::a_legacy_entry_is_moved_on_first_read(&store, &raw);
+    names::an_ambiguous_legacy_entry_is_not_read_and_gone_after_logout(&store, &raw);
+}
+
 #[test]
 fn keyutils_from_spawn_blocking() {
     if open_or_skip("keyutils_spawn_blocking", KeychainStore::keyutils).is_some() {
@@ -319,6 +341,20 @@ fn secret_service_entries_are_separate_items() {
         let line = format!("attribute.username = {}", key.entry_user(kind));
         assert!(listing.contains(&line), "no {kind} item in:\n{listing}");
     }
+}
+
+/// Escaped names, and entries of older versions moved or left (see `names`).
+#[test]
+fn secret_service_entry_names_and_the_move_from_old_names() {
+    let Some(store) = open_or_skip("secret_service_entry_names", KeychainStore::secret_service)
+    else {
+        return;
+    };
+    let raw: Arc<keyring_core::CredentialStore> =
+        zbus_secret_service_keyring_store::Store::new().expect("raw store");
+    names::keys_that_shared_a_name_keep_their_own_entries(&store);
+    names::a_legacy_entry_is_moved_on_first_read(&store, &raw);
+    names::an_ambiguous_legacy_entry_is_not_read_and_gone_after_logout(&store, &raw);
 }
 
 /// Garbage written by another client is `Corrupt`, and stays.

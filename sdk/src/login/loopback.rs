@@ -3,15 +3,42 @@
 //! opens the authorization URL and hands the one matching redirect to
 //! [`OidcClient::finish`]. Behind the `loopback` feature, so apps with their
 //! own redirect handling build without it and without `webbrowser`.
+//!
+//! Any local process can connect to the listener, so no connection may hold
+//! the sign-in: connections are served side by side (hyper, HTTP/1.1, one
+//! request each), each must send its request head within
+//! [`HEADER_READ_TIMEOUT`], and the login's deadline and cancellation cover
+//! everything — accepting, reading, redeeming the code. When the login
+//! returns, every connection it accepted is closed.
 
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{OidcClient, same};
+use super::{AuthorizationRequest, OidcClient};
 use crate::error::{Error, Result};
 use crate::token::TokenSet;
+
+/// How long a connection may take to send its whole request head; then it
+/// is closed (browsers send theirs at once).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head read (a redirect with a code, `state` and `iss`
+/// takes well under 1 KiB); a larger one is answered 431.
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// How long, at most, the page of the answered redirect may take to reach
+/// the browser once the sign-in is decided (never past the deadline).
+const PAGE_GRACE: Duration = Duration::from_secs(2);
 
 /// How the loopback login shows the authorization URL.
 ///
@@ -72,6 +99,12 @@ impl OidcClient {
     /// refused and the wait goes on), answers the browser with a short page,
     /// and times out.
     ///
+    /// Connections are served side by side, each with its own 10 s limit for
+    /// sending its request head, so local clients that connect and send
+    /// nothing (or half a request) cannot hold the sign-in; the timeout and
+    /// `cancel` end the wait whatever is open, and every connection is
+    /// closed when this returns.
+    ///
     /// Available with the `loopback` feature (on by default); without it, use
     /// [`OidcClient::authorization_request`] and [`OidcClient::finish`].
     ///
@@ -88,7 +121,7 @@ impl OidcClient {
     /// # Ok(()) }
     /// ```
     pub async fn login_loopback(&self, options: LoopbackOptions) -> Result<TokenSet> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let port = listener.local_addr()?.port();
         let request = self.authorization_request(&format!("http://127.0.0.1:{port}/callback"))?;
         let url = request.url.to_string();
@@ -104,105 +137,193 @@ impl OidcClient {
             }
             OpenUrl::Callback(f) => f(&url),
         }
-        let deadline = tokio::time::Instant::now() + options.timeout;
-        loop {
-            let accepted = tokio::select! {
-                () = options.cancel.cancelled() => return Err(Error::Cancelled),
-                () = tokio::time::sleep_until(deadline) => return Err(Error::Timeout(options.timeout)),
-                accepted = listener.accept() => accepted,
-            };
-            let Ok((mut stream, _)) = accepted else {
-                continue;
-            };
-            let target = read_request_target(&mut stream).await;
-            let Some(redirect) =
-                target.and_then(|t| url::Url::parse(&format!("http://127.0.0.1:{port}{t}")).ok())
-            else {
-                let _ = respond(
-                    &mut stream,
-                    400,
-                    "Bad request",
-                    "This is not a sign-in response.",
-                )
-                .await;
-                continue;
-            };
-            if redirect.path() != "/callback" {
-                let _ = respond(&mut stream, 404, "Not found", "Nothing here.").await;
-                continue;
+        let deadline = Instant::now() + options.timeout;
+        // Dropped when this returns: every connection still open is closed.
+        let mut connections = JoinSet::new();
+        let (result, answered) = tokio::select! {
+            () = options.cancel.cancelled() => return Err(Error::Cancelled),
+            () = tokio::time::sleep_until(deadline) => return Err(Error::Timeout(options.timeout)),
+            outcome = self.serve_redirect(listener, port, &request, &mut connections) => outcome,
+        };
+        // The sign-in is decided: give its page a moment to reach the
+        // browser. The result stands whatever happens meanwhile.
+        tokio::select! {
+            () = answered.cancelled() => {}
+            () = tokio::time::sleep(PAGE_GRACE) => {}
+            () = tokio::time::sleep_until(deadline) => {}
+            () = options.cancel.cancelled() => {}
+        }
+        result
+    }
+
+    /// Accepts connections (served in `connections`) until a redirect with
+    /// the right `state` arrives, redeems it, and hands its connection the
+    /// page to show. Returns the result and a token cancelled once that
+    /// connection has ended.
+    async fn serve_redirect(
+        &self,
+        listener: TcpListener,
+        port: u16,
+        request: &AuthorizationRequest,
+        connections: &mut JoinSet<()>,
+    ) -> (Result<TokenSet>, CancellationToken) {
+        let (claims, mut claimed) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            port,
+            state_digest: crate::secret::sha256(request.state.secret().as_bytes()),
+            claimed: AtomicBool::new(false),
+            claims,
+        });
+        let claim = loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        connections.spawn(serve_connection(stream, Arc::clone(&shared)));
+                    }
+                    Err(err) => {
+                        // Out of file descriptors, say: no hot loop.
+                        tracing::debug!(%err, "loopback accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+                Some(claim) = claimed.recv() => break claim,
+                // Forget connections that have ended.
+                Some(_) = connections.join_next() => {}
             }
-            let state_ok = redirect
-                .query_pairs()
-                .find(|(k, _)| k == "state")
-                .is_some_and(|(_, v)| same(v.as_bytes(), request.state.secret().as_bytes()));
-            if !state_ok {
-                tracing::warn!("refused a loopback request whose state does not match");
-                let _ = respond(
-                    &mut stream,
-                    400,
-                    "Sign-in refused",
-                    "This response does not belong to the sign-in in progress.",
-                )
-                .await;
-                continue;
-            }
-            let result = self.finish(&request, redirect.as_str()).await;
-            let _ = match &result {
-                Ok(_) => {
-                    respond(
-                        &mut stream,
-                        200,
-                        "Signed in",
-                        "You are signed in. You can close this tab and return to the app.",
-                    )
-                    .await
-                }
-                Err(e) => {
-                    respond(
-                        &mut stream,
-                        400,
-                        "Sign-in failed",
-                        &format!("Sign-in failed: {e}. You can close this tab."),
-                    )
-                    .await
-                }
-            };
-            return result;
+        };
+        drop(listener);
+        let result = self.finish(request, claim.url.as_str()).await;
+        let page = match &result {
+            Ok(_) => Page {
+                status: StatusCode::OK,
+                title: "Signed in",
+                text: "You are signed in. You can close this tab and return to the app.".to_owned(),
+            },
+            Err(e) => Page {
+                status: StatusCode::BAD_REQUEST,
+                title: "Sign-in failed",
+                text: format!("Sign-in failed: {e}. You can close this tab."),
+            },
+        };
+        let _ = claim.page.send(page);
+        (result, claim.ended)
+    }
+}
+
+/// What every connection of one login shares.
+struct Shared {
+    port: u16,
+    /// SHA-256 of the request's `state` (compared by digest, never kept in clear).
+    state_digest: [u8; 32],
+    /// Set by the first request with the right `state`: only one is redeemed.
+    claimed: AtomicBool,
+    claims: mpsc::Sender<Claim>,
+}
+
+/// The redirect with the right `state`, handed to the login.
+struct Claim {
+    url: url::Url,
+    /// The page the login decides on.
+    page: oneshot::Sender<Page>,
+    /// Cancelled once the connection has ended (its page sent, or not).
+    ended: CancellationToken,
+}
+
+/// A page for the browser.
+struct Page {
+    status: StatusCode,
+    title: &'static str,
+    text: String,
+}
+
+impl Page {
+    fn bad_request() -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            title: "Bad request",
+            text: "This is not a sign-in response.".to_owned(),
+        }
+    }
+
+    fn refused(text: &str) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            title: "Sign-in refused",
+            text: text.to_owned(),
         }
     }
 }
 
-/// Reads an HTTP request head (bounded in size and time) and returns the request target.
-async fn read_request_target(stream: &mut tokio::net::TcpStream) -> Option<String> {
-    let mut buf = Vec::with_capacity(2048);
-    let read = async {
-        let mut chunk = [0u8; 1024];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-            let n = stream.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        Some(())
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .ok()??;
-    let head = std::str::from_utf8(&buf).ok()?;
-    let line = head.lines().next()?;
-    let mut parts = line.split(' ');
-    let method = parts.next()?;
-    let target = parts.next()?;
-    (method == "GET" && target.starts_with('/')).then(|| target.to_owned())
+/// Serves one connection: one request, its head within [`HEADER_READ_TIMEOUT`].
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+    let ended = CancellationToken::new();
+    // Cancelled when this ends, also when the login drops it mid-way.
+    let _ended = ended.clone().drop_guard();
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let shared = Arc::clone(&shared);
+        let ended = ended.clone();
+        async move { Ok::<_, Infallible>(response(route(&request, &shared, ended).await)) }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(false)
+        .max_buf_size(MAX_REQUEST_HEAD);
+    if let Err(err) = http.serve_connection(TokioIo::new(stream), service).await {
+        tracing::debug!(%err, "loopback connection ended");
+    }
 }
 
-async fn respond(
-    stream: &mut tokio::net::TcpStream,
-    status: u16,
-    title: &str,
-    text: &str,
-) -> std::io::Result<()> {
+/// Decides the page for one request: only a `GET /callback` with the
+/// login's `state` goes on to the login, and only the first one.
+async fn route(request: &Request<Incoming>, shared: &Shared, ended: CancellationToken) -> Page {
+    // Origin-form targets only (`/callback?...`), as browsers send them.
+    let uri = request.uri();
+    let target = uri
+        .path_and_query()
+        .map(|t| t.as_str())
+        .filter(|t| t.starts_with('/'))
+        .filter(|_| request.method() == Method::GET && uri.authority().is_none());
+    let Some(redirect) =
+        target.and_then(|t| url::Url::parse(&format!("http://127.0.0.1:{}{t}", shared.port)).ok())
+    else {
+        return Page::bad_request();
+    };
+    if redirect.path() != "/callback" {
+        return Page {
+            status: StatusCode::NOT_FOUND,
+            title: "Not found",
+            text: "Nothing here.".to_owned(),
+        };
+    }
+    let state_ok = redirect
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .is_some_and(|(_, v)| crate::secret::sha256(v.as_bytes()) == shared.state_digest);
+    if !state_ok {
+        tracing::warn!("refused a loopback request whose state does not match");
+        return Page::refused("This response does not belong to the sign-in in progress.");
+    }
+    if shared.claimed.swap(true, Ordering::SeqCst) {
+        tracing::warn!("refused a second loopback request for the same sign-in");
+        return Page::refused("This sign-in has been answered already.");
+    }
+    let (page, decided) = oneshot::channel();
+    let claim = Claim {
+        url: redirect,
+        page,
+        ended,
+    };
+    if shared.claims.send(claim).await.is_err() {
+        return Page::refused("The sign-in has ended.");
+    }
+    decided
+        .await
+        .unwrap_or_else(|_| Page::refused("The sign-in has ended."))
+}
+
+/// The HTML page as a response (never cached: the URL held a code).
+fn response(page: Page) -> Response<String> {
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -211,21 +332,17 @@ async fn respond(
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title></head>\
          <body style=\"font-family:system-ui,sans-serif;margin:3rem\"><h1>{}</h1><p>{}</p></body></html>",
-        esc(title),
-        esc(title),
-        esc(text)
+        esc(page.title),
+        esc(page.title),
+        esc(&page.text)
     );
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        _ => "Bad Request",
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
+    let mut response = Response::new(body);
+    *response.status_mut() = page.status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

@@ -19,9 +19,10 @@
 //! in the platform store crates; without it the SDK has no D-Bus, keyutils or
 //! keychain dependency.
 //!
-//! Why one file of ~590 lines: the platform stores differ only in how an
-//! entry is opened; the error mapping, the entry naming and the blocking
-//! rules they share live here once, with their unit tests at the end.
+//! Why one file of ~680 lines: the platform stores differ only in how an
+//! entry is opened; the error mapping, the move from older entry names and
+//! the blocking rules they share live here once, with their unit tests at
+//! the end (those of the names in `keychain/names_tests.rs`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,12 +31,15 @@ use std::sync::{Arc, Mutex};
 use keyring_core::{CredentialStore, Entry};
 use zeroize::{Zeroize as _, Zeroizing};
 
+use super::names::Legacy;
 use super::{AccountKey, SessionEntry, TokenStore};
 use crate::error::StoreError;
 use crate::secret::RefreshToken;
 
 #[cfg(target_os = "linux")]
 mod keyutils;
+#[cfg(all(test, target_os = "linux"))]
+mod names_tests;
 #[cfg(target_os = "linux")]
 mod secret_service;
 
@@ -94,6 +98,16 @@ impl Kind {
 /// [`AccountKey::service`], users [`AccountKey::entry_user`]`("session")` (the
 /// [`SessionEntry::to_json`] text) and `entry_user("refresh")` (the refresh
 /// token alone).
+///
+/// Entry names escape their fields (see [`AccountKey::entry_user`]); versions
+/// up to 0.1.0 joined them unescaped, so keys with a `%` or a `|` in the
+/// issuer, client id or `sub` had other names then. Reading such a key's
+/// entry that exists only under its old name moves it (writes the new name,
+/// then deletes the old) when the old name can only be this key's, that is
+/// when no field holds a `|`. An old name with a `|` in a field could have
+/// been written for another key: it is never read (that account signs in
+/// again), and [`TokenStore::delete`] removes it along with the new one, so
+/// logout leaves no token behind.
 ///
 /// Errors keep their meaning: [`StoreError::NotFound`] only when the entry is
 /// really absent, [`StoreError::Unavailable`] when the keychain cannot be
@@ -278,17 +292,17 @@ impl KeychainStore {
         }
     }
 
-    /// Builds the entry and runs `op` on it: on the keyutils thread for that
-    /// backend, on the calling thread otherwise.
+    /// Builds the entry named `user` of `key`'s service and runs `op` on it:
+    /// on the keyutils thread for that backend, on the calling thread otherwise.
     fn call<T: Send + 'static>(
         &self,
         key: &AccountKey,
+        user: String,
         kind: Kind,
         what: &'static str,
         op: impl Fn(&Entry) -> keyring_core::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let service = key.service();
-        let user = key.entry_user(kind.as_str());
         let modifiers = self.modifiers(kind);
         let store = self.current();
         let result = match self.backend {
@@ -344,6 +358,7 @@ impl KeychainStore {
     fn write(
         &self,
         key: &AccountKey,
+        user: String,
         kind: Kind,
         value: Zeroizing<String>,
     ) -> Result<(), StoreError> {
@@ -354,12 +369,19 @@ impl KeychainStore {
             len,
             "writing keychain entry"
         );
-        self.call(key, kind, "write", move |entry| entry.set_password(&value))
+        self.call(key, user, kind, "write", move |entry| {
+            entry.set_password(&value)
+        })
     }
 
-    /// Reads an entry as UTF-8 text; anything else is `Corrupt`.
-    fn read(&self, key: &AccountKey, kind: Kind) -> Result<Zeroizing<String>, StoreError> {
-        let bytes = Zeroizing::new(self.call(key, kind, "read", |entry| entry.get_secret())?);
+    /// Reads the entry named `user` as UTF-8 text; anything else is `Corrupt`.
+    fn read_named(
+        &self,
+        key: &AccountKey,
+        user: String,
+        kind: Kind,
+    ) -> Result<Zeroizing<String>, StoreError> {
+        let bytes = Zeroizing::new(self.call(key, user, kind, "read", |entry| entry.get_secret())?);
         match std::str::from_utf8(&bytes) {
             Ok(text) => Ok(Zeroizing::new(text.to_owned())),
             Err(_) => Err(StoreError::Corrupt(format!(
@@ -371,10 +393,62 @@ impl KeychainStore {
         }
     }
 
+    /// Reads an entry; one that only an older version's name holds (and
+    /// that name is this key's alone) is moved to its name now first.
+    fn read(&self, key: &AccountKey, kind: Kind) -> Result<Zeroizing<String>, StoreError> {
+        let user = key.entry_user(kind.as_str());
+        match self.read_named(key, user.clone(), kind) {
+            Err(StoreError::NotFound) => match key.legacy_entry_user(kind.as_str()) {
+                Legacy::Unambiguous(old) => self.migrate(key, kind, user, old),
+                Legacy::Same | Legacy::Ambiguous(_) => Err(StoreError::NotFound),
+            },
+            other => other,
+        }
+    }
+
+    /// Moves the entry stored under `old` (a legacy name of `key`'s alone)
+    /// to `user`: write the new, then delete the old. Whatever fails, the
+    /// value read is returned and nothing is lost: a failed write leaves the
+    /// old entry for the next read, a failed delete leaves it for logout.
+    fn migrate(
+        &self,
+        key: &AccountKey,
+        kind: Kind,
+        user: String,
+        old: String,
+    ) -> Result<Zeroizing<String>, StoreError> {
+        let value = self.read_named(key, old.clone(), kind)?;
+        // Another process may have moved it meanwhile, and stored a newer
+        // value since (a rotated refresh token): the new name wins.
+        match self.read_named(key, user.clone(), kind) {
+            Err(StoreError::NotFound) => {}
+            other => return other,
+        }
+        let moved = self
+            .write(key, user, kind, value.clone())
+            .and_then(|()| self.remove(key, old, kind));
+        match moved {
+            Ok(()) => tracing::info!(
+                backend = self.backend.name(),
+                entry = kind.as_str(),
+                account = %key.fingerprint(),
+                "moved a keychain entry to its escaped name"
+            ),
+            Err(err) => tracing::warn!(
+                backend = self.backend.name(),
+                entry = kind.as_str(),
+                account = %key.fingerprint(),
+                error = %err,
+                "could not move a keychain entry to its escaped name; trying again at the next read"
+            ),
+        }
+        Ok(value)
+    }
+
     /// Deletes one entry; absent is fine. When several items match (another
     /// program wrote a look-alike), all of them go: logout means no tokens left.
-    fn remove(&self, key: &AccountKey, kind: Kind) -> Result<(), StoreError> {
-        self.call(key, kind, "delete", |entry| {
+    fn remove(&self, key: &AccountKey, user: String, kind: Kind) -> Result<(), StoreError> {
+        self.call(key, user, kind, "delete", |entry| {
             match entry.delete_credential() {
                 Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
                 Err(keyring_core::Error::Ambiguous(entries)) => {
@@ -393,11 +467,24 @@ impl KeychainStore {
             }
         })
     }
+
+    /// Deletes an entry under its name now and under an older version's
+    /// name (even an ambiguous one: no key reads those any more); both
+    /// deletes run, the first failure is reported.
+    fn remove_all(&self, key: &AccountKey, kind: Kind) -> Result<(), StoreError> {
+        let now = self.remove(key, key.entry_user(kind.as_str()), kind);
+        let legacy = match key.legacy_entry_user(kind.as_str()) {
+            Legacy::Same => Ok(()),
+            Legacy::Unambiguous(old) | Legacy::Ambiguous(old) => self.remove(key, old, kind),
+        };
+        now.and(legacy)
+    }
 }
 
 impl TokenStore for KeychainStore {
     fn save_session(&self, key: &AccountKey, entry: &SessionEntry) -> Result<(), StoreError> {
-        self.write(key, Kind::Session, Zeroizing::new(entry.to_json()))
+        let user = key.entry_user(Kind::Session.as_str());
+        self.write(key, user, Kind::Session, Zeroizing::new(entry.to_json()))
     }
 
     fn load_session(&self, key: &AccountKey) -> Result<SessionEntry, StoreError> {
@@ -406,8 +493,10 @@ impl TokenStore for KeychainStore {
     }
 
     fn save_refresh(&self, key: &AccountKey, token: &RefreshToken) -> Result<(), StoreError> {
+        let user = key.entry_user(Kind::Refresh.as_str());
         self.write(
             key,
+            user,
             Kind::Refresh,
             Zeroizing::new(token.secret().to_owned()),
         )
@@ -422,9 +511,9 @@ impl TokenStore for KeychainStore {
     }
 
     fn delete(&self, key: &AccountKey) -> Result<(), StoreError> {
-        // Both deletes always run; a failure of one is reported after the other.
-        let session = self.remove(key, Kind::Session);
-        let refresh = self.remove(key, Kind::Refresh);
+        // Both kinds always run; a failure of one is reported after the other.
+        let session = self.remove_all(key, Kind::Session);
+        let refresh = self.remove_all(key, Kind::Refresh);
         match (session, refresh) {
             (Ok(()), Ok(())) => Ok(()),
             (Err(err), Ok(())) => Err(prefixed(err, "session entry")),

@@ -10,6 +10,7 @@
 #[cfg(feature = "keychain")]
 mod keychain;
 mod memory;
+mod names;
 
 #[cfg(feature = "keychain")]
 pub use keychain::{KeychainBackend, KeychainStore};
@@ -42,9 +43,36 @@ impl AccountKey {
         format!("{}.sessionkit", self.namespace)
     }
 
-    /// The keychain "user" of one entry (`kind` is `session` or `refresh`).
+    /// The keychain "user" of one entry (`kind` is `session` or `refresh`):
+    /// the issuer, the client id, the `sub` and `kind`, each with `%` and
+    /// `|` escaped (`%25`, `%7C`), joined with `|`; when escaping changed a
+    /// field, a last field `%` marks the name as escaped. Two keys never
+    /// share a name, and the name decodes back to the fields. Fields without
+    /// `%` or `|` give the name versions up to 0.1.0 used; entries those
+    /// versions stored under other names are moved on first read where the
+    /// old name can only be this key's (see the keychain store).
+    ///
+    /// ```
+    /// use sessionkit::AccountKey;
+    ///
+    /// let mut key = AccountKey {
+    ///     namespace: "chat".into(),
+    ///     issuer: "https://id.example".into(),
+    ///     client_id: "chat-app".into(),
+    ///     sub: "alice".into(),
+    /// };
+    /// assert_eq!(key.entry_user("session"), "https://id.example|chat-app|alice|session");
+    /// key.sub = "auth0|42".into();
+    /// assert_eq!(key.entry_user("session"), "https://id.example|chat-app|auth0%7C42|session|%");
+    /// ```
     pub fn entry_user(&self, kind: &str) -> String {
-        format!("{}|{}|{}|{kind}", self.issuer, self.client_id, self.sub)
+        names::entry_user([&self.issuer, &self.client_id, &self.sub, kind])
+    }
+
+    /// What versions up to 0.1.0 named the entry of `kind`.
+    #[cfg_attr(not(feature = "keychain"), allow(dead_code))]
+    pub(crate) fn legacy_entry_user(&self, kind: &str) -> names::Legacy {
+        names::legacy_entry_user([&self.issuer, &self.client_id, &self.sub, kind])
     }
 
     /// A short, stable name for this account in logs and metrics: the
