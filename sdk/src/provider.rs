@@ -5,7 +5,9 @@
 //! authorization, end session, RFC 9207) are read too. On a `kid` the cached
 //! JWKS lacks, the JWKS is fetched again — at most once per interval.
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,10 @@ use openidconnect::core::{
     CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
     CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
-use openidconnect::{AdditionalProviderMetadata, DiscoveryError, IssuerUrl, ProviderMetadata};
+use openidconnect::{
+    AdditionalProviderMetadata, AsyncHttpClient, DiscoveryError, HttpRequest, HttpResponse,
+    IssuerUrl, ProviderMetadata,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -182,11 +187,13 @@ impl Provider {
         check_issuer_url(issuer)?;
         let issuer_url =
             IssuerUrl::new(issuer.to_owned()).map_err(|e| Error::Config(format!("issuer: {e}")))?;
-        let metadata = Metadata::discover_async(issuer_url, http)
+        let keeping = KeepLastBody::new(http);
+        let metadata = Metadata::discover_async(issuer_url, &keeping)
             .await
             .map_err(discovery_error)?;
         check_endpoints(&metadata)?;
-        let jwks = Jwks::new(metadata.jwks().clone());
+        // The last answer was the JWKS: read it as sent.
+        let jwks = keeping.jwks(metadata.jwks());
         tracing::debug!(issuer, keys = jwks.len(), "discovered provider");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -254,13 +261,53 @@ impl Provider {
             }
             *last = Some(Instant::now());
         }
-        let jwks = CoreJsonWebKeySet::fetch_async(self.metadata().jwks_uri(), &self.inner.http)
+        let keeping = KeepLastBody::new(&self.inner.http);
+        let set = CoreJsonWebKeySet::fetch_async(self.metadata().jwks_uri(), &keeping)
             .await
             .map_err(discovery_error)?;
-        let jwks = Arc::new(Jwks::new(jwks));
+        let jwks = Arc::new(keeping.jwks(&set));
         tracing::debug!(keys = jwks.len(), "fetched the JWKS again");
         *self.inner.jwks.write().unwrap_or_else(|e| e.into_inner()) = jwks;
         Ok(true)
+    }
+}
+
+/// The SDK's HTTP client for openidconnect's discovery and JWKS fetch,
+/// keeping the body of the last answer: openidconnect's key set leaves out
+/// every key it cannot read (an `alg` it does not know, such as RFC 9864's
+/// `Ed25519`), so the JWKS is read again from the body as sent.
+struct KeepLastBody {
+    http: HttpClient,
+    last: Mutex<Vec<u8>>,
+}
+
+impl KeepLastBody {
+    fn new(http: &HttpClient) -> Self {
+        Self {
+            http: http.clone(),
+            last: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The keys of the last answer — the JWKS openidconnect read as `set`.
+    fn jwks(&self, set: &CoreJsonWebKeySet) -> Jwks {
+        let body = std::mem::take(&mut *self.last.lock().unwrap_or_else(|e| e.into_inner()));
+        Jwks::from_json(&body).unwrap_or_else(|_| Jwks::new(set.clone()))
+    }
+}
+
+impl<'c> AsyncHttpClient<'c> for KeepLastBody {
+    type Error = reqwest::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, reqwest::Error>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let response = self.http.call(request).await?;
+            response
+                .body()
+                .clone_into(&mut self.last.lock().unwrap_or_else(|e| e.into_inner()));
+            Ok(response)
+        })
     }
 }
 
@@ -350,6 +397,52 @@ mod tests {
             );
         tokio::spawn(async move { axum::serve(listener, app).await });
         issuer
+    }
+
+    /// A provider on loopback whose JWKS is `jwks`; returns its issuer.
+    async fn provider_with_jwks(jwks: serde_json::Value) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+        let doc = serde_json::json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "token_endpoint": format!("{issuer}/token"),
+            "jwks_uri": format!("{issuer}/jwks"),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["EdDSA", "Ed25519"],
+        });
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || std::future::ready(axum::Json(doc.clone()))),
+            )
+            .route(
+                "/jwks",
+                axum::routing::get(move || std::future::ready(axum::Json(jwks.clone()))),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        issuer
+    }
+
+    #[tokio::test]
+    async fn discovery_keeps_the_keys_openidconnect_cannot_read() {
+        // oidc-provider 9 publishes an Ed25519 key under RFC 9864's name;
+        // openidconnect's key set leaves it out.
+        let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let jwks = serde_json::json!({"keys": [
+            {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "a", "x": x, "use": "sig"},
+            {"kty": "OKP", "crv": "Ed25519", "alg": "Ed25519", "kid": "b", "x": x, "use": "sig"},
+        ]});
+        let http = HttpClient::new().expect("http");
+        let provider = Provider::discover(&provider_with_jwks(jwks).await, &http)
+            .await
+            .expect("discovery");
+        assert_eq!(provider.jwks().len(), 2, "{:?}", provider.jwks());
+        assert!(provider.refetch_jwks().await.expect("refetch"), "fetched");
+        assert_eq!(provider.jwks().len(), 2, "and when fetched again");
     }
 
     #[tokio::test]
