@@ -17,9 +17,9 @@ use crate::support::{OidcProvider, Setup, looks_like_jwt};
 async fn sign_in_in_a_browser_use_opaque_tokens_refresh_and_log_out() {
     let Some(Setup {
         op,
+        _scratch,
         store,
         sessions,
-        ..
     }) = Setup::start("browser").await
     else {
         return;

@@ -12,9 +12,9 @@ use crate::support::{Setup, sign_in_over_http};
 async fn a_replayed_refresh_token_revokes_the_grant_and_the_session_ends_cleanly() {
     let Some(Setup {
         op,
+        _scratch,
         store,
         sessions,
-        ..
     }) = Setup::start("rotation").await
     else {
         return;
