@@ -363,57 +363,25 @@ mod tests {
         assert!(check_issuer_url("https://id.example.com?x=1").is_err());
     }
 
-    /// A provider on loopback whose discovery document advertises `field`
-    /// as `value`; returns its issuer.
-    async fn provider_advertising(field: &'static str, value: &'static str) -> String {
+    /// A provider on loopback serving a minimal discovery document with the
+    /// members of `extra` put over it, and `jwks`; returns its issuer.
+    async fn provider_serving(extra: serde_json::Value, jwks: serde_json::Value) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let issuer = format!("http://{}", listener.local_addr().expect("addr"));
-        let doc = {
-            let i = issuer.clone();
-            let mut doc = serde_json::json!({
-                "issuer": i,
-                "authorization_endpoint": format!("{i}/authorize"),
-                "token_endpoint": format!("{i}/token"),
-                "jwks_uri": format!("{i}/jwks"),
-                "response_types_supported": ["code"],
-                "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": ["RS256"],
-            });
-            doc[field] = serde_json::json!(value);
-            doc
-        };
-        let app = axum::Router::new()
-            .route(
-                "/.well-known/openid-configuration",
-                axum::routing::get(move || std::future::ready(axum::Json(doc.clone()))),
-            )
-            .route(
-                "/jwks",
-                axum::routing::get(|| {
-                    std::future::ready(axum::Json(serde_json::json!({"keys": []})))
-                }),
-            );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        issuer
-    }
-
-    /// A provider on loopback whose JWKS is `jwks`; returns its issuer.
-    async fn provider_with_jwks(jwks: serde_json::Value) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let issuer = format!("http://{}", listener.local_addr().expect("addr"));
-        let doc = serde_json::json!({
-            "issuer": issuer,
-            "authorization_endpoint": format!("{issuer}/authorize"),
-            "token_endpoint": format!("{issuer}/token"),
-            "jwks_uri": format!("{issuer}/jwks"),
+        let i = format!("http://{}", listener.local_addr().expect("addr"));
+        let mut doc = serde_json::json!({
+            "issuer": i,
+            "authorization_endpoint": format!("{i}/authorize"),
+            "token_endpoint": format!("{i}/token"),
+            "jwks_uri": format!("{i}/jwks"),
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["EdDSA", "Ed25519"],
+            "id_token_signing_alg_values_supported": ["RS256"],
         });
+        if let (Some(doc), Some(extra)) = (doc.as_object_mut(), extra.as_object()) {
+            doc.extend(extra.clone());
+        }
         let app = axum::Router::new()
             .route(
                 "/.well-known/openid-configuration",
@@ -424,7 +392,16 @@ mod tests {
                 axum::routing::get(move || std::future::ready(axum::Json(jwks.clone()))),
             );
         tokio::spawn(async move { axum::serve(listener, app).await });
-        issuer
+        i
+    }
+
+    /// A provider whose discovery document advertises `field` as `value`.
+    async fn provider_advertising(field: &'static str, value: &'static str) -> String {
+        provider_serving(
+            serde_json::json!({ field: value }),
+            serde_json::json!({"keys": []}),
+        )
+        .await
     }
 
     #[tokio::test]
@@ -436,8 +413,10 @@ mod tests {
             {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "a", "x": x, "use": "sig"},
             {"kty": "OKP", "crv": "Ed25519", "alg": "Ed25519", "kid": "b", "x": x, "use": "sig"},
         ]});
+        let algs =
+            serde_json::json!({"id_token_signing_alg_values_supported": ["EdDSA", "Ed25519"]});
         let http = HttpClient::new().expect("http");
-        let provider = Provider::discover(&provider_with_jwks(jwks).await, &http)
+        let provider = Provider::discover(&provider_serving(algs, jwks).await, &http)
             .await
             .expect("discovery");
         assert_eq!(provider.jwks().len(), 2, "{:?}", provider.jwks());

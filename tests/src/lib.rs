@@ -11,9 +11,11 @@
 //! The library is the support code those tests share across crates (a
 //! dev-dependency only, never published):
 //! - [`webdriver`]: a tiny W3C WebDriver client for headless Chromium;
-//! - [`file_store`]: a token store in files, shared between processes.
+//! - [`file_store`]: a token store in files, shared between processes;
+//! - [`scratch`]: a temporary directory per test, removed when dropped.
 
 #![forbid(unsafe_code)]
 
 pub mod file_store;
+pub mod scratch;
 pub mod webdriver;

@@ -29,11 +29,12 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
+
+use crate::scratch::ScratchDir;
 
 /// How long to wait for an element, a redirect or chromedriver's readiness.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -123,31 +124,6 @@ impl Drop for Chromedriver {
     }
 }
 
-/// A fresh browser profile directory, removed on drop.
-struct Profile(PathBuf);
-
-impl Profile {
-    fn new() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "sessionkit-browser-{}-{}-{nanos}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create the profile directory");
-        Self(dir)
-    }
-}
-
-impl Drop for Profile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A WebDriver session in a headless Chromium. Dropping it ends the session
 /// (closing the browser), then stops chromedriver and removes the profile.
 pub struct Browser {
@@ -156,7 +132,7 @@ pub struct Browser {
     ended: bool,
     // Dropped in this order, after `Drop::drop` ended the session.
     driver: Chromedriver,
-    _profile: Profile,
+    _profile: ScratchDir,
 }
 
 impl Browser {
@@ -169,7 +145,7 @@ impl Browser {
             .build()
             .expect("client");
         let driver = Chromedriver::start(&path, &http).await;
-        let profile = Profile::new();
+        let profile = ScratchDir::new("sessionkit-browser");
         let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
         let capabilities = json!({
             "capabilities": {
@@ -189,7 +165,7 @@ impl Browser {
                             "--disable-component-update",
                             "--disable-sync",
                             "--disable-dev-shm-usage",
-                            format!("--user-data-dir={}", profile.0.display()),
+                            format!("--user-data-dir={}", profile.path().display()),
                         ],
                     },
                 },

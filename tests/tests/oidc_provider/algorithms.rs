@@ -8,21 +8,23 @@ use std::sync::Arc;
 
 use sessionkit::{MemoryStore, RefreshPolicy};
 
-use crate::support::{CLIENT, OidcProvider, Scratch, manager_of, sign_in_over_http};
+use sessionkit_tests::scratch::ScratchDir;
+
+use crate::support::{CLIENT, OidcProvider, manager_of, sign_in_over_http};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn id_tokens_signed_with_es256_eddsa_and_ed25519_verify() {
     let Some(op) = OidcProvider::start() else {
         return;
     };
-    let scratch = Scratch::new("algorithms");
+    let scratch = ScratchDir::new("sk-oidc-provider-algorithms");
     for alg in ["ES256", "EdDSA", "Ed25519"] {
         let client = format!("{CLIENT}-{}", alg.to_lowercase());
         let sessions = manager_of(
             &client,
             op.issuer(),
             Arc::new(MemoryStore::new()),
-            &scratch.0,
+            scratch.path(),
             RefreshPolicy::OnDemand,
         )
         .await;

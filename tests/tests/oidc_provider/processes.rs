@@ -15,8 +15,9 @@ use std::time::{Duration, SystemTime};
 
 use sessionkit::{RefreshPolicy, TokenStore};
 use sessionkit_tests::file_store::FileStore;
+use sessionkit_tests::scratch::ScratchDir;
 
-use crate::support::{OidcProvider, Scratch, manager, sign_in_over_http};
+use crate::support::{OidcProvider, manager, sign_in_over_http};
 
 const CHILDREN: usize = 4;
 const DIR: &str = "SK_OIDC_PROVIDER_DIR";
@@ -88,8 +89,8 @@ async fn several_processes_refreshing_at_once_make_one_refresh_grant() {
     let Some(op) = OidcProvider::start() else {
         return;
     };
-    let scratch = Scratch::new("processes");
-    let dir = scratch.0.clone();
+    let scratch = ScratchDir::new("sk-oidc-provider-processes");
+    let dir = scratch.path().to_owned();
     let store = FileStore::new(&dir);
     // The parent signs in and then stays out of the way (on demand: no timer).
     let parent = manager(

@@ -12,6 +12,7 @@ use sessionkit::{
     AccountRegistry, LoopbackOptions, MemoryStore, RefreshPolicy, Session, SessionManager,
     TokenStore,
 };
+use sessionkit_tests::scratch::ScratchDir;
 
 /// The client `server.mjs` registers: public, native, loopback redirects.
 pub const CLIENT: &str = "sessionkit-interop";
@@ -242,35 +243,12 @@ impl Log {
     }
 }
 
-/// A scratch directory, removed on drop.
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(name: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "sk-oidc-provider-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("scratch directory");
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A provider, a scratch directory and a manager of the interop client
 /// with its tokens in memory (`store`): what most tests start from.
 pub struct Setup {
     pub op: OidcProvider,
     /// Removed when the test ends: bind it (as `_scratch`) to keep it.
-    pub _scratch: Scratch,
+    pub _scratch: ScratchDir,
     pub store: Arc<MemoryStore>,
     pub sessions: SessionManager,
 }
@@ -279,12 +257,12 @@ impl Setup {
     /// `None` when the provider cannot run here (see [`OidcProvider::start`]).
     pub async fn start(name: &str) -> Option<Self> {
         let op = OidcProvider::start()?;
-        let scratch = Scratch::new(name);
+        let scratch = ScratchDir::new(&format!("sk-oidc-provider-{name}"));
         let store = Arc::new(MemoryStore::new());
         let sessions = manager(
             op.issuer(),
             store.clone(),
-            &scratch.0,
+            scratch.path(),
             RefreshPolicy::Proactive,
         )
         .await;
