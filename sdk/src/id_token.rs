@@ -160,7 +160,7 @@ fn access_token_hash(access: &AccessToken, alg: Alg) -> Option<String> {
         Alg::RS256 | Alg::PS256 | Alg::ES256 => &digest::SHA256,
         Alg::RS384 | Alg::PS384 | Alg::ES384 => &digest::SHA384,
         // Ed25519, the only EdDSA curve accepted, hashes with SHA-512.
-        Alg::RS512 | Alg::PS512 | Alg::ES512 | Alg::EdDSA => &digest::SHA512,
+        Alg::RS512 | Alg::PS512 | Alg::ES512 | Alg::EdDSA | Alg::Ed25519 => &digest::SHA512,
         Alg::HS256 | Alg::HS384 | Alg::HS512 | Alg::None => return None,
     };
     let full = digest::digest(hash, access.secret().as_bytes());

@@ -65,22 +65,41 @@ pub struct Jwks {
 
 impl Jwks {
     /// Parses every key of `set`.
+    ///
+    /// openidconnect leaves out of its set every key it cannot read — one
+    /// whose `alg` it does not know, such as RFC 9864's `Ed25519` — so such
+    /// keys are missing here; [`Jwks::from_json`] reads the JWKS as sent.
     pub fn new(set: CoreJsonWebKeySet) -> Self {
         // openidconnect keeps a key's material private; its serialised form
         // is the JWK itself.
-        let raw: Vec<RawJwk> = serde_json::to_value(&set)
-            .ok()
-            .and_then(|v| v.get("keys").cloned())
-            .and_then(|keys| match keys {
-                serde_json::Value::Array(keys) => Some(keys),
-                _ => None,
-            })
-            .unwrap_or_default()
-            .into_iter()
-            .map(|k| serde_json::from_value(k).unwrap_or_default())
-            .collect();
-        let keys = raw.into_iter().map(Key::parse).collect();
+        let keys = serde_json::to_value(&set)
+            .map(|value| parse_keys(&value))
+            .unwrap_or_default();
         Self { set, keys }
+    }
+
+    /// Parses a JWKS document as the provider sent it: every key in it,
+    /// including those openidconnect's [`CoreJsonWebKeySet`] leaves out
+    /// (which [`Jwks::set`] still reflects).
+    ///
+    /// ```
+    /// let jwks = sessionkit::Jwks::from_json(
+    ///     br#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "alg": "Ed25519", "kid": "k1",
+    ///                    "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#,
+    /// )
+    /// .expect("a JWKS");
+    /// assert_eq!(jwks.len(), 1);
+    /// ```
+    ///
+    /// # Errors
+    /// The text is not a JSON object with a `keys` array.
+    pub fn from_json(json: &[u8]) -> Result<Self, serde_json::Error> {
+        let value: serde_json::Value = serde_json::from_slice(json)?;
+        let set: CoreJsonWebKeySet = serde_json::from_value(value.clone())?;
+        Ok(Self {
+            set,
+            keys: parse_keys(&value),
+        })
     }
 
     /// The set as openidconnect reads it.
@@ -163,6 +182,19 @@ impl From<CoreJsonWebKeySet> for Jwks {
     }
 }
 
+/// The keys of a JWKS document (`{"keys": [...]}`), each parsed; a member
+/// that is not a JWK object stays as a refused key.
+fn parse_keys(jwks: &serde_json::Value) -> Vec<Key> {
+    jwks.get("keys")
+        .and_then(serde_json::Value::as_array)
+        .map(|keys| {
+            keys.iter()
+                .map(|k| Key::parse(RawJwk::deserialize(k).unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The members of a JWK this module reads.
 #[derive(Debug, Default, Deserialize)]
 struct RawJwk {
@@ -218,7 +250,7 @@ impl Key {
             KeyAlg::Any => match raw.kty.as_str() {
                 "RSA" => RSA_ALGS.to_vec(),
                 "EC" => vec![Alg::ES256, Alg::ES384],
-                "OKP" => vec![Alg::EdDSA],
+                "OKP" => vec![Alg::EdDSA, Alg::Ed25519],
                 _ => Vec::new(),
             },
             KeyAlg::NotForSigning => Vec::new(),
@@ -335,17 +367,22 @@ fn ec_verifier(raw: &RawJwk, algs: &[Alg]) -> Result<Vec<(Alg, ParsedPublicKey)>
     Ok(vec![(alg, key)])
 }
 
+/// An Ed25519 key verifies `EdDSA` (RFC 8037) and `Ed25519` (RFC 9864's
+/// fully-specified name for the same signature), whichever of `algs` it may.
 fn ed_verifier(raw: &RawJwk, algs: &[Alg]) -> Result<Vec<(Alg, ParsedPublicKey)>, String> {
     if raw.crv.as_deref() != Some("Ed25519") {
         return Err(format!("OKP curve {:?} is not supported", raw.crv));
     }
     let x = decode("x", raw.x.as_deref())?;
-    if !algs.contains(&Alg::EdDSA) {
-        return Ok(Vec::new());
-    }
-    let key =
-        ParsedPublicKey::new(&signature::ED25519, x).map_err(|e| format!("Ed25519 key: {e}"))?;
-    Ok(vec![(Alg::EdDSA, key)])
+    [Alg::EdDSA, Alg::Ed25519]
+        .into_iter()
+        .filter(|alg| algs.contains(alg))
+        .map(|alg| {
+            ParsedPublicKey::new(&signature::ED25519, x.as_slice())
+                .map(|key| (alg, key))
+                .map_err(|e| format!("Ed25519 key: {e}"))
+        })
+        .collect()
 }
 
 /// The JWK `kty` an algorithm needs.
@@ -353,7 +390,7 @@ fn key_type(alg: Alg) -> Option<&'static str> {
     match alg {
         a if RSA_ALGS.contains(&a) => Some("RSA"),
         Alg::ES256 | Alg::ES384 | Alg::ES512 => Some("EC"),
-        Alg::EdDSA => Some("OKP"),
+        Alg::EdDSA | Alg::Ed25519 => Some("OKP"),
         Alg::HS256 | Alg::HS384 | Alg::HS512 => Some("oct"),
         _ => None,
     }
@@ -373,6 +410,10 @@ pub(crate) enum Alg {
     ES384,
     ES512,
     EdDSA,
+    /// EdDSA on Ed25519 under its fully-specified name (RFC 9864), which
+    /// providers move to from the polymorphic `EdDSA` (oidc-provider 9 signs
+    /// with it).
+    Ed25519,
     HS256,
     HS384,
     HS512,
@@ -393,7 +434,9 @@ impl Alg {
             Alg::ES256 => C::EcdsaP256Sha256,
             Alg::ES384 => C::EcdsaP384Sha384,
             Alg::ES512 => C::EcdsaP521Sha512,
-            Alg::EdDSA => C::EdDsa,
+            // openidconnect has no name of its own for it: an allow-list
+            // that takes EdDSA takes its fully-specified Ed25519 form.
+            Alg::EdDSA | Alg::Ed25519 => C::EdDsa,
             Alg::HS256 => C::HmacSha256,
             Alg::HS384 => C::HmacSha384,
             Alg::HS512 => C::HmacSha512,
@@ -415,6 +458,7 @@ pub(crate) fn alg_from_name(name: &str) -> Option<Alg> {
         "ES384" => Alg::ES384,
         "ES512" => Alg::ES512,
         "EdDSA" => Alg::EdDSA,
+        "Ed25519" => Alg::Ed25519,
         "HS256" => Alg::HS256,
         "HS384" => Alg::HS384,
         "HS512" => Alg::HS512,

@@ -5,7 +5,9 @@
 //! authorization, end session, RFC 9207) are read too. On a `kid` the cached
 //! JWKS lacks, the JWKS is fetched again — at most once per interval.
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,10 @@ use openidconnect::core::{
     CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
     CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
-use openidconnect::{AdditionalProviderMetadata, DiscoveryError, IssuerUrl, ProviderMetadata};
+use openidconnect::{
+    AdditionalProviderMetadata, AsyncHttpClient, DiscoveryError, HttpRequest, HttpResponse,
+    IssuerUrl, ProviderMetadata,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -187,11 +192,13 @@ impl Provider {
         check_issuer_url(issuer)?;
         let issuer_url =
             IssuerUrl::new(issuer.to_owned()).map_err(|e| Error::Config(format!("issuer: {e}")))?;
-        let metadata = Metadata::discover_async(issuer_url, http)
+        let keeping = KeepLastBody::new(http);
+        let metadata = Metadata::discover_async(issuer_url, &keeping)
             .await
             .map_err(discovery_error)?;
         check_endpoints(&metadata)?;
-        let jwks = Jwks::new(metadata.jwks().clone());
+        // The last answer was the JWKS: read it as sent.
+        let jwks = keeping.jwks(metadata.jwks());
         tracing::debug!(issuer, keys = jwks.len(), "discovered provider");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -259,13 +266,53 @@ impl Provider {
             }
             *last = Some(Instant::now());
         }
-        let jwks = CoreJsonWebKeySet::fetch_async(self.metadata().jwks_uri(), &self.inner.http)
+        let keeping = KeepLastBody::new(&self.inner.http);
+        let set = CoreJsonWebKeySet::fetch_async(self.metadata().jwks_uri(), &keeping)
             .await
             .map_err(discovery_error)?;
-        let jwks = Arc::new(Jwks::new(jwks));
+        let jwks = Arc::new(keeping.jwks(&set));
         tracing::debug!(keys = jwks.len(), "fetched the JWKS again");
         *self.inner.jwks.write().unwrap_or_else(|e| e.into_inner()) = jwks;
         Ok(true)
+    }
+}
+
+/// The SDK's HTTP client for openidconnect's discovery and JWKS fetch,
+/// keeping the body of the last answer: openidconnect's key set leaves out
+/// every key it cannot read (an `alg` it does not know, such as RFC 9864's
+/// `Ed25519`), so the JWKS is read again from the body as sent.
+struct KeepLastBody {
+    http: HttpClient,
+    last: Mutex<Vec<u8>>,
+}
+
+impl KeepLastBody {
+    fn new(http: &HttpClient) -> Self {
+        Self {
+            http: http.clone(),
+            last: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The keys of the last answer — the JWKS openidconnect read as `set`.
+    fn jwks(&self, set: &CoreJsonWebKeySet) -> Jwks {
+        let body = std::mem::take(&mut *self.last.lock().unwrap_or_else(|e| e.into_inner()));
+        Jwks::from_json(&body).unwrap_or_else(|_| Jwks::new(set.clone()))
+    }
+}
+
+impl<'c> AsyncHttpClient<'c> for KeepLastBody {
+    type Error = reqwest::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, reqwest::Error>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let response = self.http.call(request).await?;
+            response
+                .body()
+                .clone_into(&mut self.last.lock().unwrap_or_else(|e| e.into_inner()));
+            Ok(response)
+        })
     }
 }
 
@@ -321,27 +368,25 @@ mod tests {
         assert!(check_issuer_url("https://id.example.com?x=1").is_err());
     }
 
-    /// A provider on loopback whose discovery document advertises `field`
-    /// as `value`; returns its issuer.
-    async fn provider_advertising(field: &'static str, value: &'static str) -> String {
+    /// A provider on loopback serving a minimal discovery document with the
+    /// members of `extra` put over it, and `jwks`; returns its issuer.
+    async fn provider_serving(extra: serde_json::Value, jwks: serde_json::Value) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let issuer = format!("http://{}", listener.local_addr().expect("addr"));
-        let doc = {
-            let i = issuer.clone();
-            let mut doc = serde_json::json!({
-                "issuer": i,
-                "authorization_endpoint": format!("{i}/authorize"),
-                "token_endpoint": format!("{i}/token"),
-                "jwks_uri": format!("{i}/jwks"),
-                "response_types_supported": ["code"],
-                "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": ["RS256"],
-            });
-            doc[field] = serde_json::json!(value);
-            doc
-        };
+        let i = format!("http://{}", listener.local_addr().expect("addr"));
+        let mut doc = serde_json::json!({
+            "issuer": i,
+            "authorization_endpoint": format!("{i}/authorize"),
+            "token_endpoint": format!("{i}/token"),
+            "jwks_uri": format!("{i}/jwks"),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        });
+        if let (Some(doc), Some(extra)) = (doc.as_object_mut(), extra.as_object()) {
+            doc.extend(extra.clone());
+        }
         let app = axum::Router::new()
             .route(
                 "/.well-known/openid-configuration",
@@ -349,12 +394,39 @@ mod tests {
             )
             .route(
                 "/jwks",
-                axum::routing::get(|| {
-                    std::future::ready(axum::Json(serde_json::json!({"keys": []})))
-                }),
+                axum::routing::get(move || std::future::ready(axum::Json(jwks.clone()))),
             );
         tokio::spawn(async move { axum::serve(listener, app).await });
-        issuer
+        i
+    }
+
+    /// A provider whose discovery document advertises `field` as `value`.
+    async fn provider_advertising(field: &'static str, value: &'static str) -> String {
+        provider_serving(
+            serde_json::json!({ field: value }),
+            serde_json::json!({"keys": []}),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn discovery_keeps_the_keys_openidconnect_cannot_read() {
+        // oidc-provider 9 publishes an Ed25519 key under RFC 9864's name;
+        // openidconnect's key set leaves it out.
+        let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let jwks = serde_json::json!({"keys": [
+            {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "a", "x": x, "use": "sig"},
+            {"kty": "OKP", "crv": "Ed25519", "alg": "Ed25519", "kid": "b", "x": x, "use": "sig"},
+        ]});
+        let algs =
+            serde_json::json!({"id_token_signing_alg_values_supported": ["EdDSA", "Ed25519"]});
+        let http = HttpClient::new().expect("http");
+        let provider = Provider::discover(&provider_serving(algs, jwks).await, &http)
+            .await
+            .expect("discovery");
+        assert_eq!(provider.jwks().len(), 2, "{:?}", provider.jwks());
+        assert!(provider.refetch_jwks().await.expect("refetch"), "fetched");
+        assert_eq!(provider.jwks().len(), 2, "and when fetched again");
     }
 
     #[tokio::test]

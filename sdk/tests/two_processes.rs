@@ -10,67 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use sessionkit::{
-    AccountKey, AccountRegistry, HttpClient, LoopbackOptions, OidcClient, Provider, RefreshPolicy,
-    RefreshToken, SessionEntry, SessionManager, StoreError, TokenStore,
+    AccountRegistry, HttpClient, LoopbackOptions, OidcClient, Provider, RefreshPolicy,
+    SessionManager, TokenStore,
 };
 use sessionkit_mock_idp::MockIdp;
-
-/// An app's own store: one file per entry, written atomically. It shares
-/// tokens between processes the way the keychain does.
-#[derive(Debug)]
-struct FileStore(PathBuf);
-
-impl FileStore {
-    fn path(&self, key: &AccountKey, kind: &str) -> PathBuf {
-        self.0.join(format!(
-            "{}-{kind}",
-            sessionkit_fingerprint(&key.entry_user(kind))
-        ))
-    }
-    fn write(&self, path: &Path, text: &str) -> Result<(), StoreError> {
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, text).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(|e| StoreError::Unavailable(e.to_string()))
-    }
-    fn read(&self, path: &Path) -> Result<String, StoreError> {
-        match std::fs::read_to_string(path) {
-            Ok(t) => Ok(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound),
-            Err(e) => Err(StoreError::Unavailable(e.to_string())),
-        }
-    }
-}
-
-fn sessionkit_fingerprint(s: &str) -> String {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        })
-        .to_string()
-}
-
-impl TokenStore for FileStore {
-    fn save_session(&self, k: &AccountKey, e: &SessionEntry) -> Result<(), StoreError> {
-        self.write(&self.path(k, "session"), &e.to_json())
-    }
-    fn load_session(&self, k: &AccountKey) -> Result<SessionEntry, StoreError> {
-        SessionEntry::from_json(&self.read(&self.path(k, "session"))?)
-    }
-    fn save_refresh(&self, k: &AccountKey, t: &RefreshToken) -> Result<(), StoreError> {
-        self.write(&self.path(k, "refresh"), t.secret())
-    }
-    fn load_refresh(&self, k: &AccountKey) -> Result<RefreshToken, StoreError> {
-        self.read(&self.path(k, "refresh")).map(RefreshToken::new)
-    }
-    fn delete(&self, k: &AccountKey) -> Result<(), StoreError> {
-        let _ = std::fs::remove_file(self.path(k, "session"));
-        let _ = std::fs::remove_file(self.path(k, "refresh"));
-        Ok(())
-    }
-    fn name(&self) -> &str {
-        "file"
-    }
-}
+use sessionkit_tests::file_store::FileStore;
 
 async fn manager(issuer: &str, dir: &Path) -> SessionManager {
     manager_with(issuer, dir, RefreshPolicy::Proactive).await
@@ -83,7 +27,7 @@ async fn manager_with(issuer: &str, dir: &Path, policy: RefreshPolicy) -> Sessio
     let client = OidcClient::new(provider, "chat-example").scopes(["openid", "offline_access"]);
     SessionManager::for_client(client)
         .namespace("two-processes")
-        .store(Arc::new(FileStore(dir.to_owned())))
+        .store(Arc::new(FileStore::new(dir)))
         .registry(AccountRegistry::at(dir.join("accounts.json")))
         .restore(false)
         .policy(policy)
@@ -138,7 +82,7 @@ async fn two_processes_refreshing_at_once_both_stay_signed_in() {
         .info()
         .clone();
     // The stored access token has expired: both children must refresh.
-    let store = FileStore(dir.clone());
+    let store = FileStore::new(&dir);
     let mut entry = store.load_session(&account.key).expect("entry");
     entry.expires_at = Some(SystemTime::now() - Duration::from_secs(5));
     store.save_session(&account.key, &entry).expect("save");

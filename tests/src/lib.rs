@@ -2,9 +2,20 @@
 //!
 //! End-to-end tests across the sessionkit crates, in one process over real
 //! sockets: the SDK's sessions, the realtime client and the example chat
-//! server against the mock identity provider (`tests/`). The tests that run
-//! the `chat` and `chat-server` binaries live beside them in
-//! `examples/tests`, where Cargo builds the binaries for them; each crate's
-//! own tests live in that crate.
+//! server against the mock identity provider, and the SDK against a provider
+//! we did not write, panva/oidc-provider (`tests/`). The tests that run the
+//! `chat` and `chat-server` binaries live beside them in `examples/tests`,
+//! where Cargo builds the binaries for them; each crate's own tests live in
+//! that crate.
+//!
+//! The library is the support code those tests share across crates (a
+//! dev-dependency only, never published):
+//! - [`webdriver`]: a tiny W3C WebDriver client for headless Chromium;
+//! - [`file_store`]: a token store in files, shared between processes;
+//! - [`scratch`]: a temporary directory per test, removed when dropped.
 
 #![forbid(unsafe_code)]
+
+pub mod file_store;
+pub mod scratch;
+pub mod webdriver;

@@ -51,8 +51,9 @@ fn signing_input(header: &Value, claims: &Value) -> String {
     )
 }
 
+/// The keys as a provider's JWKS document, read as discovery reads it.
 fn jwks(keys: Value) -> Jwks {
-    Jwks::new(serde_json::from_value(json!({ "keys": keys })).expect("a JWKS"))
+    Jwks::from_json(json!({ "keys": keys }).to_string().as_bytes()).expect("a JWKS")
 }
 
 fn check(token: &str, keys: &Jwks) -> Result<super::IdClaims, IdTokenError> {
@@ -234,6 +235,54 @@ fn an_eddsa_token_verifies_and_its_at_hash_uses_sha512() {
     )
     .expect("EdDSA verifies, at_hash matches");
     assert_eq!(claims.sub, "alice");
+}
+
+#[test]
+fn an_ed25519_token_verifies_under_rfc_9864s_name() {
+    // oidc-provider 9 signs with `"alg": "Ed25519"` and labels its key so.
+    let pair = signature::Ed25519KeyPair::generate().expect("ed25519");
+    let x = b64(pair.public_key().as_ref());
+    let sign = |header: &Value| {
+        let input = signing_input(header, &claims());
+        format!("{input}.{}", b64(pair.sign(input.as_bytes()).as_ref()))
+    };
+    let token = sign(&json!({"alg": "Ed25519", "kid": "d"}));
+    for alg in [Some("Ed25519"), None] {
+        let mut jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "d", "x": x});
+        if let Some(alg) = alg {
+            jwk["alg"] = alg.into();
+        }
+        let claims = check(&token, &jwks(json!([jwk])))
+            .unwrap_or_else(|e| panic!("an Ed25519 token, key alg {alg:?}: {e:?}"));
+        assert_eq!(claims.sub, "alice");
+    }
+    // openidconnect's key set drops a key whose `alg` it does not know:
+    // read as sent, the JWKS keeps it.
+    let labelled =
+        json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "d", "x": x, "alg": "Ed25519"}]});
+    let dropped = Jwks::new(serde_json::from_value(labelled.clone()).expect("a JWKS"));
+    assert_eq!(dropped.len(), 0, "openidconnect's set left the key out");
+    assert_eq!(jwks(labelled["keys"].clone()).len(), 1);
+    // A key restricted to one name is not used for the other.
+    let eddsa_only =
+        jwks(json!([{"kty": "OKP", "crv": "Ed25519", "kid": "d", "x": x, "alg": "EdDSA"}]));
+    assert!(matches!(
+        check(&token, &eddsa_only),
+        Err(IdTokenError::UnknownKey)
+    ));
+    let ed25519_only =
+        jwks(json!([{"kty": "OKP", "crv": "Ed25519", "kid": "d", "x": x, "alg": "Ed25519"}]));
+    let eddsa = sign(&json!({"alg": "EdDSA", "kid": "d"}));
+    assert!(matches!(
+        check(&eddsa, &ed25519_only),
+        Err(IdTokenError::UnknownKey)
+    ));
+    // And the signature is checked under the new name too.
+    let bad = check(
+        &flip_signature_byte(&token),
+        &jwks(json!([{"kty": "OKP", "crv": "Ed25519", "kid": "d", "x": x}])),
+    );
+    assert!(is_signature_error(&bad), "{bad:?}");
 }
 
 #[test]

@@ -1,0 +1,165 @@
+// panva/oidc-provider, configured for sessionkit's interoperability tests
+// (tests/tests/oidc_provider.rs starts it; nothing here is sessionkit's code).
+//
+//   node tests/oidc-provider/server.mjs
+//
+// Listens on 127.0.0.1 on a free port and prints one line on stdout:
+//   oidc-provider listening on http://127.0.0.1:PORT
+// That URL is the issuer. It runs until stdin closes (the test that started
+// it ends) or it gets SIGTERM/SIGINT.
+//
+// The provider as an app would run it, in development mode (plain http on
+// loopback; its built-in login and consent pages, "devInteractions"):
+// - client `sessionkit-interop`: public (PKCE, no secret), native, redirect
+//   http://127.0.0.1/callback on any port (RFC 8252; oidc-provider ignores
+//   the port of loopback redirects of native clients), authorization code
+//   and refresh token grants;
+// - refresh tokens for offline_access (issueRefreshToken), rotated at every
+//   use (rotateRefreshToken); a used one presented again revokes the grant
+//   (oidc-provider's reuse detection);
+// - revocation (RFC 7009), userinfo, RP-initiated logout; access tokens are
+//   opaque (no resource indicator is asked for);
+// - signing keys made at start: RSA (RS256, ID tokens of the interop
+//   client), EC P-256 (ES256) and two Ed25519 keys (one labelled `EdDSA`,
+//   one `Ed25519`, RFC 9864's name), with clients `sessionkit-interop-es256`,
+//   `-eddsa` and `-ed25519` whose ID tokens are signed with each.
+//
+// For the tests, GET /_test/log answers what happened, without any token:
+// the provider's events (grant.success, grant.error, grant.revoked, ...) with
+// the grant type and error, and every request (method, path, status).
+
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import Provider from 'oidc-provider';
+
+const CLIENT_ID = 'sessionkit-interop';
+
+function signingKey(type, options, alg) {
+  const { privateKey } = generateKeyPairSync(type, options);
+  const jwk = privateKey.export({ format: 'jwk' });
+  return { ...jwk, alg, use: 'sig', kid: `${alg.toLowerCase()}-${randomBytes(4).toString('hex')}` };
+}
+
+const jwks = {
+  keys: [
+    signingKey('rsa', { modulusLength: 2048 }, 'RS256'),
+    signingKey('ec', { namedCurve: 'P-256' }, 'ES256'),
+    signingKey('ed25519', {}, 'EdDSA'),
+    // The fully-specified name of the same algorithm (RFC 9864).
+    signingKey('ed25519', {}, 'Ed25519'),
+  ],
+};
+
+// Every user exists; the password is not checked (devInteractions' page says
+// "Enter any login"). A user's claims follow from the login name.
+async function findAccount(_ctx, sub) {
+  return {
+    accountId: sub,
+    async claims() {
+      return {
+        sub,
+        name: sub.charAt(0).toUpperCase() + sub.slice(1),
+        preferred_username: sub,
+        email: `${sub}@example.test`,
+        email_verified: true,
+      };
+    },
+  };
+}
+
+// What the tests read back: events and requests, never a token.
+const log = { events: [], requests: [] };
+function record(event, fields = {}) {
+  log.events.push({ event, ...fields });
+  process.stderr.write(`oidc-provider event ${JSON.stringify({ event, ...fields })}\n`);
+}
+
+const server = createServer();
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+// The interop client, and the same client with ID tokens signed by each of
+// the other algorithms (`sessionkit-interop-es256`, ...).
+const client = {
+  client_id: CLIENT_ID,
+  application_type: 'native',
+  token_endpoint_auth_method: 'none',
+  redirect_uris: ['http://127.0.0.1/callback'],
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+};
+const clients = [
+  client,
+  ...['ES256', 'EdDSA', 'Ed25519'].map((alg) => ({
+    ...client,
+    client_id: `${CLIENT_ID}-${alg.toLowerCase()}`,
+    id_token_signed_response_alg: alg,
+  })),
+];
+
+const provider = new Provider(issuer, {
+  clients,
+  findAccount,
+  jwks,
+  cookies: { keys: [randomBytes(32).toString('base64url')] },
+  claims: {
+    openid: ['sub'],
+    profile: ['name', 'preferred_username'],
+    email: ['email', 'email_verified'],
+  },
+  scopes: ['openid', 'offline_access', 'profile', 'email'],
+  features: {
+    devInteractions: { enabled: true },
+    revocation: { enabled: true },
+    userinfo: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+  },
+  pkce: { required: () => true },
+  async issueRefreshToken(_ctx, client, source) {
+    return client.grantTypeAllowed('refresh_token') && source.scopes.has('offline_access');
+  },
+  rotateRefreshToken: true,
+  ttl: {
+    AccessToken: 3600,
+    IdToken: 3600,
+    RefreshToken: 24 * 3600,
+    Grant: 24 * 3600,
+    Session: 24 * 3600,
+    Interaction: 600,
+    AuthorizationCode: 60,
+  },
+});
+
+provider.on('grant.success', (ctx) => record('grant.success', { grant_type: ctx.oidc.params?.grant_type }));
+provider.on('grant.error', (ctx, err) => record('grant.error', { grant_type: ctx.oidc?.params?.grant_type, error: err.error }));
+provider.on('grant.revoked', () => record('grant.revoked'));
+provider.on('refresh_token.consumed', () => record('refresh_token.consumed'));
+provider.on('refresh_token.destroyed', () => record('refresh_token.destroyed'));
+provider.on('revocation.error', (_ctx, err) => record('revocation.error', { error: err.error }));
+provider.on('userinfo.error', (_ctx, err) => record('userinfo.error', { error: err.error }));
+provider.on('end_session.success', () => record('end_session.success'));
+provider.on('authorization.error', (_ctx, err) => record('authorization.error', { error: err.error }));
+provider.on('server_error', (_ctx, err) => record('server_error', { error: String(err) }));
+
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/_test/log' && ctx.method === 'GET') {
+    ctx.body = log;
+    return;
+  }
+  try {
+    await next();
+  } finally {
+    log.requests.push({ method: ctx.method, path: ctx.path, status: ctx.status });
+  }
+});
+
+server.on('request', provider.callback());
+process.stdout.write(`oidc-provider listening on ${issuer}\n`);
+
+const stop = () => server.close(() => process.exit(0));
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+// The test holds our stdin open; when it ends (or is killed), so do we.
+process.stdin.on('end', stop);
+process.stdin.on('close', stop);
+process.stdin.resume();
