@@ -77,6 +77,7 @@ mod clock;
 pub mod config;
 pub mod conformance;
 mod control;
+pub mod dpop;
 mod endpoints;
 mod error;
 mod faults;
