@@ -129,10 +129,15 @@ pub(crate) fn resource_access(
         .ok_or_else(no_credentials)?;
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     let token = token.trim();
-    if token.is_empty() {
-        return Err(no_credentials());
+    let is = |name: &str| scheme.eq_ignore_ascii_case(name);
+    if token.is_empty() || !(is("bearer") || is("dpop")) {
+        let mut e = OAuthError::invalid_token(
+            "the Authorization header is not a Bearer or DPoP access token",
+        );
+        e.www_authenticate = no_credentials().www_authenticate;
+        return Err(e);
     }
-    if scheme.eq_ignore_ascii_case("bearer") {
+    if is("bearer") {
         let valid =
             check_access_token(shared, token, endpoint).map_err(OAuthError::invalid_token)?;
         if valid.jkt.is_some() {
@@ -143,9 +148,6 @@ pub(crate) fn resource_access(
             ));
         }
         return Ok(valid);
-    }
-    if !scheme.eq_ignore_ascii_case("dpop") {
-        return Err(no_credentials());
     }
     let valid = check_access_token(shared, token, endpoint)
         .map_err(|why| dpop_refusal("invalid_token", why))?;
