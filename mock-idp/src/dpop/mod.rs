@@ -314,6 +314,38 @@ pub fn access_token_hash(access_token: &str) -> String {
 /// verifier's clock), and records it in `replay` when it passes, so that it
 /// is accepted once. See the [module documentation](self) for the checks.
 ///
+/// ```
+/// use aws_lc_rs::rand::SystemRandom;
+/// use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
+/// use base64::Engine as _;
+/// use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+/// use sessionkit_mock_idp::dpop::{self, ProofError, ProofRequest, ReplayCache};
+///
+/// // The client: a P-256 key, and a proof for one request with a token.
+/// let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+/// let point = key.public_key().as_ref();
+/// let jwk = serde_json::json!({"kty": "EC", "crv": "P-256",
+///     "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..])});
+/// let now = 1_700_000_000;
+/// let header = serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+/// let claims = serde_json::json!({"jti": "j-1", "htm": "GET", "iat": now,
+///     "htu": "https://api.example/messages", "ath": dpop::access_token_hash("the-token")});
+/// let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+/// let sig = key.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+/// let proof = format!("{input}.{}", B64.encode(sig.as_ref()));
+///
+/// // The server: the request's method, URL (the query is ignored) and token.
+/// let replay = ReplayCache::default();
+/// let request = ProofRequest::new("GET", "https://api.example/messages?after=7", &proof)
+///     .access_token("the-token");
+/// let checked = dpop::verify_proof(&request, now + 2, &replay).unwrap();
+/// // The token must be bound to this key: its `cnf.jkt` is this thumbprint.
+/// assert_eq!(checked.jkt(), dpop::jwk_thumbprint(&jwk).unwrap());
+/// assert!(checked.check_binding(&dpop::jwk_thumbprint(&jwk).unwrap()).is_ok());
+/// // The same proof again is a replay.
+/// assert_eq!(dpop::verify_proof(&request, now + 3, &replay), Err(ProofError::Replayed));
+/// ```
+///
 /// # Errors
 /// The first check that fails, as a [`ProofError`].
 pub fn verify_proof(
