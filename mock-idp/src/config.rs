@@ -165,6 +165,12 @@ pub struct ClientConfig {
     /// when the client has none open.
     #[serde(default)]
     pub conformance: Option<String>,
+    /// Must every token request of this client carry a DPoP proof (RFC 9449
+    /// §5.2, client metadata `dpop_bound_access_tokens`)? Then its tokens
+    /// are always DPoP-bound. When `false` (the default) a proof is still
+    /// honoured when sent, and the tokens bound to its key.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
 }
 
 fn default_grants() -> Vec<String> {
@@ -194,6 +200,7 @@ impl ClientConfig {
             id_token_signed_response_alg: None,
             introspection: false,
             conformance: None,
+            dpop_bound_access_tokens: false,
         }
     }
 
@@ -212,6 +219,7 @@ impl ClientConfig {
             id_token_signed_response_alg: None,
             introspection: true,
             conformance: None,
+            dpop_bound_access_tokens: false,
         }
     }
 
@@ -286,6 +294,10 @@ pub struct Config {
     pub control_remote: bool,
     /// The largest request body accepted, in bytes (default 64 KiB).
     pub max_body_bytes: usize,
+    /// Require a server-provided nonce in every DPoP proof (RFC 9449 §8–9):
+    /// a proof without the current one is answered `use_dpop_nonce` with a
+    /// fresh `DPoP-Nonce` header (default `false`; switchable at run time).
+    pub require_dpop_nonce: bool,
 }
 
 /// The back-channel logout URL of the built-in `chat-example` client: the
@@ -317,6 +329,7 @@ impl Default for Config {
             control_secret: SecretSource::None,
             control_remote: false,
             max_body_bytes: 64 * 1024,
+            require_dpop_nonce: false,
         }
     }
 }

@@ -99,6 +99,47 @@ impl Control {
             .update_settings(|s| s.rotate_refresh_tokens = rotate);
     }
 
+    /// Requires (or stops requiring) a server-provided nonce in every DPoP
+    /// proof (RFC 9449 §8–9). While required, a proof without the current
+    /// nonce is refused with `use_dpop_nonce` — a 400 at the token endpoint,
+    /// a 401 with `WWW-Authenticate: DPoP error="use_dpop_nonce"` at userinfo
+    /// and the account API — and every answer of those endpoints carries the
+    /// current nonce in a `DPoP-Nonce` header. Nonces rotate every five
+    /// minutes of the provider's clock; the previous one is still accepted.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sessionkit_mock_idp::MockIdp;
+    ///
+    /// let idp = MockIdp::start().await?;
+    /// idp.control().set_dpop_nonce_required(true);
+    /// let answer = reqwest::Client::new()
+    ///     .post(idp.url("/token"))
+    ///     .form(&[("grant_type", "refresh_token"), ("refresh_token", "x"), ("client_id", "chat-example")])
+    ///     .send()
+    ///     .await?;
+    /// assert_eq!(
+    ///     answer.headers()["dpop-nonce"].to_str()?,
+    ///     idp.control().dpop_nonce().expect("required, so there is one")
+    /// );
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn set_dpop_nonce_required(&self, required: bool) {
+        self.shared
+            .update_settings(|s| s.require_dpop_nonce = required);
+    }
+
+    /// Are DPoP nonces required now?
+    pub fn dpop_nonce_required(&self) -> bool {
+        self.shared.settings().require_dpop_nonce
+    }
+
+    /// The DPoP nonce proofs must carry now, while nonces are required.
+    pub fn dpop_nonce(&self) -> Option<String> {
+        crate::endpoints::proof::current_nonce(&self.shared)
+    }
+
     /// The user named `username`, as the provider knows them now.
     pub fn user(&self, username: &str) -> Option<User> {
         self.shared.settings().user(username).cloned()

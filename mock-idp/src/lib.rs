@@ -61,12 +61,46 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 //!
+//! ## DPoP
+//!
+//! A token request with a `DPoP` proof (RFC 9449) gets tokens bound to the
+//! proof's key (`cnf.jkt`, `token_type: DPoP`); userinfo and the account
+//! API then take them only as `Authorization: DPoP` with a proof by that
+//! key. Clients configured with
+//! [`dpop_bound_access_tokens`](ClientConfig::dpop_bound_access_tokens)
+//! must send a proof; [`Control::set_dpop_nonce_required`] makes every
+//! proof carry the provider's current nonce. [`dpop::verify_proof`] is the
+//! check itself, for other servers.
+//!
+//! ```
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sessionkit_mock_idp::{ClientConfig, MockIdp};
+//!
+//! let idp = MockIdp::builder()
+//!     .client(ClientConfig {
+//!         dpop_bound_access_tokens: true,
+//!         ..ClientConfig::public("dpop-app")
+//!     })
+//!     .start()
+//!     .await?;
+//! let discovery: serde_json::Value =
+//!     reqwest::get(idp.url("/.well-known/openid-configuration")).await?.json().await?;
+//! assert!(discovery["dpop_signing_alg_values_supported"]
+//!     .as_array()
+//!     .is_some_and(|algs| algs.contains(&"ES256".into())));
+//! idp.control().set_dpop_nonce_required(true);
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
 //! ## Layout
 //! - [`config`]: users, clients and lifetimes (TOML or code), with built-in defaults.
 //! - `claims`: [`NextClaims`], per-test claims for a client's next tokens.
 //! - `server`: the router, faults and the request log, the accept loop.
 //! - `endpoints`: one module per protocol endpoint, the control API and the pages.
 //! - `state`: sessions, grants, codes and tokens; `keys`: signing and JWKS.
+//! - [`dpop`]: DPoP proof checks (RFC 9449), public so that other servers
+//!   check proofs exactly as the provider does.
 //! - [`Control`]: everything the control API does, in-process.
 
 #![forbid(unsafe_code)]
@@ -77,6 +111,7 @@ mod clock;
 pub mod config;
 pub mod conformance;
 mod control;
+pub mod dpop;
 mod endpoints;
 mod error;
 mod faults;

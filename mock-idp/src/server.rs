@@ -262,6 +262,14 @@ async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next
             }
         }
     };
+    let mut response = response;
+    if matches!(endpoint, "token" | "userinfo" | "account")
+        && let Some(nonce) = crate::endpoints::proof::current_nonce(&shared)
+        && let Ok(value) = HeaderValue::from_str(&nonce)
+    {
+        // RFC 9449 §8.2, §9: a fresh nonce on every answer while they are required.
+        response.headers_mut().insert("dpop-nonce", value);
+    }
     let note = response.extensions().get::<LogNote>().map(|n| n.0.clone());
     shared.log.record(LoggedRequest {
         at_ms,

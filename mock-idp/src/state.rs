@@ -65,6 +65,8 @@ pub(crate) struct PendingAuth {
     pub(crate) device_name: String,
     pub(crate) audience: Option<String>,
     pub(crate) created_at: i64,
+    /// The DPoP key the code is bound to (`dpop_jkt`, RFC 9449 §10).
+    pub(crate) dpop_jkt: Option<String>,
 }
 
 /// An issued authorization code.
@@ -85,6 +87,8 @@ pub(crate) struct RefreshRecord {
     pub(crate) expires_at: i64,
     pub(crate) issued_at: i64,
     pub(crate) used: bool,
+    /// The DPoP key it is bound to (public clients only, RFC 9449 §5).
+    pub(crate) jkt: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +96,8 @@ pub(crate) struct AccessRecord {
     pub(crate) grant: u64,
     pub(crate) expires_at: i64,
     pub(crate) revoked: bool,
+    /// The DPoP key it is bound to (its `cnf.jkt`).
+    pub(crate) jkt: Option<String>,
     /// Claims a test set for userinfo answers to this token ([`NextClaims`]).
     pub(crate) userinfo: Option<Map<String, Value>>,
 }
@@ -301,6 +307,7 @@ pub(crate) struct Settings {
     pub(crate) signing_alg: Alg,
     pub(crate) auto_login: Option<String>,
     pub(crate) rotate_refresh_tokens: bool,
+    pub(crate) require_dpop_nonce: bool,
 }
 
 impl Settings {
@@ -372,6 +379,10 @@ pub(crate) struct Shared {
     pub(crate) http: reqwest::Client,
     pub(crate) max_body_bytes: usize,
     pub(crate) tasks: tokio_util::task::TaskTracker,
+    /// The DPoP proofs accepted lately, at every endpoint.
+    pub(crate) dpop_replay: crate::dpop::ReplayCache,
+    /// The DPoP nonces handed out when nonces are required.
+    pub(crate) dpop_nonces: crate::dpop::Nonces,
 }
 
 impl Shared {
@@ -407,6 +418,7 @@ impl Shared {
             signing_alg: config.signing_alg,
             auto_login: config.auto_login.clone(),
             rotate_refresh_tokens: config.rotate_refresh_tokens,
+            require_dpop_nonce: config.require_dpop_nonce,
         };
         let cookie_name = format!("mockidp_session_{}", crate::keys::fingerprint(&issuer));
         let http = reqwest::Client::builder()
@@ -430,6 +442,8 @@ impl Shared {
             http,
             max_body_bytes: config.max_body_bytes,
             tasks,
+            dpop_replay: crate::dpop::ReplayCache::default(),
+            dpop_nonces: crate::dpop::Nonces::default(),
         })
     }
 

@@ -12,21 +12,30 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::config::{ACCOUNT_SCOPE, account_audience};
 
 use crate::endpoints::no_store_json;
-use crate::endpoints::userinfo::{ValidAccess, bearer, check_access_token};
+use crate::endpoints::userinfo::ValidAccess;
 use crate::error::OAuthError;
 use crate::state::Shared;
 
-fn user_of(shared: &Shared, headers: &HeaderMap) -> Result<(String, ValidAccess), OAuthError> {
-    let token = bearer(headers)?;
-    let valid =
-        check_access_token(shared, token, "the account API").map_err(OAuthError::invalid_token)?;
+fn user_of(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(String, ValidAccess), OAuthError> {
+    let valid = crate::endpoints::proof::resource_access(
+        shared,
+        headers,
+        method.as_str(),
+        uri.path(),
+        "the account API",
+    )?;
     let audience = account_audience(&shared.issuer);
     let for_us = match valid.claims.get("aud") {
         Some(Value::String(aud)) => *aud == audience,
@@ -34,10 +43,14 @@ fn user_of(shared: &Shared, headers: &HeaderMap) -> Result<(String, ValidAccess)
         _ => false,
     };
     if !for_us {
-        return Err(OAuthError::invalid_token(format!(
+        let mut e = OAuthError::invalid_token(format!(
             "this access token is not for the account API: its aud lacks {audience}; \
              sign in with the {ACCOUNT_SCOPE} scope"
-        )));
+        ));
+        if valid.jkt.is_some() {
+            e.www_authenticate = Some(crate::dpop::challenge("invalid_token", &e.description));
+        }
+        return Err(e);
     }
     let username = valid.grant.username.clone().ok_or_else(|| {
         OAuthError::new(
@@ -49,8 +62,13 @@ fn user_of(shared: &Shared, headers: &HeaderMap) -> Result<(String, ValidAccess)
     Ok((username, valid))
 }
 
-pub(crate) async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    match user_of(&shared, &headers) {
+pub(crate) async fn list(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    match user_of(&shared, &method, &uri, &headers) {
         Ok((username, valid)) => {
             let current = valid.grant.sid.clone();
             let store = shared.store();
@@ -78,10 +96,12 @@ pub(crate) async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) 
 
 pub(crate) async fn revoke(
     State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     Path(sid): Path<String>,
 ) -> Response {
-    match user_of(&shared, &headers) {
+    match user_of(&shared, &method, &uri, &headers) {
         Ok((username, _)) => {
             let owned = shared
                 .store()

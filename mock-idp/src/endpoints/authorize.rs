@@ -1,7 +1,8 @@
 //! The authorization endpoint: checks the request strictly, shows the login
 //! page (pick a user, or type name and password; consent when asked for),
 //! honours `prompt`, `login_hint` and auto-login, and redirects back with a
-//! single-use code, the `state` and the `iss` parameter (RFC 9207).
+//! single-use code, the `state` and the `iss` parameter (RFC 9207). A
+//! `dpop_jkt` (RFC 9449 §10) binds the code to that DPoP key.
 //!
 //! Errors about the client or the redirect URI are shown as a page and never
 //! redirected (RFC 6749 §4.1.2.1); every other error goes back to the client.
@@ -217,6 +218,7 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
         device_name: device_name(params, headers),
         audience: client.config.audience.clone(),
         created_at: now,
+        dpop_jkt: None,
     };
     if params.get("response_type") != Some("code") {
         return client_error(
@@ -287,6 +289,22 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
         );
     }
     pending.code_challenge = challenge.to_owned();
+    if let Some(jkt) = params.get("dpop_jkt") {
+        // RFC 9449 §10: the base64url SHA-256 thumbprint of the client's DPoP key.
+        if jkt.len() != 43
+            || !jkt
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return client_error(
+                shared,
+                &pending,
+                "invalid_request",
+                "dpop_jkt is not a base64url SHA-256 JWK thumbprint",
+            );
+        }
+        pending.dpop_jkt = Some(jkt.to_owned());
+    }
     if let Some(bad) = pending
         .scope
         .iter()

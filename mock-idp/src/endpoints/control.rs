@@ -50,6 +50,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/deliveries", get(deliveries))
         .route("/tokens", get(tokens))
         .route("/auto-login", put(auto_login))
+        .route("/dpop", get(get_dpop).put(put_dpop))
         .route("/clients", post(register_client))
         .route("/clients/{id}/secret", get(client_secret))
         .route("/clients/{id}/backchannel-logout-uri", put(set_backchannel))
@@ -176,6 +177,7 @@ async fn state(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "lifetimes": settings.lifetimes,
         "signing_alg": settings.signing_alg,
         "auto_login": settings.auto_login,
+        "dpop_nonce_required": settings.require_dpop_nonce,
         "users": settings.users.iter().map(|u| &u.username).collect::<Vec<_>>(),
         "clients": clients,
         "sessions": c.sessions(None),
@@ -363,6 +365,34 @@ async fn auto_login(State(shared): State<Arc<Shared>>, Json(a): Json<AutoLogin>)
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => bad(e.to_string()),
     }
+}
+
+fn dpop_state(shared: &Arc<Shared>) -> serde_json::Value {
+    let c = control(shared);
+    json!({
+        "nonce_required": c.dpop_nonce_required(),
+        "nonce": c.dpop_nonce(),
+        "algs": crate::dpop::SUPPORTED_ALGS,
+        "window_secs": crate::endpoints::proof::PROOF_WINDOW_SECS,
+    })
+}
+
+async fn get_dpop(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(dpop_state(&shared))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DpopSettings {
+    nonce_required: bool,
+}
+
+async fn put_dpop(
+    State(shared): State<Arc<Shared>>,
+    Json(settings): Json<DpopSettings>,
+) -> Json<serde_json::Value> {
+    control(&shared).set_dpop_nonce_required(settings.nonce_required);
+    Json(dpop_state(&shared))
 }
 
 async fn register_client(

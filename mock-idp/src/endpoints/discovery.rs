@@ -43,6 +43,7 @@ pub(crate) fn document(issuer: &str) -> Bytes {
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "azp",
             "name", "preferred_username", "email", "email_verified"],
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": crate::dpop::SUPPORTED_ALGS,
         "prompt_values_supported": ["none", "login", "consent"],
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,

@@ -1,7 +1,9 @@
 //! Revocation (RFC 7009) and introspection (RFC 7662). Revoking a refresh
 //! token revokes its grant, and with it every access token of the grant;
 //! revoking an access token revokes that token. Either shows at once in
-//! introspection and userinfo.
+//! introspection and userinfo. DPoP-bound tokens are introspected with
+//! their `cnf.jkt` and `token_type: DPoP`; revocation needs no proof (RFC
+//! 9449 defines none for it) and ignores one that is sent.
 
 use std::sync::Arc;
 
@@ -117,7 +119,7 @@ fn introspect_token(shared: &Shared, token: &str) -> Value {
             if record.used || grant.revoked || record.expires_at <= now {
                 return json!({"active": false});
             }
-            return json!({
+            let mut answer = json!({
                 "active": true,
                 "token_type": "refresh_token",
                 "scope": grant.scope.join(" "),
@@ -129,14 +131,19 @@ fn introspect_token(shared: &Shared, token: &str) -> Value {
                 "iat": record.issued_at,
                 "sid": grant.sid,
             });
+            if let Some(jkt) = &record.jkt {
+                answer["cnf"] = json!({ "jkt": jkt });
+            }
+            return answer;
         }
     }
     match check_access_token(shared, token, "introspection") {
         Ok(valid) => {
             let c = &valid.claims;
-            json!({
+            let mut answer = json!({
                 "active": true,
-                "token_type": "Bearer",
+                // RFC 9449 §6.2: a bound token's type and key.
+                "token_type": if valid.jkt.is_some() { "DPoP" } else { "Bearer" },
                 "scope": c.get("scope"),
                 "client_id": c.get("client_id"),
                 "username": username(&valid.grant),
@@ -147,7 +154,11 @@ fn introspect_token(shared: &Shared, token: &str) -> Value {
                 "iat": c.get("iat"),
                 "jti": c.get("jti"),
                 "sid": c.get("sid"),
-            })
+            });
+            if let Some(jkt) = &valid.jkt {
+                answer["cnf"] = json!({ "jkt": jkt });
+            }
+            answer
         }
         Err(_) => json!({"active": false}),
     }

@@ -7,13 +7,18 @@
 //! API in `aud`; claims a test set for the client's next token
 //! ([`crate::NextClaims`]) are merged in last.
 //!
+//! DPoP (RFC 9449): with a valid proof (checked first, see `proof.rs`) the
+//! access token carries `cnf.jkt` and `token_type` is `DPoP`, and a public
+//! client's refresh token is bound to the key; a bound code (`dpop_jkt`) or
+//! refresh token presented without a proof by its key is `invalid_grant`.
+//!
 //! (Over 500 lines: the four grants end in one issuing step, `Issue`, kept
 //! beside them so that every grant issues tokens the same way.)
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -31,6 +36,7 @@ use crate::state::{
 
 pub(crate) async fn token(
     State(shared): State<Arc<Shared>>,
+    uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
@@ -43,7 +49,7 @@ pub(crate) async fn token(
         )),
         Ok(body) => Params::from_form(&headers, &body).and_then(|params| {
             grant_type = params.get("grant_type").unwrap_or("missing").to_owned();
-            handle(&shared, &headers, &params)
+            handle(&shared, uri.path(), &headers, &params)
         }),
     };
     let mut response = match result {
@@ -59,7 +65,12 @@ pub(crate) async fn token(
     response
 }
 
-fn handle(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Result<Value, OAuthError> {
+fn handle(
+    shared: &Arc<Shared>,
+    path: &str,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Value, OAuthError> {
     let settings = shared.settings();
     let grant_type = params.required("grant_type")?;
     let known = [
@@ -83,14 +94,25 @@ fn handle(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Result<
             format!("this client may not use the {grant_type} grant"),
         ));
     }
+    // The proof is checked before the grant is: a code or refresh token is
+    // not spent on a request that a nonce challenge makes the client repeat.
+    let proof = crate::endpoints::proof::token_request_proof(shared, headers, path)?;
+    if proof.is_none() && client.config.dpop_bound_access_tokens {
+        return Err(crate::endpoints::proof::proof_required(
+            "this client's tokens are DPoP-bound (dpop_bound_access_tokens)",
+        ));
+    }
+    let jkt = proof.map(|p| p.jkt().to_owned());
     let client_id = client.config.client_id.as_str();
     crate::conformance::twist::before_token(shared, client_id, grant_type, headers, params);
-    let mut response = match grant_type {
-        "authorization_code" => authorization_code(shared, &settings, client_id, params),
-        "refresh_token" => refresh(shared, &settings, client_id, params),
+    let mut issue = match grant_type {
+        "authorization_code" => authorization_code(shared, client_id, params, jkt.as_deref()),
+        "refresh_token" => refresh(shared, &settings, client_id, params, jkt.as_deref()),
         "client_credentials" => client_credentials(shared, &settings, client_id, params),
         _ => device_code(shared, &settings, client_id, params),
     }?;
+    issue.jkt = jkt;
+    let mut response = issue.run(shared, &settings);
     crate::conformance::twist::after_token(shared, client_id, grant_type, &mut response);
     Ok(response)
 }
@@ -107,12 +129,32 @@ fn pkce_ok(verifier: &str, challenge: &str) -> bool {
         )
 }
 
+/// The DPoP binding of a code or refresh token, checked against the key of
+/// the request's proof: none, or another key, is `invalid_grant` (the grant
+/// is bound; the proof itself was fine or absent).
+fn check_binding(bound: Option<&str>, proof: Option<&str>, what: &str) -> Result<(), OAuthError> {
+    match (bound, proof) {
+        (None, _) => Ok(()),
+        (Some(_), None) => Err(OAuthError::invalid_grant(format!(
+            "{what} is DPoP-bound: send a DPoP proof signed by its key"
+        ))),
+        (Some(bound), Some(jkt))
+            if crate::params::constant_time_eq(bound.as_bytes(), jkt.as_bytes()) =>
+        {
+            Ok(())
+        }
+        (Some(_), Some(_)) => Err(OAuthError::invalid_grant(format!(
+            "{what} is bound to another DPoP key than the one that signed this proof"
+        ))),
+    }
+}
+
 fn authorization_code(
     shared: &Arc<Shared>,
-    settings: &Settings,
     client_id: &str,
     params: &Params,
-) -> Result<Value, OAuthError> {
+    jkt: Option<&str>,
+) -> Result<Issue, OAuthError> {
     let code = params.required("code")?;
     let redirect_uri = params.required("redirect_uri")?;
     let verifier = params.get("code_verifier");
@@ -143,6 +185,12 @@ fn authorization_code(
                 "redirect_uri does not match the authorization request",
             ));
         }
+        // RFC 9449 §10: a code asked for with dpop_jkt is for that key only.
+        check_binding(
+            record.auth.dpop_jkt.as_deref(),
+            jkt,
+            "this authorization code (dpop_jkt)",
+        )?;
         let Some(verifier) = verifier else {
             return Err(OAuthError::invalid_grant(
                 "code_verifier is required (PKCE)",
@@ -177,7 +225,7 @@ fn authorization_code(
         }
         Issue::new(id, grant, record.auth.nonce.clone())
     };
-    Ok(issue.run(shared, settings))
+    Ok(issue)
 }
 
 fn refresh(
@@ -185,7 +233,8 @@ fn refresh(
     settings: &Settings,
     client_id: &str,
     params: &Params,
-) -> Result<Value, OAuthError> {
+    jkt: Option<&str>,
+) -> Result<Issue, OAuthError> {
     let token = params.required("refresh_token")?;
     let requested = params.get("scope").map(crate::params::split_scope);
     let now = shared.clock.now();
@@ -203,6 +252,10 @@ fn refresh(
                 "refresh token was issued to another client",
             ));
         }
+        // RFC 9449 §5: a public client's refresh token is bound to its key.
+        // Checked before reuse detection: without the key, a stolen token
+        // cannot even revoke the grant.
+        check_binding(record.jkt.as_deref(), jkt, "this refresh token")?;
         if record.used {
             store.revoke_grant(record.grant);
             tracing::warn!(
@@ -244,7 +297,7 @@ fn refresh(
         issue.new_refresh_token = rotate;
         issue
     };
-    Ok(issue.run(shared, settings))
+    Ok(issue)
 }
 
 fn client_credentials(
@@ -252,7 +305,7 @@ fn client_credentials(
     settings: &Settings,
     client_id: &str,
     params: &Params,
-) -> Result<Value, OAuthError> {
+) -> Result<Issue, OAuthError> {
     let Some(client) = settings.clients.get(client_id) else {
         return Err(OAuthError::invalid_client("unknown client", false));
     };
@@ -303,7 +356,7 @@ fn client_credentials(
         revoked: false,
     };
     let id = shared.store().new_grant(grant.clone());
-    Ok(Issue::new(id, grant, None).run(shared, settings))
+    Ok(Issue::new(id, grant, None))
 }
 
 fn device_code(
@@ -311,7 +364,7 @@ fn device_code(
     settings: &Settings,
     client_id: &str,
     params: &Params,
-) -> Result<Value, OAuthError> {
+) -> Result<Issue, OAuthError> {
     let code = params.required("device_code")?;
     let hash = Shared::hash(code);
     let now_ms = shared.clock.now_ms();
@@ -424,7 +477,7 @@ fn device_code(
         let id = store.new_grant(grant.clone());
         Issue::new(id, grant, None)
     };
-    Ok(issue.run(shared, settings))
+    Ok(issue)
 }
 
 /// What goes into one token response.
@@ -433,6 +486,8 @@ struct Issue {
     grant: Grant,
     nonce: Option<String>,
     new_refresh_token: bool,
+    /// The DPoP key the tokens are bound to (RFC 9449 §5).
+    jkt: Option<String>,
 }
 
 impl Issue {
@@ -442,6 +497,7 @@ impl Issue {
             grant,
             nonce,
             new_refresh_token: true,
+            jkt: None,
         }
     }
 
@@ -451,6 +507,7 @@ impl Issue {
             grant,
             nonce,
             new_refresh_token,
+            jkt,
         } = self;
         let now = shared.clock.now();
         let lifetimes = settings.lifetimes;
@@ -485,6 +542,9 @@ impl Issue {
         if let Some(sid) = &grant.sid {
             access["sid"] = json!(sid);
             access["auth_time"] = json!(grant.auth_time);
+        }
+        if let Some(jkt) = &jkt {
+            access["cnf"] = json!({ "jkt": jkt });
         }
         if let (Some(extra), Value::Object(claims)) = (&extra, &mut access) {
             crate::claims::merge(claims, &extra.access_token);
@@ -530,7 +590,7 @@ impl Issue {
 
         let mut response = json!({
             "access_token": access_token,
-            "token_type": "Bearer",
+            "token_type": if jkt.is_some() { "DPoP" } else { "Bearer" },
             "expires_in": lifetimes.access_token,
             "scope": scope,
         });
@@ -542,6 +602,7 @@ impl Issue {
                     grant: grant_id,
                     expires_at: now + secs(lifetimes.access_token),
                     revoked: false,
+                    jkt: jkt.clone(),
                     userinfo: extra
                         .map(|e| e.userinfo)
                         .filter(|claims| !claims.is_empty()),
@@ -575,6 +636,11 @@ impl Issue {
                         expires_at,
                         issued_at: now,
                         used: false,
+                        // Confidential clients' refresh tokens are bound to
+                        // their client authentication instead (RFC 9449 §5).
+                        jkt: jkt
+                            .clone()
+                            .filter(|_| client.is_some_and(|c| c.config.is_public())),
                     },
                 );
                 store.record_token(TokenRecord {

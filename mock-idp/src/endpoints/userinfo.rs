@@ -1,11 +1,13 @@
 //! Userinfo, and the access-token check that userinfo, introspection and the
 //! account API share: signature by a published key, `typ`, issuer, expiry,
 //! and — so that revocation shows at once — the grant still being active.
+//! How the token is presented (Bearer, or DPoP with a proof) is checked in
+//! `proof.rs`.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
@@ -19,6 +21,8 @@ pub(crate) struct ValidAccess {
     pub(crate) grant: Grant,
     /// Claims a test set for userinfo answers to this token.
     pub(crate) userinfo: Option<Map<String, Value>>,
+    /// The DPoP key the token is bound to (`cnf.jkt`), if it is.
+    pub(crate) jkt: Option<String>,
 }
 
 /// Checks an access token presented at `endpoint` (named in the
@@ -33,10 +37,15 @@ pub(crate) fn check_access_token(
     // exact bytes, so a match is as good as a signature check (and much
     // cheaper); anything else — forged, tampered, foreign — is unknown.
     let hash = Shared::hash(token);
-    let (grant_id, revoked, userinfo) = {
+    let (grant_id, revoked, userinfo, jkt) = {
         let store = shared.store();
         let record = store.access.get(&hash).ok_or("unknown token")?;
-        (record.grant, record.revoked, record.userinfo.clone())
+        (
+            record.grant,
+            record.revoked,
+            record.userinfo.clone(),
+            record.jkt.clone(),
+        )
     };
     let decoded = crate::keys::decode_unverified(token).ok_or("malformed token")?;
     if decoded.header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
@@ -70,36 +79,24 @@ pub(crate) fn check_access_token(
         grant,
         claims,
         userinfo,
+        jkt,
     })
 }
 
-pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, OAuthError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            let mut e = OAuthError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_request",
-                "a bearer token is required",
-            );
-            e.www_authenticate = Some("Bearer realm=\"mock-idp\"".to_owned());
-            e
-        })?;
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(OAuthError::invalid_token(
-            "the Authorization header is not a bearer token",
-        ));
-    }
-    Ok(token.trim())
-}
-
-pub(crate) async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+pub(crate) async fn userinfo(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let result = (|| {
-        let token = bearer(&headers)?;
-        let valid =
-            check_access_token(&shared, token, "userinfo").map_err(OAuthError::invalid_token)?;
+        let valid = crate::endpoints::proof::resource_access(
+            &shared,
+            &headers,
+            method.as_str(),
+            uri.path(),
+            "userinfo",
+        )?;
         if !valid.grant.has_scope("openid") {
             let mut e = OAuthError::new(
                 StatusCode::FORBIDDEN,

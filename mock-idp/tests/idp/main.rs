@@ -10,6 +10,7 @@ mod browser;
 mod conformance;
 mod control;
 mod discovery;
+mod dpop;
 mod limits;
 mod logout;
 mod oidc_client;

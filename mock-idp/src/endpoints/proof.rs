@@ -1,0 +1,168 @@
+//! DPoP at the provider's own endpoints (RFC 9449), on top of the public
+//! checks of [`crate::dpop`]:
+//! - the token endpoint takes an optional proof (required for clients with
+//!   `dpop_bound_access_tokens`); a bad one is a 400 `invalid_dpop_proof`,
+//!   a missing or stale nonce a 400 `use_dpop_nonce`;
+//! - the resource endpoints (userinfo, the account API) take a token as
+//!   `Authorization: Bearer` when it is not DPoP-bound and as
+//!   `Authorization: DPoP` with a proof by its key (and `ath`) when it is;
+//!   refusals are 401s with a `WWW-Authenticate: DPoP …` challenge.
+//!
+//! The `DPoP-Nonce` header goes on every answer of these endpoints while
+//! nonces are required (`server::observe` adds it), so a client always
+//! holds a current one.
+
+use axum::http::{HeaderMap, StatusCode, header};
+
+use crate::dpop::{self, ProofError, ProofRequest, VerifiedProof};
+use crate::endpoints::userinfo::{ValidAccess, check_access_token};
+use crate::error::OAuthError;
+use crate::state::Shared;
+
+/// How far a proof's `iat` may be from the provider's clock, either way.
+pub(crate) const PROOF_WINDOW_SECS: u32 = 60;
+
+/// The URL a client addresses `path` (the request's path inside the
+/// issuer) at: what its proofs' `htu` must name.
+pub(crate) fn request_url(shared: &Shared, path: &str) -> String {
+    format!("{}{path}", shared.issuer.trim_end_matches('/'))
+}
+
+/// The nonce clients must put in their proofs now, if nonces are required.
+pub(crate) fn current_nonce(shared: &Shared) -> Option<String> {
+    shared
+        .settings()
+        .require_dpop_nonce
+        .then(|| shared.dpop_nonces.current(shared.clock.now()))
+}
+
+/// Checks `proof` for a request with `method` to `path`, with the access
+/// token presented beside it (resource endpoints), the nonce when required.
+fn verify(
+    shared: &Shared,
+    method: &str,
+    path: &str,
+    proof: &str,
+    access_token: Option<&str>,
+) -> Result<VerifiedProof, ProofError> {
+    let url = request_url(shared, path);
+    let mut request = ProofRequest::new(method, &url, proof).window(PROOF_WINDOW_SECS);
+    if let Some(token) = access_token {
+        request = request.access_token(token);
+    }
+    if shared.settings().require_dpop_nonce {
+        request = request.require_nonce(&shared.dpop_nonces);
+    }
+    let verified = dpop::verify_proof(&request, shared.clock.now(), &shared.dpop_replay);
+    if let Err(err) = &verified {
+        tracing::debug!(%err, path, "DPoP proof refused");
+    }
+    verified
+}
+
+/// A token endpoint error for a refused proof (RFC 9449 §5, §8).
+fn token_endpoint_error(err: &ProofError) -> OAuthError {
+    OAuthError::new(StatusCode::BAD_REQUEST, err.error_code(), err.to_string())
+}
+
+/// The proof of a token request to `path`, checked; `None` when the
+/// request carries none.
+pub(crate) fn token_request_proof(
+    shared: &Shared,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<Option<VerifiedProof>, OAuthError> {
+    let proof = dpop::proof_header(headers).map_err(|e| token_endpoint_error(&e))?;
+    match proof {
+        None => Ok(None),
+        Some(proof) => verify(shared, "POST", path, proof, None)
+            .map(Some)
+            .map_err(|e| token_endpoint_error(&e)),
+    }
+}
+
+/// The error of a token request without a proof where one is needed.
+pub(crate) fn proof_required(why: &str) -> OAuthError {
+    OAuthError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_dpop_proof",
+        format!("a DPoP proof is required: {why}"),
+    )
+}
+
+/// A 401 of a resource endpoint with a DPoP challenge.
+fn dpop_refusal(error: &'static str, description: impl Into<String>) -> OAuthError {
+    let description = description.into();
+    let mut e = OAuthError::new(StatusCode::UNAUTHORIZED, error, description.clone());
+    e.www_authenticate = Some(dpop::challenge(error, &description));
+    e
+}
+
+/// A 401 for a request without credentials: both schemes offered.
+fn no_credentials() -> OAuthError {
+    let mut e = OAuthError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_request",
+        "an access token is required (Authorization: Bearer, or DPoP with a DPoP proof)",
+    );
+    e.www_authenticate = Some(format!(
+        "Bearer realm=\"mock-idp\", DPoP algs=\"{}\"",
+        dpop::SUPPORTED_ALGS.join(" ")
+    ));
+    e
+}
+
+/// The access token presented to the resource endpoint at `path` with
+/// `method`, checked (see [`check_access_token`]) together with how it is
+/// presented: a DPoP-bound token only as `DPoP` with a valid proof by its
+/// key, any other only as `Bearer`. `endpoint` names it in conformance findings.
+pub(crate) fn resource_access(
+    shared: &Shared,
+    headers: &HeaderMap,
+    method: &str,
+    path: &str,
+    endpoint: &str,
+) -> Result<ValidAccess, OAuthError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(no_credentials)?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    let token = token.trim();
+    let is = |name: &str| scheme.eq_ignore_ascii_case(name);
+    if token.is_empty() || !(is("bearer") || is("dpop")) {
+        let mut e = OAuthError::invalid_token(
+            "the Authorization header is not a Bearer or DPoP access token",
+        );
+        e.www_authenticate = no_credentials().www_authenticate;
+        return Err(e);
+    }
+    if is("bearer") {
+        let valid =
+            check_access_token(shared, token, endpoint).map_err(OAuthError::invalid_token)?;
+        if valid.jkt.is_some() {
+            // RFC 9449 §7.2: a bound token is no bearer token.
+            return Err(dpop_refusal(
+                "invalid_token",
+                "this access token is DPoP-bound: present it as Authorization: DPoP, with a DPoP proof",
+            ));
+        }
+        return Ok(valid);
+    }
+    let valid = check_access_token(shared, token, endpoint)
+        .map_err(|why| dpop_refusal("invalid_token", why))?;
+    let proof = dpop::proof_header(headers)
+        .and_then(|p| p.ok_or(ProofError::Missing))
+        .and_then(|proof| verify(shared, method, path, proof, Some(token)))
+        .map_err(|e| dpop_refusal(e.error_code(), e.to_string()))?;
+    let Some(bound) = valid.jkt.as_deref() else {
+        return Err(dpop_refusal(
+            "invalid_token",
+            "this access token is not DPoP-bound: present it as Authorization: Bearer",
+        ));
+    };
+    proof
+        .check_binding(bound)
+        .map_err(|e| dpop_refusal(e.error_code(), e.to_string()))?;
+    Ok(valid)
+}
