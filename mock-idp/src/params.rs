@@ -1,5 +1,6 @@
 //! Request parameters, parsed strictly (RFC 6749 §3.1): a parameter sent twice
-//! is an error, one sent with an empty value counts as absent. Also client
+//! is an error (except `resource`, which RFC 8707 lets a client repeat), one
+//! sent with an empty value counts as absent. Also client
 //! authentication for the endpoints that take it (RFC 6749 §2.3.1).
 
 use std::collections::HashMap;
@@ -11,13 +12,19 @@ use crate::error::OAuthError;
 use crate::state::{RegisteredClient, Settings};
 
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Params(HashMap<String, String>);
+pub(crate) struct Params(HashMap<String, String>, Vec<String>);
 
 impl Params {
     pub(crate) fn parse(raw: &[u8]) -> Result<Self, OAuthError> {
         let mut map = HashMap::new();
+        let mut resources = Vec::new();
         for (k, v) in url::form_urlencoded::parse(raw) {
             if v.is_empty() {
+                continue;
+            }
+            if k == "resource" {
+                resources.push(v.to_string());
+                map.entry(k.to_string()).or_insert_with(|| v.to_string());
                 continue;
             }
             if map.insert(k.to_string(), v.to_string()).is_some() {
@@ -26,7 +33,30 @@ impl Params {
                 )));
             }
         }
-        Ok(Self(map))
+        Ok(Self(map, resources))
+    }
+
+    /// Every `resource` (RFC 8707), in order.
+    pub(crate) fn resources(&self) -> &[String] {
+        &self.1
+    }
+
+    /// The audience the `resource` parameters ask for, if any, when `client`
+    /// may have each: one URI, or several separated by spaces (URIs hold
+    /// none). `Err` names the first it may not have.
+    pub(crate) fn audience_for(&self, client: &RegisteredClient) -> Result<Option<String>, String> {
+        for resource in self.resources() {
+            if client.config.audience.as_deref() != Some(resource.as_str())
+                && !client
+                    .config
+                    .allowed_resources
+                    .iter()
+                    .any(|r| r == resource)
+            {
+                return Err(resource.clone());
+            }
+        }
+        Ok((!self.1.is_empty()).then(|| self.1.join(" ")))
     }
 
     pub(crate) fn from_query(query: Option<&str>) -> Result<Self, OAuthError> {

@@ -42,6 +42,8 @@ pub(crate) struct Grant {
     pub(crate) scope: Vec<String>,
     pub(crate) audience: Option<String>,
     pub(crate) auth_time: i64,
+    /// The authentication context the login satisfied (`acr`), when asked.
+    pub(crate) acr: Option<String>,
     pub(crate) revoked: bool,
 }
 
@@ -64,6 +66,8 @@ pub(crate) struct PendingAuth {
     pub(crate) login_hint: Option<String>,
     pub(crate) device_name: String,
     pub(crate) audience: Option<String>,
+    /// The `acr` chosen from the request's `acr_values`.
+    pub(crate) acr: Option<String>,
     pub(crate) created_at: i64,
     /// The DPoP key the code is bound to (`dpop_jkt`, RFC 9449 §10).
     pub(crate) dpop_jkt: Option<String>,

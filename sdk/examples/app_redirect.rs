@@ -29,6 +29,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The redirect URI the app registered with the provider (RFC 8252 §7.1:
 /// a reverse-DNS scheme of a domain the developer controls).
 const REDIRECT_URI: &str = "com.example.app:/callback";
+/// Where the provider sends the browser after the logout, also for the app.
+const SIGNED_OUT_URI: &str = "com.example.app:/signed-out";
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -36,13 +38,7 @@ async fn main() -> Result<(), BoxError> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
 
-    let idp = MockIdp::builder().auto_login("alice").start().await?;
-    // Registering the app at the provider: a public client (PKCE, no
-    // secret) whose only redirect is the custom scheme, matched exactly.
-    idp.control().register_client(ClientConfig {
-        redirect_uris: vec![REDIRECT_URI.to_owned()],
-        ..ClientConfig::public("example-desktop-app")
-    })?;
+    let idp = provider().await?;
     println!("provider at {}", idp.issuer());
 
     let scratch = std::env::temp_dir().join(format!("sessionkit-redirect-{}", std::process::id()));
@@ -51,10 +47,24 @@ async fn main() -> Result<(), BoxError> {
     result
 }
 
+/// The stand-in provider, with the app registered: a public client (PKCE,
+/// no secret) whose only redirects are the custom scheme's, matched exactly.
+async fn provider() -> Result<MockIdp, BoxError> {
+    let idp = MockIdp::builder().auto_login("alice").start().await?;
+    idp.control().register_client(ClientConfig {
+        redirect_uris: vec![REDIRECT_URI.to_owned()],
+        post_logout_redirect_uris: vec![SIGNED_OUT_URI.to_owned()],
+        ..ClientConfig::public("example-desktop-app")
+    })?;
+    Ok(idp)
+}
+
 async fn run(idp: &MockIdp, scratch: &std::path::Path) -> Result<(), BoxError> {
     // The app's own client: discovery done once, the scopes it asks for.
     let provider = Provider::discover(idp.issuer(), &HttpClient::new()?).await?;
-    let client = OidcClient::new(provider, "example-desktop-app").scopes(DEFAULT_SCOPES);
+    let client = OidcClient::new(provider, "example-desktop-app")
+        .scopes(DEFAULT_SCOPES)
+        .post_logout_redirect_uri(SIGNED_OUT_URI);
     let sessions = SessionManager::for_client(client)
         .namespace("sessionkit-example")
         .store(Arc::new(MemoryStore::new()))
@@ -105,6 +115,20 @@ async fn run(idp: &MockIdp, scratch: &std::path::Path) -> Result<(), BoxError> {
     for (step, why) in &report.failures {
         println!("  {step:?} failed: {why}");
     }
+    if !report.is_complete() {
+        return Err("the logout was not complete".into());
+    }
+    // The provider's logout page sends the browser back to the app, which
+    // checks that it is this logout's answer (its `state`).
+    let end_session = report
+        .end_session_url
+        .as_ref()
+        .ok_or("the provider has no end-session endpoint")?;
+    let back = the_os_hands_back_the_redirect(end_session.as_str()).await?;
+    if !back.starts_with(SIGNED_OUT_URI) || !report.is_logout_redirect(&back) {
+        return Err(format!("an unexpected logout redirect: {}", without_query(&back)).into());
+    }
+    println!("the OS opened the app with: {}", without_query(&back));
     Ok(())
 }
 
@@ -143,5 +167,23 @@ fn without_query(url: &str) -> String {
             format!("{base}?{{{}}}", names.join(", "))
         }
         None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The whole example (`[[example]] test = true` in sdk/Cargo.toml): a
+    /// forged redirect refused, the custom-scheme sign-in, the logout and the
+    /// way back to the app, against the embedded provider.
+    #[tokio::test]
+    async fn the_custom_scheme_sign_in_and_logout_work_end_to_end() {
+        let idp = super::provider().await.expect("provider");
+        let scratch =
+            std::env::temp_dir().join(format!("sessionkit-redirect-test-{}", std::process::id()));
+        let result = super::run(&idp, &scratch).await;
+        let _ = std::fs::remove_dir_all(&scratch);
+        if let Err(e) = result {
+            panic!("{e}");
+        }
     }
 }

@@ -103,7 +103,7 @@ pub use devices::{DEVICE_NOT_FOUND, DeviceSession, list_devices, revoke_device};
 pub use error::{Error, IdTokenError, NetworkError, Result, StoreError};
 pub use http::HttpClient;
 pub use jws::Jwks;
-pub use login::{AuthorizationRequest, DevicePrompt, OidcClient};
+pub use login::{AuthParams, AuthorizationRequest, DevicePrompt, OidcClient};
 #[cfg(feature = "loopback")]
 pub use login::{LoopbackOptions, OpenUrl};
 pub use logout::{LogoutReport, LogoutStep};

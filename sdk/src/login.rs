@@ -18,13 +18,16 @@ use crate::token::{RawTokens, TokenSet, parse_error_response, parse_token_respon
 
 #[cfg(feature = "loopback")]
 mod loopback;
+mod params;
 
 #[cfg(feature = "loopback")]
 pub use loopback::{LoopbackOptions, OpenUrl};
+pub use params::AuthParams;
+use params::LoginChecks;
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-fn random_secret() -> String {
+pub(crate) fn random_secret() -> String {
     let mut bytes = [0u8; 32];
     getrandom(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -49,6 +52,8 @@ pub struct OidcClient {
     scopes: Vec<String>,
     /// Ask for the provider's account sessions scope too ([`OidcClient::manage_devices`]).
     manage_devices: bool,
+    params: AuthParams,
+    post_logout_redirect: Option<String>,
     clock_skew: Duration,
     clock: Clock,
 }
@@ -63,6 +68,8 @@ pub struct AuthorizationRequest {
     state: State,
     nonce: Nonce,
     verifier: CodeVerifier,
+    checks: LoginChecks,
+    token_params: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for AuthorizationRequest {
@@ -96,6 +103,8 @@ impl OidcClient {
             client_secret: None,
             scopes: vec!["openid".to_owned()],
             manage_devices: false,
+            params: AuthParams::new(),
+            post_logout_redirect: None,
             clock_skew: Duration::from_secs(60),
             clock: Clock::system(),
         }
@@ -170,6 +179,52 @@ impl OidcClient {
         }
     }
 
+    /// The parameters of every login of this client (`prompt`, `login_hint`,
+    /// `max_age`, `acr_values`, `ui_locales`, `resource`, a provider's own):
+    /// see [`AuthParams`]. [`OidcClient::authorization_request_with`] takes
+    /// others for one login.
+    ///
+    /// ```no_run
+    /// # async fn demo(provider: sessionkit::Provider) {
+    /// use sessionkit::{AuthParams, OidcClient};
+    ///
+    /// // Auth0 issues a JWT access token only for an `audience` it knows.
+    /// let client = OidcClient::new(provider, "my-app")
+    ///     .scopes(["openid", "profile", "offline_access"])
+    ///     .auth_params(AuthParams::new().extra("audience", "https://api.example.com"));
+    /// # let _ = client; }
+    /// ```
+    #[must_use]
+    pub fn auth_params(mut self, params: AuthParams) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// The parameters of every login of this client.
+    pub fn params(&self) -> &AuthParams {
+        &self.params
+    }
+
+    /// Where the provider sends the browser after an RP-initiated logout
+    /// (registered with the provider): the logout URL then carries it and a
+    /// fresh `state` ([`crate::LogoutReport::end_session_state`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(provider: sessionkit::Provider) {
+    /// let client = sessionkit::OidcClient::new(provider, "my-app")
+    ///     .post_logout_redirect_uri("com.example.app:/signed-out");
+    /// # let _ = client; }
+    /// ```
+    #[must_use]
+    pub fn post_logout_redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.post_logout_redirect = Some(uri.into());
+        self
+    }
+
+    pub(crate) fn post_logout_redirect(&self) -> Option<&str> {
+        self.post_logout_redirect.as_deref()
+    }
+
     /// A confidential client's secret (from the environment or a file, never the source).
     #[must_use]
     pub fn client_secret(mut self, secret: ClientSecret) -> Self {
@@ -217,6 +272,22 @@ impl OidcClient {
     /// # let _ = tokens; Ok(()) }
     /// ```
     pub fn authorization_request(&self, redirect_uri: &str) -> Result<AuthorizationRequest> {
+        self.authorization_request_with(redirect_uri, &self.params)
+    }
+
+    /// [`OidcClient::authorization_request`] with other parameters for this
+    /// login (instead of the client's): `max_age` and a required `acr` are
+    /// then checked by [`OidcClient::finish`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] when an extra parameter is one the SDK sets itself.
+    pub fn authorization_request_with(
+        &self,
+        redirect_uri: &str,
+        params: &AuthParams,
+    ) -> Result<AuthorizationRequest> {
+        let offline = self.scopes.iter().any(|s| s == "offline_access");
+        let pairs = params.authorization_pairs(offline)?;
         let endpoint = self
             .provider
             .metadata()
@@ -237,8 +308,8 @@ impl OidcClient {
             q.append_pair("nonce", nonce.secret());
             q.append_pair("code_challenge", challenge.as_str());
             q.append_pair("code_challenge_method", "S256");
-            if self.scopes.iter().any(|s| s == "offline_access") {
-                q.append_pair("prompt", "consent");
+            for (k, v) in &pairs {
+                q.append_pair(k, v);
             }
         }
         Ok(AuthorizationRequest {
@@ -247,6 +318,8 @@ impl OidcClient {
             state,
             nonce,
             verifier: CodeVerifier::new(verifier.secret().to_owned()),
+            checks: params.checks(),
+            token_params: params.token_pairs(true),
         })
     }
 
@@ -261,21 +334,29 @@ impl OidcClient {
             .map_err(|e| Error::AuthorizationResponse(format!("the redirect is not a URL: {e}")))?;
         let params = check_redirect(&self.provider, request, &url)?;
         let code = params.code;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.secret()),
+            ("redirect_uri", &request.redirect_uri),
+            ("code_verifier", request.verifier.secret()),
+        ];
+        form.extend(
+            request
+                .token_params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         let answer = post_form(
             &self.provider,
             &self.provider.token_endpoint()?,
             &self.client_id,
             self.client_secret.as_ref(),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code.secret()),
-                ("redirect_uri", &request.redirect_uri),
-                ("code_verifier", request.verifier.secret()),
-            ],
+            &form,
         )
         .await?;
         let raw = parse_token_response(answer.status, &answer.body, self.now())?;
-        self.checked(raw, Some(&request.nonce), None).await
+        self.checked(raw, Some(&request.nonce), None, &request.checks)
+            .await
     }
 
     /// Signs in with the device authorization grant (RFC 8628): asks for a
@@ -305,12 +386,15 @@ impl OidcClient {
                 Error::Config("the provider has no device authorization endpoint".to_owned())
             })?;
         let scope = self.scopes.join(" ");
+        let extra = self.params.device_pairs()?;
+        let mut form = vec![("scope", scope.as_str())];
+        form.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let answer = post_form(
             &self.provider,
             &endpoint,
             &self.client_id,
             self.client_secret.as_ref(),
-            &[("scope", &scope)],
+            &form,
         )
         .await?;
         let body = answer.body;
@@ -344,6 +428,9 @@ impl OidcClient {
         let deadline = tokio::time::Instant::now()
             + Duration::from_secs(wire.expires_in.min(MAX_DEVICE_CODE_SECS));
         let token_endpoint = self.provider.token_endpoint()?;
+        let token_params = self.params.token_pairs(true);
+        // max_age and acr_values are not device authorization parameters.
+        let checks = LoginChecks::default();
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return Err(Error::Cancelled),
@@ -352,19 +439,21 @@ impl OidcClient {
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::DeviceCodeExpired);
             }
+            let mut form = vec![
+                ("grant_type", DEVICE_GRANT),
+                ("device_code", device_code.secret()),
+            ];
+            form.extend(token_params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let answer = post_form(
                 &self.provider,
                 &token_endpoint,
                 &self.client_id,
                 self.client_secret.as_ref(),
-                &[
-                    ("grant_type", DEVICE_GRANT),
-                    ("device_code", device_code.secret()),
-                ],
+                &form,
             )
             .await?;
             match parse_token_response(answer.status, &answer.body, self.now()) {
-                Ok(raw) => return self.checked(raw, None, None).await,
+                Ok(raw) => return self.checked(raw, None, None, &checks).await,
                 Err(Error::Provider {
                     error,
                     description,
@@ -393,6 +482,7 @@ impl OidcClient {
         raw: RawTokens,
         nonce: Option<&Nonce>,
         previous_sub: Option<&str>,
+        checks: &LoginChecks,
     ) -> Result<TokenSet> {
         let claims = match &raw.id_token {
             Some(id) => Some(
@@ -420,6 +510,15 @@ impl OidcClient {
             }
             None => None,
         };
+        if let Some(claims) = &claims {
+            checks.check(&claims.all, self.now(), self.clock_skew)?;
+        } else if *checks != LoginChecks::default() {
+            return Err(Error::Parse {
+                message: "the provider sent no ID token to check max_age or acr with".to_owned(),
+                body: String::new(),
+                status: None,
+            });
+        }
         Ok(TokenSet {
             access_token: raw.access_token,
             refresh_token: raw.refresh_token,

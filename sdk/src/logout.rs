@@ -34,9 +34,13 @@ pub struct LogoutReport {
     /// The account.
     pub account: AccountKey,
     /// The provider's RP-initiated logout URL (with `id_token_hint` and
-    /// `client_id`), for the app to open; add `post_logout_redirect_uri` and
-    /// `state` if the app registered one.
+    /// `client_id`, and with [`OidcClient::post_logout_redirect_uri`] a
+    /// `post_logout_redirect_uri` and a fresh `state`), for the app to open.
     pub end_session_url: Option<url::Url>,
+    /// The `state` in that URL: the provider's redirect back to the
+    /// post-logout URI must carry exactly this (see
+    /// [`LogoutReport::is_logout_redirect`]).
+    pub end_session_state: Option<String>,
     /// Whether the refresh token was revoked at the provider.
     pub revoked: bool,
     /// The steps that failed, with why. Empty means a complete logout.
@@ -65,6 +69,7 @@ impl std::fmt::Debug for LogoutReport {
         f.debug_struct("LogoutReport")
             .field("account", &self.account)
             .field("end_session_url", &url)
+            .field("end_session_state", &self.end_session_state)
             .field("revoked", &self.revoked)
             .field("failures", &self.failures)
             .finish()
@@ -75,6 +80,20 @@ impl LogoutReport {
     /// Did every step succeed?
     pub fn is_complete(&self) -> bool {
         self.failures.is_empty()
+    }
+
+    /// Is `url` the provider's redirect back after this logout: the
+    /// post-logout URI with this logout's `state`? An app that registered a
+    /// post-logout redirect checks what reaches it with this (a forged
+    /// "you are signed out" page is otherwise easy to make).
+    pub fn is_logout_redirect(&self, url: &str) -> bool {
+        let (Some(state), Ok(url)) = (&self.end_session_state, url::Url::parse(url)) else {
+            return false;
+        };
+        let states: Vec<_> = url.query_pairs().filter(|(k, _)| k == "state").collect();
+        states.len() == 1
+            && crate::secret::sha256(states[0].1.as_bytes())
+                == crate::secret::sha256(state.as_bytes())
     }
 }
 
@@ -144,18 +163,33 @@ async fn revoke_once(client: &OidcClient, token: &RefreshToken, timeout: Duratio
     Err(crate::token::parse_error_response(status, &body))
 }
 
-/// The RP-initiated logout URL, if the provider has an end-session endpoint.
-pub(crate) fn end_session_url(client: &OidcClient, id_token: Option<&IdToken>) -> Option<url::Url> {
-    let endpoint = client.provider().extra().end_session_endpoint.as_deref()?;
-    let mut url = url::Url::parse(endpoint).ok()?;
+/// The RP-initiated logout URL, if the provider has an end-session
+/// endpoint, and the `state` it carries (with a post-logout redirect only).
+pub(crate) fn end_session_url(
+    client: &OidcClient,
+    id_token: Option<&IdToken>,
+) -> (Option<url::Url>, Option<String>) {
+    let Some(endpoint) = client.provider().extra().end_session_endpoint.as_deref() else {
+        return (None, None);
+    };
+    let Ok(mut url) = url::Url::parse(endpoint) else {
+        return (None, None);
+    };
+    let state = client
+        .post_logout_redirect()
+        .map(|_| crate::login::random_secret());
     {
         let mut q = url.query_pairs_mut();
         if let Some(id) = id_token {
             q.append_pair("id_token_hint", id.secret());
         }
         q.append_pair("client_id", client.client_id());
+        if let (Some(redirect), Some(state)) = (client.post_logout_redirect(), &state) {
+            q.append_pair("post_logout_redirect_uri", redirect);
+            q.append_pair("state", state);
+        }
     }
-    Some(url)
+    (Some(url), state)
 }
 
 #[cfg(test)]

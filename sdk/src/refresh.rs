@@ -130,15 +130,18 @@ impl OidcClient {
             kind: FailureKind::Rejected,
             retry_after: None,
         })?;
+        let extra = self.params().token_pairs(false);
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token.secret()),
+        ];
+        form.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let answer = match post_form(
             self.provider(),
             &endpoint,
             self.client_id(),
             self.secret(),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", token.secret()),
-            ],
+            &form,
         )
         .await
         {
@@ -154,7 +157,7 @@ impl OidcClient {
         let status = answer.status;
         match parse_token_response(status, &answer.body, self.now()) {
             Ok(raw) => self
-                .checked(raw, None, previous_sub)
+                .checked(raw, None, previous_sub, &Default::default())
                 .await
                 .map_err(|error| Failure {
                     kind: FailureKind::of(&error),

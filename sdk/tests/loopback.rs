@@ -357,3 +357,32 @@ async fn a_request_whose_body_never_comes_is_answered_and_closed_at_once() {
     cancel.cancel();
     assert!(matches!(login.await.expect("join"), Err(Error::Cancelled)));
 }
+
+#[tokio::test]
+async fn the_listener_can_take_the_ipv6_loopback_and_refuses_other_addresses() {
+    let idp = MockIdp::builder()
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("idp");
+    let client = client_for(&idp).await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let options = LoopbackOptions::with_callback(move |url| {
+        let url = url.to_owned();
+        tokio::spawn(async move {
+            let _ = tx.send(listener_of(&url));
+            let _ = reqwest::get(url).await;
+        });
+    })
+    .address(std::net::Ipv6Addr::LOCALHOST.into());
+    let tokens = client.login_loopback(options).await.expect("signed in");
+    assert_eq!(tokens.claims.expect("claims").sub, "alice");
+    let listener = rx.await.expect("the URL");
+    assert!(listener.starts_with("[::1]:"), "{listener}");
+
+    let outside = LoopbackOptions::with_callback(|_| {}).address([192, 0, 2, 1].into());
+    assert!(matches!(
+        client.login_loopback(outside).await,
+        Err(Error::Config(_))
+    ));
+}

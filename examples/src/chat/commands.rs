@@ -3,7 +3,9 @@
 use std::io::{IsTerminal as _, Write as _};
 
 use anyhow::Context as _;
-use sessionkit::{AccountInfo, AuthedClient, DevicePrompt, LoopbackOptions, OidcClient};
+use sessionkit::{
+    AccountInfo, AuthParams, AuthedClient, DevicePrompt, LoopbackOptions, OidcClient,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::setup::Setup;
@@ -26,7 +28,8 @@ async fn login(setup: &Setup, args: &LoginArgs) -> anyhow::Result<()> {
         manager.client().provider().clone(),
         manager.client().client_id(),
     )
-    .scopes(args.scope.split_whitespace());
+    .scopes(args.scope.split_whitespace())
+    .auth_params(login_params(args));
     let cancel = CancellationToken::new();
     let ctrl_c = cancel.clone();
     let watcher = tokio::spawn(async move {
@@ -61,6 +64,21 @@ async fn login(setup: &Setup, args: &LoginArgs) -> anyhow::Result<()> {
         .context("cannot keep the account")?;
     println!("Signed in as {}", account_name(session.info()));
     Ok(())
+}
+
+/// The authorization parameters `chat login`'s options ask for.
+fn login_params(args: &LoginArgs) -> AuthParams {
+    let mut params = AuthParams::new();
+    if let Some(prompt) = &args.prompt {
+        params = params.prompt(prompt.as_str());
+    }
+    if let Some(hint) = &args.login_hint {
+        params = params.login_hint(hint.as_str());
+    }
+    if let Some(secs) = args.max_age {
+        params = params.max_age(std::time::Duration::from_secs(secs));
+    }
+    params
 }
 
 fn show_device_prompt(prompt: &DevicePrompt) {

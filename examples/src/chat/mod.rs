@@ -4,6 +4,7 @@
 //! chat [--issuer URL] [--client-id ID] [--server WS_URL] [--store auto|secret-service|keyutils|memory]
 //!      [--namespace NAME] [--room NAME] [--plain]
 //! chat login [--device] [--no-browser] [--scope "openid profile offline_access"]
+//!            [--prompt login] [--login-hint NAME] [--max-age SECONDS]
 //! chat accounts              # one line per account, the active one marked with *
 //! chat switch ACCOUNT
 //! chat whoami                # the userinfo claims as JSON, fetched with a fresh token
@@ -141,6 +142,17 @@ pub struct LoginArgs {
     /// The scopes to ask for.
     #[arg(long, default_value = DEFAULT_SCOPE)]
     pub scope: String,
+    /// `prompt` for the provider (`login` to type the password again,
+    /// `select_account`, `consent`, `none`).
+    #[arg(long, conflicts_with = "device")]
+    pub prompt: Option<String>,
+    /// Who is expected to sign in (`login_hint`): the provider fills it in.
+    #[arg(long, conflicts_with = "device")]
+    pub login_hint: Option<String>,
+    /// Sign in again unless the user did within this many seconds
+    /// (`max_age`; the ID token's `auth_time` is checked).
+    #[arg(long, conflicts_with = "device")]
+    pub max_age: Option<u64>,
 }
 
 /// Runs `chat` with the process's arguments; the `chat` binary's `main`.

@@ -431,3 +431,49 @@ async fn a_server_whose_history_was_reset_is_followed_from_its_new_end() {
     alice.cleanup().await;
     bob.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_passes_prompt_login_hint_and_max_age_to_the_provider() {
+    use tokio::io::AsyncBufReadExt as _;
+    let stack = Stack::start(None).await;
+    let user = User::new("alice", &stack);
+    let mut child = user
+        .command()
+        .args([
+            "login",
+            "--no-browser",
+            "--prompt",
+            "login",
+            "--login-hint",
+            "bob",
+            "--max-age",
+            "60",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("chat login");
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = stdout.next_line().await.expect("read").expect("a line");
+    let url = url::Url::parse(first.trim_start_matches("Open this URL to sign in: ")).expect("url");
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_eq!(param("prompt").as_deref(), Some("login consent"));
+    assert_eq!(param("login_hint").as_deref(), Some("bob"));
+    assert_eq!(param("max_age").as_deref(), Some("60"));
+    // The provider signs in the hinted user (auto-login honours a known hint).
+    stack
+        .idp
+        .control()
+        .set_auto_login(Some("alice"))
+        .expect("auto login");
+    reqwest::get(url.as_str()).await.expect("the browser");
+    let second = stdout.next_line().await.expect("read");
+    assert_eq!(second.as_deref(), Some("Signed in as bob"));
+    assert!(child.wait().await.expect("wait").success());
+    user.cleanup().await;
+}

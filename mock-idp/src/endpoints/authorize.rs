@@ -60,6 +60,20 @@ pub(crate) fn error_page(status: StatusCode, title: &str, detail: &str) -> Respo
     (status, Html(body)).into_response()
 }
 
+/// The authentication contexts this provider can claim to have satisfied
+/// (it asks for a password either way; the names let tests ask for one).
+pub(crate) const ACR_VALUES: &[&str] = &["urn:mock-idp:acr:password", "urn:mock-idp:acr:mfa"];
+
+/// The `acr` for a request's `acr_values`: the first one supported, else the
+/// password context (what the provider did).
+fn choose_acr(requested: &str) -> String {
+    requested
+        .split(' ')
+        .find(|v| ACR_VALUES.contains(v))
+        .unwrap_or(ACR_VALUES[0])
+        .to_owned()
+}
+
 /// Redirects to the client with `params`, plus `iss` on every response.
 pub(crate) fn redirect_to_client(
     shared: &Shared,
@@ -217,6 +231,7 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
         login_hint: params.get("login_hint").map(str::to_owned),
         device_name: device_name(params, headers),
         audience: client.config.audience.clone(),
+        acr: params.get("acr_values").map(choose_acr),
         created_at: now,
         dpop_jkt: None,
     };
@@ -313,14 +328,10 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
         let bad = format!("unknown scope {bad:?}");
         return client_error(shared, &pending, "invalid_scope", &bad);
     }
-    if let Some(resource) = params.get("resource") {
-        if client.config.audience.as_deref() != Some(resource)
-            && !client
-                .config
-                .allowed_resources
-                .iter()
-                .any(|r| r == resource)
-        {
+    match params.audience_for(client) {
+        Ok(Some(audience)) => pending.audience = Some(audience),
+        Ok(None) => {}
+        Err(_) => {
             return client_error(
                 shared,
                 &pending,
@@ -328,7 +339,6 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
                 "this client may not ask for that resource",
             );
         }
-        pending.audience = Some(resource.to_owned());
     }
     let prompts: Vec<&str> = params
         .get("prompt")
@@ -356,6 +366,19 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
     if !pending.prompt_consent {
         pending.scope.retain(|s| s != "offline_access");
     }
+    // max_age (OIDC Core §3.1.2.1): a session older than that must sign in again.
+    let max_age = match params.get("max_age").map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(secs)) => Some(i64::try_from(secs).unwrap_or(i64::MAX)),
+        Some(Err(_)) => {
+            return client_error(
+                shared,
+                &pending,
+                "invalid_request",
+                "max_age must be a number of seconds",
+            );
+        }
+    };
     let force_login = prompts.contains(&"login") || prompts.contains(&"select_account");
 
     // Headless: sign the login_hint user (if known) or the auto-login user in.
@@ -377,6 +400,8 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
             .as_deref()
             .is_none_or(|h| h == s.username)
     });
+    let existing =
+        existing.filter(|s| max_age.is_none_or(|age| now.saturating_sub(s.created_at) <= age));
     if prompts.contains(&"none") {
         return match existing {
             Some(session) => {

@@ -217,6 +217,7 @@ fn authorization_code(
             scope: record.auth.scope.clone(),
             audience: record.auth.audience.clone(),
             auth_time: record.auth_time,
+            acr: record.auth.acr.clone(),
             revoked: false,
         };
         let id = store.new_grant(grant.clone());
@@ -327,23 +328,16 @@ fn client_credentials(
             format!("openid, offline_access and {ACCOUNT_SCOPE} need a user"),
         ));
     }
-    let mut audience = client.config.audience.clone();
-    if let Some(resource) = params.get("resource") {
-        if audience.as_deref() != Some(resource)
-            && !client
-                .config
-                .allowed_resources
-                .iter()
-                .any(|r| r == resource)
-        {
+    let audience = match params.audience_for(client) {
+        Ok(asked) => asked.or_else(|| client.config.audience.clone()),
+        Err(_) => {
             return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_target",
                 "this client may not ask for that resource",
             ));
         }
-        audience = Some(resource.to_owned());
-    }
+    };
     let now = shared.clock.now();
     let grant = Grant {
         client_id: client_id.to_owned(),
@@ -353,6 +347,7 @@ fn client_credentials(
         scope,
         audience,
         auth_time: now,
+        acr: None,
         revoked: false,
     };
     let id = shared.store().new_grant(grant.clone());
@@ -472,6 +467,7 @@ fn device_code(
             scope,
             audience,
             auth_time: session.created_at,
+            acr: None,
             revoked: false,
         };
         let id = store.new_grant(grant.clone());
@@ -524,10 +520,14 @@ impl Issue {
             .unwrap_or_else(|| grant.client_id.clone());
         // The account sessions API's audience beside the token's own, when asked for.
         let account = account_audience(&shared.issuer);
-        let aud = if grant.has_scope(ACCOUNT_SCOPE) && aud != account {
-            json!([aud, account])
-        } else {
-            json!(aud)
+        // Several resources (RFC 8707) are kept space-separated.
+        let mut auds: Vec<&str> = aud.split(' ').collect();
+        if grant.has_scope(ACCOUNT_SCOPE) && !auds.contains(&account.as_str()) {
+            auds.push(&account);
+        }
+        let aud = match auds.as_slice() {
+            [one] => json!(one),
+            many => json!(many),
         };
         let mut access = json!({
             "iss": shared.issuer,
@@ -564,6 +564,9 @@ impl Issue {
             claims.insert("at_hash".into(), json!(at_hash));
             if let Some(sid) = &grant.sid {
                 claims.insert("sid".into(), json!(sid));
+            }
+            if let Some(acr) = &grant.acr {
+                claims.insert("acr".into(), json!(acr));
             }
             if let Some(nonce) = &nonce {
                 claims.insert("nonce".into(), json!(nonce));

@@ -308,3 +308,69 @@ async fn auto_login_honours_a_known_login_hint() {
     assert_eq!(claims["sub"], "carol");
     let _: &Value = &claims;
 }
+
+#[tokio::test]
+async fn max_age_makes_an_older_session_sign_in_again() {
+    let idp = idp().await;
+    let browser = cookie_http();
+    let with_max_age = |age: &str| {
+        let mut p = auth_params(&pkce(), "openid");
+        p.push(("max_age".into(), age.into()));
+        p
+    };
+    let first = sign_in_on_page(
+        &idp,
+        &browser,
+        &auth_params(&pkce(), "openid"),
+        "alice",
+        "alice",
+    )
+    .await;
+    assert_eq!(first.status(), 303, "signed in");
+    let young = authorize(&idp, &browser, &with_max_age("3600")).await;
+    assert_eq!(young.status(), 303, "the session is young enough");
+    idp.control()
+        .advance_clock(std::time::Duration::from_secs(3601));
+    let old = authorize(&idp, &browser, &with_max_age("3600")).await;
+    assert_eq!(old.status(), 200, "the login page again");
+    let plain = authorize(&idp, &browser, &auth_params(&pkce(), "openid")).await;
+    assert_eq!(
+        plain.status(),
+        303,
+        "without max_age the session still serves"
+    );
+    let bad = authorize(&idp, &browser, &with_max_age("soon")).await;
+    assert_eq!(
+        location_params(&bad).get("error").map(String::as_str),
+        Some("invalid_request")
+    );
+}
+
+#[tokio::test]
+async fn acr_values_choose_the_acr_of_the_id_token() {
+    let idp = idp_auto("alice").await;
+    for (asked, got) in [
+        (
+            Some("urn:other urn:mock-idp:acr:mfa"),
+            Some("urn:mock-idp:acr:mfa"),
+        ),
+        (Some("urn:other"), Some("urn:mock-idp:acr:password")),
+        (None, None),
+    ] {
+        let pkce = pkce();
+        let mut p = auth_params(&pkce, "openid");
+        if let Some(a) = asked {
+            p.push(("acr_values".into(), a.into()));
+        }
+        let answer = authorize(&idp, &http(), &p).await;
+        let code = location_params(&answer)["code"].clone();
+        let (status, body) = redeem(&idp, &code, &pkce.verifier).await;
+        assert_eq!(status, 200, "{body}");
+        let claims = decode(body["id_token"].as_str().expect("id token")).1;
+        assert_eq!(
+            claims.get("acr").and_then(serde_json::Value::as_str),
+            got,
+            "{asked:?}"
+        );
+    }
+}

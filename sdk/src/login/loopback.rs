@@ -12,6 +12,7 @@
 //! returns, every connection it accepted is closed.
 
 use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -70,6 +71,10 @@ pub struct LoopbackOptions {
     pub timeout: Duration,
     /// Ends the wait early with [`Error::Cancelled`].
     pub cancel: CancellationToken,
+    /// The loopback address to listen on: `None` (the default) tries
+    /// `127.0.0.1`, then `[::1]` when the machine has no IPv4 loopback (RFC
+    /// 8252 §8.3); `Some` takes that one (it must be a loopback address).
+    pub address: Option<IpAddr>,
 }
 
 impl LoopbackOptions {
@@ -79,6 +84,7 @@ impl LoopbackOptions {
             open: OpenUrl::SystemBrowser,
             timeout: Duration::from_secs(300),
             cancel: CancellationToken::new(),
+            address: None,
         }
     }
 
@@ -88,13 +94,53 @@ impl LoopbackOptions {
             open: OpenUrl::Callback(Box::new(f)),
             timeout: Duration::from_secs(300),
             cancel: CancellationToken::new(),
+            address: None,
         }
     }
+
+    /// Listens on `address` (`127.0.0.1` or `[::1]`; any other is refused
+    /// when the login starts).
+    ///
+    /// ```no_run
+    /// let options = sessionkit::LoopbackOptions::system_browser()
+    ///     .address(std::net::Ipv6Addr::LOCALHOST.into()); // http://[::1]:PORT/callback
+    /// # let _ = options;
+    /// ```
+    #[must_use]
+    pub fn address(mut self, address: IpAddr) -> Self {
+        self.address = Some(address);
+        self
+    }
+}
+
+/// Binds the listener as [`LoopbackOptions::address`] says; returns it and
+/// the redirect URI that names it.
+async fn bind(address: Option<IpAddr>) -> Result<(TcpListener, String)> {
+    let listener = match address {
+        Some(ip) if !ip.is_loopback() => {
+            return Err(Error::Config(format!(
+                "the loopback listener must listen on a loopback address, not {ip}"
+            )));
+        }
+        Some(ip) => TcpListener::bind((ip, 0)).await?,
+        None => match TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await {
+            Ok(l) => l,
+            Err(_) => TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).await?,
+        },
+    };
+    let local = listener.local_addr()?;
+    // RFC 8252 §7.3: a literal loopback IP, IPv6 in brackets.
+    let uri = match local.ip() {
+        IpAddr::V4(ip) => format!("http://{ip}:{}/callback", local.port()),
+        IpAddr::V6(ip) => format!("http://[{ip}]:{}/callback", local.port()),
+    };
+    Ok((listener, uri))
 }
 
 impl OidcClient {
     /// Signs in through the browser with a loopback redirect (RFC 8252):
-    /// listens on `127.0.0.1` on a free port, opens the authorization URL,
+    /// listens on `127.0.0.1` (or `[::1]`: [`LoopbackOptions::address`]) on
+    /// a free port, opens the authorization URL,
     /// accepts exactly the one redirect whose `state` matches (anything else is
     /// refused and the wait goes on), answers the browser with a short page,
     /// and times out.
@@ -121,9 +167,9 @@ impl OidcClient {
     /// # Ok(()) }
     /// ```
     pub async fn login_loopback(&self, options: LoopbackOptions) -> Result<TokenSet> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let (listener, redirect_uri) = bind(options.address).await?;
         let port = listener.local_addr()?.port();
-        let request = self.authorization_request(&format!("http://127.0.0.1:{port}/callback"))?;
+        let request = self.authorization_request(&redirect_uri)?;
         let url = request.url.to_string();
         match options.open {
             OpenUrl::SystemBrowser => {

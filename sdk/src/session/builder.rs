@@ -54,6 +54,8 @@ pub struct SessionManagerBuilder {
     namespace: Option<String>,
     scopes: Option<Vec<String>>,
     manage_devices: bool,
+    params: Option<crate::AuthParams>,
+    post_logout_redirect: Option<String>,
     secret: Option<ClientSecret>,
     skew: Option<Duration>,
     http: Option<HttpClient>,
@@ -85,6 +87,8 @@ impl SessionManagerBuilder {
             namespace: None,
             scopes: None,
             manage_devices: false,
+            params: None,
+            post_logout_redirect: None,
             secret: None,
             skew: None,
             http: None,
@@ -121,6 +125,22 @@ impl SessionManagerBuilder {
     /// [`OidcClient::manage_devices`]. Only with [`SessionManager::builder`].
     pub fn manage_devices(mut self) -> Self {
         self.manage_devices = true;
+        self
+    }
+
+    /// The parameters of every login (`prompt`, `login_hint`, `max_age`,
+    /// `acr_values`, `ui_locales`, `resource`, a provider's own): see
+    /// [`crate::AuthParams`] and [`OidcClient::auth_params`]. Only with
+    /// [`SessionManager::builder`].
+    pub fn auth_params(mut self, params: crate::AuthParams) -> Self {
+        self.params = Some(params);
+        self
+    }
+
+    /// Where the provider sends the browser after an RP-initiated logout: see
+    /// [`OidcClient::post_logout_redirect_uri`]. Only with [`SessionManager::builder`].
+    pub fn post_logout_redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.post_logout_redirect = Some(uri.into());
         self
     }
 
@@ -226,12 +246,14 @@ impl SessionManagerBuilder {
             ClientFrom::Given(client) => {
                 if self.scopes.is_some()
                     || self.manage_devices
+                    || self.params.is_some()
+                    || self.post_logout_redirect.is_some()
                     || self.secret.is_some()
                     || self.skew.is_some()
                     || self.http.is_some()
                 {
                     return Err(Error::Config(
-                        "scopes, manage_devices, client_secret, clock_skew and http belong to the OidcClient \
+                        "scopes, manage_devices, auth_params, post_logout_redirect_uri, client_secret, clock_skew and http belong to the OidcClient \
                          given to SessionManager::for_client; set them there"
                             .to_owned(),
                     ));
@@ -250,6 +272,12 @@ impl SessionManagerBuilder {
                 );
                 if self.manage_devices {
                     client = client.manage_devices();
+                }
+                if let Some(params) = self.params {
+                    client = client.auth_params(params);
+                }
+                if let Some(uri) = self.post_logout_redirect {
+                    client = client.post_logout_redirect_uri(uri);
                 }
                 if let Some(secret) = self.secret {
                     client = client.client_secret(secret);

@@ -241,11 +241,13 @@ async fn steps(
             "no refresh token to revoke".to_owned(),
         )),
     }
-    let end_session_url = crate::logout::end_session_url(&shared.client, id_token.as_ref());
+    let (end_session_url, end_session_state) =
+        crate::logout::end_session_url(&shared.client, id_token.as_ref());
     tracing::info!(account = %key.fingerprint(), ?ending, complete = failures.is_empty(), "signed out");
     LogoutReport {
         account: key.clone(),
         end_session_url,
+        end_session_state,
         revoked,
         failures,
     }
