@@ -121,4 +121,4 @@ pub use session::{
 pub use store::{AccountKey, MemoryStore, SessionEntry, TokenStore};
 #[cfg(feature = "keychain")]
 pub use store::{KeychainBackend, KeychainStore};
-pub use token::TokenSet;
+pub use token::{ClientAuthMethod, TokenSet};

@@ -14,7 +14,10 @@ use crate::error::{Error, Result};
 use crate::id_token::{self, Expectations};
 use crate::provider::Provider;
 use crate::secret::{ClientSecret, CodeVerifier, Nonce, State};
-use crate::token::{RawTokens, TokenSet, parse_error_response, parse_token_response, post_form};
+use crate::token::{
+    ClientAuthMethod, Credential, RawTokens, TokenSet, parse_error_response, parse_token_response,
+    post_form,
+};
 
 #[cfg(feature = "loopback")]
 mod loopback;
@@ -53,6 +56,7 @@ pub struct OidcClient {
     /// Ask for the provider's account sessions scope too ([`OidcClient::manage_devices`]).
     manage_devices: bool,
     params: AuthParams,
+    auth_method: Option<ClientAuthMethod>,
     post_logout_redirect: Option<String>,
     clock_skew: Duration,
     clock: Clock,
@@ -104,6 +108,7 @@ impl OidcClient {
             scopes: vec!["openid".to_owned()],
             manage_devices: false,
             params: AuthParams::new(),
+            auth_method: None,
             post_logout_redirect: None,
             clock_skew: Duration::from_secs(60),
             clock: Clock::system(),
@@ -232,6 +237,24 @@ impl OidcClient {
         self
     }
 
+    /// How the secret is sent: by default HTTP Basic when the provider's
+    /// `token_endpoint_auth_methods_supported` lists `client_secret_basic`
+    /// (or lists nothing), else `client_secret_post` when it lists that.
+    ///
+    /// ```no_run
+    /// # async fn demo(provider: sessionkit::Provider, secret: sessionkit::ClientSecret) {
+    /// use sessionkit::{ClientAuthMethod, OidcClient};
+    /// let client = OidcClient::new(provider, "my-service")
+    ///     .client_secret(secret)
+    ///     .client_auth(ClientAuthMethod::SecretPost);
+    /// # let _ = client; }
+    /// ```
+    #[must_use]
+    pub fn client_auth(mut self, method: ClientAuthMethod) -> Self {
+        self.auth_method = Some(method);
+        self
+    }
+
     /// How far clocks may disagree in ID-token time checks (default 60 s).
     #[must_use]
     pub fn clock_skew(mut self, skew: Duration) -> Self {
@@ -254,8 +277,19 @@ impl OidcClient {
         self.clock_skew
     }
 
-    pub(crate) fn secret(&self) -> Option<&ClientSecret> {
-        self.client_secret.as_ref()
+    /// The secret and how to send it: the app's choice
+    /// ([`OidcClient::client_auth`]), else what the provider advertises.
+    pub(crate) fn credential(&self) -> Option<Credential<'_>> {
+        let secret = self.client_secret.as_ref()?;
+        let method = self.auth_method.unwrap_or_else(|| {
+            let supported: Option<Vec<&str>> = self
+                .provider
+                .metadata()
+                .token_endpoint_auth_methods_supported()
+                .map(|m| m.iter().map(|m| m.as_ref()).collect());
+            ClientAuthMethod::for_provider(supported.as_deref())
+        });
+        Some(Credential { secret, method })
     }
 
     /// Builds an authorization request for apps with their own redirect
@@ -350,7 +384,7 @@ impl OidcClient {
             &self.provider,
             &self.provider.token_endpoint()?,
             &self.client_id,
-            self.client_secret.as_ref(),
+            self.credential(),
             &form,
         )
         .await?;
@@ -393,7 +427,7 @@ impl OidcClient {
             &self.provider,
             &endpoint,
             &self.client_id,
-            self.client_secret.as_ref(),
+            self.credential(),
             &form,
         )
         .await?;
@@ -448,7 +482,7 @@ impl OidcClient {
                 &self.provider,
                 &token_endpoint,
                 &self.client_id,
-                self.client_secret.as_ref(),
+                self.credential(),
                 &form,
             )
             .await?;

@@ -148,7 +148,7 @@ async fn revoke_once(client: &OidcClient, token: &RefreshToken, timeout: Duratio
             ("token_type_hint", "refresh_token"),
         ],
         client.client_id(),
-        client.secret(),
+        client.credential(),
     );
     let response = request
         .form(&form)

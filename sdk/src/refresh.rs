@@ -140,7 +140,7 @@ impl OidcClient {
             self.provider(),
             &endpoint,
             self.client_id(),
-            self.secret(),
+            self.credential(),
             &form,
         )
         .await

@@ -138,11 +138,19 @@ pub(crate) fn authenticate<'a>(
     request: reqwest::RequestBuilder,
     form: &[(&'a str, &'a str)],
     client_id: &'a str,
-    secret: Option<&ClientSecret>,
+    credential: Option<Credential<'a>>,
 ) -> (reqwest::RequestBuilder, Vec<(&'a str, &'a str)>) {
     let mut fields = form.to_vec();
-    let request = match secret {
-        Some(secret) => {
+    let request = match credential {
+        Some(Credential {
+            secret,
+            method: ClientAuthMethod::SecretPost,
+        }) => {
+            fields.push(("client_id", client_id));
+            fields.push(("client_secret", secret.secret()));
+            request
+        }
+        Some(Credential { secret, .. }) => {
             let enc =
                 |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             request.basic_auth(enc(client_id), Some(enc(secret.secret())))
@@ -153,6 +161,42 @@ pub(crate) fn authenticate<'a>(
         }
     };
     (request, fields)
+}
+
+/// How a confidential client proves itself at the provider's token,
+/// revocation and device authorization endpoints (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientAuthMethod {
+    /// `client_secret_basic`: the id and secret in HTTP Basic (the default
+    /// when the provider lists it, or lists nothing).
+    SecretBasic,
+    /// `client_secret_post`: the id and secret in the form body.
+    SecretPost,
+}
+
+impl ClientAuthMethod {
+    /// The method for a provider that advertises `supported` (discovery's
+    /// `token_endpoint_auth_methods_supported`; `None` when it says nothing,
+    /// which means Basic, OIDC Discovery §3).
+    pub(crate) fn for_provider(supported: Option<&[&str]>) -> Self {
+        match supported {
+            Some(methods)
+                if !methods.contains(&"client_secret_basic")
+                    && methods.contains(&"client_secret_post") =>
+            {
+                ClientAuthMethod::SecretPost
+            }
+            _ => ClientAuthMethod::SecretBasic,
+        }
+    }
+}
+
+/// A confidential client's secret and how it is sent.
+#[derive(Clone, Copy)]
+pub(crate) struct Credential<'a> {
+    pub(crate) secret: &'a ClientSecret,
+    pub(crate) method: ClientAuthMethod,
 }
 
 /// A raw answer of the token endpoint.
@@ -169,7 +213,7 @@ pub(crate) async fn post_form(
     provider: &Provider,
     url: &str,
     client_id: &str,
-    secret: Option<&ClientSecret>,
+    secret: Option<Credential<'_>>,
     form: &[(&str, &str)],
 ) -> Result<Answer> {
     let request = provider
@@ -207,6 +251,24 @@ pub(crate) async fn post_form(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_secret_goes_in_basic_unless_the_provider_takes_only_post() {
+        use ClientAuthMethod::{SecretBasic, SecretPost};
+        assert_eq!(ClientAuthMethod::for_provider(None), SecretBasic);
+        assert_eq!(
+            ClientAuthMethod::for_provider(Some(&["client_secret_basic", "client_secret_post"])),
+            SecretBasic
+        );
+        assert_eq!(
+            ClientAuthMethod::for_provider(Some(&["none", "client_secret_post"])),
+            SecretPost
+        );
+        assert_eq!(
+            ClientAuthMethod::for_provider(Some(&["private_key_jwt"])),
+            SecretBasic
+        );
+    }
 
     #[test]
     fn parses_tokens_and_computes_expiry_from_arrival() {

@@ -55,6 +55,7 @@ pub struct SessionManagerBuilder {
     scopes: Option<Vec<String>>,
     manage_devices: bool,
     params: Option<crate::AuthParams>,
+    client_auth: Option<crate::ClientAuthMethod>,
     post_logout_redirect: Option<String>,
     secret: Option<ClientSecret>,
     skew: Option<Duration>,
@@ -88,6 +89,7 @@ impl SessionManagerBuilder {
             scopes: None,
             manage_devices: false,
             params: None,
+            client_auth: None,
             post_logout_redirect: None,
             secret: None,
             skew: None,
@@ -141,6 +143,14 @@ impl SessionManagerBuilder {
     /// [`OidcClient::post_logout_redirect_uri`]. Only with [`SessionManager::builder`].
     pub fn post_logout_redirect_uri(mut self, uri: impl Into<String>) -> Self {
         self.post_logout_redirect = Some(uri.into());
+        self
+    }
+
+    /// How the client secret is sent (`client_secret_basic` or
+    /// `client_secret_post`): see [`OidcClient::client_auth`]. Only with
+    /// [`SessionManager::builder`].
+    pub fn client_auth(mut self, method: crate::ClientAuthMethod) -> Self {
+        self.client_auth = Some(method);
         self
     }
 
@@ -248,12 +258,13 @@ impl SessionManagerBuilder {
                     || self.manage_devices
                     || self.params.is_some()
                     || self.post_logout_redirect.is_some()
+                    || self.client_auth.is_some()
                     || self.secret.is_some()
                     || self.skew.is_some()
                     || self.http.is_some()
                 {
                     return Err(Error::Config(
-                        "scopes, manage_devices, auth_params, post_logout_redirect_uri, client_secret, clock_skew and http belong to the OidcClient \
+                        "scopes, manage_devices, auth_params, post_logout_redirect_uri, client_auth, client_secret, clock_skew and http belong to the OidcClient \
                          given to SessionManager::for_client; set them there"
                             .to_owned(),
                     ));
@@ -275,6 +286,9 @@ impl SessionManagerBuilder {
                 }
                 if let Some(params) = self.params {
                     client = client.auth_params(params);
+                }
+                if let Some(method) = self.client_auth {
+                    client = client.client_auth(method);
                 }
                 if let Some(uri) = self.post_logout_redirect {
                     client = client.post_logout_redirect_uri(uri);
