@@ -17,7 +17,7 @@ use crate::secret::{ClientSecret, CodeVerifier, Nonce, State};
 use crate::token::{RawTokens, TokenSet, parse_error_response, parse_token_response, post_form};
 
 #[cfg(feature = "loopback")]
-mod loopback;
+pub(crate) mod loopback;
 
 #[cfg(feature = "loopback")]
 pub use loopback::{LoopbackOptions, OpenUrl};
@@ -61,6 +61,21 @@ pub struct AuthorizationRequest {
     state: State,
     nonce: Nonce,
     verifier: CodeVerifier,
+}
+
+impl AuthorizationRequest {
+    /// A request with known secrets, for the fuzz targets (which must get
+    /// past the `state` check to reach the rest).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn fixed(url: url::Url, redirect_uri: &str, state: &str, nonce: &str) -> Self {
+        Self {
+            url,
+            redirect_uri: redirect_uri.to_owned(),
+            state: State::new(state.to_owned()),
+            nonce: Nonce::new(nonce.to_owned()),
+            verifier: CodeVerifier::new(random_secret()),
+        }
+    }
 }
 
 impl std::fmt::Debug for AuthorizationRequest {
@@ -215,10 +230,7 @@ impl OidcClient {
         request: &AuthorizationRequest,
         redirect_url: &str,
     ) -> Result<TokenSet> {
-        let url = url::Url::parse(redirect_url)
-            .map_err(|e| Error::AuthorizationResponse(format!("the redirect is not a URL: {e}")))?;
-        let params = check_redirect(&self.provider, request, &url)?;
-        let code = params.code;
+        let code = parse_redirect(&self.provider, request, redirect_url)?.code;
         let answer = post_form(
             &self.provider,
             &self.provider.token_endpoint()?,
@@ -389,8 +401,20 @@ impl OidcClient {
     }
 }
 
-struct RedirectParams {
-    code: crate::secret::AuthorizationCode,
+pub(crate) struct RedirectParams {
+    pub(crate) code: crate::secret::AuthorizationCode,
+}
+
+/// Reads the redirect the browser came back with ([`OidcClient::finish`]'s
+/// first step, and what the fuzz targets drive).
+pub(crate) fn parse_redirect(
+    provider: &Provider,
+    request: &AuthorizationRequest,
+    redirect_url: &str,
+) -> Result<RedirectParams> {
+    let url = url::Url::parse(redirect_url)
+        .map_err(|e| Error::AuthorizationResponse(format!("the redirect is not a URL: {e}")))?;
+    check_redirect(provider, request, &url)
 }
 
 fn same(a: &[u8], b: &[u8]) -> bool {

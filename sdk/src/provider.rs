@@ -14,7 +14,10 @@ use openidconnect::core::{
     CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
     CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
-use openidconnect::{AdditionalProviderMetadata, DiscoveryError, IssuerUrl, ProviderMetadata};
+use openidconnect::{
+    AdditionalProviderMetadata, AsyncHttpClient, DiscoveryError, IssuerUrl, JsonWebKeySetUrl,
+    ProviderMetadata,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -179,10 +182,21 @@ impl Provider {
     /// # Ok(()) }
     /// ```
     pub async fn discover(issuer: &str, http: &HttpClient) -> Result<Self> {
+        Self::discover_through(issuer, http, http).await
+    }
+
+    /// [`Provider::discover`] with the two requests (the document, the
+    /// JWKS) sent through `fetch`; `http` is kept for every later call.
+    /// The fuzz targets answer through `fetch` with their input.
+    pub(crate) async fn discover_through<'c, C: AsyncHttpClient<'c>>(
+        issuer: &str,
+        fetch: &'c C,
+        http: &HttpClient,
+    ) -> Result<Self> {
         check_issuer_url(issuer)?;
         let issuer_url =
             IssuerUrl::new(issuer.to_owned()).map_err(|e| Error::Config(format!("issuer: {e}")))?;
-        let metadata = Metadata::discover_async(issuer_url, http)
+        let metadata = Metadata::discover_async(issuer_url, fetch)
             .await
             .map_err(discovery_error)?;
         check_endpoints(&metadata)?;
@@ -254,14 +268,22 @@ impl Provider {
             }
             *last = Some(Instant::now());
         }
-        let jwks = CoreJsonWebKeySet::fetch_async(self.metadata().jwks_uri(), &self.inner.http)
-            .await
-            .map_err(discovery_error)?;
-        let jwks = Arc::new(Jwks::new(jwks));
+        let jwks = Arc::new(fetch_jwks(self.metadata().jwks_uri(), &self.inner.http).await?);
         tracing::debug!(keys = jwks.len(), "fetched the JWKS again");
         *self.inner.jwks.write().unwrap_or_else(|e| e.into_inner()) = jwks;
         Ok(true)
     }
+}
+
+/// Fetches a JWKS through `fetch` and parses its keys.
+pub(crate) async fn fetch_jwks<'c, C: AsyncHttpClient<'c>>(
+    url: &JsonWebKeySetUrl,
+    fetch: &'c C,
+) -> Result<Jwks> {
+    let set = CoreJsonWebKeySet::fetch_async(url, fetch)
+        .await
+        .map_err(discovery_error)?;
+    Ok(Jwks::new(set))
 }
 
 fn discovery_error<E: std::error::Error + 'static>(err: DiscoveryError<E>) -> Error {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
-use super::{OidcClient, same};
+use super::{AuthorizationRequest, OidcClient, same};
 use crate::error::{Error, Result};
 use crate::token::TokenSet;
 
@@ -114,38 +114,35 @@ impl OidcClient {
             let Ok((mut stream, _)) = accepted else {
                 continue;
             };
-            let target = read_request_target(&mut stream).await;
-            let Some(redirect) =
-                target.and_then(|t| url::Url::parse(&format!("http://127.0.0.1:{port}{t}")).ok())
-            else {
-                let _ = respond(
-                    &mut stream,
-                    400,
-                    "Bad request",
-                    "This is not a sign-in response.",
-                )
-                .await;
-                continue;
+            let head = read_head(&mut stream).await;
+            let redirect = match classify(head.as_deref(), port, &request) {
+                Incoming::Callback(redirect) => redirect,
+                Incoming::NotARedirect => {
+                    let _ = respond(
+                        &mut stream,
+                        400,
+                        "Bad request",
+                        "This is not a sign-in response.",
+                    )
+                    .await;
+                    continue;
+                }
+                Incoming::NotFound => {
+                    let _ = respond(&mut stream, 404, "Not found", "Nothing here.").await;
+                    continue;
+                }
+                Incoming::OtherLogin => {
+                    tracing::warn!("refused a loopback request whose state does not match");
+                    let _ = respond(
+                        &mut stream,
+                        400,
+                        "Sign-in refused",
+                        "This response does not belong to the sign-in in progress.",
+                    )
+                    .await;
+                    continue;
+                }
             };
-            if redirect.path() != "/callback" {
-                let _ = respond(&mut stream, 404, "Not found", "Nothing here.").await;
-                continue;
-            }
-            let state_ok = redirect
-                .query_pairs()
-                .find(|(k, _)| k == "state")
-                .is_some_and(|(_, v)| same(v.as_bytes(), request.state.secret().as_bytes()));
-            if !state_ok {
-                tracing::warn!("refused a loopback request whose state does not match");
-                let _ = respond(
-                    &mut stream,
-                    400,
-                    "Sign-in refused",
-                    "This response does not belong to the sign-in in progress.",
-                )
-                .await;
-                continue;
-            }
             let result = self.finish(&request, redirect.as_str()).await;
             let _ = match &result {
                 Ok(_) => {
@@ -172,8 +169,44 @@ impl OidcClient {
     }
 }
 
-/// Reads an HTTP request head (bounded in size and time) and returns the request target.
-async fn read_request_target(stream: &mut tokio::net::TcpStream) -> Option<String> {
+/// What one request to the listener is.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Incoming {
+    /// Not a `GET` with an origin-form target (or nothing readable came).
+    NotARedirect,
+    /// A path other than `/callback`.
+    NotFound,
+    /// A callback whose `state` is not this login's.
+    OtherLogin,
+    /// This login's callback, for [`OidcClient::finish`].
+    Callback(url::Url),
+}
+
+/// Sorts a request head the listener read on `port` (pure: the fuzz
+/// targets drive it with their input).
+pub(crate) fn classify(head: Option<&[u8]>, port: u16, request: &AuthorizationRequest) -> Incoming {
+    let Some(redirect) = head
+        .and_then(request_target)
+        .and_then(|t| url::Url::parse(&format!("http://127.0.0.1:{port}{t}")).ok())
+    else {
+        return Incoming::NotARedirect;
+    };
+    if redirect.path() != "/callback" {
+        return Incoming::NotFound;
+    }
+    let state_ok = redirect
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .is_some_and(|(_, v)| same(v.as_bytes(), request.state.secret().as_bytes()));
+    if state_ok {
+        Incoming::Callback(redirect)
+    } else {
+        Incoming::OtherLogin
+    }
+}
+
+/// Reads an HTTP request head, bounded in size and time.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
     let mut buf = Vec::with_capacity(2048);
     let read = async {
         let mut chunk = [0u8; 1024];
@@ -189,7 +222,12 @@ async fn read_request_target(stream: &mut tokio::net::TcpStream) -> Option<Strin
     tokio::time::timeout(Duration::from_secs(10), read)
         .await
         .ok()??;
-    let head = std::str::from_utf8(&buf).ok()?;
+    Some(buf)
+}
+
+/// The request target of a `GET` request head, when it is in origin form.
+fn request_target(head: &[u8]) -> Option<String> {
+    let head = std::str::from_utf8(head).ok()?;
     let line = head.lines().next()?;
     let mut parts = line.split(' ');
     let method = parts.next()?;
