@@ -45,6 +45,9 @@ mod control;
 mod endpoints;
 mod error;
 mod faults;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod keys;
 mod log;
 mod params;
