@@ -32,7 +32,6 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::{AbortHandle, JoinSet};
@@ -44,8 +43,8 @@ use super::hub::{Kick, Registration};
 use super::jwks::VerifyError;
 use super::{App, unix_millis, unix_now};
 use crate::protocol::{
-    CLOSE_SIGNED_OUT, CLOSE_TOKEN_EXPIRED, CLOSE_TOO_SLOW, ChatMessage, ClientFrame, MAX_ID_BYTES,
-    MAX_TEXT_BYTES, ServerFrame, valid_room,
+    BadFrame, CLOSE_SIGNED_OUT, CLOSE_TOKEN_EXPIRED, CLOSE_TOO_SLOW, ChatMessage, ClientFrame,
+    MAX_ID_BYTES, MAX_TEXT_BYTES, ServerFrame, parse_client_frame, valid_room,
 };
 
 /// The largest WebSocket frame and message the server reads.
@@ -381,13 +380,14 @@ impl Connection {
     }
 
     async fn frame(&mut self, socket: &mut WebSocket, text: &str) -> Result<(), End> {
-        let Ok(value) = serde_json::from_str::<Value>(text) else {
-            return send_error(socket, "bad_frame", "not JSON", None).await;
-        };
-        let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
-        // The serde message is not echoed: it may quote the frame's values.
-        let Ok(frame) = serde_json::from_value::<ClientFrame>(value) else {
-            return send_error(socket, "bad_frame", "unknown or malformed frame", id).await;
+        let frame = match parse_client_frame(text) {
+            Ok(frame) => frame,
+            Err(BadFrame::NotJson) => {
+                return send_error(socket, "bad_frame", "not JSON", None).await;
+            }
+            Err(BadFrame::Malformed { id }) => {
+                return send_error(socket, "bad_frame", "unknown or malformed frame", id).await;
+            }
         };
         match frame {
             ClientFrame::Join { room, after } => self.join(socket, room, after).await,
