@@ -59,6 +59,9 @@
 //! - 10 frames per second through a bucket of 50 (every frame counts but
 //!   pings and pongs); the first frame over it is not acted on and the
 //!   connection is closed with 4029.
+//!
+//! The fuzz targets (`fuzz/` at the repository root) compile this file
+//! on its own: it must depend on `serde` and `serde_json` only.
 
 use serde::{Deserialize, Serialize};
 
@@ -262,6 +265,39 @@ pub struct ChatMessage {
     pub text: String,
     /// When the server stored it (Unix milliseconds).
     pub sent_at: u64,
+}
+
+/// Why a client frame was refused (the server answers with a `bad_frame` error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadFrame {
+    /// The text is not JSON.
+    NotJson,
+    /// JSON, but no frame this protocol knows; `id` is the frame's `id`
+    /// member when it has a string one, for the error to name.
+    Malformed {
+        /// The client message id the frame carried, if any.
+        id: Option<String>,
+    },
+}
+
+/// Parses a text frame from a client, as the server does. The serde error
+/// is not kept: it may quote the frame's values (an `auth` token).
+///
+/// ```
+/// use sessionkit_examples::protocol::{BadFrame, ClientFrame, parse_client_frame};
+///
+/// let frame = parse_client_frame(r#"{"type":"leave","room":"general"}"#);
+/// assert_eq!(frame, Ok(ClientFrame::Leave { room: "general".into() }));
+/// let refused = parse_client_frame(r#"{"type":"send","id":"c-1"}"#);
+/// assert_eq!(refused, Err(BadFrame::Malformed { id: Some("c-1".into()) }));
+/// ```
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, BadFrame> {
+    let value = serde_json::from_str::<serde_json::Value>(text).map_err(|_| BadFrame::NotJson)?;
+    let id = value
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    serde_json::from_value::<ClientFrame>(value).map_err(|_| BadFrame::Malformed { id })
 }
 
 /// Whether `room` is a valid room name: 1–64 of `a-z`, `0-9`, `-`, `_`.

@@ -115,6 +115,9 @@ pub mod dpop;
 mod endpoints;
 mod error;
 mod faults;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod keys;
 mod limits;
 mod log;

@@ -78,6 +78,12 @@ impl Params {
         Self::parse(body)
     }
 
+    /// Every parameter's name (for the fuzz targets).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }

@@ -298,7 +298,10 @@ fn rsa_verifiers(raw: &RawJwk, algs: &[Alg]) -> Result<Vec<(Alg, ParsedPublicKey
     // RFC 7518 forbids leading zeros; some providers send one anyway.
     let n = strip_zeros(&n);
     let e = strip_zeros(&e);
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    // An empty (or all-zero) modulus has no bits; `len * 8 - 8` would underflow.
+    let bits = n
+        .first()
+        .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
     if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
         return Err(format!(
             "an RSA modulus of {bits} bits (allowed: {RSA_MIN_BITS}–{RSA_MAX_BITS})"

@@ -69,6 +69,9 @@
 //!   `webbrowser`. The app-handled redirect
 //!   ([`OidcClient::authorization_request`], [`OidcClient::finish`]) and the
 //!   device flow ([`OidcClient::login_device`]) are always there.
+//! - `fuzzing` (off by default): entry points for the fuzz targets in the
+//!   repository's `fuzz/` folder. Not part of the API; it may change in any
+//!   release.
 
 #![forbid(unsafe_code)]
 
@@ -78,6 +81,9 @@ mod clock;
 mod devices;
 mod error;
 mod filelock;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod id_token;
 mod jws;

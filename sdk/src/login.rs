@@ -20,7 +20,7 @@ use crate::token::{
 };
 
 #[cfg(feature = "loopback")]
-mod loopback;
+pub(crate) mod loopback;
 mod params;
 
 #[cfg(feature = "loopback")]
@@ -74,6 +74,29 @@ pub struct AuthorizationRequest {
     verifier: CodeVerifier,
     checks: LoginChecks,
     token_params: Vec<(String, String)>,
+}
+
+impl AuthorizationRequest {
+    /// The SHA-256 of its `state` (what the loopback listener compares).
+    #[cfg(feature = "loopback")]
+    pub(crate) fn state_digest(&self) -> [u8; 32] {
+        crate::secret::sha256(self.state.secret().as_bytes())
+    }
+
+    /// A request with known secrets, for the fuzz targets (which must get
+    /// past the `state` check to reach the rest).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn fixed(url: url::Url, redirect_uri: &str, state: &str, nonce: &str) -> Self {
+        Self {
+            url,
+            redirect_uri: redirect_uri.to_owned(),
+            state: State::new(state.to_owned()),
+            nonce: Nonce::new(nonce.to_owned()),
+            verifier: CodeVerifier::new(random_secret()),
+            checks: LoginChecks::default(),
+            token_params: Vec::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for AuthorizationRequest {
@@ -364,10 +387,7 @@ impl OidcClient {
         request: &AuthorizationRequest,
         redirect_url: &str,
     ) -> Result<TokenSet> {
-        let url = url::Url::parse(redirect_url)
-            .map_err(|e| Error::AuthorizationResponse(format!("the redirect is not a URL: {e}")))?;
-        let params = check_redirect(&self.provider, request, &url)?;
-        let code = params.code;
+        let code = parse_redirect(&self.provider, request, redirect_url)?.code;
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code.secret()),
@@ -564,8 +584,20 @@ impl OidcClient {
     }
 }
 
-struct RedirectParams {
-    code: crate::secret::AuthorizationCode,
+pub(crate) struct RedirectParams {
+    pub(crate) code: crate::secret::AuthorizationCode,
+}
+
+/// Reads the redirect the browser came back with ([`OidcClient::finish`]'s
+/// first step, and what the fuzz targets drive).
+pub(crate) fn parse_redirect(
+    provider: &Provider,
+    request: &AuthorizationRequest,
+    redirect_url: &str,
+) -> Result<RedirectParams> {
+    let url = url::Url::parse(redirect_url)
+        .map_err(|e| Error::AuthorizationResponse(format!("the redirect is not a URL: {e}")))?;
+    check_redirect(provider, request, &url)
 }
 
 fn same(a: &[u8], b: &[u8]) -> bool {

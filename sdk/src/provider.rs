@@ -189,16 +189,35 @@ impl Provider {
     /// # Ok(()) }
     /// ```
     pub async fn discover(issuer: &str, http: &HttpClient) -> Result<Self> {
+        let keeping = KeepLastBody::new(http);
+        let provider = Self::discover_through(issuer, &keeping, http).await?;
+        // The last answer was the JWKS: read it as sent (openidconnect's
+        // parse leaves out keys with an `alg` it does not know).
+        let jwks = keeping.jwks(provider.metadata().jwks());
+        *provider
+            .inner
+            .jwks
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(jwks);
+        Ok(provider)
+    }
+
+    /// [`Provider::discover`] with the two requests (the document, the
+    /// JWKS) sent through `fetch`; `http` is kept for every later call.
+    /// The fuzz targets answer through `fetch` with their input.
+    pub(crate) async fn discover_through<'c, C: AsyncHttpClient<'c>>(
+        issuer: &str,
+        fetch: &'c C,
+        http: &HttpClient,
+    ) -> Result<Self> {
         check_issuer_url(issuer)?;
         let issuer_url =
             IssuerUrl::new(issuer.to_owned()).map_err(|e| Error::Config(format!("issuer: {e}")))?;
-        let keeping = KeepLastBody::new(http);
-        let metadata = Metadata::discover_async(issuer_url, &keeping)
+        let metadata = Metadata::discover_async(issuer_url, fetch)
             .await
             .map_err(discovery_error)?;
         check_endpoints(&metadata)?;
-        // The last answer was the JWKS: read it as sent.
-        let jwks = keeping.jwks(metadata.jwks());
+        let jwks = Jwks::new(metadata.jwks().clone());
         tracing::debug!(issuer, keys = jwks.len(), "discovered provider");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -314,6 +333,19 @@ impl<'c> AsyncHttpClient<'c> for KeepLastBody {
             Ok(response)
         })
     }
+}
+
+/// Fetches a JWKS through `fetch` and parses its keys (the fuzz targets'
+/// way to the JWKS parsing; the SDK's own fetch keeps the body as sent).
+#[cfg(feature = "fuzzing")]
+pub(crate) async fn fetch_jwks<'c, C: AsyncHttpClient<'c>>(
+    url: &openidconnect::JsonWebKeySetUrl,
+    fetch: &'c C,
+) -> Result<Jwks> {
+    let set = CoreJsonWebKeySet::fetch_async(url, fetch)
+        .await
+        .map_err(discovery_error)?;
+    Ok(Jwks::new(set))
 }
 
 fn discovery_error<E: std::error::Error + 'static>(err: DiscoveryError<E>) -> Error {

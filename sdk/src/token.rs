@@ -125,10 +125,31 @@ pub(crate) fn parse_error_response(status: u16, body: &[u8]) -> Error {
         },
         Err(_) => Error::Parse {
             message: format!("the provider answered {status} without an OAuth error body"),
-            body: String::from_utf8_lossy(body).chars().take(512).collect(),
+            body: diagnostic_body(body),
             status: Some(status),
         },
     }
+}
+
+/// Token members whose names, anywhere in a body, keep it out of an error.
+const TOKEN_MEMBERS: [&str; 3] = ["access_token", "refresh_token", "id_token"];
+
+/// The start of an error answer's body, kept for diagnosis — unless it
+/// names a token member (as written, or behind JSON escapes): a provider
+/// or proxy that sends tokens with an error status must not have them
+/// copied into an error that apps log.
+fn diagnostic_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let unescaped = serde_json::from_slice::<serde_json::Value>(body)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    if TOKEN_MEMBERS
+        .iter()
+        .any(|m| text.contains(m) || unescaped.contains(m))
+    {
+        return "[withheld: the body names a token]".to_owned();
+    }
+    text.chars().take(512).collect()
 }
 
 /// Client authentication for a form POST (RFC 6749 §2.3.1): a confidential
@@ -323,6 +344,10 @@ mod tests {
             Err(Error::Parse { body, .. }) => assert!(body.contains("bad gateway")),
             other => panic!("{other:?}"),
         }
+        match parse_token_response(400, br#"{"error":"x" "#, SystemTime::now()) {
+            Err(Error::Parse { body, .. }) => assert_eq!(body, r#"{"error":"x" "#),
+            other => panic!("{other:?}"),
+        }
         assert!(
             parse_token_response(
                 200,
@@ -331,5 +356,32 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// Found by the `token_response` fuzz target: a non-2xx answer that
+    /// carries tokens (here with status 11976, as in the crash) was kept
+    /// whole in the error.
+    #[test]
+    fn an_error_status_with_tokens_in_the_body_keeps_no_body() {
+        let bodies: [&[u8]; 3] = [
+            br#"{"access_token": "at-0123456789ab", "token_type": "Bearer", "exzires_in": 300, "refresh_token": "rt-0123456789ab", "id_token": "a.b.c", "scope": "openid o_fline_accsse"}"#,
+            br#"{"acc\u0065ss_token": "at-0123456789ab", "token_type": "Bearer"}"#,
+            br#"{"refresh_token": "rt-0123456789ab", "#,
+        ];
+        for status in [11976, 400, 500, 302] {
+            for body in bodies {
+                let error =
+                    parse_token_response(status, body, SystemTime::now()).expect_err("not a 2xx");
+                let shown = format!("{error} {error:?}");
+                assert!(
+                    !shown.contains("0123456789ab"),
+                    "{status}: a token shows: {shown}"
+                );
+                match error {
+                    Error::Parse { body, .. } => assert!(body.contains("withheld"), "{body}"),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
     }
 }

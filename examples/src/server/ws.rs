@@ -37,7 +37,6 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
@@ -48,8 +47,8 @@ use super::jwks::VerifyError;
 use super::serve::ConnectionSlot;
 use super::{App, unix_millis, unix_now};
 use crate::protocol::{
-    CLOSE_RATE_LIMITED, CLOSE_SIGNED_OUT, CLOSE_TOKEN_EXPIRED, ClientFrame, MAX_ID_BYTES,
-    ServerFrame, check_text, valid_room,
+    BadFrame, CLOSE_RATE_LIMITED, CLOSE_SIGNED_OUT, CLOSE_TOKEN_EXPIRED, ClientFrame, MAX_ID_BYTES,
+    ServerFrame, check_text, parse_client_frame, valid_room,
 };
 
 /// The largest WebSocket frame and message the server reads.
@@ -404,13 +403,14 @@ impl Connection {
     }
 
     async fn frame(&mut self, socket: &mut WebSocket, text: &str) -> Result<(), End> {
-        let Ok(value) = serde_json::from_str::<Value>(text) else {
-            return send_error(socket, "bad_frame", "not JSON", None).await;
-        };
-        let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
-        // The serde message is not echoed: it may quote the frame's values.
-        let Ok(frame) = serde_json::from_value::<ClientFrame>(value) else {
-            return send_error(socket, "bad_frame", "unknown or malformed frame", id).await;
+        let frame = match parse_client_frame(text) {
+            Ok(frame) => frame,
+            Err(BadFrame::NotJson) => {
+                return send_error(socket, "bad_frame", "not JSON", None).await;
+            }
+            Err(BadFrame::Malformed { id }) => {
+                return send_error(socket, "bad_frame", "unknown or malformed frame", id).await;
+            }
         };
         match frame {
             ClientFrame::Join { room, after } => self.join(socket, room, after).await,

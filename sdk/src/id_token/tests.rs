@@ -319,6 +319,27 @@ fn an_rsa_key_with_exponent_3_or_a_short_modulus_is_refused() {
     }
 }
 
+/// Found by the `jwks` fuzz target: an all-zero modulus (empty once its
+/// leading zeros are stripped) underflowed the bit count.
+#[test]
+fn an_rsa_key_with_a_zero_or_empty_modulus_is_refused_not_a_panic() {
+    for n in ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "AA", ""] {
+        let keys = jwks(json!([
+            {"kty": "RSA", "kid": "r1", "use": "sig", "alg": "RS256", "n": n, "e": "AQAB"}
+        ]));
+        assert_eq!(keys.len(), 1, "the key is kept, as refused");
+        let token = format!(
+            "{}.{}",
+            signing_input(&json!({"alg": "RS256", "kid": "r1"}), &claims()),
+            b64(&[1; 256])
+        );
+        match check(&token, &keys) {
+            Err(IdTokenError::Signature(m)) => assert!(m.contains("modulus of 0 bits"), "{m}"),
+            other => panic!("a modulus of {n:?} must be refused, got {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_header_alg_the_key_does_not_allow_is_refused() {
     let rsa = Rsa::new();

@@ -216,7 +216,7 @@ impl OidcClient {
         let (claims, mut claimed) = mpsc::channel(1);
         let shared = Arc::new(Shared {
             port,
-            state_digest: crate::secret::sha256(request.state.secret().as_bytes()),
+            state_digest: request.state_digest(),
             claimed: AtomicBool::new(false),
             claims,
         });
@@ -320,36 +320,76 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     }
 }
 
-/// Decides the page for one request: only a `GET /callback` with the
-/// login's `state` goes on to the login, and only the first one.
-async fn route(request: &Request<Incoming>, shared: &Shared, ended: CancellationToken) -> Page {
+/// What one request to the listener is.
+#[derive(Debug)]
+pub(crate) enum Classified {
+    /// Not a `GET` of an origin-form target: 400.
+    NotARedirect,
+    /// Another path than `/callback`: 404.
+    NotFound,
+    /// `/callback` without this login's `state`: refused.
+    OtherLogin,
+    /// The redirect of this login.
+    Callback(url::Url),
+}
+
+/// Sorts a request by its method and target alone (no I/O; the fuzz
+/// targets call it too): only a `GET /callback` with the login's `state`
+/// (by its SHA-256) is this login's redirect.
+pub(crate) fn classify(
+    method: &Method,
+    uri: &hyper::Uri,
+    port: u16,
+    state_digest: &[u8; 32],
+) -> Classified {
     // Origin-form targets only (`/callback?...`), as browsers send them.
-    let uri = request.uri();
     let target = uri
         .path_and_query()
         .map(|t| t.as_str())
         .filter(|t| t.starts_with('/'))
-        .filter(|_| request.method() == Method::GET && uri.authority().is_none());
+        .filter(|_| method == Method::GET && uri.authority().is_none());
     let Some(redirect) =
-        target.and_then(|t| url::Url::parse(&format!("http://127.0.0.1:{}{t}", shared.port)).ok())
+        target.and_then(|t| url::Url::parse(&format!("http://127.0.0.1:{port}{t}")).ok())
     else {
-        return Page::bad_request();
+        return Classified::NotARedirect;
     };
     if redirect.path() != "/callback" {
-        return Page {
-            status: StatusCode::NOT_FOUND,
-            title: "Not found",
-            text: "Nothing here.".to_owned(),
-        };
+        return Classified::NotFound;
     }
     let state_ok = redirect
         .query_pairs()
         .find(|(k, _)| k == "state")
-        .is_some_and(|(_, v)| crate::secret::sha256(v.as_bytes()) == shared.state_digest);
-    if !state_ok {
-        tracing::warn!("refused a loopback request whose state does not match");
-        return Page::refused("This response does not belong to the sign-in in progress.");
+        .is_some_and(|(_, v)| crate::secret::sha256(v.as_bytes()) == *state_digest);
+    if state_ok {
+        Classified::Callback(redirect)
+    } else {
+        Classified::OtherLogin
     }
+}
+
+/// Decides the page for one request: only a `GET /callback` with the
+/// login's `state` goes on to the login, and only the first one.
+async fn route(request: &Request<Incoming>, shared: &Shared, ended: CancellationToken) -> Page {
+    let redirect = match classify(
+        request.method(),
+        request.uri(),
+        shared.port,
+        &shared.state_digest,
+    ) {
+        Classified::NotARedirect => return Page::bad_request(),
+        Classified::NotFound => {
+            return Page {
+                status: StatusCode::NOT_FOUND,
+                title: "Not found",
+                text: "Nothing here.".to_owned(),
+            };
+        }
+        Classified::OtherLogin => {
+            tracing::warn!("refused a loopback request whose state does not match");
+            return Page::refused("This response does not belong to the sign-in in progress.");
+        }
+        Classified::Callback(redirect) => redirect,
+    };
     if shared.claimed.swap(true, Ordering::SeqCst) {
         tracing::warn!("refused a second loopback request for the same sign-in");
         return Page::refused("This sign-in has been answered already.");

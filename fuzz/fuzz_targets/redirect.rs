@@ -1,0 +1,120 @@
+//! The authorization response: the redirect URL an app hands to
+//! `OidcClient::finish`, and the request head the loopback listener reads
+//! (which it sorts into "not a redirect", "not found", "another login" and
+//! "this login's callback" before `finish` reads it). Input: one byte of
+//! flags (1: the provider promises RFC 9207 `iss`; 2: loopback mode), then
+//! the URL or the request head.
+//!
+//! Checked: no panic; a code is taken only from a response with exactly
+//! this login's `state`, one `code`, no `error`, and the issuer's `iss`
+//! (required when promised); no error shows the `state` or the code.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use sessionkit::fuzzing::{ISSUER, STATE};
+use sessionkit::{AuthorizationCode, AuthorizationRequest, Provider, Result};
+use sessionkit_fuzz::shows_secret;
+
+const PORT: u16 = 4000;
+
+struct Login {
+    provider: Provider,
+    request: AuthorizationRequest,
+}
+
+fn login(iss_parameter: bool) -> &'static Login {
+    static LOGINS: OnceLock<[Login; 2]> = OnceLock::new();
+    let logins = LOGINS.get_or_init(|| {
+        [false, true].map(|iss| {
+            let provider = sessionkit::fuzzing::provider(iss).expect("the provider");
+            let request = sessionkit::fuzzing::authorization_request(
+                &provider,
+                &format!("http://127.0.0.1:{PORT}/callback"),
+            );
+            Login { provider, request }
+        })
+    });
+    &logins[usize::from(iss_parameter)]
+}
+
+/// Checks the outcome for the redirect `url` (`None`: not a URL).
+fn check(result: &Result<AuthorizationCode>, url: Option<&url::Url>, iss_parameter: bool) {
+    let pairs: Vec<(String, String)> = url
+        .map(|u| {
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let values = |name: &str| -> Vec<&str> {
+        pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    match result {
+        Ok(code) => {
+            assert_eq!(values("state"), [STATE], "state");
+            assert_eq!(values("code"), [code.secret()], "code");
+            assert!(
+                values("error").is_empty(),
+                "a code taken from an error response"
+            );
+            let iss = values("iss");
+            assert!(
+                iss.len() <= 1 && iss.iter().all(|i| *i == ISSUER),
+                "iss {iss:?}"
+            );
+            assert!(!iss_parameter || iss.len() == 1, "no iss though promised");
+        }
+        Err(e) => {
+            let shown = format!("{e} {e:?}");
+            // What an error may quote: names, and values other than the secrets.
+            let public: Vec<&str> = pairs
+                .iter()
+                .flat_map(|(k, v)| {
+                    let secret = k == "state" || k == "code";
+                    [Some(k.as_str()), (!secret).then_some(v.as_str())]
+                })
+                .flatten()
+                .collect();
+            for secret in std::iter::once(STATE).chain(values("code")) {
+                assert!(
+                    !shows_secret(&shown, secret, &public),
+                    "shows {secret:?}: {shown}"
+                );
+            }
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((flags, rest)) = data.split_first() else {
+        return;
+    };
+    let iss_parameter = flags & 1 == 1;
+    let Login { provider, request } = login(iss_parameter);
+    if flags & 2 == 0 {
+        let Ok(text) = std::str::from_utf8(rest) else {
+            return;
+        };
+        let result = sessionkit::fuzzing::redirect(provider, request, text);
+        check(&result, url::Url::parse(text).ok().as_ref(), iss_parameter);
+    } else if let Some(result) =
+        sessionkit::fuzzing::loopback_request(provider, request, PORT, rest)
+    {
+        let head = std::str::from_utf8(rest).expect("a callback head is UTF-8");
+        let target = head
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("GET "))
+            .and_then(|line| line.split(' ').next())
+            .expect("a callback is a GET");
+        let url = url::Url::parse(&format!("http://127.0.0.1:{PORT}{target}")).expect("a URL");
+        assert_eq!(url.path(), "/callback");
+        check(&result, Some(&url), iss_parameter);
+    }
+});
