@@ -61,7 +61,7 @@
 //!   connection is closed with 4029.
 //!
 //! The fuzz targets (`fuzz/` at the repository root) compile this file
-//! on its own: it must depend on `serde` and `serde_json` only.
+//! on its own: it must depend on `serde`, `serde_json` and `thiserror` only.
 
 use serde::{Deserialize, Serialize};
 

@@ -106,10 +106,10 @@ fuzz_target!(|data: &[u8]| {
     } else if let Some(result) =
         sessionkit::fuzzing::loopback_request(provider, request, PORT, rest)
     {
-        let head = std::str::from_utf8(rest).expect("a callback head is UTF-8");
-        let target = head
-            .lines()
-            .next()
+        // Only the request line counts (hyper reads the headers).
+        let line = rest.split(|b| *b == b'\n').next().unwrap_or_default();
+        let line = std::str::from_utf8(line).expect("a callback's request line is UTF-8");
+        let target = Some(line.trim_end_matches('\r'))
             .and_then(|line| line.strip_prefix("GET "))
             .and_then(|line| line.split(' ').next())
             .expect("a callback is a GET");
