@@ -1,5 +1,10 @@
 //! [`Control`]: scripting the provider from Rust tests, the same operations
 //! the HTTP control API under `/_control/` offers.
+//!
+//! Why one file of ~560 lines: every method is one control operation, a thin
+//! call into the shared state the HTTP control API makes too; the conformance
+//! runs' methods sit here beside the others so that the in-process and HTTP
+//! APIs stay one list.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -2,6 +2,9 @@
 //! device authorizations — and the operations that change more than one of
 //! them at once (ending a session, revoking a grant). One mutex guards it;
 //! no signature is ever computed while it is held.
+//!
+//! Why one file of ~510 lines: the records behind that one mutex, read and
+//! written together (ending a session touches sessions, grants and tokens).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};

@@ -2,6 +2,10 @@
 //! and the RFC 9207 `iss` check — through a loopback redirect listener
 //! (RFC 8252, in `loopback`) or through the app's own redirect handling — and
 //! the device authorization grant (RFC 8628) for devices without a browser.
+//!
+//! Why one file of ~670 lines: `OidcClient`, its settings, the authorization
+//! request, the redirect check and the code exchange are one flow; the
+//! listener (`loopback`) and the parameters (`params`) have files of their own.
 
 use std::time::{Duration, SystemTime};
 

@@ -6,6 +6,11 @@
 //!
 //! Errors about the client or the redirect URI are shown as a page and never
 //! redirected (RFC 6749 §4.1.2.1); every other error goes back to the client.
+//!
+//! Why one file of ~700 lines: the authorization request's checks, the login
+//! page it may show, the form that page posts and the redirect with the code
+//! are the steps of one request (the pending request is handed between
+//! them); a third of the file is the HTML of the page and its unit tests.
 
 use std::net::IpAddr;
 use std::sync::Arc;
