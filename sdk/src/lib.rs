@@ -95,6 +95,7 @@ mod provider;
 mod refresh;
 mod secret;
 mod session;
+mod sign;
 pub mod store;
 mod timing;
 mod token;
