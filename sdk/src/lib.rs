@@ -79,6 +79,7 @@ pub mod accounts;
 mod authed;
 mod clock;
 mod devices;
+mod dpop;
 mod error;
 mod filelock;
 #[cfg(feature = "fuzzing")]
@@ -107,6 +108,7 @@ pub use authed::{
 };
 pub use clock::Clock;
 pub use devices::{DEVICE_NOT_FOUND, DeviceSession, list_devices, revoke_device};
+pub use dpop::DpopKey;
 pub use error::{Error, IdTokenError, NetworkError, Result, StoreError};
 pub use http::HttpClient;
 pub use jws::Jwks;

@@ -14,6 +14,7 @@ use openidconnect::PkceCodeChallenge;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::dpop::{DpopKey, Nonces, Prover};
 use crate::error::{Error, Result};
 use crate::id_token::{self, Expectations};
 use crate::provider::Provider;
@@ -64,6 +65,10 @@ pub struct OidcClient {
     post_logout_redirect: Option<String>,
     clock_skew: Duration,
     clock: Clock,
+    /// Bind tokens to a DPoP key made at each login ([`OidcClient::dpop`]).
+    dpop: bool,
+    /// The DPoP nonces the provider and resource servers gave, by origin.
+    nonces: Nonces,
 }
 
 /// An authorization request in flight: the URL to open, and the secrets to
@@ -78,6 +83,8 @@ pub struct AuthorizationRequest {
     verifier: CodeVerifier,
     checks: LoginChecks,
     token_params: Vec<(String, String)>,
+    /// The DPoP key the code is bound to (`dpop_jkt`), when the client uses DPoP.
+    dpop: Option<DpopKey>,
 }
 
 impl AuthorizationRequest {
@@ -96,6 +103,7 @@ impl AuthorizationRequest {
             redirect_uri: redirect_uri.to_owned(),
             state: State::new(state.to_owned()),
             nonce: Nonce::new(nonce.to_owned()),
+            dpop: None,
             verifier: CodeVerifier::new(random_secret()),
             checks: LoginChecks::default(),
             token_params: Vec::new(),
@@ -139,7 +147,56 @@ impl OidcClient {
             post_logout_redirect: None,
             clock_skew: Duration::from_secs(60),
             clock: Clock::system(),
+            dpop: false,
+            nonces: Nonces::default(),
         }
+    }
+
+    /// Binds the tokens of each login to a new DPoP key (RFC 9449): the
+    /// authorization code through `dpop_jkt`, every token, refresh and
+    /// revocation request with a proof, and every [`crate::AuthedClient`]
+    /// call with `Authorization: DPoP` and a proof carrying `ath`. The key
+    /// is kept with the account's tokens (in the keychain) and deleted at
+    /// logout; a stolen token is of no use without it. A provider that
+    /// answers with bearer tokens anyway gets no proofs after the login.
+    ///
+    /// ```no_run
+    /// # async fn demo(provider: sessionkit::Provider) -> sessionkit::Result<()> {
+    /// let client = sessionkit::OidcClient::new(provider, "chat-example").dpop(true);
+    /// let tokens = client
+    ///     .login_device(|p| println!("{} {}", p.verification_uri, p.user_code), &Default::default())
+    ///     .await?;
+    /// assert!(tokens.dpop.is_some(), "bound to {:?}", tokens.dpop);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn dpop(mut self, on: bool) -> Self {
+        self.dpop = on;
+        self
+    }
+
+    /// Does the client bind new logins to a DPoP key?
+    pub fn uses_dpop(&self) -> bool {
+        self.dpop
+    }
+
+    /// The prover of requests with `key`, if there is a key.
+    pub(crate) fn prover<'a>(&'a self, key: Option<&'a DpopKey>) -> Option<Prover<'a>> {
+        key.map(|key| Prover {
+            key,
+            nonces: &self.nonces,
+            now: self.now(),
+        })
+    }
+
+    /// The DPoP nonces kept by origin.
+    pub(crate) fn nonces(&self) -> &Nonces {
+        &self.nonces
+    }
+
+    /// A new DPoP key for a login, when the client uses DPoP.
+    fn login_key(&self) -> Result<Option<DpopKey>> {
+        self.dpop.then(DpopKey::generate).transpose()
     }
 
     /// The clock token times are read from (default [`Clock::system`];
@@ -358,6 +415,7 @@ impl OidcClient {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let state = State::new(random_secret());
         let nonce = Nonce::new(random_secret());
+        let dpop = self.login_key()?;
         let mut url = endpoint;
         {
             let mut q = url.query_pairs_mut();
@@ -372,6 +430,9 @@ impl OidcClient {
             for (k, v) in &pairs {
                 q.append_pair(k, v);
             }
+            if let Some(key) = &dpop {
+                q.append_pair("dpop_jkt", key.thumbprint());
+            }
         }
         Ok(AuthorizationRequest {
             url,
@@ -381,6 +442,7 @@ impl OidcClient {
             verifier: CodeVerifier::new(verifier.secret().to_owned()),
             checks: params.checks(),
             token_params: params.token_pairs(true),
+            dpop,
         })
     }
 
@@ -410,11 +472,19 @@ impl OidcClient {
             &self.client_id,
             self.credential(),
             &form,
+            self.prover(request.dpop.as_ref()),
+            None,
         )
         .await?;
         let raw = parse_token_response(answer.status, &answer.body, self.now())?;
-        self.checked(raw, Some(&request.nonce), None, &request.checks)
-            .await
+        self.checked(
+            raw,
+            Some(&request.nonce),
+            None,
+            &request.checks,
+            request.dpop.as_ref(),
+        )
+        .await
     }
 
     /// Signs in with the device authorization grant (RFC 8628): asks for a
@@ -453,8 +523,11 @@ impl OidcClient {
             &self.client_id,
             self.credential(),
             &form,
+            None,
+            None,
         )
         .await?;
+        let dpop = self.login_key()?;
         let body = answer.body;
         if !(200..300).contains(&answer.status) {
             return Err(parse_error_response(answer.status, &body));
@@ -508,10 +581,12 @@ impl OidcClient {
                 &self.client_id,
                 self.credential(),
                 &form,
+                self.prover(dpop.as_ref()),
+                None,
             )
             .await?;
             match parse_token_response(answer.status, &answer.body, self.now()) {
-                Ok(raw) => return self.checked(raw, None, None, &checks).await,
+                Ok(raw) => return self.checked(raw, None, None, &checks, dpop.as_ref()).await,
                 Err(Error::Provider {
                     error,
                     description,
@@ -541,7 +616,9 @@ impl OidcClient {
         nonce: Option<&Nonce>,
         previous_sub: Option<&str>,
         checks: &LoginChecks,
+        dpop: Option<&DpopKey>,
     ) -> Result<TokenSet> {
+        let dpop = raw.bound_key(dpop)?;
         let claims = match &raw.id_token {
             Some(id) => Some(
                 id_token::verify(
@@ -584,6 +661,7 @@ impl OidcClient {
             expires_at: raw.expires_at,
             scopes: raw.scopes.unwrap_or_else(|| self.scopes.clone()),
             claims,
+            dpop,
         })
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sessionkit_backoff::Backoff;
 
+use crate::dpop::DpopKey;
 use crate::error::{Error, Result};
 use crate::login::OidcClient;
 use crate::secret::{IdToken, RefreshToken};
@@ -108,13 +109,14 @@ const REVOKE_RETRY: Backoff = Backoff::new(Duration::from_millis(100), 2.0, Dura
 pub(crate) async fn revoke(
     client: &OidcClient,
     token: &RefreshToken,
+    dpop: Option<&DpopKey>,
     budget: Duration,
 ) -> Result<()> {
     let deadline = tokio::time::Instant::now() + budget;
     let mut pauses = REVOKE_RETRY.schedule();
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let result = revoke_once(client, token, left.max(Duration::from_millis(50))).await;
+        let result = revoke_once(client, token, dpop, left.max(Duration::from_millis(50))).await;
         let transient = result.as_ref().err().is_some_and(Error::is_transient);
         if !transient {
             return result;
@@ -127,40 +129,40 @@ pub(crate) async fn revoke(
     }
 }
 
-async fn revoke_once(client: &OidcClient, token: &RefreshToken, timeout: Duration) -> Result<()> {
+async fn revoke_once(
+    client: &OidcClient,
+    token: &RefreshToken,
+    dpop: Option<&DpopKey>,
+    timeout: Duration,
+) -> Result<()> {
     let endpoint = client
         .provider()
         .extra()
         .revocation_endpoint
         .clone()
         .ok_or_else(|| Error::Config("the provider has no revocation endpoint".to_owned()))?;
-    let request = client
-        .provider()
-        .http()
-        .reqwest()
-        .post(&endpoint)
-        .timeout(timeout)
-        .header("accept", "application/json");
-    let (request, form) = crate::token::authenticate(
-        request,
+    // A DPoP-bound refresh token is revoked with a proof of its key
+    // (RFC 9449 §5 binds it; a provider may ask for the proof at revocation).
+    let answer = crate::token::post_form(
+        client.provider(),
+        &endpoint,
+        client.client_id(),
+        client.credential(),
         &[
             ("token", token.secret()),
             ("token_type_hint", "refresh_token"),
         ],
-        client.client_id(),
-        client.credential(),
-    );
-    let response = request
-        .form(&form)
-        .send()
-        .await
-        .map_err(crate::http::network)?;
-    let status = response.status().as_u16();
-    if (200..300).contains(&status) {
+        client.prover(dpop),
+        Some(timeout),
+    )
+    .await?;
+    if (200..300).contains(&answer.status) {
         return Ok(());
     }
-    let body = response.bytes().await.map_err(crate::http::network)?;
-    Err(crate::token::parse_error_response(status, &body))
+    Err(crate::token::parse_error_response(
+        answer.status,
+        &answer.body,
+    ))
 }
 
 /// The RP-initiated logout URL, if the provider has an end-session

@@ -11,6 +11,7 @@ use std::time::Duration;
 use sessionkit_backoff::{Backoff, Schedule};
 use tokio_util::sync::CancellationToken;
 
+use crate::dpop::DpopKey;
 use crate::error::{Error, Result};
 use crate::login::OidcClient;
 use crate::secret::RefreshToken;
@@ -124,6 +125,7 @@ impl OidcClient {
         &self,
         token: &RefreshToken,
         previous_sub: Option<&str>,
+        dpop: Option<&DpopKey>,
     ) -> Result<TokenSet, Failure> {
         let endpoint = self.provider().token_endpoint().map_err(|error| Failure {
             error,
@@ -142,6 +144,8 @@ impl OidcClient {
             self.client_id(),
             self.credential(),
             &form,
+            self.prover(dpop),
+            None,
         )
         .await
         {
@@ -157,7 +161,7 @@ impl OidcClient {
         let status = answer.status;
         match parse_token_response(status, &answer.body, self.now()) {
             Ok(raw) => self
-                .checked(raw, None, previous_sub, &Default::default())
+                .checked(raw, None, previous_sub, &Default::default(), dpop)
                 .await
                 .map_err(|error| Failure {
                     kind: FailureKind::of(&error),
@@ -178,13 +182,14 @@ impl OidcClient {
         &self,
         token: &RefreshToken,
         previous_sub: Option<&str>,
+        dpop: Option<&DpopKey>,
         policy: RetryPolicy,
         cancel: &CancellationToken,
         mut on_retry: impl FnMut(&Failure, Duration),
     ) -> Result<TokenSet, Failure> {
         let mut schedule = policy.schedule();
         loop {
-            let failure = match self.refresh_once(token, previous_sub).await {
+            let failure = match self.refresh_once(token, previous_sub, dpop).await {
                 Ok(tokens) => return Ok(tokens),
                 Err(f) => f,
             };

@@ -2,9 +2,6 @@
 //! made here or read from PKCS#8, their public JWK and RFC 7638 thumbprint.
 //! DPoP proofs and client assertions are signed with these.
 
-// Used by DPoP and client assertions as they land.
-#![allow(dead_code)]
-
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use base64::Engine as _;

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
+use crate::dpop::{DpopKey, Prover, USE_DPOP_NONCE};
 use crate::error::{Error, Result};
 use crate::id_token::IdClaims;
 use crate::provider::Provider;
@@ -28,6 +29,9 @@ pub struct TokenSet {
     pub scopes: Vec<String>,
     /// The checked claims of the ID token.
     pub claims: Option<IdClaims>,
+    /// The DPoP key the tokens are bound to (the provider answered
+    /// `token_type: DPoP`); `None` for bearer tokens.
+    pub dpop: Option<DpopKey>,
 }
 
 impl std::fmt::Debug for TokenSet {
@@ -39,6 +43,7 @@ impl std::fmt::Debug for TokenSet {
             .field("expires_at", &self.expires_at)
             .field("scopes", &self.scopes)
             .field("sub", &self.claims.as_ref().map(|c| c.sub.as_str()))
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -76,6 +81,26 @@ pub(crate) struct RawTokens {
     pub(crate) id_token: Option<IdToken>,
     pub(crate) expires_at: Option<SystemTime>,
     pub(crate) scopes: Option<Vec<String>>,
+    /// `token_type` was `DPoP`: the access token is bound to the proof's key.
+    pub(crate) dpop_bound: bool,
+}
+
+impl RawTokens {
+    /// The key the tokens are bound to: `key` (the one the request's proof
+    /// was signed with) when the provider answered `token_type: DPoP`. A
+    /// `Bearer` answer to a DPoP request means a provider without DPoP: the
+    /// tokens are plain bearer tokens and the key is dropped.
+    pub(crate) fn bound_key(&self, key: Option<&DpopKey>) -> Result<Option<DpopKey>> {
+        match (self.dpop_bound, key) {
+            (true, Some(key)) => Ok(Some(key.clone())),
+            (true, None) => Err(Error::Parse {
+                message: "token_type DPoP for a request sent without a DPoP proof".to_owned(),
+                body: String::new(),
+                status: None,
+            }),
+            (false, _) => Ok(None),
+        }
+    }
 }
 
 /// Parses a token endpoint answer.
@@ -92,9 +117,13 @@ pub(crate) fn parse_token_response(
         body: String::new(),
         status: Some(status),
     })?;
-    if !wire.token_type.eq_ignore_ascii_case("bearer") {
+    let dpop_bound = wire.token_type.eq_ignore_ascii_case("dpop");
+    if !dpop_bound && !wire.token_type.eq_ignore_ascii_case("bearer") {
         return Err(Error::Parse {
-            message: format!("token_type {:?} is not Bearer", wire.token_type),
+            message: format!(
+                "token_type {:?} is neither Bearer nor DPoP",
+                wire.token_type
+            ),
             body: String::new(),
             status: Some(status),
         });
@@ -112,6 +141,7 @@ pub(crate) fn parse_token_response(
                 .map(str::to_owned)
                 .collect()
         }),
+        dpop_bound,
     })
 }
 
@@ -229,44 +259,73 @@ pub(crate) struct Answer {
     pub(crate) retry_after: Option<Duration>,
 }
 
-/// POSTs a form to the token endpoint with client authentication.
+/// POSTs a form to the token endpoint with client authentication, and a
+/// DPoP proof when `prover` is given: a `use_dpop_nonce` answer (RFC 9449
+/// §8) is sent once more with the provider's nonce, and every nonce the
+/// provider sends is kept for the next proof.
 pub(crate) async fn post_form(
     provider: &Provider,
     url: &str,
     client_id: &str,
     secret: Option<Credential<'_>>,
     form: &[(&str, &str)],
+    prover: Option<Prover<'_>>,
+    timeout: Option<Duration>,
 ) -> Result<Answer> {
-    let request = provider
-        .http()
-        .reqwest()
-        .post(url)
-        .header("accept", "application/json");
-    let (request, fields) = authenticate(request, form, client_id, secret);
-    let response = request
-        .form(&fields)
-        .send()
-        .await
-        .map_err(crate::http::network)?;
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let body = zeroize::Zeroizing::new(
-        response
-            .bytes()
+    let mut nonce: Option<String> = None;
+    loop {
+        let mut request = provider
+            .http()
+            .reqwest()
+            .post(url)
+            .header("accept", "application/json");
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        if let Some(prover) = prover {
+            request = request.header(
+                crate::dpop::DPOP,
+                prover.proof("POST", url, nonce.as_deref())?,
+            );
+        }
+        let (request, fields) = authenticate(request, form, client_id, secret);
+        let response = request
+            .form(&fields)
+            .send()
             .await
-            .map_err(crate::http::network)?
-            .to_vec(),
-    );
-    Ok(Answer {
-        status,
-        body,
-        retry_after,
-    })
+            .map_err(crate::http::network)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let given = prover.and_then(|p| p.nonces.keep(url, response.headers()));
+        let body = zeroize::Zeroizing::new(
+            response
+                .bytes()
+                .await
+                .map_err(crate::http::network)?
+                .to_vec(),
+        );
+        let challenged = status == 400
+            && nonce.is_none()
+            && serde_json::from_slice::<ErrorWire>(&body).is_ok_and(|e| e.error == USE_DPOP_NONCE);
+        match given {
+            Some(given) if challenged => {
+                tracing::debug!("the provider asked for a DPoP nonce; sending once more with it");
+                nonce = Some(given);
+            }
+            _ => {
+                return Ok(Answer {
+                    status,
+                    body,
+                    retry_after,
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]

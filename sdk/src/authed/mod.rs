@@ -264,12 +264,31 @@ impl AuthedClient {
             .await
             .map_err(SendError::Token)?;
         let retry = request.try_clone();
-        authorize(&mut request, &token).map_err(SendError::Other)?;
-        let response = self
+        let nonce_retry = retry.as_ref().and_then(Request::try_clone);
+        let url = request.url().to_string();
+        authorize(&mut request, &token, &self.session, None).map_err(SendError::Other)?;
+        let mut response = self
             .http
             .execute(request)
             .await
             .map_err(SendError::Transport)?;
+        let nonce = self.session.keep_dpop_nonce(&url, response.headers());
+        // RFC 9449 §9: a resource server that wants a nonce answers 401
+        // `use_dpop_nonce` with one; the same token is sent once more with it.
+        if response.status() == StatusCode::UNAUTHORIZED
+            && response.url().origin() == origin
+            && crate::dpop::is_nonce_challenge(response.headers())
+            && let (Some(nonce), Some(mut again)) = (nonce, nonce_retry)
+        {
+            tracing::debug!(%method, "the server asked for a DPoP nonce; sending once more with it");
+            authorize(&mut again, &token, &self.session, Some(&nonce)).map_err(SendError::Other)?;
+            response = self
+                .http
+                .execute(again)
+                .await
+                .map_err(SendError::Transport)?;
+            self.session.keep_dpop_nonce(&url, response.headers());
+        }
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -287,7 +306,7 @@ impl AuthedClient {
             .await
             .map_err(SendError::Token)?;
         tracing::debug!(%method, token = %fresh.fingerprint(), "401; retrying once with a refreshed token");
-        authorize(&mut retry, &fresh).map_err(SendError::Other)?;
+        authorize(&mut retry, &fresh, &self.session, None).map_err(SendError::Other)?;
         self.http.execute(retry).await.map_err(SendError::Transport)
     }
 
@@ -478,10 +497,10 @@ async fn wait_for(answer: tokio::sync::oneshot::Receiver<Result<Response>>) -> R
     answer.await.unwrap_or(Err(Error::Cancelled))
 }
 
-/// The `Authorization` header for `token`, marked sensitive (HTTP/2 never
-/// indexes it; `Debug` hides it).
-fn bearer(token: &AccessToken) -> Result<HeaderValue> {
-    let text = Zeroizing::new(format!("Bearer {}", token.secret()));
+/// The `Authorization` header for `token` (`scheme` is `Bearer` or
+/// `DPoP`), marked sensitive (HTTP/2 never indexes it; `Debug` hides it).
+fn credentials(scheme: &str, token: &AccessToken) -> Result<HeaderValue> {
+    let text = Zeroizing::new(format!("{scheme} {}", token.secret()));
     let mut value = HeaderValue::from_str(&text).map_err(|_| Error::Parse {
         message: "the access token is not a valid HTTP header value".to_owned(),
         body: String::new(),
@@ -491,8 +510,36 @@ fn bearer(token: &AccessToken) -> Result<HeaderValue> {
     Ok(value)
 }
 
-fn authorize(request: &mut Request, token: &AccessToken) -> Result<()> {
-    request.headers_mut().insert(AUTHORIZATION, bearer(token)?);
+/// Puts `token` on `request`: as a bearer token, or — when the session's
+/// tokens are bound to a DPoP key — with `Authorization: DPoP` and a proof
+/// for this method and URL carrying `ath` and the origin's latest nonce.
+fn authorize(
+    request: &mut Request,
+    token: &AccessToken,
+    session: &Session,
+    nonce: Option<&str>,
+) -> Result<()> {
+    let proof = session.dpop_proof(
+        request.method().as_str(),
+        request.url().as_str(),
+        token,
+        nonce,
+    )?;
+    let headers = request.headers_mut();
+    match proof {
+        Some(proof) => {
+            headers.insert(AUTHORIZATION, credentials("DPoP", token)?);
+            let mut value = HeaderValue::from_str(&proof).map_err(|_| {
+                Error::Config("the DPoP proof is not a valid header value".to_owned())
+            })?;
+            value.set_sensitive(true);
+            headers.insert(crate::dpop::DPOP, value);
+        }
+        None => {
+            headers.remove(crate::dpop::DPOP);
+            headers.insert(AUTHORIZATION, credentials("Bearer", token)?);
+        }
+    }
     Ok(())
 }
 
@@ -547,7 +594,8 @@ mod tests {
 
     #[test]
     fn the_bearer_header_is_sensitive_and_redacted() {
-        let value = bearer(&AccessToken::new("abc.def.ghi")).expect("a header value");
+        let value =
+            credentials("Bearer", &AccessToken::new("abc.def.ghi")).expect("a header value");
         assert!(value.is_sensitive());
         assert_eq!(value.to_str().ok(), Some("Bearer abc.def.ghi"));
         assert!(!format!("{value:?}").contains("abc"));
@@ -555,7 +603,7 @@ mod tests {
 
     #[test]
     fn a_token_that_is_no_header_value_is_refused_without_echo() {
-        let err = bearer(&AccessToken::new("bad\ntoken")).expect_err("refused");
+        let err = credentials("Bearer", &AccessToken::new("bad\ntoken")).expect_err("refused");
         assert!(!err.to_string().contains("bad"), "{err}");
     }
 

@@ -57,6 +57,7 @@ pub struct SessionManagerBuilder {
     params: Option<crate::AuthParams>,
     client_auth: Option<crate::ClientAuthMethod>,
     post_logout_redirect: Option<String>,
+    dpop: bool,
     secret: Option<ClientSecret>,
     skew: Option<Duration>,
     http: Option<HttpClient>,
@@ -91,6 +92,7 @@ impl SessionManagerBuilder {
             params: None,
             client_auth: None,
             post_logout_redirect: None,
+            dpop: false,
             secret: None,
             skew: None,
             http: None,
@@ -151,6 +153,23 @@ impl SessionManagerBuilder {
     /// [`SessionManager::builder`].
     pub fn client_auth(mut self, method: crate::ClientAuthMethod) -> Self {
         self.client_auth = Some(method);
+        self
+    }
+
+    /// Binds each new login's tokens to a DPoP key kept with the account:
+    /// see [`OidcClient::dpop`]. Accounts signed in before keep what they
+    /// have (a key or none). Only with [`SessionManager::builder`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> sessionkit::Result<()> {
+    /// let sessions = sessionkit::SessionManager::builder("https://id.example.com", "my-app")
+    ///     .dpop(true)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = sessions; Ok(()) }
+    /// ```
+    pub fn dpop(mut self, on: bool) -> Self {
+        self.dpop = on;
         self
     }
 
@@ -259,12 +278,13 @@ impl SessionManagerBuilder {
                     || self.params.is_some()
                     || self.post_logout_redirect.is_some()
                     || self.client_auth.is_some()
+                    || self.dpop
                     || self.secret.is_some()
                     || self.skew.is_some()
                     || self.http.is_some()
                 {
                     return Err(Error::Config(
-                        "scopes, manage_devices, auth_params, post_logout_redirect_uri, client_auth, client_secret, clock_skew and http belong to the OidcClient \
+                        "scopes, manage_devices, auth_params, post_logout_redirect_uri, client_auth, dpop, client_secret, clock_skew and http belong to the OidcClient \
                          given to SessionManager::for_client; set them there"
                             .to_owned(),
                     ));
@@ -296,6 +316,7 @@ impl SessionManagerBuilder {
                 if let Some(secret) = self.secret {
                     client = client.client_secret(secret);
                 }
+                client = client.dpop(self.dpop);
                 if let Some(skew) = self.skew {
                     client = client.clock_skew(skew);
                 }

@@ -178,6 +178,7 @@ impl Session {
         let request = self.shared.client.refresh_with_retries(
             &refresh,
             Some(key.sub.as_str()),
+            current.dpop.as_ref(),
             self.shared.retry,
             &self.cancel,
             |f, wait| {

@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accounts::{AccountInfo, AccountRegistry};
+use crate::dpop::DpopKey;
 use crate::error::{Error, Result};
 use crate::login::OidcClient;
 use crate::policy::RefreshPolicy;
@@ -249,6 +250,71 @@ impl Session {
     /// The latest ID token (for an RP-initiated logout's `id_token_hint`).
     pub fn id_token(&self) -> Option<IdToken> {
         self.tokens.load().id_token.clone()
+    }
+
+    /// The DPoP key the account's tokens are bound to (`None` for bearer
+    /// tokens): made at the login, kept with the tokens, deleted at logout.
+    pub fn dpop_key(&self) -> Option<DpopKey> {
+        self.tokens.load().dpop.clone()
+    }
+
+    /// A DPoP proof for sending `token` with `method url` — `None` when the
+    /// account's tokens are bearer tokens. `nonce` is the one the server
+    /// just asked for; without one, the last nonce `url`'s origin gave (see
+    /// [`Session::keep_dpop_nonce`]) is used. [`crate::AuthedClient`] does
+    /// all this itself; this is for requests made another way.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: std::sync::Arc<sessionkit::Session>) -> sessionkit::Result<()> {
+    /// let url = "https://api.example.com/me";
+    /// let token = session.access_token().await?;
+    /// let mut request = reqwest::Client::new().get(url);
+    /// request = match session.dpop_proof("GET", url, &token, None)? {
+    ///     Some(proof) => request
+    ///         .header("authorization", format!("DPoP {}", token.secret()))
+    ///         .header("dpop", proof),
+    ///     None => request.bearer_auth(token.secret()),
+    /// };
+    /// let response = request.send().await;
+    /// # if let Ok(r) = &response { session.keep_dpop_nonce(url, r.headers()); }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `url` is not absolute.
+    pub fn dpop_proof(
+        &self,
+        method: &str,
+        url: &str,
+        token: &AccessToken,
+        nonce: Option<&str>,
+    ) -> Result<Option<String>> {
+        let Some(key) = self.dpop_key() else {
+            return Ok(None);
+        };
+        let kept = match nonce {
+            Some(_) => None,
+            None => self.shared.client.nonces().get(url),
+        };
+        key.proof(
+            method,
+            url,
+            Some(token),
+            nonce.or(kept.as_deref()),
+            self.shared.now(),
+        )
+        .map(Some)
+    }
+
+    /// Keeps the `DPoP-Nonce` a server answered `url` with, for the next
+    /// proofs to that origin; returns it. Does nothing for bearer tokens.
+    pub fn keep_dpop_nonce(
+        &self,
+        url: &str,
+        headers: &reqwest::header::HeaderMap,
+    ) -> Option<String> {
+        self.dpop_key()?;
+        self.shared.client.nonces().keep(url, headers)
     }
 
     /// The scopes granted.

@@ -166,13 +166,17 @@ async fn steps(
     let memory = session.map(|s| s.tokens.load_full());
     let mut refresh = memory.as_ref().and_then(|t| t.refresh.clone());
     let mut id_token = memory.as_ref().and_then(|t| t.id_token.clone());
+    let mut dpop = memory.as_ref().and_then(|t| t.dpop.clone());
     if shared.policy.stores_tokens() && (refresh.is_none() || id_token.is_none()) {
         let (store, k) = (shared.store.clone(), key.clone());
         if let Ok((entry, stored_refresh)) =
             blocking(move || (store.load_session(&k), store.load_refresh(&k))).await
         {
             refresh = refresh.or(stored_refresh.ok());
-            id_token = id_token.or(entry.ok().and_then(|e| e.id_token));
+            if let Ok(entry) = entry {
+                id_token = id_token.or(entry.id_token);
+                dpop = dpop.or(entry.dpop_key);
+            }
         }
     }
     // 2. Store entries, registry entry, lock file; memory; state.
@@ -231,7 +235,7 @@ async fn steps(
     match (&refresh, ending) {
         (_, Ending::Server) => {}
         (Some(token), _) => {
-            match crate::logout::revoke(&shared.client, token, REVOKE_BUDGET).await {
+            match crate::logout::revoke(&shared.client, token, dpop.as_ref(), REVOKE_BUDGET).await {
                 Ok(()) => revoked = true,
                 Err(e) => failures.push((LogoutStep::RevokeRefreshToken, e.to_string())),
             }

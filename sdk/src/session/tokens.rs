@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::dpop::DpopKey;
 use crate::error::{Error, Result, StoreError};
 use crate::policy::RefreshPolicy;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
@@ -21,6 +22,8 @@ pub(crate) struct Tokens {
     pub(crate) id_token: Option<IdToken>,
     pub(crate) sid: Option<String>,
     pub(crate) scopes: Vec<String>,
+    /// The DPoP key the tokens are bound to.
+    pub(crate) dpop: Option<DpopKey>,
 }
 
 impl Tokens {
@@ -45,6 +48,7 @@ impl Tokens {
                 .and_then(|c| c.sid.clone())
                 .or_else(|| before.and_then(|b| b.sid.clone())),
             scopes: set.scopes.clone(),
+            dpop: set.dpop.clone(),
         }
     }
 
@@ -58,6 +62,7 @@ impl Tokens {
             id_token: entry.id_token,
             sid: entry.sid,
             scopes: entry.scopes,
+            dpop: entry.dpop_key,
         }
     }
 
@@ -71,6 +76,7 @@ impl Tokens {
             id_token: None,
             sid: None,
             scopes: Vec::new(),
+            dpop: None,
         }
     }
 
@@ -82,6 +88,7 @@ impl Tokens {
             id_token: self.id_token.clone(),
             scopes: self.scopes.clone(),
             sid: self.sid.clone(),
+            dpop_key: self.dpop.clone(),
         }
     }
 

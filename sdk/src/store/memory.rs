@@ -114,6 +114,7 @@ mod tests {
             id_token: None,
             scopes: vec!["openid".into()],
             sid: Some("s".into()),
+            dpop_key: None,
         };
         store.save_session(&key(), &entry).expect("save");
         store
@@ -150,6 +151,7 @@ mod tests {
             id_token: Some(crate::secret::IdToken::new("a.b.c")),
             scopes: vec!["openid".into(), "offline_access".into()],
             sid: None,
+            dpop_key: None,
         };
         assert_eq!(SessionEntry::from_json(&entry.to_json()), Ok(entry));
         assert!(matches!(
@@ -173,6 +175,7 @@ mod tests {
                         id_token: Some(crate::secret::IdToken::new("id-secret")),
                         scopes: vec![],
                         sid: None,
+                        dpop_key: None,
                     }
                     .to_json()
                 )

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dpop::DpopKey;
 use crate::error::StoreError;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 
@@ -99,6 +100,9 @@ pub struct SessionEntry {
     pub scopes: Vec<String>,
     /// The provider's session id (`sid`), for logout and device lists.
     pub sid: Option<String>,
+    /// The DPoP key the tokens are bound to (its private key is stored with
+    /// the entry, so the entry is as secret as the tokens are).
+    pub dpop_key: Option<DpopKey>,
 }
 
 impl std::fmt::Debug for SessionEntry {
@@ -110,6 +114,7 @@ impl std::fmt::Debug for SessionEntry {
             .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
             .field("scopes", &self.scopes)
             .field("sid", &self.sid)
+            .field("dpop_key", &self.dpop_key)
             .finish()
     }
 }
@@ -125,6 +130,9 @@ struct SessionWire {
     id_token: Option<String>,
     scopes: Vec<String>,
     sid: Option<String>,
+    /// base64url PKCS#8 of the DPoP private key; absent for bearer tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop_key: Option<String>,
 }
 
 impl SessionEntry {
@@ -144,6 +152,7 @@ impl SessionEntry {
             id_token: self.id_token.as_ref().map(|t| t.secret().to_owned()),
             scopes: self.scopes.clone(),
             sid: self.sid.clone(),
+            dpop_key: self.dpop_key.as_ref().map(|k| k.to_stored().to_string()),
         };
         // Serializing plain strings and numbers cannot fail.
         serde_json::to_string(&wire).unwrap_or_default()
@@ -167,6 +176,13 @@ impl SessionEntry {
                 wire.v
             )));
         }
+        let dpop_key = match wire.dpop_key.as_deref() {
+            Some(text) => Some(
+                DpopKey::from_stored(text)
+                    .map_err(|_| StoreError::Corrupt("session entry: the DPoP key".to_owned()))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             access_token: AccessToken::new(wire.access_token),
             expires_at: wire.expires_at.map(|s| UNIX_EPOCH + Duration::from_secs(s)),
@@ -176,6 +192,7 @@ impl SessionEntry {
             id_token: wire.id_token.map(IdToken::new),
             scopes: wire.scopes,
             sid: wire.sid,
+            dpop_key,
         })
     }
 }

@@ -97,6 +97,8 @@ pub(crate) fn session_entry() -> SessionEntry {
         id_token: Some(IdToken::new(format!("idt.{}.sig", random_hex()))),
         scopes: vec!["openid".into(), "offline_access".into()],
         sid: Some(format!("sid-{}", &random_hex()[..8])),
+        // A DPoP key too: the private key lives in the entry (the keychain).
+        dpop_key: Some(sessionkit::DpopKey::generate().expect("key")),
     }
 }
 

@@ -37,6 +37,7 @@ fn entry(access: &str) -> SessionEntry {
         id_token: None,
         scopes: vec!["openid".into()],
         sid: None,
+        dpop_key: None,
     }
 }
 
