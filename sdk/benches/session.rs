@@ -52,6 +52,7 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
         // Sign in by the app-handled redirect flow (the provider auto-logs alice in).
         let request = client
             .authorization_request("http://127.0.0.1:1/callback")
+            .await
             .unwrap();
         let no_follow = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

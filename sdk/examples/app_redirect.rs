@@ -74,7 +74,10 @@ async fn run(idp: &MockIdp, scratch: &std::path::Path) -> Result<(), BoxError> {
 
     // The request's state, nonce and PKCE verifier stay in `request`
     // (memory only) until the redirect comes back.
-    let request = sessions.client().authorization_request(REDIRECT_URI)?;
+    let request = sessions
+        .client()
+        .authorization_request(REDIRECT_URI)
+        .await?;
     println!(
         "open in the browser: {}",
         without_query(request.url.as_str())

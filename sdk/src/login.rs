@@ -69,6 +69,8 @@ pub struct OidcClient {
     dpop: bool,
     /// The DPoP nonces the provider and resource servers gave, by origin.
     nonces: Nonces,
+    /// Push authorization requests even when the provider does not require it.
+    par: bool,
 }
 
 /// An authorization request in flight: the URL to open, and the secrets to
@@ -149,6 +151,53 @@ impl OidcClient {
             clock: Clock::system(),
             dpop: false,
             nonces: Nonces::default(),
+            par: false,
+        }
+    }
+
+    /// Sends every authorization request through the provider's pushed
+    /// authorization request endpoint (RFC 9126), even when it does not
+    /// require it: the browser's URL then carries only `client_id` and a
+    /// `request_uri`, and the parameters travel authenticated, straight
+    /// from the app to the provider. A provider that requires it
+    /// (`require_pushed_authorization_requests`) gets pushed requests
+    /// without this.
+    ///
+    /// ```no_run
+    /// # async fn demo(provider: sessionkit::Provider) -> sessionkit::Result<()> {
+    /// let client = sessionkit::OidcClient::new(provider, "my-app").pushed_authorization(true);
+    /// let request = client.authorization_request("com.example.app:/oauth2redirect").await?;
+    /// assert!(request.url.query_pairs().any(|(k, _)| k == "request_uri"));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn pushed_authorization(mut self, on: bool) -> Self {
+        self.par = on;
+        self
+    }
+
+    /// Where authorization requests are pushed, if they are: the app asked
+    /// for it or the provider requires it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when they must be pushed and the provider has no
+    /// pushed authorization request endpoint.
+    fn par_endpoint(&self) -> Result<Option<&str>> {
+        let extra = self.provider.extra();
+        let required = extra.require_pushed_authorization_requests == Some(true);
+        if !(self.par || required) {
+            return Ok(None);
+        }
+        match extra.pushed_authorization_request_endpoint.as_deref() {
+            Some(endpoint) => Ok(Some(endpoint)),
+            None => Err(Error::Config(format!(
+                "{} pushed authorization requests, and the provider has no pushed_authorization_request_endpoint",
+                if required {
+                    "the provider requires"
+                } else {
+                    "the client asks for"
+                }
+            ))),
         }
     }
 
@@ -379,18 +428,24 @@ impl OidcClient {
     /// Builds an authorization request for apps with their own redirect
     /// handling: open `url`, then hand the redirect URL to [`OidcClient::finish`].
     /// `prompt=consent` is added when `offline_access` is asked for (OIDC Core §11).
+    /// When the provider requires pushed authorization requests (or the
+    /// client asks for them, [`OidcClient::pushed_authorization`]), the
+    /// parameters are pushed first (RFC 9126) and `url` carries the
+    /// `request_uri` the provider gave; open it before it expires (about
+    /// a minute at most providers).
     ///
     /// ```no_run
     /// # async fn demo(client: sessionkit::OidcClient, wait_for_redirect: impl std::future::Future<Output = String>) -> sessionkit::Result<()> {
     /// // An app that owns a redirect URI (a custom scheme, a claimed https link, ...).
-    /// let request = client.authorization_request("com.example.app:/oauth2redirect")?;
+    /// let request = client.authorization_request("com.example.app:/oauth2redirect").await?;
     /// println!("open {}", request.url);
     /// let redirect_url: String = wait_for_redirect.await; // however the app receives it
     /// let tokens = client.finish(&request, &redirect_url).await?;
     /// # let _ = tokens; Ok(()) }
     /// ```
-    pub fn authorization_request(&self, redirect_uri: &str) -> Result<AuthorizationRequest> {
+    pub async fn authorization_request(&self, redirect_uri: &str) -> Result<AuthorizationRequest> {
         self.authorization_request_with(redirect_uri, &self.params)
+            .await
     }
 
     /// [`OidcClient::authorization_request`] with other parameters for this
@@ -398,8 +453,71 @@ impl OidcClient {
     /// then checked by [`OidcClient::finish`].
     ///
     /// # Errors
-    /// [`Error::Config`] when an extra parameter is one the SDK sets itself.
-    pub fn authorization_request_with(
+    /// [`Error::Config`] when an extra parameter is one the SDK sets itself;
+    /// when pushing: the errors of the push ([`Error::Provider`] for the
+    /// provider's refusal, [`Error::Network`], [`Error::Parse`]).
+    pub async fn authorization_request_with(
+        &self,
+        redirect_uri: &str,
+        params: &AuthParams,
+    ) -> Result<AuthorizationRequest> {
+        let mut request = self.prepare_authorization(redirect_uri, params)?;
+        if let Some(endpoint) = self.par_endpoint()? {
+            self.push(endpoint, &mut request).await?;
+        }
+        Ok(request)
+    }
+
+    /// Pushes `request`'s parameters (RFC 9126 §2) with the client's
+    /// authentication and replaces its URL with the one the browser opens:
+    /// `client_id` and the `request_uri` the provider answered with.
+    async fn push(&self, endpoint: &str, request: &mut AuthorizationRequest) -> Result<()> {
+        let pairs: Vec<(String, String)> = request
+            .url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let form: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let answer = post_form(
+            &self.provider,
+            endpoint,
+            &self.client_id,
+            self.credential(),
+            &form,
+            None,
+            None,
+        )
+        .await?;
+        if !(200..300).contains(&answer.status) {
+            return Err(parse_error_response(answer.status, &answer.body));
+        }
+        #[derive(serde::Deserialize)]
+        struct Pushed {
+            request_uri: String,
+        }
+        let pushed: Pushed = serde_json::from_slice(&answer.body).map_err(|e| Error::Parse {
+            message: format!("pushed authorization response: {e}"),
+            body: String::new(),
+            status: Some(answer.status),
+        })?;
+        let mut url = self
+            .provider
+            .metadata()
+            .authorization_endpoint()
+            .url()
+            .clone();
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.client_id)
+            .append_pair("request_uri", &pushed.request_uri);
+        request.url = url;
+        Ok(())
+    }
+
+    /// The authorization request with every parameter in its URL.
+    pub(crate) fn prepare_authorization(
         &self,
         redirect_uri: &str,
         params: &AuthParams,

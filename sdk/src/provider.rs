@@ -56,6 +56,13 @@ pub struct ExtraMetadata {
     /// PKCE methods; only S256 is used.
     #[serde(default)]
     pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// RFC 9126 pushed authorization request endpoint.
+    #[serde(default)]
+    pub pushed_authorization_request_endpoint: Option<String>,
+    /// RFC 9126: the provider takes authorization requests only through
+    /// its pushed authorization request endpoint.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: Option<bool>,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -141,6 +148,10 @@ fn check_endpoints(metadata: &Metadata) -> Result<()> {
         (
             "account_sessions_endpoint",
             extra.account_sessions_endpoint.as_deref(),
+        ),
+        (
+            "pushed_authorization_request_endpoint",
+            extra.pushed_authorization_request_endpoint.as_deref(),
         ),
     ];
     for (what, url) in urls {
@@ -471,6 +482,7 @@ mod tests {
             "device_authorization_endpoint",
             "end_session_endpoint",
             "account_sessions_endpoint",
+            "pushed_authorization_request_endpoint",
         ] {
             let issuer = provider_advertising(field, "http://id.example.com/x").await;
             match Provider::discover(&issuer, &http).await {

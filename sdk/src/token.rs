@@ -288,7 +288,11 @@ pub(crate) async fn post_form(
                 prover.proof("POST", url, nonce.as_deref())?,
             );
         }
-        let (request, fields) = authenticate(request, form, client_id, secret);
+        let (request, mut fields) = authenticate(request, form, client_id, secret);
+        // A form that names the client itself (a pushed authorization
+        // request, RFC 9126 §2.1) keeps one `client_id`.
+        let mut named = false;
+        fields.retain(|(k, _)| *k != "client_id" || !std::mem::replace(&mut named, true));
         let response = request
             .form(&fields)
             .send()

@@ -51,6 +51,7 @@ async fn sign_in_with(method: Option<ClientAuthMethod>) -> Verdict {
     let request = manager
         .client()
         .authorization_request("http://127.0.0.1/callback")
+        .await
         .expect("request");
     let back = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -97,7 +97,7 @@ async fn app(idp: &MockIdp, s: &Scenario, client_id: &str) -> Result<(), session
         builder = builder.post_logout_redirect_uri(LOGGED_OUT);
     }
     let manager = builder.build().await?;
-    let request = manager.client().authorization_request(REDIRECT)?;
+    let request = manager.client().authorization_request(REDIRECT).await?;
     let back = redirect_of(request.url.as_str())
         .await
         .ok_or_else(|| sessionkit::Error::Config("the provider did not redirect".into()))?;

@@ -366,6 +366,7 @@ async fn the_session_manager_builder_asks_for_the_account_sessions_scope_when_to
         let request = manager
             .client()
             .authorization_request("http://127.0.0.1:1/callback")
+            .await
             .expect("request");
         let scope = request
             .url

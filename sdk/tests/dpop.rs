@@ -74,6 +74,7 @@ async fn sign_in(manager: &SessionManager) -> Arc<sessionkit::Session> {
     let request = manager
         .client()
         .authorization_request("http://127.0.0.1/callback")
+        .await
         .expect("request");
     assert!(
         request.url.query_pairs().any(|(k, _)| k == "dpop_jkt") == manager.client().uses_dpop(),
@@ -306,6 +307,7 @@ async fn without_dpop_the_tokens_are_bearer_tokens_and_no_key_is_kept() {
     let request = required
         .client()
         .authorization_request("http://127.0.0.1/callback")
+        .await
         .expect("request");
     let back = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

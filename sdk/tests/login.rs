@@ -162,7 +162,10 @@ async fn app_handled_redirect_checks_state_iss_and_errors() {
     let client = client_for(&idp).await;
     let redirect_uri = "http://127.0.0.1:43210/callback";
 
-    let request = client.authorization_request(redirect_uri).expect("request");
+    let request = client
+        .authorization_request(redirect_uri)
+        .await
+        .expect("request");
     let back = redirect_of(request.url.as_str()).await;
     for (name, value, expect) in [
         ("state", Some("not-the-state"), "state"),
@@ -189,7 +192,10 @@ async fn app_handled_redirect_checks_state_iss_and_errors() {
 
     // An error response from the provider comes back typed.
     idp.control().set_auto_login(None).expect("no auto-login");
-    let request = client.authorization_request(redirect_uri).expect("request");
+    let request = client
+        .authorization_request(redirect_uri)
+        .await
+        .expect("request");
     let error_url = format!(
         "{redirect_uri}?error=access_denied&state={}&iss={}",
         url::form_urlencoded::byte_serialize(request_state(&request).as_bytes())
@@ -646,6 +652,7 @@ async fn a_key_rotation_mid_session_is_followed_by_one_jwks_fetch() {
     idp.control().reset_requests();
     let request = client
         .authorization_request("http://127.0.0.1:1/callback")
+        .await
         .expect("request");
     let back = redirect_of(request.url.as_str()).await;
     let tokens = client

@@ -71,7 +71,10 @@ async fn every_parameter_reaches_the_provider_and_the_login_completes() {
         .extra("audience", API)
         .token_param("x-tenant", "blue");
     let client = client(&idp, params).await;
-    let request = client.authorization_request(REDIRECT).expect("request");
+    let request = client
+        .authorization_request(REDIRECT)
+        .await
+        .expect("request");
     let url = &request.url;
     assert_eq!(
         query(url, "prompt"),
@@ -101,7 +104,10 @@ async fn every_parameter_reaches_the_provider_and_the_login_completes() {
 async fn repeated_resources_are_all_sent_and_all_become_audiences() {
     let idp = idp().await;
     let client = client(&idp, AuthParams::new().resource(API).resource(OTHER_API)).await;
-    let request = client.authorization_request(REDIRECT).expect("request");
+    let request = client
+        .authorization_request(REDIRECT)
+        .await
+        .expect("request");
     assert_eq!(query(&request.url, "resource"), [API, OTHER_API]);
     let tokens = client
         .finish(&request, &redirect_of(&request.url).await)
@@ -113,7 +119,10 @@ async fn repeated_resources_are_all_sent_and_all_become_audiences() {
     );
     // A resource the client may not have is refused by the provider.
     let greedy = self::client(&idp, AuthParams::new().resource("https://not-allowed.test")).await;
-    let request = greedy.authorization_request(REDIRECT).expect("request");
+    let request = greedy
+        .authorization_request(REDIRECT)
+        .await
+        .expect("request");
     let result = greedy
         .finish(&request, &redirect_of(&request.url).await)
         .await;
@@ -141,7 +150,10 @@ async fn an_auth_time_older_than_max_age_is_refused() {
     idp.control()
         .next_claims(CLIENT, NextClaims::new().id_token_claim("auth_time", stale))
         .expect("next claims");
-    let request = client.authorization_request(REDIRECT).expect("request");
+    let request = client
+        .authorization_request(REDIRECT)
+        .await
+        .expect("request");
     let result = client
         .finish(&request, &redirect_of(&request.url).await)
         .await;
@@ -160,7 +172,10 @@ async fn an_auth_time_older_than_max_age_is_refused() {
     idp.control()
         .next_claims(CLIENT, NextClaims::new().id_token_claim("auth_time", stale))
         .expect("next claims");
-    let request = plain.authorization_request(REDIRECT).expect("request");
+    let request = plain
+        .authorization_request(REDIRECT)
+        .await
+        .expect("request");
     plain
         .finish(&request, &redirect_of(&request.url).await)
         .await
@@ -175,7 +190,10 @@ async fn a_required_acr_the_provider_did_not_satisfy_is_refused() {
         AuthParams::new().require_acr(["urn:example:hardware-key"]),
     )
     .await;
-    let request = client.authorization_request(REDIRECT).expect("request");
+    let request = client
+        .authorization_request(REDIRECT)
+        .await
+        .expect("request");
     let result = client
         .finish(&request, &redirect_of(&request.url).await)
         .await;
@@ -191,7 +209,7 @@ async fn a_required_acr_the_provider_did_not_satisfy_is_refused() {
         AuthParams::new().require_acr(["urn:mock-idp:acr:mfa"]),
     )
     .await;
-    let request = ok.authorization_request(REDIRECT).expect("request");
+    let request = ok.authorization_request(REDIRECT).await.expect("request");
     ok.finish(&request, &redirect_of(&request.url).await)
         .await
         .expect("the provider satisfied it");
@@ -206,6 +224,7 @@ async fn one_login_can_carry_its_own_parameters() {
             REDIRECT,
             &AuthParams::new().login_hint("bob").prompt("none"),
         )
+        .await
         .expect("request");
     assert_eq!(query(&request.url, "login_hint"), ["bob"]);
     assert_eq!(
@@ -219,6 +238,8 @@ async fn one_login_can_carry_its_own_parameters() {
         .expect("signed in");
     assert_eq!(tokens.claims.expect("claims").sub, "bob");
     // A parameter the SDK sets itself is refused, not sent twice.
-    let bad = client.authorization_request_with(REDIRECT, &AuthParams::new().extra("state", "x"));
+    let bad = client
+        .authorization_request_with(REDIRECT, &AuthParams::new().extra("state", "x"))
+        .await;
     assert!(matches!(bad, Err(Error::Config(_))), "{bad:?}");
 }

@@ -24,6 +24,15 @@
 //   one `Ed25519`, RFC 9864's name), with clients `sessionkit-interop-es256`,
 //   `-eddsa` and `-ed25519` whose ID tokens are signed with each.
 //
+// - DPoP (RFC 9449) with nonces required (`features.dPoP`: a proof without
+//   the provider's current nonce is answered `use_dpop_nonce`), and client
+//   `sessionkit-interop-dpop` whose tokens must be DPoP-bound
+//   (`dpop_bound_access_tokens`);
+// - pushed authorization requests (RFC 9126, on by default in
+//   oidc-provider 9), required for every client when started with
+//   SESSIONKIT_REQUIRE_PAR=1 (discovery then says
+//   `require_pushed_authorization_requests: true`).
+//
 // For the tests, GET /_test/log answers what happened, without any token:
 // the provider's events (grant.success, grant.error, grant.revoked, ...) with
 // the grant type and error, and every request (method, path, status).
@@ -95,6 +104,7 @@ const clients = [
     client_id: `${CLIENT_ID}-${alg.toLowerCase()}`,
     id_token_signed_response_alg: alg,
   })),
+  { ...client, client_id: `${CLIENT_ID}-dpop`, dpop_bound_access_tokens: true },
 ];
 
 const provider = new Provider(issuer, {
@@ -113,6 +123,11 @@ const provider = new Provider(issuer, {
     revocation: { enabled: true },
     userinfo: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
+    pushedAuthorizationRequests: {
+      enabled: true,
+      requirePushedAuthorizationRequests: process.env.SESSIONKIT_REQUIRE_PAR === '1',
+    },
   },
   pkce: { required: () => true },
   async issueRefreshToken(_ctx, client, source) {

@@ -169,7 +169,7 @@ impl OidcClient {
     pub async fn login_loopback(&self, options: LoopbackOptions) -> Result<TokenSet> {
         let (listener, redirect_uri) = bind(options.address).await?;
         let port = listener.local_addr()?.port();
-        let request = self.authorization_request(&redirect_uri)?;
+        let request = self.authorization_request(&redirect_uri).await?;
         let url = request.url.to_string();
         match options.open {
             OpenUrl::SystemBrowser => {

@@ -10,6 +10,8 @@
 //!   provider revokes the grant and the session ends cleanly (typed error,
 //!   no loop);
 //! - `algorithms`: ID tokens signed with ES256, EdDSA and Ed25519;
+//! - `dpop`: DPoP-bound tokens with the provider's nonces required, and a
+//!   provider that takes pushed authorization requests only;
 //! - `processes`: several processes of one app refresh the same account at
 //!   once: exactly one refresh grant reaches the provider.
 //!
@@ -25,5 +27,6 @@ mod support;
 
 mod algorithms;
 mod browser;
+mod dpop;
 mod processes;
 mod rotation;

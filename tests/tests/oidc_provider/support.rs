@@ -41,6 +41,12 @@ impl OidcProvider {
     /// npm packages are missing and `SESSIONKIT_REQUIRE_OIDC_PROVIDER` is not
     /// set (with it set, as in CI, that panics).
     pub fn start() -> Option<Self> {
+        Self::start_with(&[])
+    }
+
+    /// [`OidcProvider::start`] with `env` set for `server.mjs` (such as
+    /// `SESSIONKIT_REQUIRE_PAR=1`).
+    pub fn start_with(env: &[(&str, &str)]) -> Option<Self> {
         let dir = project_dir();
         let node = std::env::var_os("NODE").unwrap_or_else(|| "node".into());
         let installed = dir
@@ -73,6 +79,7 @@ impl OidcProvider {
             .arg(dir.join("server.mjs"))
             .current_dir(&dir)
             .env("NODE_ENV", "development")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -294,11 +301,24 @@ pub async fn manager_of(
     dir: &Path,
     policy: RefreshPolicy,
 ) -> SessionManager {
+    manager_with(client_id, issuer, store, dir, policy, false).await
+}
+
+/// [`manager_of`], binding logins to a DPoP key when `dpop`.
+pub async fn manager_with(
+    client_id: &str,
+    issuer: &str,
+    store: Arc<dyn TokenStore>,
+    dir: &Path,
+    policy: RefreshPolicy,
+    dpop: bool,
+) -> SessionManager {
     SessionManager::builder(issuer, client_id)
         .namespace("sk-oidc-provider")
         .store(store)
         .registry(AccountRegistry::at(dir.join("accounts.json")))
         .policy(policy)
+        .dpop(dpop)
         .build()
         .await
         .expect("discovery of oidc-provider and the manager")
