@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use sessionkit::{AccountRegistry, AuthedClient, DpopKey, MemoryStore, SessionManager, TokenStore};
-use sessionkit_mock_idp::{ClientConfig, MockIdp};
+use sessionkit_mock_idp::{ClientConfig, Lifetimes, MockIdp};
 
 const CLIENT: &str = "dpop-app";
 
@@ -27,6 +27,10 @@ impl Drop for Setup {
 async fn setup(name: &str) -> Setup {
     let idp = MockIdp::builder()
         .auto_login("alice")
+        .lifetimes(Lifetimes {
+            device_poll_interval: 1,
+            ..Lifetimes::default()
+        })
         .start()
         .await
         .expect("idp");
@@ -458,4 +462,35 @@ async fn a_resource_servers_nonce_challenge_is_answered_once_and_its_nonce_kept(
 
 async fn manager_plain_for_required_client(setup: &Setup) -> SessionManager {
     manager(setup, false, false).await
+}
+
+#[tokio::test]
+async fn the_device_flow_binds_its_tokens_too() {
+    let setup = setup("device").await;
+    setup.idp.control().set_dpop_nonce_required(true);
+    let manager = manager(&setup, true, false).await;
+    let control = setup.idp.control().clone();
+    let session = manager
+        .login_device(
+            move |p| {
+                control
+                    .approve_device(&p.user_code, "carol")
+                    .expect("approve");
+            },
+            &Default::default(),
+        )
+        .await
+        .expect("device login with proofs");
+    let key = session.dpop_key().expect("bound");
+    let (access, _) = session.cached_access_token();
+    assert_eq!(
+        bound_jkt(access.secret()).as_deref(),
+        Some(key.thumbprint())
+    );
+    AuthedClient::new(session.clone())
+        .expect("client")
+        .userinfo()
+        .await
+        .expect("userinfo");
+    assert!(manager.logout(session.key()).await.revoked);
 }
