@@ -25,7 +25,10 @@
 //   `-eddsa` and `-ed25519` whose ID tokens are signed with each.
 //
 // - DPoP (RFC 9449) with nonces required (`features.dPoP`: a proof without
-//   the provider's current nonce is answered `use_dpop_nonce`), and client
+//   the provider's current nonce is answered `use_dpop_nonce`; with
+//   SESSIONKIT_DPOP_NONCE=0 there are no nonces, and a proof's `iat` must be
+//   recent instead — with a nonce, oidc-provider takes the nonce as the
+//   proof's freshness and does not look at `iat`), and client
 //   `sessionkit-interop-dpop` whose tokens must be DPoP-bound
 //   (`dpop_bound_access_tokens`);
 // - pushed authorization requests (RFC 9126, on by default in
@@ -123,7 +126,9 @@ const provider = new Provider(issuer, {
     revocation: { enabled: true },
     userinfo: { enabled: true },
     rpInitiatedLogout: { enabled: true },
-    dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
+    dPoP: process.env.SESSIONKIT_DPOP_NONCE === '0'
+      ? { enabled: true }
+      : { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
     pushedAuthorizationRequests: {
       enabled: true,
       requirePushedAuthorizationRequests: process.env.SESSIONKIT_REQUIRE_PAR === '1',

@@ -107,3 +107,83 @@ async fn a_provider_that_requires_pushed_requests_gets_them_unasked() {
         assert!(report.revoked, "{client}: {report:?}");
     }
 }
+
+/// oidc-provider, too, refuses each kind of bad proof for a bound token at
+/// userinfo: replayed, for another URL or method, by another key, too old.
+/// (The same cases are tested against mock-idp and chat-server.) Without
+/// nonces: with one, oidc-provider takes the nonce for the proof's
+/// freshness and does not check `iat` (RFC 9449 §11.1 allows either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_proofs_are_refused_by_the_provider_too() {
+    use std::time::{Duration, SystemTime};
+
+    use sessionkit::DpopKey;
+
+    let Some(op) = OidcProvider::start_with(&[("SESSIONKIT_DPOP_NONCE", "0")]) else {
+        return;
+    };
+    let scratch = ScratchDir::new("sk-oidc-provider-dpop-bad");
+    let sessions = manager_with(
+        DPOP_CLIENT,
+        op.issuer(),
+        Arc::new(MemoryStore::new()),
+        scratch.path(),
+        RefreshPolicy::Proactive,
+        true,
+    )
+    .await;
+    let session = sign_in_over_http(&sessions, "carol").await;
+    let key = session.dpop_key().expect("bound");
+    let (token, _) = session.cached_access_token();
+    let me = op.url("/me");
+    let http = reqwest::Client::new();
+    let send = |proof: String| {
+        http.get(&me)
+            .header("authorization", format!("DPoP {}", token.secret()))
+            .header("dpop", proof)
+            .send()
+    };
+    let proof = |key: &DpopKey, method: &str, url: &str, at: SystemTime| {
+        key.proof(method, url, Some(&token), None, at)
+            .expect("proof")
+    };
+
+    let good = proof(&key, "GET", &me, SystemTime::now());
+    assert_eq!(send(good.clone()).await.expect("userinfo").status(), 200);
+    let thief = DpopKey::generate().expect("key");
+    for (case, bad) in [
+        ("replayed", good),
+        (
+            "another URL",
+            proof(&key, "GET", &op.url("/token"), SystemTime::now()),
+        ),
+        (
+            "another method",
+            proof(&key, "POST", &me, SystemTime::now()),
+        ),
+        ("another key", proof(&thief, "GET", &me, SystemTime::now())),
+        (
+            "too old",
+            proof(
+                &key,
+                "GET",
+                &me,
+                SystemTime::now() - Duration::from_secs(600),
+            ),
+        ),
+    ] {
+        let answer = send(bad).await.expect("userinfo");
+        assert_eq!(answer.status(), 401, "{case}");
+        let challenge = answer.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert!(challenge.starts_with("DPoP"), "{case}: {challenge}");
+    }
+    // The owner's own calls still work.
+    AuthedClient::new(session.clone())
+        .expect("client")
+        .userinfo()
+        .await
+        .expect("userinfo");
+}
