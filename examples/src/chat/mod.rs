@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! chat [--issuer URL] [--client-id ID] [--server WS_URL] [--store auto|secret-service|keyutils|memory]
-//!      [--namespace NAME] [--room NAME] [--plain]
+//!      [--namespace NAME] [--room NAME] [--plain] [--dpop]
 //! chat login [--device] [--no-browser] [--scope "openid profile offline_access"]
 //!            [--prompt login] [--login-hint NAME] [--max-age SECONDS]
 //! chat accounts              # one line per account, the active one marked with *
@@ -12,7 +12,11 @@
 //! ```
 //!
 //! The options also come from `SESSIONKIT_ISSUER`, `SESSIONKIT_CLIENT_ID`,
-//! `SESSIONKIT_SERVER`, `SESSIONKIT_STORE` and `SESSIONKIT_NAMESPACE`.
+//! `SESSIONKIT_SERVER`, `SESSIONKIT_STORE`, `SESSIONKIT_NAMESPACE` and
+//! `SESSIONKIT_DPOP` (`1` for `--dpop`: logins bind their tokens to a DPoP
+//! key kept with the account; every later command of that account — chat,
+//! whoami, refresh, logout — proves possession of it, whether or not it is
+//! given `--dpop` again).
 //! Without an issuer, `chat` runs the embedded demo: an in-process mock
 //! identity provider and chat server on free ports, tokens in memory, and a
 //! sign-in as `alice`, `bob` or `carol` (`SESSIONKIT_DEMO_USER` picks one
@@ -91,6 +95,16 @@ pub struct Options {
     /// Read lines from stdin and print messages on stdout instead of the terminal UI.
     #[arg(long, global = true)]
     pub plain: bool,
+    /// Bind the tokens of a login to a DPoP key (RFC 9449) kept with the
+    /// account; later commands of that account use it by themselves.
+    #[arg(
+        long,
+        env = "SESSIONKIT_DPOP",
+        global = true,
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub dpop: bool,
 }
 
 /// Where tokens are kept.

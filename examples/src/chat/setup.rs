@@ -50,8 +50,9 @@ impl Setup {
         let provider = Provider::discover(&issuer, &http)
             .await
             .with_context(|| format!("cannot reach the provider at {issuer}"))?;
-        let client =
-            OidcClient::new(provider, &options.client_id).scopes(DEFAULT_SCOPE.split_whitespace());
+        let client = OidcClient::new(provider, &options.client_id)
+            .scopes(DEFAULT_SCOPE.split_whitespace())
+            .dpop(options.dpop);
         // The embedded provider lives as long as this process: so do its tokens.
         let kind = if embedded.is_some() {
             StoreKind::Memory

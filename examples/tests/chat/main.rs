@@ -477,3 +477,80 @@ async fn login_passes_prompt_login_hint_and_max_age_to_the_provider() {
     assert!(child.wait().await.expect("wait").success());
     user.cleanup().await;
 }
+
+/// `chat --dpop` (here as `SESSIONKIT_DPOP=1`, at the login only): alice's
+/// tokens are bound to a key kept with her account in the kernel keyring,
+/// and every later command proves possession of it by itself — `whoami`,
+/// the chat's handshakes (chat-server refuses a bound token sent as a
+/// bearer token), the refreshes while chatting (6 s tokens; the provider
+/// requires its DPoP nonces and refuses a bound refresh token without a
+/// proof), and the logout's revocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dpop_user_signs_in_chats_refreshes_and_logs_out() {
+    let stack = Stack::start(Some(6)).await;
+    stack.idp.control().set_dpop_nonce_required(true);
+    let alice = User::new("alice", &stack);
+    let bob = User::new("bob", &stack);
+    alice
+        .login_with(&stack.idp, "warn", &[], &[("SESSIONKIT_DPOP", "1")])
+        .await;
+    bob.login(&stack.idp).await;
+    let alice_sub = stack.idp.control().user("alice").expect("alice").sub().to_owned();
+    let bound_tokens = || {
+        stack
+            .idp
+            .control()
+            .recent_tokens()
+            .into_iter()
+            .filter(|t| t.kind == "access_token" && t.claims["sub"] == alice_sub.as_str())
+            .map(|t| t.claims["cnf"]["jkt"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    let at_login = bound_tokens();
+    let jkt = at_login
+        .last()
+        .cloned()
+        .flatten()
+        .expect("alice's access token is DPoP-bound");
+
+    // Without --dpop: the account's key is used all the same.
+    let me = alice.run(&["whoami"]).await;
+    assert!(me.ok().contains(&alice_sub), "{}", me.stdout);
+
+    let (mut a, mut b) = (alice.plain(), bob.plain());
+    a.expect_status("joined #general").await;
+    b.expect_status("joined #general").await;
+    for i in 1..=8 {
+        a.send(&format!("tick {i}")).await;
+        b.expect_line(&format!("[{i}] alice: tick {i}")).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    b.send("bye alice").await;
+    a.expect_line("[9] bob: bye alice").await;
+    let (status, _, a_err) = a.finish().await;
+    assert!(status.success(), "{a_err}");
+    assert!(a_err.contains("token refreshed"), "{a_err}");
+    let _ = b.finish().await;
+    let later = bound_tokens();
+    assert!(later.len() > at_login.len(), "refreshed while chatting");
+    assert!(
+        later.iter().all(|j| j.as_deref() == Some(jkt.as_str())),
+        "every token of alice is bound to the one key: {later:?}"
+    );
+
+    let out = alice.run(&["logout"]).await;
+    out.ok();
+    assert!(
+        stack
+            .idp
+            .control()
+            .requests()
+            .iter()
+            .any(|r| r.endpoint == "revocation" && r.status == 200),
+        "the logout revoked"
+    );
+    let after = alice.run(&["whoami"]).await;
+    assert!(!after.status.success(), "signed out: {}", after.stdout);
+    alice.cleanup().await;
+    bob.cleanup().await;
+}

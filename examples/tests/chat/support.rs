@@ -165,6 +165,7 @@ impl User {
         .env_remove("SESSIONKIT_STORE")
         .env_remove("SESSIONKIT_NAMESPACE")
         .env_remove("SESSIONKIT_CLIENT_ID")
+        .env_remove("SESSIONKIT_DPOP")
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
         cmd
@@ -194,9 +195,23 @@ impl User {
 
     /// `login` with `RUST_LOG=filter`; returns everything it printed.
     pub async fn login_logged(&self, idp: &MockIdp, filter: &str) -> String {
+        self.login_with(idp, filter, &[], &[]).await
+    }
+
+    /// `chat ARGS login --no-browser` with `env` set and `RUST_LOG=filter`;
+    /// returns everything it printed.
+    pub async fn login_with(
+        &self,
+        idp: &MockIdp,
+        filter: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> String {
         let mut child = self
             .command()
             .env("RUST_LOG", filter)
+            .envs(env.iter().copied())
+            .args(args)
             .args(["login", "--no-browser"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
