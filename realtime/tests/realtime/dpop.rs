@@ -41,21 +41,29 @@ fn fast() -> Backoff {
 
 /// A [`StaticToken`] whose token is bound to a P-256 key: every
 /// `dpop_proof` call signs a new ES256 proof (a new `jti`).
-struct Signing {
+pub(crate) struct Signing {
     tokens: StaticToken,
     key: EcdsaKeyPair,
     /// Every proof request seen: (method, url, nonce).
     asked: Mutex<Vec<(String, String, Option<String>)>>,
+    /// Every proof given.
+    proofs: Mutex<Vec<String>>,
 }
 
 impl Signing {
-    fn new(token: &str) -> Arc<Self> {
+    pub(crate) fn new(token: &str) -> Arc<Self> {
         Arc::new(Self {
             tokens: StaticToken::new(token),
             key: EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
                 .expect("p-256"),
             asked: Mutex::new(Vec::new()),
+            proofs: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Every proof given so far.
+    pub(crate) fn proofs(&self) -> Vec<String> {
+        lock(&self.proofs).clone()
     }
 
     fn jwk(&self) -> Value {
@@ -125,6 +133,7 @@ impl TokenSource for Signing {
             request.nonce.map(str::to_owned),
         ));
         let proof = self.sign(&request);
+        lock(&self.proofs).push(proof.clone());
         Box::pin(std::future::ready(Some(Ok(proof))))
     }
 }
