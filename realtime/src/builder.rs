@@ -416,6 +416,7 @@ impl Builder {
             bytes: bytes.clone(),
             pending: None,
             stop: stop.clone(),
+            nonces: crate::dpop::NonceSlot::default(),
         };
         tracker.spawn(driver.run());
         tracker.close();

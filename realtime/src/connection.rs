@@ -12,9 +12,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::dpop::{self, Dial, Failure};
 use crate::driver::{Driver, SessionEnd, scrub};
 use crate::error::TokenError;
-use crate::handshake::{Socket, chosen_protocol, open, request};
+use crate::handshake::{Socket, chosen_protocol};
 use crate::metrics::Counters;
 use crate::options::{Incoming, RefreshMode};
 use crate::state::{CloseReason, State};
@@ -93,11 +94,28 @@ impl Driver {
         let limit = self.cfg.connect_timeout;
         let tls = self.cfg.tls.clone();
         let config = self.cfg.ws_config();
+        let source = self.source.clone();
+        let nonces = self.nonces.clone();
         Box::pin(async move {
-            let request = request(&url, &transport, &fresh.token).map_err(|e| e.to_string())?;
-            let (socket, response) = open(request, tls, config, limit)
-                .await
-                .map_err(|e| scrub(&e.to_string(), &fresh.token))?;
+            let dial = Dial {
+                url: &url,
+                transport: &transport,
+                tls,
+                config,
+                limit,
+                source: &*source,
+                nonces: &nonces,
+            };
+            let (socket, response) =
+                dpop::connect(dial, &fresh.token)
+                    .await
+                    .map_err(|failure| match failure {
+                        Failure::Token(e) => e.to_string(),
+                        Failure::DpopNeedsHeader => {
+                            "a DPoP proof needs the Authorization header".to_owned()
+                        }
+                        Failure::Open(e) => scrub(&e.to_string(), &fresh.token),
+                    })?;
             chosen_protocol(&transport, &response)?;
             Ok((socket, fresh))
         })

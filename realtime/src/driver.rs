@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::builder::Builder;
 use crate::connection::Sink;
+use crate::dpop::{self, Dial, Failure, NonceSlot};
 use crate::error::TokenError;
 use crate::handshake::Socket;
-use crate::handshake::{OpenError, chosen_protocol, open, request};
+use crate::handshake::{OpenError, chosen_protocol};
 use crate::inbox::Inbox;
 use crate::metrics::Counters;
 use crate::options::{Hook, Identity, Incoming, Resume};
@@ -30,9 +31,14 @@ use tracing::Instrument as _;
 /// How one attempt ended.
 pub(crate) enum Attempt {
     Token(TokenError),
+    /// A DPoP proof with a transport that cannot carry it: terminal.
+    DpopNeedsHeader,
     Failed(ReconnectReason),
     Unauthorized,
-    Ended { up_for: Duration, end: SessionEnd },
+    Ended {
+        up_for: Duration,
+        end: SessionEnd,
+    },
 }
 
 /// How an open connection ended.
@@ -69,6 +75,8 @@ pub(crate) struct Driver {
     /// the reconnect (it may have arrived already: at least once).
     pub(crate) pending: Option<String>,
     pub(crate) counters: Arc<Counters>,
+    /// The server's latest DPoP nonce for the client's URL.
+    pub(crate) nonces: NonceSlot,
 }
 
 impl Driver {
@@ -120,6 +128,7 @@ impl Driver {
             };
             let next = match attempt {
                 Attempt::Token(TokenError::SignedOut) => Next::Stop(CloseReason::SignedOut),
+                Attempt::DpopNeedsHeader => Next::Stop(CloseReason::DpopNeedsHeader),
                 Attempt::Token(e) => Next::Backoff {
                     reason: ReconnectReason::TokenUnavailable(e.to_string()),
                     advised: None,
@@ -257,6 +266,7 @@ impl Driver {
                         Attempt::Unauthorized => "refused",
                         Attempt::Token(e) if e.is_terminal() => "signed_out",
                         Attempt::Token(_) => "no_token",
+                        Attempt::DpopNeedsHeader => "dpop_needs_header",
                         _ => "failed",
                     },
                 );
@@ -295,30 +305,33 @@ impl Driver {
         *last = token.token.clone();
         tracing::trace!(url = %redact(&self.cfg.url), "realtime connecting");
         let transport = &self.cfg.token_transport;
-        let request = match request(&self.cfg.url, transport, &token.token) {
-            Ok(request) => request,
-            Err(e) => return Ok(Err(Attempt::Token(e))),
+        let dial = Dial {
+            url: &self.cfg.url,
+            transport,
+            tls: self.cfg.tls.clone(),
+            config: self.cfg.ws_config(),
+            limit: self.cfg.connect_timeout,
+            source: &*self.source,
+            nonces: &self.nonces,
         };
-        let connect = open(
-            request,
-            self.cfg.tls.clone(),
-            self.cfg.ws_config(),
-            self.cfg.connect_timeout,
-        );
-        Ok(match self.or_stop(connect).await? {
-            Err(e) if e.is_unauthorized() => Err(Attempt::Unauthorized),
-            Err(OpenError::Status(status)) => {
-                Err(Attempt::Failed(ReconnectReason::Handshake { status }))
-            }
-            Err(e) => {
-                let why = scrub(&e.to_string(), &token.token);
-                Err(Attempt::Failed(ReconnectReason::Transport(why)))
-            }
-            Ok((socket, response)) => match chosen_protocol(transport, &response) {
-                Err(why) => Err(Attempt::Failed(ReconnectReason::Transport(why))),
-                Ok(()) => Ok((socket, token)),
+        Ok(
+            match self.or_stop(dpop::connect(dial, &token.token)).await? {
+                Err(Failure::Token(e)) => Err(Attempt::Token(e)),
+                Err(Failure::DpopNeedsHeader) => Err(Attempt::DpopNeedsHeader),
+                Err(Failure::Open(e)) if e.is_unauthorized() => Err(Attempt::Unauthorized),
+                Err(Failure::Open(OpenError::Status { status, .. })) => {
+                    Err(Attempt::Failed(ReconnectReason::Handshake { status }))
+                }
+                Err(Failure::Open(e)) => {
+                    let why = scrub(&e.to_string(), &token.token);
+                    Err(Attempt::Failed(ReconnectReason::Transport(why)))
+                }
+                Ok((socket, response)) => match chosen_protocol(transport, &response) {
+                    Err(why) => Err(Attempt::Failed(ReconnectReason::Transport(why))),
+                    Ok(()) => Ok((socket, token)),
+                },
             },
-        })
+        )
     }
 
     /// Hands a message to the app, waiting while its queue is full (by

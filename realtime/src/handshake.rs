@@ -31,6 +31,7 @@ use tokio_tungstenite::tungstenite::http::{
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::dpop;
 use crate::driver::scrub;
 use crate::error::{Result, TokenError};
 use crate::options::TokenTransport;
@@ -45,6 +46,9 @@ pub(crate) type Response = http::Response<()>;
 /// The longest response head read (status line and headers).
 const MAX_HEAD: usize = 16 * 1024;
 
+/// The DPoP proof's header (RFC 9449 §4.1).
+const DPOP: HeaderName = HeaderName::from_static("dpop");
+
 /// The most response headers parsed.
 const MAX_HEADERS: usize = 64;
 
@@ -53,7 +57,14 @@ const MAX_HEADERS: usize = 64;
 pub(crate) enum OpenError {
     /// The server answered the handshake with this status instead of 101
     /// (401: it refused the token).
-    Status(u16),
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The answer's `DPoP-Nonce`, if it had a usable one.
+        nonce: Option<String>,
+        /// Whether it challenged `DPoP error="use_dpop_nonce"`.
+        use_dpop_nonce: bool,
+    },
     /// TCP, TLS and the handshake took longer than the connect limit.
     TimedOut,
     /// The connection failed: TCP, TLS, a read or a write.
@@ -65,14 +76,16 @@ pub(crate) enum OpenError {
 impl OpenError {
     /// The server refused the token (401 at the handshake).
     pub(crate) fn is_unauthorized(&self) -> bool {
-        matches!(self, Self::Status(401))
+        matches!(self, Self::Status { status: 401, .. })
     }
 }
 
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Status(status) => write!(f, "the handshake was answered with HTTP {status}"),
+            Self::Status { status, .. } => {
+                write!(f, "the handshake was answered with HTTP {status}")
+            }
             Self::TimedOut => f.write_str("connect timed out"),
             Self::Io(e) => write!(f, "{e}"),
             Self::Protocol(why) => f.write_str(why),
@@ -202,13 +215,15 @@ fn head(request: &Request) -> std::result::Result<(Vec<u8>, String), OpenError> 
     Ok((head, accept))
 }
 
-/// `sec-websocket-key` as `Sec-WebSocket-Key`, `host` as `Host`.
+/// `sec-websocket-key` as `Sec-WebSocket-Key`, `host` as `Host`, `dpop`
+/// as `DPoP`.
 fn usual_case(name: &HeaderName) -> String {
     let words: Vec<String> = name
         .as_str()
         .split('-')
         .map(|word| match word {
             "websocket" => "WebSocket".to_owned(),
+            "dpop" => "DPoP".to_owned(),
             _ => {
                 let mut chars = word.chars();
                 chars.next().map_or_else(String::new, |first| {
@@ -304,7 +319,11 @@ fn verify(
     offered: &[&str],
 ) -> std::result::Result<(), OpenError> {
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return Err(OpenError::Status(response.status().as_u16()));
+        return Err(OpenError::Status {
+            status: response.status().as_u16(),
+            nonce: dpop::nonce_of(response.headers()),
+            use_dpop_nonce: dpop::asks_for_nonce(response.headers()),
+        });
     }
     if response.version() != Version::HTTP_11 {
         return Err(OpenError::Protocol(
@@ -355,11 +374,14 @@ fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 /// The handshake request for one attempt: the token in the header
 /// (`Authorization: Bearer`, marked sensitive), the subprotocol header
 /// (`PROTOCOL, TOKEN`, marked sensitive) or the query (`NAME=TOKEN`, on a
-/// copy of the URL).
+/// copy of the URL). With a DPoP `proof` (header transport only; the
+/// caller refuses the others): `Authorization: DPoP TOKEN` and
+/// `DPoP: PROOF`, both marked sensitive.
 pub(crate) fn request(
     url: &str,
     transport: &TokenTransport,
     token: &BearerToken,
+    proof: Option<&str>,
 ) -> Result<Request, TokenError> {
     let invalid = || TokenError::Unavailable("the token is not a valid header value".to_owned());
     let mut request = match transport {
@@ -375,16 +397,29 @@ pub(crate) fn request(
     }
     // The error names the URL without the token (the request was not built).
     .map_err(|e| TokenError::Unavailable(scrub(&format!("bad request: {e}"), token)))?;
-    let (name, text) = match transport {
-        TokenTransport::Header => (AUTHORIZATION, format!("Bearer {}", token.secret())),
-        TokenTransport::Subprotocol { protocol } => {
+    let (name, text) = match (transport, proof) {
+        (TokenTransport::Header, None) => (AUTHORIZATION, format!("Bearer {}", token.secret())),
+        (TokenTransport::Header, Some(proof)) => {
+            let mut value = HeaderValue::from_str(proof).map_err(|_| {
+                TokenError::Unavailable("the DPoP proof is not a valid header value".to_owned())
+            })?;
+            value.set_sensitive(true);
+            request.headers_mut().insert(DPOP, value);
+            (AUTHORIZATION, format!("DPoP {}", token.secret()))
+        }
+        (TokenTransport::Subprotocol { .. } | TokenTransport::QueryParameter { .. }, Some(_)) => {
+            return Err(TokenError::Unavailable(
+                "a DPoP proof needs the Authorization header (TokenTransport::Header)".to_owned(),
+            ));
+        }
+        (TokenTransport::Subprotocol { protocol }, None) => {
             let secret = token.secret();
             if secret.is_empty() || secret.contains([',', ' ', '\t']) {
                 return Err(invalid());
             }
             (SEC_WEBSOCKET_PROTOCOL, format!("{protocol}, {secret}"))
         }
-        TokenTransport::QueryParameter { .. } => return Ok(request),
+        (TokenTransport::QueryParameter { .. }, None) => return Ok(request),
     };
     let mut value = HeaderValue::from_str(&text).map_err(|_| invalid())?;
     value.set_sensitive(true);
@@ -418,25 +453,120 @@ mod tests {
     #[test]
     fn the_header_is_sensitive() {
         let header = TokenTransport::Header;
-        let built =
-            request("ws://127.0.0.1:1/ws", &header, &BearerToken::new("t0k")).expect("request");
+        let built = request(
+            "ws://127.0.0.1:1/ws",
+            &header,
+            &BearerToken::new("t0k"),
+            None,
+        )
+        .expect("request");
         let value = built.headers().get(AUTHORIZATION).expect("header");
         assert!(value.is_sensitive());
         assert_eq!(value.as_bytes(), b"Bearer t0k");
-        assert!(request("ws://127.0.0.1:1/ws", &header, &BearerToken::new("a\nb")).is_err());
+        assert!(
+            request(
+                "ws://127.0.0.1:1/ws",
+                &header,
+                &BearerToken::new("a\nb"),
+                None
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_dpop_proof_changes_the_scheme_and_both_headers_are_sensitive() {
+        let header = TokenTransport::Header;
+        let token = BearerToken::new("t0k");
+        let built =
+            request("ws://127.0.0.1:1/ws?room=a", &header, &token, Some("p.r.f")).expect("request");
+        let authorization = built.headers().get(AUTHORIZATION).expect("authorization");
+        assert_eq!(authorization.as_bytes(), b"DPoP t0k");
+        assert!(authorization.is_sensitive());
+        let proof = built.headers().get("DPoP").expect("proof");
+        assert_eq!(proof.as_bytes(), b"p.r.f");
+        assert!(proof.is_sensitive());
+        assert_eq!(built.headers().get_all("dpop").iter().count(), 1);
+        // On the wire with the usual case.
+        let (head, _) = head(&built).expect("head");
+        let head = String::from_utf8(head).expect("text");
+        assert!(head.contains("\r\nAuthorization: DPoP t0k\r\n"), "{head}");
+        assert!(head.contains("\r\nDPoP: p.r.f\r\n"), "{head}");
+        // A proof that is no header value, and the transports without a header.
+        assert!(request("ws://127.0.0.1:1/ws", &header, &token, Some("a\nb")).is_err());
+        for transport in [
+            TokenTransport::subprotocol("bearer"),
+            TokenTransport::query_parameter("access_token"),
+        ] {
+            assert!(request("ws://127.0.0.1:1/ws", &transport, &token, Some("p")).is_err());
+        }
+    }
+
+    #[test]
+    fn a_refusal_keeps_the_dpop_nonce_and_the_challenge() {
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let accept = derive_accept_key(key.as_bytes());
+        let refused = verify(
+            &parsed(
+                "HTTP/1.1 401 Unauthorized\r\nDPoP-Nonce: n-1\r\n\
+                 WWW-Authenticate: DPoP error=\"use_dpop_nonce\"\r\n\r\n",
+            ),
+            &accept,
+            &[],
+        );
+        match refused {
+            Err(OpenError::Status {
+                status: 401,
+                nonce: Some(nonce),
+                use_dpop_nonce: true,
+            }) => assert_eq!(nonce, "n-1"),
+            other => panic!("{other:?}"),
+        }
+        let other = verify(
+            &parsed(
+                "HTTP/1.1 401 Unauthorized\r\n\
+                 WWW-Authenticate: DPoP error=\"invalid_dpop_proof\"\r\n\r\n",
+            ),
+            &accept,
+            &[],
+        );
+        assert!(
+            matches!(
+                other,
+                Err(OpenError::Status {
+                    status: 401,
+                    nonce: None,
+                    use_dpop_nonce: false
+                })
+            ),
+            "{other:?}"
+        );
     }
 
     #[test]
     fn the_subprotocol_carries_the_protocol_then_the_token() {
         let transport = TokenTransport::subprotocol("bearer");
-        let built =
-            request("ws://127.0.0.1:1/ws", &transport, &BearerToken::new("t0k")).expect("request");
+        let built = request(
+            "ws://127.0.0.1:1/ws",
+            &transport,
+            &BearerToken::new("t0k"),
+            None,
+        )
+        .expect("request");
         assert!(built.headers().get(AUTHORIZATION).is_none());
         let value = built.headers().get(SEC_WEBSOCKET_PROTOCOL).expect("header");
         assert!(value.is_sensitive());
         assert_eq!(value.as_bytes(), b"bearer, t0k");
         for bad in ["a,b", "a b", ""] {
-            assert!(request("ws://127.0.0.1:1/ws", &transport, &BearerToken::new(bad)).is_err());
+            assert!(
+                request(
+                    "ws://127.0.0.1:1/ws",
+                    &transport,
+                    &BearerToken::new(bad),
+                    None
+                )
+                .is_err()
+            );
         }
     }
 
@@ -444,7 +574,7 @@ mod tests {
     fn the_query_parameter_is_added_to_a_copy_of_the_url() {
         let transport = TokenTransport::query_parameter("access_token");
         let url = "ws://127.0.0.1:1/ws?room=a";
-        let built = request(url, &transport, &BearerToken::new("t0k+/=")).expect("request");
+        let built = request(url, &transport, &BearerToken::new("t0k+/="), None).expect("request");
         assert_eq!(
             built.uri().to_string(),
             "ws://127.0.0.1:1/ws?room=a&access_token=t0k%2B%2F%3D"
@@ -475,6 +605,7 @@ mod tests {
             "ws://127.0.0.1:1/ws?room=a",
             &transport,
             &BearerToken::new("t0k"),
+            None,
         )
         .expect("request");
         let key = built.headers()[SEC_WEBSOCKET_KEY]
@@ -515,7 +646,10 @@ mod tests {
             "{refused:?}"
         );
         let moved = check("HTTP/1.1 302 Found\r\nLocation: /\r\n\r\n", &[]);
-        assert!(matches!(moved, Err(OpenError::Status(302))), "{moved:?}");
+        assert!(
+            matches!(moved, Err(OpenError::Status { status: 302, .. })),
+            "{moved:?}"
+        );
 
         for bad in [
             answer(key, "").replace("Upgrade: websocket\r\n", ""),

@@ -5,7 +5,8 @@
 //!
 //! Every connection attempt asks a [`TokenSource`] for a token and sends it
 //! (by default) in the `Authorization: Bearer` header (marked sensitive,
-//! never logged).
+//! never logged), or as `Authorization: DPoP` with a fresh proof when the
+//! source's tokens are DPoP-bound (see [DPoP](#dpop)).
 //! Close codes drive what happens next: 4001 (or a 401 at the handshake)
 //! forces one refresh and reconnects at once; 4003 refreshes and ends the
 //! client as [`CloseReason::SignedOut`] when the refresh says the account is
@@ -35,6 +36,29 @@
 //! header ([`Builder::token_transport`], [`TokenTransport`]); a query
 //! token is only ever on that attempt's request, never in a log line.
 //!
+//! ## DPoP
+//! Sender-constrained tokens (RFC 9449) work when the [`TokenSource`]
+//! implements [`TokenSource::dpop_proof`] (the SDK's session does for an
+//! account signed in with DPoP; the trait's docs show a source of one's
+//! own). Each connection attempt then asks the source for a new proof for
+//! `GET` on the WebSocket URL without query and fragment (`htu`, e.g.
+//! `wss://chat.example.com/ws`), with the token's hash (`ath`), and sends
+//! `Authorization: DPoP TOKEN` plus `DPoP: PROOF` (both marked
+//! sensitive). A proof is never reused: a make-before-break connection and
+//! every reconnect get their own. When the server answers 401 with
+//! `WWW-Authenticate: DPoP error="use_dpop_nonce"` and a `DPoP-Nonce`, the
+//! client signs a new proof with that nonce and tries again at once, once;
+//! the latest `DPoP-Nonce` the server sent (on a 101 or a 401) goes in the
+//! next attempt's proof. Any other 401 is a refused token, as with bearer
+//! tokens (one forced refresh, then backoff). DPoP needs the header
+//! transport: a source that gives a proof to a client configured with
+//! [`TokenTransport::Subprotocol`] or [`TokenTransport::QueryParameter`]
+//! stops it with [`CloseReason::DpopNeedsHeader`] before anything is sent.
+//! The in-band re-authentication hook ([`Builder::refresh_in_band`]) gets
+//! only the token: a server that binds tokens decides what it accepts
+//! in-band (the example chat-server takes a token bound to the key the
+//! connection proved at its handshake).
+//!
 //! ## Tokens and logs
 //! The token is in no log record, of this crate or of tungstenite, at any
 //! level, and the app's log levels are its own (nothing is compiled out).
@@ -52,6 +76,8 @@
 //! - `token`: the [`TokenSource`] trait, [`IntoTokenSource`], [`TimedToken`],
 //!   [`StaticToken`], and the impl for `sessionkit::Session` (feature
 //!   `sessionkit`, on by default).
+//! - `dpop`: [`ProofRequest`], what a source signs for a handshake; the
+//!   server's nonce kept between attempts and the `use_dpop_nonce` retry.
 //! - [`Backoff`]: the reconnect schedule as pure functions, re-exported from
 //!   `sessionkit-backoff` (the SDK's retries use the same type).
 //! - `state`: [`State`], [`ReconnectReason`], [`CloseReason`].
@@ -158,6 +184,7 @@
 mod builder;
 mod client;
 mod connection;
+mod dpop;
 mod driver;
 mod error;
 mod handshake;
@@ -179,6 +206,7 @@ pub use builder::{
     DEFAULT_PONG_TIMEOUT, DEFAULT_READ_BUFFER, DEFAULT_WRITE_TIMEOUT,
 };
 pub use client::RealtimeClient;
+pub use dpop::{HANDSHAKE_METHOD, ProofRequest};
 pub use error::{Error, Result, TokenError};
 pub use metrics::Metrics;
 pub use options::{Incoming, RefreshMode, Resume, TokenTransport, WhenFull};

@@ -67,6 +67,11 @@ pub enum CloseReason {
     /// No first connection within the deadline set with
     /// [`crate::Builder::first_connect_deadline`].
     DeadlineExceeded,
+    /// The token source gave a DPoP proof ([`crate::TokenSource::dpop_proof`])
+    /// but the client sends the token in a subprotocol or the query
+    /// ([`crate::TokenTransport`]): DPoP needs `Authorization: DPoP` and the
+    /// `DPoP` header, so nothing was sent. Use [`crate::TokenTransport::Header`].
+    DpopNeedsHeader,
     /// The server closed with a terminal code (4500–4999).
     Terminal {
         /// The close code.

@@ -1,5 +1,6 @@
-//! Where each connection's bearer token comes from. The client depends on
-//! the SDK only through [`TokenSource`]; the SDK's `Session` implements it.
+//! Where each connection's bearer token (and, for DPoP-bound tokens, each
+//! handshake's proof) comes from. The client depends on the SDK only
+//! through [`TokenSource`]; the SDK's `Session` implements it.
 
 use std::fmt;
 use std::future::Future;
@@ -11,6 +12,7 @@ use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
+use crate::dpop::ProofRequest;
 use crate::error::TokenError;
 
 /// A boxed `Send` future, so that `Arc<dyn TokenSource>` works.
@@ -102,6 +104,69 @@ impl fmt::Debug for BearerToken {
 ///
 /// Implemented for `Arc<sessionkit::Session>` (feature `sessionkit`) and by
 /// [`StaticToken`]; implement it for any other provider.
+///
+/// ## DPoP
+/// A source whose tokens are DPoP-bound (RFC 9449: the token's `cnf.jkt`
+/// names a key the source holds) implements [`TokenSource::dpop_proof`]:
+/// for every connection attempt the client asks it for a proof, signed by
+/// that key, for the handshake ([`ProofRequest`]: `htm` `GET`, `htu` the
+/// WebSocket URL without query and fragment, `ath` the hash of the token,
+/// and the server's `nonce` once it sent one). The handshake then carries
+/// `Authorization: DPoP TOKEN` and `DPoP: PROOF` (both marked sensitive,
+/// in no log). Sources that answer `None`, the default, send
+/// `Authorization: Bearer TOKEN` as before.
+///
+/// ```
+/// use std::sync::Arc;
+/// use sessionkit_realtime::{
+///     BearerToken, BoxFuture, ProofRequest, StaticToken, TimedToken, TokenError, TokenSource,
+/// };
+/// use tokio_util::sync::CancellationToken;
+///
+/// /// Signs a DPoP proof (a JWS with `typ: dpop+jwt` and the public `jwk`
+/// /// in its header) with the key the tokens are bound to.
+/// trait ProofSigner: Send + Sync + 'static {
+///     fn sign(&self, htm: &str, htu: &str, token: &str, nonce: Option<&str>) -> String;
+/// }
+///
+/// /// Bound tokens from `tokens`, proofs from `signer`.
+/// struct Bound<S> {
+///     tokens: StaticToken,
+///     signer: S,
+/// }
+///
+/// impl<S: ProofSigner> TokenSource for Bound<S> {
+///     fn token(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>> {
+///         self.tokens.token()
+///     }
+///     fn rejected<'a>(&'a self, t: &'a BearerToken) -> BoxFuture<'a, Result<TimedToken, TokenError>> {
+///         self.tokens.rejected(t)
+///     }
+///     fn cancellation(&self) -> CancellationToken {
+///         self.tokens.cancellation()
+///     }
+///     // A new proof (a new `jti`, `iat` now) on every call.
+///     fn dpop_proof<'a>(
+///         &'a self,
+///         request: ProofRequest<'a>,
+///     ) -> BoxFuture<'a, Option<Result<String, TokenError>>> {
+///         let proof = self.signer.sign(
+///             request.method,
+///             request.url,
+///             request.token.secret(),
+///             request.nonce,
+///         );
+///         Box::pin(std::future::ready(Some(Ok(proof))))
+///     }
+/// }
+/// # struct Fake;
+/// # impl ProofSigner for Fake {
+/// #     fn sign(&self, htm: &str, htu: &str, _: &str, _: Option<&str>) -> String {
+/// #         format!("{htm}.{htu}")
+/// #     }
+/// # }
+/// # let _ = Arc::new(Bound { tokens: StaticToken::new("t"), signer: Fake });
+/// ```
 pub trait TokenSource: Send + Sync + 'static {
     /// The token to use now (the source refreshes first if it is due).
     fn token(&self) -> BoxFuture<'_, Result<TimedToken, TokenError>>;
@@ -125,6 +190,27 @@ pub trait TokenSource: Send + Sync + 'static {
     /// Fires when the account's session ends (logout): every client using
     /// this source closes.
     fn cancellation(&self) -> CancellationToken;
+
+    /// A DPoP proof (RFC 9449 §4) for one connection attempt with
+    /// `request.token`, or `None` for a bearer token (the default).
+    ///
+    /// Called once per handshake, and again (with the server's nonce) when
+    /// the server answers `use_dpop_nonce`: return a new proof every time,
+    /// with a new `jti` and `iat` now (servers refuse a replayed proof).
+    /// The proof is sent as `Authorization: DPoP TOKEN` plus `DPoP: PROOF`,
+    /// so it needs [`crate::TokenTransport::Header`] (the default): with
+    /// another transport the client stops with
+    /// [`crate::CloseReason::DpopNeedsHeader`]. An error is handled like
+    /// one from [`TokenSource::token`] ([`TokenError::SignedOut`] ends the
+    /// client; others are retried with backoff). See the trait's docs for
+    /// an example.
+    fn dpop_proof<'a>(
+        &'a self,
+        request: ProofRequest<'a>,
+    ) -> BoxFuture<'a, Option<Result<String, TokenError>>> {
+        let _ = request;
+        Box::pin(std::future::ready(None))
+    }
 }
 
 /// What [`crate::Builder::build`] takes: an `Arc` of any [`TokenSource`]

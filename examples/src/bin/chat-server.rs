@@ -32,6 +32,10 @@ struct Args {
     /// The SQLite database file, created if missing (":memory:" keeps nothing).
     #[arg(long, default_value = "chat.db")]
     db: String,
+    /// Require the server's nonce in every DPoP proof: a handshake whose
+    /// proof lacks it is answered 401 `use_dpop_nonce` with a DPoP-Nonce.
+    #[arg(long)]
+    dpop_nonce: bool,
     /// Log filter, as in RUST_LOG (default: RUST_LOG, else "info").
     #[arg(long)]
     log: Option<String>,
@@ -67,6 +71,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.audience = args.audience;
     config.backchannel_client_id = args.backchannel_client_id;
     config.db = Database::from_arg(&args.db);
+    config.require_dpop_nonce = args.dpop_nonce;
     let stop = stop_signal()?;
     let server = ChatServer::start(config).await?;
     {

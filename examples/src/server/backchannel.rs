@@ -291,6 +291,7 @@ mod tests {
             user: sub.into(),
             exp: i64::MAX,
             iat,
+            jkt: None,
         }
     }
 

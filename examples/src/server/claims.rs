@@ -41,6 +41,9 @@ pub(crate) struct AccessToken {
     pub(crate) exp: i64,
     /// When it was issued (Unix seconds), when it says.
     pub(crate) iat: Option<i64>,
+    /// The thumbprint of the key it is bound to (`cnf.jkt`, RFC 9449 §6),
+    /// when it is DPoP-bound.
+    pub(crate) jkt: Option<String>,
 }
 
 /// What the server keeps of a valid back-channel logout token.
@@ -148,13 +151,28 @@ pub(crate) fn check_access(
         })
         .unwrap_or(&sub)
         .to_owned();
+    let jkt = confirmation(claims)?;
     Ok(AccessToken {
         sub,
         sid,
         user,
         exp,
         iat,
+        jkt,
     })
+}
+
+/// The key a token is bound to: `cnf.jkt` (RFC 9449 §6.1). A `cnf` of
+/// another kind (a certificate binding, RFC 8705) is refused: this server
+/// cannot check it, and a bound token must not pass as unbound.
+fn confirmation(claims: &Claims) -> Result<Option<String>, String> {
+    let Some(cnf) = claims.get("cnf") else {
+        return Ok(None);
+    };
+    match cnf.get("jkt") {
+        Some(Value::String(jkt)) if !jkt.is_empty() => Ok(Some(jkt.clone())),
+        _ => Err("`cnf` has no `jkt` (only DPoP binding is supported)".to_owned()),
+    }
 }
 
 /// Checks a logout token's claims (OpenID Back-Channel Logout 1.0 §2.6):
@@ -246,6 +264,35 @@ mod tests {
         assert_eq!(token.user, "alice");
         assert_eq!(token.sid.as_deref(), Some("s1"));
         assert_eq!(token.exp, NOW + 60);
+    }
+
+    #[test]
+    fn a_dpop_binding_is_kept_and_other_bindings_are_refused() {
+        assert_eq!(
+            check_access(&access(), AT, ISS, "chat-server", NOW)
+                .expect("valid")
+                .jkt,
+            None
+        );
+        let mut c = access();
+        c.insert(
+            "cnf".into(),
+            json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+        );
+        assert_eq!(
+            check_access(&c, AT, ISS, "chat-server", NOW)
+                .expect("valid")
+                .jkt
+                .as_deref(),
+            Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
+        );
+        for cnf in [json!({"x5t#S256": "abc"}), json!({"jkt": ""}), json!("jkt")] {
+            c.insert("cnf".into(), cnf.clone());
+            assert!(
+                check_access(&c, AT, ISS, "chat-server", NOW).is_err(),
+                "{cnf}"
+            );
+        }
     }
 
     #[test]

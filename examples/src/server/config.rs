@@ -74,6 +74,14 @@ pub struct ServerConfig {
     /// Limits per user (by the token's `sub`): connections, rooms, sends
     /// (see [`UserLimits`]).
     pub users: UserLimits,
+    /// Require the server's nonce in every DPoP proof (RFC 9449 §9;
+    /// default `false`): a proof without it is answered 401
+    /// `use_dpop_nonce` with a `DPoP-Nonce` header (`chat-server
+    /// --dpop-nonce`). Bearer tokens are not affected.
+    pub require_dpop_nonce: bool,
+    /// How far (seconds) a DPoP proof's `iat` may be from the server's
+    /// clock, either way (default 60).
+    pub dpop_window_secs: u32,
 }
 
 /// Limits per user, counted by the access token's `sub` across all of the
@@ -131,8 +139,8 @@ impl ServerConfig {
     /// The defaults for `issuer`: `127.0.0.1:0`, audience `chat-server`,
     /// back-channel logout client `chat-example`, an in-memory database, a
     /// JWKS refetch at most every 10 s, keys trusted for 10 min, silent
-    /// connections dropped after 60 s, and the default [`ConnectionLimits`]
-    /// and [`UserLimits`].
+    /// connections dropped after 60 s, the default [`ConnectionLimits`]
+    /// and [`UserLimits`], and DPoP proofs without nonces, within 60 s.
     pub fn new(issuer: impl Into<String>) -> Self {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -145,6 +153,8 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(60),
             connections: ConnectionLimits::default(),
             users: UserLimits::default(),
+            require_dpop_nonce: false,
+            dpop_window_secs: 60,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The chat server: an axum WebSocket server that lets in only holders of a
-//! valid access token from the configured issuer, keeps rooms of messages in
+//! valid access token from the configured issuer (a bearer token, or a
+//! DPoP-bound one with a proof of its key for the handshake), keeps rooms of messages in
 //! SQLite, and closes a connection when its token expires (4001) or its
 //! session is logged out at the provider (4003). The `chat-server` binary is
 //! a thin wrapper; tests and the embedded demo start it in-process.
@@ -18,7 +19,9 @@
 //!
 //! ## Layout
 //! - `config`: [`ServerConfig`], [`Database`]; `error`: [`ServerError`].
-//! - `jwks`: signatures against the issuer's keys; `claims`: the claim checks.
+//! - `jwks`: signatures against the issuer's keys; `claims`: the claim checks;
+//!   `dpop`: DPoP proofs and token binding at the handshake (RFC 9449), and
+//!   the handshake's counters ([`HandshakeStats`]).
 //! - `serve`: the accept loop and its [`ConnectionLimits`]; `ws`: the
 //!   handshake and the connection task; `hub`: rooms, the registry of
 //!   connections and the per-user limits ([`UserLimits`]).
@@ -31,6 +34,7 @@ mod backchannel;
 mod claims;
 mod config;
 mod db;
+mod dpop;
 mod error;
 mod hub;
 mod jwks;
@@ -49,6 +53,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{Database, ServerConfig, UserLimits};
+pub use dpop::HandshakeStats;
 pub use error::ServerError;
 pub use serve::ConnectionLimits;
 
@@ -66,6 +71,8 @@ pub(crate) struct App {
     pub(crate) store: db::Store,
     pub(crate) hub: Arc<hub::Hub>,
     pub(crate) revocations: backchannel::Revocations,
+    /// DPoP proofs seen, nonces, and the handshake's counters.
+    pub(crate) dpop: dpop::Verifier,
     /// Cancelled when the server stops.
     pub(crate) cancel: CancellationToken,
     /// The accept loop and every connection.
@@ -156,7 +163,9 @@ impl ChatServer {
             config.jwks_max_age,
         );
         let hub = Arc::new(hub::Hub::new(config.users.clone()));
+        let dpop = dpop::Verifier::new(config.require_dpop_nonce, config.dpop_window_secs);
         let app = Arc::new(App {
+            dpop,
             config,
             verifier,
             store,
@@ -189,6 +198,12 @@ impl ChatServer {
     /// The URL to register as the chat client's `backchannel_logout_uri`.
     pub fn backchannel_logout_url(&self) -> String {
         format!("http://{}{BACKCHANNEL_PATH}", self.addr)
+    }
+
+    /// What the WebSocket handshake counted since the start (attempts,
+    /// refusals, DPoP proofs accepted, replays, nonce challenges).
+    pub fn handshake_stats(&self) -> HandshakeStats {
+        self.app.dpop.counters.snapshot()
     }
 
     /// How many WebSocket connections are open now.

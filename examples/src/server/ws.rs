@@ -12,6 +12,9 @@
 //! is past the room's end (the database was reset) is told the real end in
 //! `joined` and gets every message after it, live.
 //!
+//! DPoP: a token with `cnf.jkt` comes as `Authorization: DPoP` with a proof
+//! for this handshake (see `dpop` for the rules); every refusal is a 401.
+//!
 //! Access tokens: an RFC 9068 `typ` (`at+jwt`) is accepted as is; a generic
 //! or missing `typ` (providers that do not set one) is accepted unless the
 //! token looks like an ID token (`nonce`, `at_hash`).
@@ -19,7 +22,9 @@
 //! In-band `auth`: a valid token for the same subject moves the connection's
 //! deadline to that token's `exp` (answered with `authed`). A token for
 //! another subject is refused with an `error` frame (`bad_token`) and the
-//! connection goes on under its current token; an invalid token closes the
+//! connection goes on under its current token, and so is a token whose DPoP
+//! binding (`cnf.jkt`) is not the connection's (the key its handshake proved,
+//! or none for a bearer connection); an invalid token closes the
 //! connection with 4001, a logged-out one with 4003. When the provider cannot
 //! be reached to check it, an `error` frame (`bad_token`) says so and the
 //! connection goes on under its current token.
@@ -35,13 +40,14 @@ use axum::extract::Extension;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
 use super::claims::{self, AccessToken};
 use super::db::{NewMessage, Stored};
+use super::dpop::{self, Scheme};
 use super::hub::{Kick, OUTBOUND_BUFFER, Outbound, Refused, Registration, Subscription};
 use super::jwks::VerifyError;
 use super::serve::ConnectionSlot;
@@ -102,26 +108,24 @@ pub(crate) async fn authenticate(app: &App, token: &str) -> Result<AccessToken, 
     Ok(token)
 }
 
-/// The token of an `Authorization: Bearer …` header.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// 401 with the RFC 6750 challenge; the reason stays in the log.
-fn unauthorized() -> Response {
+/// 401 with the challenge of the scheme the token came with (RFC 6750
+/// `Bearer`, or RFC 9449 `DPoP`); the reason stays in the log.
+fn unauthorized(scheme: Option<Scheme>) -> Response {
     let body = serde_json::json!({
         "error": "invalid_token",
         "error_description": "the access token is missing or invalid",
     });
     let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(r#"Bearer error="invalid_token""#),
-    );
+    let challenge = match scheme {
+        Some(Scheme::Dpop) => HeaderValue::from_str(&sessionkit_mock_idp::dpop::challenge(
+            "invalid_token",
+            "the access token is missing or invalid",
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(r#"DPoP error="invalid_token""#)),
+        _ => HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+    };
+    headers.insert(header::WWW_AUTHENTICATE, challenge);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -147,17 +151,39 @@ fn unavailable() -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
-/// `GET /ws`: checks the token, then upgrades.
+/// `GET /ws`: checks the token (and, for DPoP, the proof and the
+/// binding), then upgrades.
 pub(crate) async fn handler(
     State(app): State<Arc<App>>,
     slot: Option<Extension<ConnectionSlot>>,
+    uri: Uri,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let Some(token) = bearer(&headers) else {
-        tracing::info!("WebSocket refused: no bearer token");
-        return unauthorized();
+    app.dpop.counters.attempt();
+    let response = handshake(app.clone(), slot, &uri, &headers, upgrade).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        app.dpop.counters.unauthorized();
+    }
+    response
+}
+
+async fn handshake(
+    app: Arc<App>,
+    slot: Option<Extension<ConnectionSlot>>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Some((scheme, token)) = dpop::authorization(headers) else {
+        tracing::info!("WebSocket refused: no bearer or DPoP token");
+        return unauthorized(None);
     };
+    let now = unix_now();
+    // Every answer to a DPoP handshake carries the nonce, when one is required.
+    let nonce = (scheme == Scheme::Dpop)
+        .then(|| app.dpop.nonce(now))
+        .flatten();
     let identity = match authenticate(&app, token).await {
         Ok(identity) => identity,
         Err(AuthError::Unavailable(why)) => {
@@ -166,16 +192,24 @@ pub(crate) async fn handler(
         }
         Err(AuthError::Invalid(why)) => {
             tracing::info!(%why, token_len = token.len(), "WebSocket refused: invalid token");
-            return unauthorized();
+            return unauthorized(Some(scheme)).with_dpop_nonce(nonce);
         }
         Err(AuthError::Revoked) => {
             tracing::info!(
                 token_len = token.len(),
                 "WebSocket refused: session logged out"
             );
-            return unauthorized();
+            return unauthorized(Some(scheme)).with_dpop_nonce(nonce);
         }
     };
+    let bound = identity.jkt.as_deref();
+    if let Err(refusal) = app
+        .dpop
+        .check(headers, uri.path(), scheme, token, bound, now)
+    {
+        tracing::info!(user = %identity.user, why = refusal.kind(), "WebSocket refused: DPoP");
+        return dpop::refused(&refusal, nonce);
+    }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
@@ -192,6 +226,7 @@ pub(crate) async fn handler(
         tracing::info!(user = %identity.user, "WebSocket refused: too many connections for this user");
         return too_many_connections();
     };
+    app.dpop.counters.accepted(scheme);
     // Counted by the tracker from now, so shutdown waits for the connection.
     let tracked = app.tracker.token();
     upgrade
@@ -203,6 +238,19 @@ pub(crate) async fn handler(
             let _tracked = tracked;
             run(app, identity, registration, kicks, socket).await;
         })
+        .with_dpop_nonce(nonce)
+}
+
+/// A response with the server's `DPoP-Nonce`, when it has one to give.
+trait WithNonce {
+    fn with_dpop_nonce(self, nonce: Option<String>) -> Self;
+}
+
+impl WithNonce for Response {
+    fn with_dpop_nonce(mut self, nonce: Option<String>) -> Self {
+        dpop::with_nonce(&mut self, nonce);
+        self
+    }
 }
 
 /// How a connection ends.
@@ -557,6 +605,13 @@ impl Connection {
 
     async fn reauth(&mut self, socket: &mut WebSocket, token: &str) -> Result<(), End> {
         match authenticate(&self.app, token).await {
+            // The connection proved its key at the handshake (or had no
+            // binding): a token in-band must be bound to that same key.
+            Ok(fresh) if fresh.sub == self.identity.sub && fresh.jkt != self.identity.jkt => {
+                tracing::info!(user = %self.identity.user, "in-band auth with another DPoP binding refused");
+                let why = "the token's DPoP binding is not this connection's";
+                send_error(socket, "bad_token", why, None).await
+            }
             Ok(fresh) if fresh.sub == self.identity.sub => {
                 self.registration.set_token(fresh.sid.clone(), fresh.iat);
                 // A logout that landed between the check and the line above
@@ -593,32 +648,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_bearer_scheme_is_case_insensitive_and_needs_a_token() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(bearer(&headers), None);
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer abc"),
-        );
-        assert_eq!(bearer(&headers), Some("abc"));
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("bearer  abc "),
-        );
-        assert_eq!(bearer(&headers), Some("abc"));
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(bearer(&headers), None);
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
-        assert_eq!(bearer(&headers), None);
-    }
-
-    #[test]
     fn a_refusal_carries_the_bearer_challenge() {
-        let response = unauthorized();
+        let response = unauthorized(None);
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
             response.headers()[header::WWW_AUTHENTICATE],
             r#"Bearer error="invalid_token""#
+        );
+        let dpop = unauthorized(Some(Scheme::Dpop));
+        assert!(
+            dpop.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .expect("ascii")
+                .starts_with(r#"DPoP error="invalid_token""#)
         );
     }
 

@@ -4,6 +4,7 @@
 mod backchannel;
 mod chat;
 mod conformance;
+mod dpop;
 mod durability;
 mod expiry;
 mod handshake;

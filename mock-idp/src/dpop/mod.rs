@@ -15,6 +15,8 @@
 //! - `jti`, `htm`, `htu` and `iat` are present; `htm` is the method;
 //!   `htu` is the URL without query and fragment, both normalised (scheme
 //!   and host case, default port, dot segments, percent-encoding case);
+//!   `http`, `https`, and for WebSocket handshakes `ws` and `wss`, each
+//!   only equal to itself;
 //! - `iat` is within the window (60 s by default) either side of `now`;
 //! - with an access token: `ath` is the base64url SHA-256 of it;
 //! - when the server requires nonces ([`ProofRequest::require_nonce`]):
@@ -431,7 +433,7 @@ pub fn verify_proof(
         });
     }
     let expected = normalized_url(request.url)
-        .ok_or_else(|| malformed("the request URL is not an absolute http(s) URL"))?;
+        .ok_or_else(|| malformed("the request URL is not an absolute http(s) or ws(s) URL"))?;
     if normalized_url(htu).as_deref() != Some(expected.as_str()) {
         return Err(ProofError::WrongUrl {
             expected,
@@ -496,10 +498,13 @@ fn json_part(part: &str, what: &str) -> Result<Map<String, Value>, ProofError> {
 /// §6.2.2–6.2.3): scheme and host lower-case, default port left out, dot
 /// segments removed, an empty path as `/`, percent-encodings of unreserved
 /// characters decoded and the rest in upper-case hex. `None` unless it is an
-/// absolute `http` or `https` URL.
+/// absolute `http`, `https`, `ws` or `wss` URL. The WebSocket schemes are
+/// kept as they are (RFC 6455 §3): a proof for a handshake names the URL
+/// the client dialled, `ws://host/path`, and is no proof for
+/// `http://host/path` (nor the other way round).
 pub(crate) fn normalized_url(url: &str) -> Option<String> {
     let parsed = url::Url::parse(url).ok()?;
-    if !matches!(parsed.scheme(), "http" | "https") {
+    if !matches!(parsed.scheme(), "http" | "https" | "ws" | "wss") {
         return None;
     }
     let host = parsed.host_str()?;

@@ -407,4 +407,18 @@ fn the_url_normalisation_keeps_what_differs() {
     );
     assert_eq!(normalized_url("ftp://example.com/"), None);
     assert_eq!(normalized_url("example.com/token"), None);
+    // A WebSocket handshake's URL keeps its own scheme: a proof for
+    // ws://host/ws is not one for http://host/ws, nor wss for https.
+    assert_eq!(
+        normalized_url("WS://Chat.example:80/ws?room=a").as_deref(),
+        Some("ws://chat.example/ws")
+    );
+    assert_eq!(
+        normalized_url("wss://chat.example:443/ws").as_deref(),
+        Some("wss://chat.example/ws")
+    );
+    assert_ne!(
+        normalized_url("ws://chat.example/ws"),
+        normalized_url("http://chat.example/ws")
+    );
 }

@@ -178,3 +178,49 @@ async fn no_log_record_holds_a_token_in_any_transport_or_in_band() {
         .collect();
     assert!(leaks.is_empty(), "a token in the log records: {leaks:#?}");
 }
+
+#[tokio::test]
+async fn no_log_record_holds_a_dpop_token_or_proof() {
+    capture_this_thread();
+    let servers = server_runtime();
+    let server = servers
+        .spawn(async move {
+            let server = WsServer::start(&["tok-dpop"]).await;
+            server.expect_token_in(TokenIn::Dpop);
+            server
+        })
+        .await
+        .expect("server");
+    let source = crate::dpop::Signing::new("tok-dpop");
+    let (client, mut incoming) = RealtimeClient::builder(server.url())
+        .backoff(glacial())
+        .build(source.clone())
+        .expect("client");
+    let mut state = client.state();
+    wait_for(&mut state, |s| matches!(s, State::Connected { .. })).await;
+    client.send("hello").await.expect("send");
+    assert!(incoming.recv().await.is_some());
+    assert_eq!(server.accepted(), ["tok-dpop"]);
+    client.shutdown().await;
+    servers.shutdown_background();
+
+    let proofs = source.proofs();
+    assert_eq!(proofs.len(), 1);
+    let records = captured_here();
+    let all: Vec<&str> = records.iter().map(|(_, text)| text.as_str()).collect();
+    assert!(
+        all.iter().any(|t| t.contains(&hex("hello"))),
+        "no frame payload captured:\n{all:#?}"
+    );
+    // The token, and each part of the proof (its header, claims, signature).
+    let mut secrets = vec!["tok-dpop".to_owned(), hex("tok-dpop")];
+    secrets.extend(proofs[0].split('.').map(str::to_owned));
+    let leaks: Vec<&&str> = all
+        .iter()
+        .filter(|t| secrets.iter().any(|secret| t.contains(secret.as_str())))
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "a token or proof in the log records: {leaks:#?}"
+    );
+}

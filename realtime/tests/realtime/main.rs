@@ -1,5 +1,6 @@
 //! The realtime client against a real WebSocket server on 127.0.0.1.
 
+mod dpop;
 mod inbox;
 mod logs;
 mod refresh;

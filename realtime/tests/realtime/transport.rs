@@ -225,6 +225,10 @@ async fn a_query_token_is_not_in_debug_output_or_trace_logs() {
     // This test's runtime is current-thread: every task (client and server)
     // runs on this thread, under this default.
     let _guard = tracing::subscriber::set_default(subscriber);
+    // A callsite first hit on another test's thread while this subscriber
+    // was being registered may have cached "never" (tracing's interest
+    // cache is process-wide): ask every callsite again.
+    tracing::callsite::rebuild_interest_cache();
 
     // The first token is refused (401), the second accepted, then a 4001.
     let server = server(

@@ -52,6 +52,9 @@ pub(crate) enum TokenIn {
     SubprotocolChoosingToken(String),
     /// The query parameter of this name.
     Query(String),
+    /// `Authorization: DPoP TOKEN` with one `DPoP` header (not verified:
+    /// `tests/realtime/dpop.rs` checks proofs).
+    Dpop,
 }
 
 #[derive(Default)]
@@ -226,6 +229,12 @@ async fn upgrade(
             upgrade = upgrade.protocols([chosen]);
             token
         }
+        TokenIn::Dpop => headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("DPoP "))
+            .filter(|_| headers.get_all("dpop").iter().count() == 1)
+            .map(str::to_owned),
         TokenIn::Query(name) => query.as_deref().and_then(|q| {
             url::form_urlencoded::parse(q.as_bytes())
                 .find(|(k, _)| k == name)
