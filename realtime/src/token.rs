@@ -328,6 +328,7 @@ mod session {
     use tokio_util::sync::CancellationToken;
 
     use super::{BearerToken, BoxFuture, TimedToken, TokenSource};
+    use crate::dpop::ProofRequest;
     use crate::error::TokenError;
 
     /// The session owns refresh timing: a connection takes its current
@@ -369,6 +370,20 @@ mod session {
 
         fn cancellation(&self) -> CancellationToken {
             Session::cancellation(self).clone()
+        }
+
+        /// A fresh proof by the account's DPoP key when its tokens are
+        /// bound to one (`Session::dpop_proof`), else `None`: a bearer token.
+        fn dpop_proof<'a>(
+            &'a self,
+            request: ProofRequest<'a>,
+        ) -> BoxFuture<'a, Option<Result<String, TokenError>>> {
+            let token = AccessToken::new(request.token.secret().to_owned());
+            let proof =
+                Session::dpop_proof(self, request.method, request.url, &token, request.nonce)
+                    .map_err(|e| TokenError::Unavailable(format!("DPoP proof: {e}")))
+                    .transpose();
+            Box::pin(std::future::ready(proof))
         }
     }
 

@@ -495,7 +495,13 @@ async fn a_dpop_user_signs_in_chats_refreshes_and_logs_out() {
         .login_with(&stack.idp, "warn", &[], &[("SESSIONKIT_DPOP", "1")])
         .await;
     bob.login(&stack.idp).await;
-    let alice_sub = stack.idp.control().user("alice").expect("alice").sub().to_owned();
+    let alice_sub = stack
+        .idp
+        .control()
+        .user("alice")
+        .expect("alice")
+        .sub()
+        .to_owned();
     let bound_tokens = || {
         stack
             .idp
