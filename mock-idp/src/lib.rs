@@ -107,6 +107,7 @@
 
 mod backchannel;
 mod claims;
+mod client_assertion;
 mod clock;
 pub mod config;
 pub mod conformance;
@@ -132,7 +133,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use claims::NextClaims;
-pub use config::{Alg, ClientConfig, Config, Lifetimes, SecretSource, User};
+pub use config::{Alg, ClientAuthMethod, ClientConfig, Config, Lifetimes, SecretSource, User};
 pub use control::{Control, SessionInfo};
 pub use error::{Error, Result};
 pub use faults::{ENDPOINTS, Fault};

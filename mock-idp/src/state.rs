@@ -390,6 +390,8 @@ pub(crate) struct Shared {
     pub(crate) dpop_replay: crate::dpop::ReplayCache,
     /// The DPoP nonces handed out when nonces are required.
     pub(crate) dpop_nonces: crate::dpop::Nonces,
+    /// The client assertions (`private_key_jwt`) accepted lately, by `jti`.
+    pub(crate) assertion_replay: crate::dpop::ReplayCache,
 }
 
 impl Shared {
@@ -451,7 +453,18 @@ impl Shared {
             tasks,
             dpop_replay: crate::dpop::ReplayCache::default(),
             dpop_nonces: crate::dpop::Nonces::default(),
+            assertion_replay: crate::dpop::ReplayCache::default(),
         })
+    }
+
+    /// What client assertions are checked against now.
+    pub(crate) fn assertion_check(&self) -> crate::client_assertion::AssertionCheck<'_> {
+        crate::client_assertion::AssertionCheck {
+            issuer: &self.issuer,
+            token_endpoint: crate::endpoints::proof::request_url(self, "/token"),
+            now: self.clock.now(),
+            replay: &self.assertion_replay,
+        }
     }
 
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
