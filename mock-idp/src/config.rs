@@ -2,6 +2,10 @@
 //! with their redirect URIs and grants, lifetimes and the signing algorithm.
 //! Read from a TOML file or built in code; [`Config::default`] is the
 //! no-arguments set (`alice`, `bob`, `carol`, `chat-example`, `chat-server`).
+//!
+//! Why one file of ~610 lines: the configuration is one serde tree (users,
+//! clients with their authentication and PAR settings, lifetimes) and its
+//! checks; a third of it is field documentation and unit tests.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -93,6 +93,7 @@ fn settings() -> &'static Settings {
             auto_login: None,
             rotate_refresh_tokens: true,
             require_dpop_nonce: false,
+            require_pushed_authorization_requests: false,
         }
     })
 }

@@ -99,6 +99,25 @@ impl Params {
     pub(crate) fn scope(&self) -> Vec<String> {
         split_scope(self.get("scope").unwrap_or(""))
     }
+
+    /// Sets `name` to `value` (for a parameter the provider fills in, such
+    /// as `dpop_jkt` from a PAR request's DPoP proof).
+    pub(crate) fn set(&mut self, name: &str, value: String) {
+        self.0.insert(name.to_owned(), value);
+    }
+
+    /// Is a parameter other than these present?
+    pub(crate) fn other_than(&self, allowed: &[&str]) -> Option<&str> {
+        self.0
+            .keys()
+            .map(String::as_str)
+            .find(|k| !allowed.contains(k))
+    }
+
+    /// Removes `name`.
+    pub(crate) fn remove(&mut self, name: &str) {
+        self.0.remove(name);
+    }
 }
 
 pub(crate) fn split_scope(scope: &str) -> Vec<String> {

@@ -14,7 +14,7 @@ use crate::config::{ACCOUNT_SCOPE, Alg, DEVICE_CODE_GRANT, account_audience};
 use crate::conformance::JwksAnswer;
 use crate::state::Shared;
 
-pub(crate) fn document(issuer: &str) -> Bytes {
+pub(crate) fn document(issuer: &str, require_par: bool) -> Bytes {
     let e = |path: &str| format!("{issuer}{path}");
     let auth_methods = [
         "none",
@@ -33,6 +33,8 @@ pub(crate) fn document(issuer: &str) -> Bytes {
         "introspection_endpoint": e("/introspect"),
         "end_session_endpoint": e("/end_session"),
         "device_authorization_endpoint": e("/device_authorization"),
+        "pushed_authorization_request_endpoint": e("/par"),
+        "require_pushed_authorization_requests": require_par,
         "account_sessions_endpoint": e("/account/sessions"),
         "account_sessions_scope": ACCOUNT_SCOPE,
         "account_sessions_audience": account_audience(issuer),

@@ -4,6 +4,9 @@
 //! authorization endpoints; every kind of bad assertion refused with a 401
 //! `invalid_client` that says which check failed; a key client cannot use
 //! a secret and a secret client cannot use an assertion.
+//!
+//! (Over 500 lines: one file per protocol feature, as the other modules;
+//! the ES256/RS256 signer at the top is shared with `par.rs`.)
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
@@ -16,21 +19,21 @@ use sessionkit_mock_idp::{ClientConfig, Config, MockIdp, SecretSource};
 
 use crate::support::*;
 
-const APP: &str = "key-app";
-const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const APP: &str = "key-app";
+pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A client's signing key.
-enum Key {
+pub(crate) enum Key {
     Ec(EcdsaKeyPair),
     Rsa(RsaKeyPair),
 }
 
 impl Key {
-    fn ec() -> Self {
+    pub(crate) fn ec() -> Self {
         Key::Ec(EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).expect("p-256"))
     }
 
@@ -45,7 +48,7 @@ impl Key {
         }
     }
 
-    fn jwk(&self) -> Value {
+    pub(crate) fn jwk(&self) -> Value {
         match self {
             Key::Ec(pair) => {
                 let point = pair.public_key().as_ref();
@@ -81,7 +84,7 @@ impl Key {
         }
     }
 
-    fn sign(&self, header: &Value, claims: &Value) -> String {
+    pub(crate) fn sign(&self, header: &Value, claims: &Value) -> String {
         let input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
@@ -92,7 +95,7 @@ impl Key {
     }
 
     /// A good assertion for `idp`'s issuer, with `changes` applied to the claims.
-    fn assertion(&self, idp: &MockIdp, changes: &[(&str, Value)]) -> String {
+    pub(crate) fn assertion(&self, idp: &MockIdp, changes: &[(&str, Value)]) -> String {
         let mut claims = good_claims(idp);
         for (name, value) in changes {
             if value.is_null() {
@@ -112,7 +115,7 @@ fn good_claims(idp: &MockIdp) -> Value {
 }
 
 /// A provider with the client `APP` registered with `keys`' public keys.
-async fn idp_with(keys: &[&Key]) -> MockIdp {
+pub(crate) async fn idp_with(keys: &[&Key]) -> MockIdp {
     let idp = idp_auto("alice").await;
     let jwks = json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()});
     let mut client = ClientConfig::private_key_jwt(APP, jwks);
