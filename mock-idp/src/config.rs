@@ -2,6 +2,10 @@
 //! with their redirect URIs and grants, lifetimes and the signing algorithm.
 //! Read from a TOML file or built in code; [`Config::default`] is the
 //! no-arguments set (`alice`, `bob`, `carol`, `chat-example`, `chat-server`).
+//!
+//! Why one file of ~610 lines: the configuration is one serde tree (users,
+//! clients with their authentication and PAR settings, lifetimes) and its
+//! checks; a third of it is field documentation and unit tests.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -171,6 +175,65 @@ pub struct ClientConfig {
     /// honoured when sent, and the tokens bound to its key.
     #[serde(default)]
     pub dpop_bound_access_tokens: bool,
+    /// How it authenticates at the token, revocation, introspection, device
+    /// authorization and PAR endpoints. Unset: from [`secret`](Self::secret)
+    /// (`none` for a public client; either secret method for a confidential
+    /// one). [`ClientAuthMethod::PrivateKeyJwt`] needs [`jwks`](Self::jwks)
+    /// and no secret.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<ClientAuthMethod>,
+    /// Its public keys, a JWK Set (`{"keys": [...]}`), for `private_key_jwt`
+    /// (RFC 7523): its client assertions must be signed by one of them. In
+    /// TOML an inline table, or the JSON text as a string.
+    #[serde(default, deserialize_with = "jwks_from_text_or_table")]
+    pub jwks: Option<serde_json::Value>,
+    /// Must its authorization requests come through PAR (RFC 9126 §6,
+    /// client metadata `require_pushed_authorization_requests`)? Then
+    /// `/authorize` refuses one that does not carry a `request_uri` from
+    /// the PAR endpoint.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
+}
+
+/// How a client authenticates (its `token_endpoint_auth_method`, OpenID
+/// Connect Dynamic Client Registration §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClientAuthMethod {
+    /// A public client: it names itself with `client_id` only.
+    None,
+    /// Its secret in HTTP Basic, only.
+    ClientSecretBasic,
+    /// Its secret in the form body, only.
+    ClientSecretPost,
+    /// A JWT signed with one of its registered keys (RFC 7523).
+    PrivateKeyJwt,
+}
+
+impl ClientAuthMethod {
+    /// The registered name (`private_key_jwt`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
+/// `jwks` as a TOML (or JSON) table, or as JSON text in a string.
+fn jwks_from_text_or_table<'de, D>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        Some(serde_json::Value::String(text)) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("jwks is not JSON: {e}"))),
+        other => Ok(other),
+    }
 }
 
 fn default_grants() -> Vec<String> {
@@ -201,6 +264,9 @@ impl ClientConfig {
             introspection: false,
             conformance: None,
             dpop_bound_access_tokens: false,
+            token_endpoint_auth_method: None,
+            jwks: None,
+            require_pushed_authorization_requests: false,
         }
     }
 
@@ -220,12 +286,93 @@ impl ClientConfig {
             introspection: true,
             conformance: None,
             dpop_bound_access_tokens: false,
+            token_endpoint_auth_method: None,
+            jwks: None,
+            require_pushed_authorization_requests: false,
         }
     }
 
-    /// Is this a public client (no secret)?
+    /// A client that authenticates with `private_key_jwt` (RFC 7523): the
+    /// public client's redirect URIs and grants, no secret, and the public
+    /// keys of `jwks` (`{"keys": [...]}`).
+    ///
+    /// ```
+    /// use sessionkit_mock_idp::config::{ClientAuthMethod, ClientConfig};
+    ///
+    /// let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256",
+    ///     "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+    ///     "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]});
+    /// let client = ClientConfig::private_key_jwt("service", jwks);
+    /// assert_eq!(client.token_endpoint_auth_method, Some(ClientAuthMethod::PrivateKeyJwt));
+    /// assert!(client.check().is_ok());
+    /// ```
+    pub fn private_key_jwt(client_id: &str, jwks: serde_json::Value) -> Self {
+        Self {
+            token_endpoint_auth_method: Some(ClientAuthMethod::PrivateKeyJwt),
+            jwks: Some(jwks),
+            ..Self::public(client_id)
+        }
+    }
+
+    /// Is this a public client (no secret, no keys)?
     pub fn is_public(&self) -> bool {
-        self.secret == SecretSource::None
+        self.secret == SecretSource::None && !self.uses_private_key_jwt()
+    }
+
+    /// Does it authenticate with `private_key_jwt`?
+    pub fn uses_private_key_jwt(&self) -> bool {
+        self.token_endpoint_auth_method == Some(ClientAuthMethod::PrivateKeyJwt)
+    }
+
+    /// Checks the rules of one client a file cannot express: redirect URIs
+    /// that parse and have no fragment, a known conformance scenario, and
+    /// an authentication method that fits the secret and keys.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the client and the rule.
+    pub fn check(&self) -> Result<()> {
+        let fail = |why: String| Err(Error::Config(format!("client {:?}: {why}", self.client_id)));
+        for uri in self
+            .redirect_uris
+            .iter()
+            .chain(&self.post_logout_redirect_uris)
+        {
+            match url::Url::parse(uri) {
+                Err(e) => return fail(format!("redirect URI {uri:?}: {e}")),
+                Ok(parsed) if parsed.fragment().is_some() => {
+                    return fail(format!("redirect URI {uri:?} has a fragment"));
+                }
+                Ok(_) => {}
+            }
+        }
+        if let Some(name) = &self.conformance
+            && crate::conformance::scenario(name).is_none()
+        {
+            return fail(format!("no conformance scenario is called {name:?}"));
+        }
+        if let Some(jwks) = &self.jwks
+            && let Err(why) = crate::client_assertion::check_jwks(jwks)
+        {
+            return fail(why);
+        }
+        let has_secret = self.secret != SecretSource::None;
+        match self.token_endpoint_auth_method {
+            Some(ClientAuthMethod::PrivateKeyJwt) if has_secret => {
+                fail("a private_key_jwt client has no secret".to_owned())
+            }
+            Some(ClientAuthMethod::PrivateKeyJwt) if self.jwks.is_none() => {
+                fail("private_key_jwt needs the client's public keys in jwks".to_owned())
+            }
+            Some(ClientAuthMethod::None) if has_secret => fail(
+                "token_endpoint_auth_method \"none\" is for clients without a secret".to_owned(),
+            ),
+            Some(ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost)
+                if !has_secret =>
+            {
+                fail("a client_secret method needs a secret".to_owned())
+            }
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn allows_grant(&self, grant: &str) -> bool {
@@ -298,6 +445,12 @@ pub struct Config {
     /// a proof without the current one is answered `use_dpop_nonce` with a
     /// fresh `DPoP-Nonce` header (default `false`; switchable at run time).
     pub require_dpop_nonce: bool,
+    /// Require every authorization request to come through the PAR
+    /// endpoint (RFC 9126 §5; advertised in discovery as
+    /// `require_pushed_authorization_requests`). Default `false`; a client
+    /// can require it for itself
+    /// ([`ClientConfig::require_pushed_authorization_requests`]).
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// The back-channel logout URL of the built-in `chat-example` client: the
@@ -330,6 +483,7 @@ impl Default for Config {
             control_remote: false,
             max_body_bytes: 64 * 1024,
             require_dpop_nonce: false,
+            require_pushed_authorization_requests: false,
         }
     }
 }
@@ -372,32 +526,7 @@ impl Config {
                     client.client_id
                 )));
             }
-            for uri in client
-                .redirect_uris
-                .iter()
-                .chain(&client.post_logout_redirect_uris)
-            {
-                let parsed = url::Url::parse(uri).map_err(|e| {
-                    Error::Config(format!(
-                        "client {:?}: redirect URI {uri:?}: {e}",
-                        client.client_id
-                    ))
-                })?;
-                if parsed.fragment().is_some() {
-                    return Err(Error::Config(format!(
-                        "client {:?}: redirect URI {uri:?} has a fragment",
-                        client.client_id
-                    )));
-                }
-            }
-            if let Some(name) = &client.conformance
-                && crate::conformance::scenario(name).is_none()
-            {
-                return Err(Error::Config(format!(
-                    "client {:?}: no conformance scenario is called {name:?}",
-                    client.client_id
-                )));
-            }
+            client.check()?;
         }
         if let Some(user) = &self.auto_login
             && !self.users.iter().any(|u| &u.username == user)

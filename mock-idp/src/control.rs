@@ -475,7 +475,12 @@ impl Control {
     }
 
     /// Registers a client (or replaces one with the same id); returns its secret, if any.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the client breaks a rule of
+    /// [`ClientConfig::check`] (a `private_key_jwt` client without keys, …).
     pub fn register_client(&self, client: ClientConfig) -> Result<Option<String>> {
+        client.check()?;
         let secret = resolve_secret(&client.secret)?;
         let registered = RegisteredClient {
             config: client,

@@ -23,6 +23,7 @@ pub const ENDPOINTS: &[&str] = &[
     "device_authorization",
     "device_verification",
     "account",
+    "par",
 ];
 
 /// One scripted fault.

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
+use crate::client_assertion::AssertionCheck;
 use crate::config::{ClientConfig, Config, SecretSource};
 use crate::error::OAuthError;
 use crate::params::{Params, authenticate_client, split_scope};
@@ -92,6 +93,7 @@ fn settings() -> &'static Settings {
             auto_login: None,
             rotate_refresh_tokens: true,
             require_dpop_nonce: false,
+            require_pushed_authorization_requests: false,
         }
     })
 }
@@ -107,8 +109,15 @@ pub fn authenticate(authorization: Option<&[u8]>, body: &[u8]) -> Option<Result<
         headers.insert(header::AUTHORIZATION, HeaderValue::from_bytes(value).ok()?);
     }
     let params = Params::parse(body).ok()?;
+    static REPLAY: OnceLock<crate::dpop::ReplayCache> = OnceLock::new();
+    let assertions = AssertionCheck {
+        issuer: "http://127.0.0.1:1",
+        token_endpoint: "http://127.0.0.1:1/token".to_owned(),
+        now: 1_700_000_000,
+        replay: REPLAY.get_or_init(crate::dpop::ReplayCache::default),
+    };
     Some(
-        authenticate_client(settings(), &headers, &params)
+        authenticate_client(settings(), &headers, &params, &assertions)
             .map(|client| client.config.client_id.clone())
             .map_err(refused),
     )

@@ -93,6 +93,44 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 //!
+//! ## Client authentication and PAR
+//!
+//! Besides `none` and the two secret methods, a client registered with its
+//! public keys ([`ClientConfig::private_key_jwt`]) authenticates with
+//! signed client assertions (RFC 7523), checked strictly (`aud`, lifetime,
+//! `jti` replay, …). The PAR endpoint `/par` (RFC 9126) takes an
+//! authorization request authenticated like a token request and answers a
+//! single-use `request_uri`; a client with
+//! [`require_pushed_authorization_requests`](ClientConfig::require_pushed_authorization_requests)
+//! (or the whole provider, [`Config::require_pushed_authorization_requests`])
+//! must use it.
+//!
+//! ```
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sessionkit_mock_idp::{ClientConfig, MockIdp};
+//!
+//! let idp = MockIdp::builder()
+//!     .client(ClientConfig {
+//!         require_pushed_authorization_requests: true,
+//!         ..ClientConfig::public("par-app")
+//!     })
+//!     .start()
+//!     .await?;
+//! let answer: serde_json::Value = reqwest::Client::new()
+//!     .post(idp.url("/par"))
+//!     .form(&[("client_id", "par-app"), ("response_type", "code"),
+//!         ("redirect_uri", "http://127.0.0.1:8000/callback"), ("scope", "openid"),
+//!         ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+//!         ("code_challenge_method", "S256")])
+//!     .send()
+//!     .await?
+//!     .json()
+//!     .await?;
+//! assert!(answer["request_uri"].as_str().unwrap().starts_with("urn:ietf:params:oauth:request_uri:"));
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
 //! ## Layout
 //! - [`config`]: users, clients and lifetimes (TOML or code), with built-in defaults.
 //! - `claims`: [`NextClaims`], per-test claims for a client's next tokens.
@@ -107,6 +145,7 @@
 
 mod backchannel;
 mod claims;
+mod client_assertion;
 mod clock;
 pub mod config;
 pub mod conformance;
@@ -132,7 +171,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use claims::NextClaims;
-pub use config::{Alg, ClientConfig, Config, Lifetimes, SecretSource, User};
+pub use config::{Alg, ClientAuthMethod, ClientConfig, Config, Lifetimes, SecretSource, User};
 pub use control::{Control, SessionInfo};
 pub use error::{Error, Result};
 pub use faults::{ENDPOINTS, Fault};
@@ -439,7 +478,10 @@ impl MockIdpBuilder {
             None => format!("http://{addr}"),
         };
 
-        let listening = state::Listening::new(issuer.clone());
+        let listening = state::Listening::new(
+            issuer.clone(),
+            self.config.require_pushed_authorization_requests,
+        );
         let tasks = listening.tasks.clone();
         let shutdown = CancellationToken::new();
         // Until the provider is ready, a failed (or dropped) start stops the

@@ -1,13 +1,16 @@
 //! Request parameters, parsed strictly (RFC 6749 §3.1): a parameter sent twice
 //! is an error (except `resource`, which RFC 8707 lets a client repeat), one
 //! sent with an empty value counts as absent. Also client
-//! authentication for the endpoints that take it (RFC 6749 §2.3.1).
+//! authentication for the endpoints that take it (RFC 6749 §2.3.1, and
+//! `private_key_jwt` of RFC 7523 through `client_assertion.rs`).
 
 use std::collections::HashMap;
 
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 
+use crate::client_assertion::{ASSERTION_TYPE, AssertionCheck};
+use crate::config::ClientAuthMethod;
 use crate::error::OAuthError;
 use crate::state::{RegisteredClient, Settings};
 
@@ -96,6 +99,25 @@ impl Params {
     pub(crate) fn scope(&self) -> Vec<String> {
         split_scope(self.get("scope").unwrap_or(""))
     }
+
+    /// Sets `name` to `value` (for a parameter the provider fills in, such
+    /// as `dpop_jkt` from a PAR request's DPoP proof).
+    pub(crate) fn set(&mut self, name: &str, value: String) {
+        self.0.insert(name.to_owned(), value);
+    }
+
+    /// Is a parameter other than these present?
+    pub(crate) fn other_than(&self, allowed: &[&str]) -> Option<&str> {
+        self.0
+            .keys()
+            .map(String::as_str)
+            .find(|k| !allowed.contains(k))
+    }
+
+    /// Removes `name`.
+    pub(crate) fn remove(&mut self, name: &str) {
+        self.0.remove(name);
+    }
 }
 
 pub(crate) fn split_scope(scope: &str) -> Vec<String> {
@@ -108,13 +130,16 @@ pub(crate) fn split_scope(scope: &str) -> Vec<String> {
     out
 }
 
-/// Authenticates the client of a token, revocation or introspection request.
-/// A public client names itself with `client_id`; a confidential one uses
-/// HTTP Basic or `client_secret` in the body, never both.
+/// Authenticates the client of a token, revocation, introspection, device
+/// authorization or PAR request. A public client names itself with
+/// `client_id`; a confidential one uses HTTP Basic or `client_secret` in
+/// the body, never both; a `private_key_jwt` client sends a
+/// `client_assertion` (checked against `assertions`), and only that.
 pub(crate) fn authenticate_client<'a>(
     settings: &'a Settings,
     headers: &HeaderMap,
     params: &Params,
+    assertions: &AssertionCheck<'_>,
 ) -> Result<&'a RegisteredClient, OAuthError> {
     let basic = headers
         .get(header::AUTHORIZATION)
@@ -123,6 +148,14 @@ pub(crate) fn authenticate_client<'a>(
             v.strip_prefix("Basic ")
                 .or_else(|| v.strip_prefix("basic "))
         });
+    if params.get("client_assertion").is_some() || params.get("client_assertion_type").is_some() {
+        if basic.is_some() || params.get("client_secret").is_some() {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not two",
+            ));
+        }
+        return authenticate_assertion(settings, params, assertions);
+    }
     let (client_id, secret, used_basic) = match basic {
         Some(encoded) => {
             if params.get("client_secret").is_some() {
@@ -159,27 +192,77 @@ pub(crate) fn authenticate_client<'a>(
         .clients
         .get(&client_id)
         .ok_or_else(|| OAuthError::invalid_client("unknown client", used_basic))?;
+    let refuse = |why: &str| Err(OAuthError::invalid_client(why, used_basic));
+    match client.config.token_endpoint_auth_method {
+        Some(ClientAuthMethod::PrivateKeyJwt) => {
+            return refuse(
+                "this client authenticates with private_key_jwt: send a client_assertion signed with its key",
+            );
+        }
+        Some(ClientAuthMethod::ClientSecretBasic) if !used_basic && secret.is_some() => {
+            return refuse(
+                "this client authenticates with client_secret_basic: send the secret in HTTP Basic",
+            );
+        }
+        Some(ClientAuthMethod::ClientSecretPost) if used_basic => {
+            return refuse(
+                "this client authenticates with client_secret_post: send the secret in the body",
+            );
+        }
+        _ => {}
+    }
     match (&client.secret, secret) {
         (None, None) => Ok(client),
-        (None, Some(_)) => Err(OAuthError::invalid_client(
-            "a public client has no secret to present",
-            used_basic,
-        )),
-        (Some(_), None) => Err(OAuthError::invalid_client(
-            "client authentication required",
-            used_basic,
-        )),
+        (None, Some(_)) => refuse("a public client has no secret to present"),
+        (Some(_), None) => refuse("client authentication required"),
         (Some(expected), Some(given)) => {
             if constant_time_eq(expected.as_bytes(), given.as_bytes()) {
                 Ok(client)
             } else {
-                Err(OAuthError::invalid_client(
-                    "client authentication failed",
-                    used_basic,
-                ))
+                refuse("client authentication failed")
             }
         }
     }
+}
+
+/// `private_key_jwt`: the client named by `client_id` (or, without one, by
+/// the assertion's `iss`) must be registered for it, and its assertion pass
+/// every check of `client_assertion.rs`.
+fn authenticate_assertion<'a>(
+    settings: &'a Settings,
+    params: &Params,
+    assertions: &AssertionCheck<'_>,
+) -> Result<&'a RegisteredClient, OAuthError> {
+    let refuse = |why: String| OAuthError::invalid_client(why, false);
+    if params.get("client_assertion_type") != Some(ASSERTION_TYPE) {
+        return Err(refuse(format!(
+            "client_assertion_type must be {ASSERTION_TYPE:?}"
+        )));
+    }
+    let assertion = params
+        .get("client_assertion")
+        .ok_or_else(|| refuse("client_assertion is missing".to_owned()))?;
+    let client_id = match params.get("client_id") {
+        Some(id) => id.to_owned(),
+        None => crate::client_assertion::claimed_client(assertion)
+            .map_err(|why| refuse(format!("client assertion refused: {why}")))?,
+    };
+    let client = settings
+        .clients
+        .get(&client_id)
+        .ok_or_else(|| refuse("unknown client".to_owned()))?;
+    let jwks = match (&client.config.jwks, client.config.uses_private_key_jwt()) {
+        (Some(jwks), true) => jwks,
+        _ => {
+            return Err(refuse(
+                "this client is not registered for private_key_jwt: it cannot use a client_assertion"
+                    .to_owned(),
+            ));
+        }
+    };
+    crate::client_assertion::verify(assertion, &client_id, jwks, assertions)
+        .map_err(|why| refuse(format!("client assertion refused: {why}")))?;
+    Ok(client)
 }
 
 fn decode_component(s: &str) -> Result<String, OAuthError> {

@@ -50,6 +50,7 @@ pub(crate) fn endpoint_of(path: &str) -> &'static str {
         "/introspect" => "introspection",
         "/end_session" => "end_session",
         "/device_authorization" => "device_authorization",
+        "/par" => "par",
         "/device" => "device_verification",
         p if p.starts_with("/account/") => "account",
         p if p.starts_with("/_control") => "control",
@@ -75,6 +76,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/authorize/login", post(endpoints::authorize::login))
         .route("/token", post(endpoints::token::token))
+        .route("/par", post(endpoints::par::par))
         .route(
             "/userinfo",
             get(endpoints::userinfo::userinfo).post(endpoints::userinfo::userinfo),
@@ -263,7 +265,7 @@ async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next
         }
     };
     let mut response = response;
-    if matches!(endpoint, "token" | "userinfo" | "account")
+    if matches!(endpoint, "token" | "par" | "userinfo" | "account")
         && let Some(nonce) = crate::endpoints::proof::current_nonce(&shared)
         && let Ok(value) = HeaderValue::from_str(&nonce)
     {
@@ -420,7 +422,7 @@ mod tests {
         let shared = Arc::new(
             Shared::new(
                 config,
-                Listening::new("http://127.0.0.1:1".to_owned()),
+                Listening::new("http://127.0.0.1:1".to_owned(), false),
                 keys,
             )
             .expect("shared"),

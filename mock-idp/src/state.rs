@@ -76,6 +76,17 @@ pub(crate) struct PendingAuth {
     pub(crate) dpop_jkt: Option<String>,
 }
 
+/// An authorization request pushed to the PAR endpoint (RFC 9126), kept
+/// until its `request_uri` is used once or expires.
+#[derive(Debug, Clone)]
+pub(crate) struct PushedRequest {
+    pub(crate) client_id: String,
+    /// The request's parameters, checked when pushed (client authentication
+    /// removed; `dpop_jkt` set from the push's DPoP proof).
+    pub(crate) params: crate::params::Params,
+    pub(crate) expires_at: i64,
+}
+
 /// An issued authorization code.
 #[derive(Debug, Clone)]
 pub(crate) struct CodeGrant {
@@ -195,6 +206,8 @@ pub struct Delivery {
 pub(crate) struct Store {
     pub(crate) sessions: HashMap<String, Session>,
     pub(crate) pending: HashMap<String, PendingAuth>,
+    /// Pushed authorization requests by their `request_uri`.
+    pub(crate) pushed: HashMap<String, PushedRequest>,
     pub(crate) codes: HashMap<Hash, CodeGrant>,
     pub(crate) grants: HashMap<u64, Grant>,
     pub(crate) next_grant: u64,
@@ -315,6 +328,7 @@ pub(crate) struct Settings {
     pub(crate) auto_login: Option<String>,
     pub(crate) rotate_refresh_tokens: bool,
     pub(crate) require_dpop_nonce: bool,
+    pub(crate) require_pushed_authorization_requests: bool,
 }
 
 impl Settings {
@@ -357,9 +371,10 @@ pub(crate) struct Listening {
 }
 
 impl Listening {
-    pub(crate) fn new(issuer: String) -> Self {
+    /// `require_par`: discovery says `require_pushed_authorization_requests`.
+    pub(crate) fn new(issuer: String, require_par: bool) -> Self {
         Self {
-            discovery: crate::endpoints::discovery::document(&issuer),
+            discovery: crate::endpoints::discovery::document(&issuer, require_par),
             issuer,
             clock: Arc::new(Clock::new()),
             log: Arc::new(RequestLog::default()),
@@ -390,6 +405,8 @@ pub(crate) struct Shared {
     pub(crate) dpop_replay: crate::dpop::ReplayCache,
     /// The DPoP nonces handed out when nonces are required.
     pub(crate) dpop_nonces: crate::dpop::Nonces,
+    /// The client assertions (`private_key_jwt`) accepted lately, by `jti`.
+    pub(crate) assertion_replay: crate::dpop::ReplayCache,
 }
 
 impl Shared {
@@ -426,6 +443,7 @@ impl Shared {
             auto_login: config.auto_login.clone(),
             rotate_refresh_tokens: config.rotate_refresh_tokens,
             require_dpop_nonce: config.require_dpop_nonce,
+            require_pushed_authorization_requests: config.require_pushed_authorization_requests,
         };
         let cookie_name = format!("mockidp_session_{}", crate::keys::fingerprint(&issuer));
         let http = reqwest::Client::builder()
@@ -451,7 +469,18 @@ impl Shared {
             tasks,
             dpop_replay: crate::dpop::ReplayCache::default(),
             dpop_nonces: crate::dpop::Nonces::default(),
+            assertion_replay: crate::dpop::ReplayCache::default(),
         })
+    }
+
+    /// What client assertions are checked against now.
+    pub(crate) fn assertion_check(&self) -> crate::client_assertion::AssertionCheck<'_> {
+        crate::client_assertion::AssertionCheck {
+            issuer: &self.issuer,
+            token_endpoint: crate::endpoints::proof::request_url(self, "/token"),
+            now: self.clock.now(),
+            replay: &self.assertion_replay,
+        }
     }
 
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {

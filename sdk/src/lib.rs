@@ -77,6 +77,7 @@
 
 pub mod accounts;
 mod authed;
+mod client_key;
 mod clock;
 mod devices;
 mod dpop;
@@ -106,6 +107,7 @@ pub use authed::{
     AuthedClient, DEFAULT_MAX_QUEUE_AGE, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_REQUESTS,
     DEFAULT_REPLAY_BACKOFF_BASE, DEFAULT_REPLAY_BACKOFF_CAP, DropReason, QueueOptions,
 };
+pub use client_key::ClientKey;
 pub use clock::Clock;
 pub use devices::{DEVICE_NOT_FOUND, DeviceSession, list_devices, revoke_device};
 pub use dpop::DpopKey;

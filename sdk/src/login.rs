@@ -57,6 +57,7 @@ pub struct OidcClient {
     provider: Provider,
     client_id: String,
     client_secret: Option<ClientSecret>,
+    client_key: Option<crate::ClientKey>,
     scopes: Vec<String>,
     /// Ask for the provider's account sessions scope too ([`OidcClient::manage_devices`]).
     manage_devices: bool,
@@ -142,6 +143,7 @@ impl OidcClient {
             provider,
             client_id: client_id.to_owned(),
             client_secret: None,
+            client_key: None,
             scopes: vec!["openid".to_owned()],
             manage_devices: false,
             params: AuthParams::new(),
@@ -370,9 +372,35 @@ impl OidcClient {
         self
     }
 
-    /// How the secret is sent: by default HTTP Basic when the provider's
-    /// `token_endpoint_auth_methods_supported` lists `client_secret_basic`
-    /// (or lists nothing), else `client_secret_post` when it lists that.
+    /// The client's private key, for `private_key_jwt` client
+    /// authentication (RFC 7523): every token, revocation and device
+    /// authorization request then carries a fresh assertion signed with it
+    /// (`iss` and `sub` the client id, `aud` the provider's issuer, a random
+    /// `jti`, valid for 60 s by the client's clock). The provider must have
+    /// the key's [`public_jwk`](crate::ClientKey::public_jwk). With a key,
+    /// the key is used unless [`OidcClient::client_auth`] names a secret method.
+    ///
+    /// ```no_run
+    /// # async fn demo(provider: sessionkit::Provider) -> sessionkit::Result<()> {
+    /// use sessionkit::{ClientKey, OidcClient};
+    ///
+    /// let pem = std::fs::read_to_string("/etc/my-service/client-key.pem")?;
+    /// let client = OidcClient::new(provider, "my-service")
+    ///     .client_key(ClientKey::from_pkcs8_pem(&pem)?.with_kid("2026-11"));
+    /// # let _ = client; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn client_key(mut self, key: crate::ClientKey) -> Self {
+        self.client_key = Some(key);
+        self
+    }
+
+    /// How the client proves itself. Without a choice here: with a
+    /// [`ClientKey`](crate::ClientKey), `private_key_jwt`; with a secret,
+    /// HTTP Basic when the provider's `token_endpoint_auth_methods_supported`
+    /// lists `client_secret_basic` (or lists nothing), else
+    /// `client_secret_post` when it lists that. A method whose key or
+    /// secret the client lacks sends no credential (and the provider refuses).
     ///
     /// ```no_run
     /// # async fn demo(provider: sessionkit::Provider, secret: sessionkit::ClientSecret) {
@@ -410,19 +438,50 @@ impl OidcClient {
         self.clock_skew
     }
 
-    /// The secret and how to send it: the app's choice
-    /// ([`OidcClient::client_auth`]), else what the provider advertises.
+    /// The key or secret and how to send it: the app's choice
+    /// ([`OidcClient::client_auth`]), else the key when there is one, else
+    /// the secret as the provider advertises.
     pub(crate) fn credential(&self) -> Option<Credential<'_>> {
+        let use_key = match self.auth_method {
+            Some(ClientAuthMethod::PrivateKeyJwt) => true,
+            Some(_) => false,
+            None => self.client_key.is_some(),
+        };
+        if use_key {
+            return self.client_key.as_ref().map(|key| Credential::Key {
+                key,
+                audience: self.provider.issuer(),
+                clock: &self.clock,
+            });
+        }
         let secret = self.client_secret.as_ref()?;
-        let method = self.auth_method.unwrap_or_else(|| {
-            let supported: Option<Vec<&str>> = self
-                .provider
-                .metadata()
-                .token_endpoint_auth_methods_supported()
-                .map(|m| m.iter().map(|m| m.as_ref()).collect());
-            ClientAuthMethod::for_provider(supported.as_deref())
-        });
-        Some(Credential { secret, method })
+        let method = self
+            .auth_method
+            .filter(|m| *m != ClientAuthMethod::PrivateKeyJwt)
+            .unwrap_or_else(|| {
+                let supported: Option<Vec<&str>> = self
+                    .provider
+                    .metadata()
+                    .token_endpoint_auth_methods_supported()
+                    .map(|m| m.iter().map(|m| m.as_ref()).collect());
+                ClientAuthMethod::for_provider(supported.as_deref())
+            });
+        Some(Credential::Secret { secret, method })
+    }
+
+    /// Does the client have what its chosen method needs?
+    pub(crate) fn credential_missing(&self) -> Option<&'static str> {
+        match self.auth_method {
+            Some(ClientAuthMethod::PrivateKeyJwt) if self.client_key.is_none() => {
+                Some("client_auth(PrivateKeyJwt) needs a client_key")
+            }
+            Some(ClientAuthMethod::SecretBasic | ClientAuthMethod::SecretPost)
+                if self.client_secret.is_none() =>
+            {
+                Some("a client_secret method needs a client_secret")
+            }
+            _ => None,
+        }
     }
 
     /// Builds an authorization request for apps with their own redirect

@@ -1,9 +1,14 @@
 //! Signing compact JWS with the SDK's own keys: P-256 (ES256) key pairs,
-//! made here or read from PKCS#8, their public JWK and RFC 7638 thumbprint.
-//! DPoP proofs and client assertions are signed with these.
+//! made here or read from PKCS#8, their public JWK and RFC 7638 thumbprint;
+//! and RSA (RS256) key pairs read from PKCS#8, for client assertions of
+//! apps whose provider registered an RSA key. DPoP proofs and client
+//! assertions are signed with these.
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+use aws_lc_rs::rsa::KeyPair as RsaKeyPair;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RSA_PKCS1_SHA256,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
@@ -86,6 +91,85 @@ impl EcKey {
     }
 }
 
+/// An RSA key pair (2048 to 8192 bits) that signs RS256 JWS. `Debug`
+/// shows the thumbprint only.
+pub(crate) struct RsaKey {
+    pair: RsaKeyPair,
+    pkcs8: Zeroizing<Vec<u8>>,
+    thumbprint: String,
+}
+
+impl std::fmt::Debug for RsaKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RsaKey")
+            .field("jkt", &self.thumbprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RsaKey {
+    /// Reads an RSA private key from PKCS#8 DER.
+    pub(crate) fn from_pkcs8(der: &[u8]) -> Result<Self> {
+        let pair = RsaKeyPair::from_pkcs8(der)
+            .map_err(|_| Error::Config("the key is not an RSA private key in PKCS#8".to_owned()))?;
+        let (n, e) = rsa_members(&pair);
+        // RFC 7638 §3.2: e, kty, n in that order, no spaces.
+        let thumbprint = sha256_b64(format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#).as_bytes());
+        Ok(Self {
+            pair,
+            pkcs8: Zeroizing::new(der.to_vec()),
+            thumbprint,
+        })
+    }
+
+    /// The private key as PKCS#8 DER (secret: zeroized when dropped).
+    pub(crate) fn pkcs8(&self) -> &[u8] {
+        &self.pkcs8
+    }
+
+    /// The public key as a JWK (`kty`, `n`, `e`; no private member).
+    pub(crate) fn public_jwk(&self) -> Value {
+        let (n, e) = rsa_members(&self.pair);
+        json!({"kty": "RSA", "n": n, "e": e})
+    }
+
+    /// The RFC 7638 SHA-256 thumbprint of the public key.
+    pub(crate) fn thumbprint(&self) -> &str {
+        &self.thumbprint
+    }
+
+    /// A compact JWS over `claims` with `header` (to which `alg: RS256` is added).
+    pub(crate) fn sign(&self, mut header: Value, claims: &Value) -> Result<String> {
+        if let Some(h) = header.as_object_mut() {
+            h.insert("alg".to_owned(), Value::from("RS256"));
+        }
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let mut signature = vec![0u8; self.pair.public_modulus_len()];
+        self.pair
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                input.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| Error::Config("could not sign with the RSA key".to_owned()))?;
+        Ok(format!("{input}.{}", b64(&signature)))
+    }
+}
+
+/// An RSA key's public `n` and `e`, base64url without leading zeros.
+fn rsa_members(pair: &RsaKeyPair) -> (String, String) {
+    let public = pair.public_key();
+    (
+        b64(public.modulus().big_endian_without_leading_zero()),
+        b64(public.exponent().big_endian_without_leading_zero()),
+    )
+}
+
 pub(crate) fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -134,6 +218,40 @@ mod tests {
                 &URL_SAFE_NO_PAD.decode(parts[2]).expect("b64"),
             )
             .expect("the signature verifies");
+    }
+
+    #[test]
+    fn an_rsa_key_signs_rs256_with_the_thumbprint_a_provider_computes() {
+        let generated =
+            aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("rsa key");
+        let der = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&generated)
+            .expect("pkcs8");
+        let key = RsaKey::from_pkcs8(der.as_ref()).expect("reads");
+        let theirs =
+            sessionkit_mock_idp::dpop::jwk_thumbprint(&key.public_jwk()).expect("thumbprint");
+        assert_eq!(key.thumbprint(), theirs);
+        assert!(format!("{key:?}").contains(&theirs));
+        let jws = key
+            .sign(json!({"typ": "JWT"}), &json!({"a": 1}))
+            .expect("signs");
+        let parts: Vec<&str> = jws.split('.').collect();
+        aws_lc_rs::signature::RsaPublicKeyComponents {
+            n: generated
+                .public_key()
+                .modulus()
+                .big_endian_without_leading_zero(),
+            e: generated
+                .public_key()
+                .exponent()
+                .big_endian_without_leading_zero(),
+        }
+        .verify(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &URL_SAFE_NO_PAD.decode(parts[2]).expect("b64"),
+        )
+        .expect("the RS256 signature verifies");
+        assert!(RsaKey::from_pkcs8(EcKey::generate().expect("ec").pkcs8()).is_err());
     }
 
     #[test]

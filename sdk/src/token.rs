@@ -3,6 +3,7 @@
 //! kept for diagnosis only when it is an error response — never a 200, which
 //! could carry a token.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
@@ -183,31 +184,53 @@ fn diagnostic_body(body: &[u8]) -> String {
 }
 
 /// Client authentication for a form POST (RFC 6749 §2.3.1): a confidential
-/// client uses HTTP Basic with id and secret form-urlencoded first; a public
-/// client names itself with `client_id` in the form.
+/// client uses HTTP Basic with id and secret form-urlencoded first, or the
+/// secret in the form (`client_secret_post`), or a fresh client assertion
+/// signed with its key (`private_key_jwt`, RFC 7523); a public client names
+/// itself with `client_id` in the form.
 pub(crate) fn authenticate<'a>(
     request: reqwest::RequestBuilder,
     form: &[(&'a str, &'a str)],
     client_id: &'a str,
     credential: Option<Credential<'a>>,
-) -> (reqwest::RequestBuilder, Vec<(&'a str, &'a str)>) {
-    let mut fields = form.to_vec();
+) -> (reqwest::RequestBuilder, Vec<(&'a str, Cow<'a, str>)>) {
+    let mut fields: Vec<(&'a str, Cow<'a, str>)> =
+        form.iter().map(|(k, v)| (*k, Cow::Borrowed(*v))).collect();
     let request = match credential {
-        Some(Credential {
+        Some(Credential::Secret {
             secret,
             method: ClientAuthMethod::SecretPost,
         }) => {
-            fields.push(("client_id", client_id));
-            fields.push(("client_secret", secret.secret()));
+            fields.push(("client_id", client_id.into()));
+            fields.push(("client_secret", secret.secret().into()));
             request
         }
-        Some(Credential { secret, .. }) => {
+        Some(Credential::Secret { secret, .. }) => {
             let enc =
                 |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             request.basic_auth(enc(client_id), Some(enc(secret.secret())))
         }
+        Some(Credential::Key {
+            key,
+            audience,
+            clock,
+        }) => {
+            // Signing fails only when the system's random generator or the
+            // crypto library does: nothing safe is left to do then.
+            #[allow(clippy::expect_used)]
+            let assertion = key
+                .assertion(client_id, audience, clock.now())
+                .expect("signing a client assertion failed");
+            fields.push(("client_id", client_id.into()));
+            fields.push((
+                "client_assertion_type",
+                crate::client_key::ASSERTION_TYPE.into(),
+            ));
+            fields.push(("client_assertion", assertion.into()));
+            request
+        }
         None => {
-            fields.push(("client_id", client_id));
+            fields.push(("client_id", client_id.into()));
             request
         }
     };
@@ -215,21 +238,33 @@ pub(crate) fn authenticate<'a>(
 }
 
 /// How a confidential client proves itself at the provider's token,
-/// revocation and device authorization endpoints (RFC 6749 §2.3.1).
+/// revocation and device authorization endpoints (RFC 6749 §2.3.1, RFC 7523).
+///
+/// ```no_run
+/// # async fn demo(provider: sessionkit::Provider, secret: sessionkit::ClientSecret) {
+/// use sessionkit::{ClientAuthMethod, OidcClient};
+/// let client = OidcClient::new(provider, "my-service")
+///     .client_secret(secret)
+///     .client_auth(ClientAuthMethod::SecretPost);
+/// # let _ = client; }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientAuthMethod {
     /// `client_secret_basic`: the id and secret in HTTP Basic (the default
-    /// when the provider lists it, or lists nothing).
+    /// for a secret when the provider lists it, or lists nothing).
     SecretBasic,
     /// `client_secret_post`: the id and secret in the form body.
     SecretPost,
+    /// `private_key_jwt`: a JWT signed with the client's
+    /// [`ClientKey`](crate::ClientKey) (the default when the client has one).
+    PrivateKeyJwt,
 }
 
 impl ClientAuthMethod {
-    /// The method for a provider that advertises `supported` (discovery's
-    /// `token_endpoint_auth_methods_supported`; `None` when it says nothing,
-    /// which means Basic, OIDC Discovery §3).
+    /// The secret method for a provider that advertises `supported`
+    /// (discovery's `token_endpoint_auth_methods_supported`; `None` when it
+    /// says nothing, which means Basic, OIDC Discovery §3).
     pub(crate) fn for_provider(supported: Option<&[&str]>) -> Self {
         match supported {
             Some(methods)
@@ -243,11 +278,20 @@ impl ClientAuthMethod {
     }
 }
 
-/// A confidential client's secret and how it is sent.
+/// How a confidential client proves itself: its secret and how it is sent,
+/// or its key, with the audience and clock of its assertions.
 #[derive(Clone, Copy)]
-pub(crate) struct Credential<'a> {
-    pub(crate) secret: &'a ClientSecret,
-    pub(crate) method: ClientAuthMethod,
+pub(crate) enum Credential<'a> {
+    Secret {
+        secret: &'a ClientSecret,
+        method: ClientAuthMethod,
+    },
+    Key {
+        key: &'a crate::ClientKey,
+        /// The provider's issuer identifier (the assertions' `aud`).
+        audience: &'a str,
+        clock: &'a crate::Clock,
+    },
 }
 
 /// A raw answer of the token endpoint.

@@ -1,12 +1,15 @@
-//! Client authentication with a secret, `client_secret_basic` and
-//! `client_secret_post`, against mock-idp over real sockets: the provider
-//! takes either, and its conformance run for `client_secret_basic` tells
-//! which one the SDK used.
+//! Client authentication against mock-idp over real sockets: with a secret,
+//! `client_secret_basic` and `client_secret_post` (the provider takes
+//! either, and its conformance run for `client_secret_basic` tells which
+//! one the SDK used); with a key, `private_key_jwt` (RFC 7523), which the
+//! provider checks strictly (signature by a registered key, `iss`/`sub`,
+//! `aud`, lifetime, `jti` replay).
 
 use std::sync::Arc;
 
 use sessionkit::{
-    AccountRegistry, AuthedClient, ClientAuthMethod, ClientSecret, MemoryStore, SessionManager,
+    AccountRegistry, AuthedClient, ClientAuthMethod, ClientKey, ClientSecret, Error, MemoryStore,
+    SessionManager,
 };
 use sessionkit_mock_idp::conformance::Verdict;
 use sessionkit_mock_idp::{ClientConfig, MockIdp, SecretSource};
@@ -104,5 +107,148 @@ async fn client_secret_post_sends_it_in_the_body() {
     assert_eq!(
         sign_in_with(Some(ClientAuthMethod::SecretBasic)).await,
         Verdict::Passed
+    );
+}
+
+/// A manager for the `private_key_jwt` client `client_id` that signs with `key`.
+async fn key_manager(idp: &MockIdp, client_id: &str, key: ClientKey, dir: &str) -> SessionManager {
+    let dir = std::env::temp_dir().join(format!("sk-client-key-{}-{dir}", std::process::id()));
+    SessionManager::builder(idp.issuer(), client_id)
+        .namespace("client-key")
+        .scopes(["openid", "profile", "offline_access"])
+        .client_key(key)
+        .store(Arc::new(MemoryStore::new()))
+        .registry(AccountRegistry::at(dir.join("accounts.json")))
+        .restore(false)
+        .build()
+        .await
+        .expect("manager")
+}
+
+/// The authorization request of `manager` answered by the provider (auto-login).
+async fn authorize(manager: &SessionManager) -> (sessionkit::AuthorizationRequest, String) {
+    let request = manager
+        .client()
+        .authorization_request("http://127.0.0.1/callback")
+        .await
+        .expect("request");
+    let back = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("browser")
+        .get(request.url.as_str())
+        .send()
+        .await
+        .expect("authorize")
+        .headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    (request, back)
+}
+
+#[tokio::test]
+async fn private_key_jwt_signs_in_refreshes_and_revokes_with_es256_and_rs256() {
+    let idp = MockIdp::builder()
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("idp");
+    let rsa_der = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(
+        &aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("rsa"),
+    )
+    .expect("pkcs8");
+    let keys = [
+        ClientKey::generate().expect("p-256").with_kid("ec-1"),
+        ClientKey::from_pkcs8_der(rsa_der.as_ref()).expect("rsa key"),
+    ];
+    for (n, key) in keys.into_iter().enumerate() {
+        let client_id = format!("key-app-{n}");
+        idp.control()
+            .register_client(ClientConfig::private_key_jwt(
+                &client_id,
+                serde_json::json!({"keys": [key.public_jwk()]}),
+            ))
+            .expect("client");
+        let alg = key.alg();
+        let manager = key_manager(&idp, &client_id, key, &n.to_string()).await;
+        idp.control().reset_requests();
+        let (request, back) = authorize(&manager).await;
+        let tokens = manager
+            .client()
+            .finish(&request, &back)
+            .await
+            .unwrap_or_else(|e| panic!("{alg}: the provider took the assertion: {e}"));
+        let session = manager.sign_in(tokens).await.expect("session");
+        session
+            .force_refresh()
+            .await
+            .expect("refresh with a new assertion");
+        let report = manager.logout(session.key()).await;
+        assert!(report.revoked, "revocation with an assertion: {report:?}");
+        // Three assertions (code, refresh, revocation), each accepted once:
+        // every request signed a new one.
+        let counts = idp.control().counters();
+        assert_eq!(counts.get("token").copied(), Some(2), "{counts:?}");
+        assert_eq!(counts.get("revocation").copied(), Some(1), "{counts:?}");
+        assert!(
+            idp.control()
+                .requests()
+                .iter()
+                .filter(|r| r.endpoint == "token" || r.endpoint == "revocation")
+                .all(|r| r.status == 200),
+            "{:?}",
+            idp.control().requests()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_key_the_provider_does_not_know_is_refused_as_invalid_client() {
+    let idp = MockIdp::builder()
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("idp");
+    let registered = ClientKey::generate().expect("key");
+    idp.control()
+        .register_client(ClientConfig::private_key_jwt(
+            "key-app",
+            serde_json::json!({"keys": [registered.public_jwk()]}),
+        ))
+        .expect("client");
+    let stranger = ClientKey::generate().expect("another key");
+    let manager = key_manager(&idp, "key-app", stranger, "stranger").await;
+    let (request, back) = authorize(&manager).await;
+    match manager.client().finish(&request, &back).await {
+        Err(Error::Provider {
+            error,
+            description,
+            status,
+        }) => {
+            assert_eq!((error.as_str(), status), ("invalid_client", Some(401)));
+            let description = description.unwrap_or_default();
+            assert!(description.contains("registered keys"), "{description}");
+        }
+        other => panic!("expected invalid_client, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_method_without_its_key_or_secret_is_refused_at_build() {
+    let idp = MockIdp::start().await.expect("idp");
+    let result = SessionManager::builder(idp.issuer(), "chat-example")
+        .client_auth(ClientAuthMethod::PrivateKeyJwt)
+        .store(Arc::new(MemoryStore::new()))
+        .registry(AccountRegistry::at(
+            std::env::temp_dir().join(format!("sk-nokey-{}/a.json", std::process::id())),
+        ))
+        .restore(false)
+        .build()
+        .await;
+    assert!(
+        matches!(&result, Err(Error::Config(why)) if why.contains("client_key")),
+        "{:?}",
+        result.err()
     );
 }

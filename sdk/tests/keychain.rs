@@ -23,10 +23,52 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use keyring_core::api::CredentialStoreApi as _;
-use sessionkit::{KeychainBackend, KeychainStore, RefreshToken, StoreError, TokenStore};
+use sessionkit::{ClientKey, KeychainBackend, KeychainStore, RefreshToken, StoreError, TokenStore};
 use support::*;
 
 // ---------------------------------------------------------------- both backends
+
+/// `ClientKey::from_keychain_in`: the first call makes and stores a key,
+/// later ones find the same key; after a delete a new one is made.
+fn client_key_made_once_then_found(store: &KeychainStore) {
+    let service = format!("sessionkit-test-{}", &random_hex()[..12]);
+    struct Delete<'a>(&'a KeychainStore, &'a str);
+    impl Drop for Delete<'_> {
+        fn drop(&mut self) {
+            let _ = ClientKey::delete_from_keychain(self.0, self.1, "client-key");
+        }
+    }
+    let _cleanup = Delete(store, &service);
+    let made = ClientKey::from_keychain_in(store, &service, "client-key").expect("made");
+    let found = ClientKey::from_keychain_in(store, &service, "client-key").expect("found");
+    assert_eq!(found.thumbprint(), made.thumbprint());
+    assert_eq!(found.public_jwk(), made.public_jwk());
+    let other = ClientKey::from_keychain_in(store, &service, "another-key").expect("made");
+    assert_ne!(other.thumbprint(), made.thumbprint(), "one key per name");
+    ClientKey::delete_from_keychain(store, &service, "another-key").expect("delete");
+    ClientKey::delete_from_keychain(store, &service, "client-key").expect("delete");
+    ClientKey::delete_from_keychain(store, &service, "client-key").expect("absent is fine");
+    let fresh = ClientKey::from_keychain_in(store, &service, "client-key").expect("made again");
+    assert_ne!(
+        fresh.thumbprint(),
+        made.thumbprint(),
+        "a new key after the delete"
+    );
+}
+
+#[test]
+fn keyutils_client_key() {
+    if let Some(store) = open_or_skip("keyutils_client_key", KeychainStore::keyutils) {
+        client_key_made_once_then_found(&store);
+    }
+}
+
+#[test]
+fn secret_service_client_key() {
+    if let Some(store) = open_or_skip("secret_service_client_key", KeychainStore::secret_service) {
+        client_key_made_once_then_found(&store);
+    }
+}
 
 /// Save, load and delete both entries of an account; each entry on its own.
 fn round_trip(store: &KeychainStore) {

@@ -53,7 +53,7 @@
 //! Why this file is ~540 lines: the checks run in the RFC's order and each
 //! has its error, and the two are read together; a fifth of it is rustdoc.
 
-mod jwk;
+pub(crate) mod jwk;
 mod replay;
 
 pub use jwk::{SUPPORTED_ALGS, jwk_thumbprint};

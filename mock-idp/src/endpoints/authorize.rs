@@ -2,15 +2,18 @@
 //! page (pick a user, or type name and password; consent when asked for),
 //! honours `prompt`, `login_hint` and auto-login, and redirects back with a
 //! single-use code, the `state` and the `iss` parameter (RFC 9207). A
-//! `dpop_jkt` (RFC 9449 §10) binds the code to that DPoP key.
+//! `dpop_jkt` (RFC 9449 §10) binds the code to that DPoP key. A request
+//! pushed to the PAR endpoint (RFC 9126, `par.rs`) comes back here as
+//! `client_id` + `request_uri`, and passes the same checks.
 //!
 //! Errors about the client or the redirect URI are shown as a page and never
 //! redirected (RFC 6749 §4.1.2.1); every other error goes back to the client.
 //!
-//! Why one file of ~700 lines: the authorization request's checks, the login
-//! page it may show, the form that page posts and the redirect with the code
-//! are the steps of one request (the pending request is handed between
-//! them); a third of the file is the HTML of the page and its unit tests.
+//! Why one file of ~850 lines: the authorization request's checks (shared
+//! with the PAR endpoint), the login page it may show, the form that page
+//! posts and the redirect with the code are the steps of one request (the
+//! pending request is handed between them); a third of the file is the HTML
+//! of the page and its unit tests.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -188,28 +191,94 @@ pub(crate) async fn authorize_post(
     }
 }
 
-fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response {
-    let settings = shared.settings();
-    let Some(client_id) = params.get("client_id") else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "Bad request",
-            "client_id is missing",
-        );
-    };
-    let Some(client) = settings.clients.get(client_id) else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "Unknown client",
-            &format!("no client {client_id:?} is registered"),
-        );
-    };
+/// Why an authorization request is refused: shown as a page when the
+/// client or its redirect URI is in doubt (RFC 6749 §4.1.2.1), else sent
+/// back to the client.
+pub(crate) enum Refusal {
+    Page {
+        status: StatusCode,
+        title: &'static str,
+        detail: String,
+    },
+    ToClient {
+        pending: Box<PendingAuth>,
+        error: &'static str,
+        description: String,
+    },
+}
+
+impl Refusal {
+    fn page(title: &'static str, detail: impl Into<String>) -> Self {
+        Refusal::Page {
+            status: StatusCode::BAD_REQUEST,
+            title,
+            detail: detail.into(),
+        }
+    }
+
+    fn to_client(
+        pending: &PendingAuth,
+        error: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
+        Refusal::ToClient {
+            pending: Box::new(pending.clone()),
+            error,
+            description: description.into(),
+        }
+    }
+
+    fn respond(self, shared: &Shared) -> Response {
+        match self {
+            Refusal::Page {
+                status,
+                title,
+                detail,
+            } => error_page(status, title, &detail),
+            Refusal::ToClient {
+                pending,
+                error,
+                description,
+            } => client_error(shared, &pending, error, &description),
+        }
+    }
+
+    /// The refusal as the PAR endpoint answers it: a 400 with the error
+    /// code the redirect would carry (`invalid_request` for a page's).
+    pub(crate) fn into_oauth(self) -> crate::error::OAuthError {
+        match self {
+            Refusal::Page { title, detail, .. } => {
+                crate::error::OAuthError::invalid_request(format!("{title}: {detail}"))
+            }
+            Refusal::ToClient {
+                error, description, ..
+            } => crate::error::OAuthError::new(StatusCode::BAD_REQUEST, error, description),
+        }
+    }
+}
+
+/// An authorization request that passed every check.
+pub(crate) struct Checked {
+    pending: PendingAuth,
+    prompts: Vec<String>,
+    max_age: Option<i64>,
+}
+
+/// Checks the authorization request `params` of `client`: the redirect URI,
+/// PAR when required (`pushed`: the parameters came through the PAR
+/// endpoint), response type and mode, PKCE, `dpop_jkt`, scopes, resources,
+/// `prompt` and `max_age`. The PAR endpoint runs the same checks.
+pub(crate) fn check_request(
+    shared: &Shared,
+    settings: &crate::state::Settings,
+    client: &crate::state::RegisteredClient,
+    params: &Params,
+    headers: &HeaderMap,
+    pushed: bool,
+) -> Result<Checked, Refusal> {
+    let client_id = client.config.client_id.as_str();
     let Some(redirect_uri) = params.get("redirect_uri") else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "Bad request",
-            "redirect_uri is missing",
-        );
+        return Err(Refusal::page("Bad request", "redirect_uri is missing"));
     };
     if !client
         .config
@@ -217,13 +286,11 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
         .iter()
         .any(|r| redirect_matches(r, redirect_uri))
     {
-        return error_page(
-            StatusCode::BAD_REQUEST,
+        return Err(Refusal::page(
             "Redirect URI not registered",
-            &format!("{redirect_uri:?} is not a registered redirect URI of {client_id:?}"),
-        );
+            format!("{redirect_uri:?} is not a registered redirect URI of {client_id:?}"),
+        ));
     }
-    crate::conformance::twist::on_authorize(shared, client_id);
     let now = shared.clock.now();
     let mut pending = PendingAuth {
         client_id: client_id.to_owned(),
@@ -240,57 +307,63 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
         created_at: now,
         dpop_jkt: None,
     };
+    let refuse = |pending: &PendingAuth, error, description: &str| {
+        Err(Refusal::to_client(pending, error, description))
+    };
+    if !pushed
+        && (settings.require_pushed_authorization_requests
+            || client.config.require_pushed_authorization_requests)
+    {
+        return refuse(
+            &pending,
+            "invalid_request",
+            "pushed authorization requests are required: push the request to the PAR endpoint and send its request_uri",
+        );
+    }
     if params.get("response_type") != Some("code") {
-        return client_error(
-            shared,
+        return refuse(
             &pending,
             "unsupported_response_type",
             "only response_type=code is supported",
         );
     }
     if params.get("response_mode").is_some_and(|m| m != "query") {
-        return client_error(
-            shared,
+        return refuse(
             &pending,
             "invalid_request",
             "only response_mode=query is supported",
         );
     }
     if params.get("request").is_some() {
-        return client_error(
-            shared,
+        return refuse(
             &pending,
             "request_not_supported",
             "request objects are not supported",
         );
     }
     if params.get("request_uri").is_some() {
-        return client_error(
-            shared,
+        return refuse(
             &pending,
-            "request_uri_not_supported",
-            "request_uri is not supported",
+            "invalid_request",
+            "request_uri takes only client_id beside it",
         );
     }
     if !client.config.allows_grant("authorization_code") {
-        return client_error(
-            shared,
+        return refuse(
             &pending,
             "unauthorized_client",
             "this client may not use the authorization code grant",
         );
     }
     let Some(challenge) = params.get("code_challenge") else {
-        return client_error(
-            shared,
+        return refuse(
             &pending,
             "invalid_request",
             "PKCE is required: code_challenge is missing",
         );
     };
     if params.get("code_challenge_method") != Some("S256") {
-        return client_error(
-            shared,
+        return refuse(
             &pending,
             "invalid_request",
             "code_challenge_method must be S256",
@@ -301,8 +374,7 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return client_error(
-            shared,
+        return refuse(
             &pending,
             "invalid_request",
             "code_challenge is not a base64url SHA-256 digest",
@@ -316,8 +388,7 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return client_error(
-                shared,
+            return refuse(
                 &pending,
                 "invalid_request",
                 "dpop_jkt is not a base64url SHA-256 JWK thumbprint",
@@ -331,29 +402,29 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
         .find(|s| !SUPPORTED_SCOPES.contains(&s.as_str()))
     {
         let bad = format!("unknown scope {bad:?}");
-        return client_error(shared, &pending, "invalid_scope", &bad);
+        return refuse(&pending, "invalid_scope", &bad);
     }
     match params.audience_for(client) {
         Ok(Some(audience)) => pending.audience = Some(audience),
         Ok(None) => {}
         Err(_) => {
-            return client_error(
-                shared,
+            return refuse(
                 &pending,
                 "invalid_target",
                 "this client may not ask for that resource",
             );
         }
     }
-    let prompts: Vec<&str> = params
+    let prompts: Vec<String> = params
         .get("prompt")
         .unwrap_or("")
         .split(' ')
         .filter(|p| !p.is_empty())
+        .map(str::to_owned)
         .collect();
-    if prompts.contains(&"none") && prompts.len() > 1 {
-        return client_error(
-            shared,
+    let has = |p: &str| prompts.iter().any(|x| x == p);
+    if has("none") && prompts.len() > 1 {
+        return refuse(
             &pending,
             "invalid_request",
             "prompt=none cannot be combined with other values",
@@ -361,12 +432,12 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
     }
     if let Some(bad) = prompts
         .iter()
-        .find(|p| !["none", "login", "consent", "select_account"].contains(p))
+        .find(|p| !["none", "login", "consent", "select_account"].contains(&p.as_str()))
     {
         let bad = format!("unknown prompt value {bad:?}");
-        return client_error(shared, &pending, "invalid_request", &bad);
+        return refuse(&pending, "invalid_request", &bad);
     }
-    pending.prompt_consent = prompts.contains(&"consent");
+    pending.prompt_consent = has("consent");
     // OIDC Core §11: offline access needs explicit consent; without it the scope is ignored.
     if !pending.prompt_consent {
         pending.scope.retain(|s| s != "offline_access");
@@ -376,14 +447,93 @@ fn start(shared: &Arc<Shared>, headers: &HeaderMap, params: &Params) -> Response
         None => None,
         Some(Ok(secs)) => Some(i64::try_from(secs).unwrap_or(i64::MAX)),
         Some(Err(_)) => {
-            return client_error(
-                shared,
+            return refuse(
                 &pending,
                 "invalid_request",
                 "max_age must be a number of seconds",
             );
         }
     };
+    Ok(Checked {
+        pending,
+        prompts,
+        max_age,
+    })
+}
+
+/// The parameters pushed for `request_uri` (RFC 9126 §4), taken once: the
+/// request must be `client_id`'s and not expired. Strict: beside
+/// `client_id` and `request_uri` the request may carry nothing, since every
+/// parameter comes from the pushed request. `Err` is the page's text.
+fn take_pushed(
+    shared: &Shared,
+    client_id: &str,
+    request_uri: &str,
+    front: &Params,
+) -> Result<Params, String> {
+    if let Some(other) = front.other_than(&["client_id", "request_uri"]) {
+        return Err(format!(
+            "with a request_uri the authorization request takes client_id and request_uri only (RFC 9126 §4); push {other:?} with the rest"
+        ));
+    }
+    let now = shared.clock.now();
+    let mut store = shared.store();
+    let Some(pushed) = store.pushed.get(request_uri) else {
+        return Err("this request_uri is unknown or was used already".to_owned());
+    };
+    if pushed.client_id != client_id {
+        return Err("this request_uri was pushed by another client".to_owned());
+    }
+    let pushed = store.pushed.remove(request_uri);
+    match pushed {
+        Some(p) if p.expires_at > now => Ok(p.params),
+        _ => Err("this request_uri has expired; push the request again".to_owned()),
+    }
+}
+
+fn start(shared: &Arc<Shared>, headers: &HeaderMap, front: &Params) -> Response {
+    let settings = shared.settings();
+    let Some(client_id) = front.get("client_id") else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "client_id is missing",
+        );
+    };
+    let Some(client) = settings.clients.get(client_id) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Unknown client",
+            &format!("no client {client_id:?} is registered"),
+        );
+    };
+    let pushed_params;
+    let (params, pushed) = match front.get("request_uri") {
+        None => (front, false),
+        Some(uri) => match take_pushed(shared, client_id, uri, front) {
+            Ok(p) => {
+                pushed_params = p;
+                (&pushed_params, true)
+            }
+            Err(why) => {
+                return error_page(StatusCode::BAD_REQUEST, "Invalid request_uri", &why);
+            }
+        },
+    };
+    let checked = check_request(shared, &settings, client, params, headers, pushed);
+    if !matches!(checked, Err(Refusal::Page { .. })) {
+        crate::conformance::twist::on_authorize(shared, client_id);
+    }
+    let Checked {
+        pending,
+        prompts,
+        max_age,
+    } = match checked {
+        Ok(checked) => checked,
+        Err(refusal) => return refusal.respond(shared),
+    };
+    let now = pending.created_at;
+    let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
     let force_login = prompts.contains(&"login") || prompts.contains(&"select_account");
 
     // Headless: sign the login_hint user (if known) or the auto-login user in.

@@ -55,7 +55,8 @@ pub(crate) async fn device_authorization(
         .and_then(|b| Params::from_form(&headers, &b))
         .and_then(|params| {
             let settings = shared.settings();
-            let client = authenticate_client(&settings, &headers, &params)?;
+            let client =
+                authenticate_client(&settings, &headers, &params, &shared.assertion_check())?;
             if !client.config.allows_grant(DEVICE_CODE_GRANT) {
                 return Err(OAuthError::new(
                     StatusCode::BAD_REQUEST,

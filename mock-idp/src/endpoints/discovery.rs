@@ -14,9 +14,15 @@ use crate::config::{ACCOUNT_SCOPE, Alg, DEVICE_CODE_GRANT, account_audience};
 use crate::conformance::JwksAnswer;
 use crate::state::Shared;
 
-pub(crate) fn document(issuer: &str) -> Bytes {
+pub(crate) fn document(issuer: &str, require_par: bool) -> Bytes {
     let e = |path: &str| format!("{issuer}{path}");
-    let auth_methods = ["none", "client_secret_basic", "client_secret_post"];
+    let auth_methods = [
+        "none",
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ];
+    let assertion_algs = crate::client_assertion::ALGS;
     let doc = json!({
         "issuer": issuer,
         "authorization_endpoint": e("/authorize"),
@@ -27,6 +33,8 @@ pub(crate) fn document(issuer: &str) -> Bytes {
         "introspection_endpoint": e("/introspect"),
         "end_session_endpoint": e("/end_session"),
         "device_authorization_endpoint": e("/device_authorization"),
+        "pushed_authorization_request_endpoint": e("/par"),
+        "require_pushed_authorization_requests": require_par,
         "account_sessions_endpoint": e("/account/sessions"),
         "account_sessions_scope": ACCOUNT_SCOPE,
         "account_sessions_audience": account_audience(issuer),
@@ -37,8 +45,11 @@ pub(crate) fn document(issuer: &str) -> Bytes {
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         "userinfo_signing_alg_values_supported": ["none"],
         "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "revocation_endpoint_auth_methods_supported": auth_methods,
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "scopes_supported": ["openid", "profile", "email", "offline_access", ACCOUNT_SCOPE],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "azp", "acr",
             "name", "preferred_username", "email", "email_verified"],

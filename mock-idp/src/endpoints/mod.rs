@@ -8,6 +8,7 @@ pub(crate) mod device;
 pub(crate) mod discovery;
 pub(crate) mod end_session;
 pub(crate) mod pages;
+pub(crate) mod par;
 pub(crate) mod proof;
 pub(crate) mod revoke;
 pub(crate) mod token;

@@ -33,7 +33,7 @@ pub(crate) async fn revoke(
 ) -> Response {
     let result = form(&headers, body).and_then(|params| {
         let settings = shared.settings();
-        let client = authenticate_client(&settings, &headers, &params)?;
+        let client = authenticate_client(&settings, &headers, &params, &shared.assertion_check())?;
         let token = params.required("token")?;
         revoke_token(&shared, &client.config.client_id, token)
     });
@@ -84,7 +84,7 @@ pub(crate) async fn introspect(
 ) -> Response {
     let result = form(&headers, body).and_then(|params| {
         let settings = shared.settings();
-        let client = authenticate_client(&settings, &headers, &params)?;
+        let client = authenticate_client(&settings, &headers, &params, &shared.assertion_check())?;
         if client.config.is_public() || !client.config.introspection {
             return Err(OAuthError::new(
                 StatusCode::FORBIDDEN,

@@ -86,7 +86,7 @@ fn handle(
             format!("grant type {grant_type:?} is not supported"),
         ));
     }
-    let client = authenticate_client(&settings, headers, params)?;
+    let client = authenticate_client(&settings, headers, params, &shared.assertion_check())?;
     if !client.config.allows_grant(grant_type) {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,

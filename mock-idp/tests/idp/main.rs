@@ -14,6 +14,8 @@ mod dpop;
 mod limits;
 mod logout;
 mod oidc_client;
+mod par;
+mod private_key_jwt;
 mod start;
 mod tokens;
 mod users;

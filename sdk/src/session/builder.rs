@@ -59,6 +59,7 @@ pub struct SessionManagerBuilder {
     post_logout_redirect: Option<String>,
     dpop: bool,
     secret: Option<ClientSecret>,
+    key: Option<crate::ClientKey>,
     skew: Option<Duration>,
     http: Option<HttpClient>,
     store: Option<Arc<dyn TokenStore>>,
@@ -94,6 +95,7 @@ impl SessionManagerBuilder {
             post_logout_redirect: None,
             dpop: false,
             secret: None,
+            key: None,
             skew: None,
             http: None,
             store: None,
@@ -148,9 +150,10 @@ impl SessionManagerBuilder {
         self
     }
 
-    /// How the client secret is sent (`client_secret_basic` or
-    /// `client_secret_post`): see [`OidcClient::client_auth`]. Only with
-    /// [`SessionManager::builder`].
+    /// How the client proves itself (`client_secret_basic`,
+    /// `client_secret_post` or `private_key_jwt`): see
+    /// [`OidcClient::client_auth`]. Only with [`SessionManager::builder`];
+    /// `build()` refuses a method whose secret or key is not given.
     pub fn client_auth(mut self, method: crate::ClientAuthMethod) -> Self {
         self.client_auth = Some(method);
         self
@@ -177,6 +180,25 @@ impl SessionManagerBuilder {
     /// the source). Only with [`SessionManager::builder`].
     pub fn client_secret(mut self, secret: ClientSecret) -> Self {
         self.secret = Some(secret);
+        self
+    }
+
+    /// The client's private key for `private_key_jwt` (RFC 7523): see
+    /// [`OidcClient::client_key`]. Only with [`SessionManager::builder`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> sessionkit::Result<()> {
+    /// use sessionkit::{ClientKey, SessionManager};
+    ///
+    /// let key = ClientKey::from_pkcs8_der(&std::fs::read("client-key.der")?)?;
+    /// let sessions = SessionManager::builder("https://id.example.com", "my-app")
+    ///     .client_key(key)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = sessions; Ok(()) }
+    /// ```
+    pub fn client_key(mut self, key: crate::ClientKey) -> Self {
+        self.key = Some(key);
         self
     }
 
@@ -280,11 +302,12 @@ impl SessionManagerBuilder {
                     || self.client_auth.is_some()
                     || self.dpop
                     || self.secret.is_some()
+                    || self.key.is_some()
                     || self.skew.is_some()
                     || self.http.is_some()
                 {
                     return Err(Error::Config(
-                        "scopes, manage_devices, auth_params, post_logout_redirect_uri, client_auth, dpop, client_secret, clock_skew and http belong to the OidcClient \
+                        "scopes, manage_devices, auth_params, post_logout_redirect_uri, client_auth, dpop, client_secret, client_key, clock_skew and http belong to the OidcClient \
                          given to SessionManager::for_client; set them there"
                             .to_owned(),
                     ));
@@ -316,6 +339,9 @@ impl SessionManagerBuilder {
                 if let Some(secret) = self.secret {
                     client = client.client_secret(secret);
                 }
+                if let Some(key) = self.key {
+                    client = client.client_key(key);
+                }
                 client = client.dpop(self.dpop);
                 if let Some(skew) = self.skew {
                     client = client.clock_skew(skew);
@@ -327,6 +353,9 @@ impl SessionManagerBuilder {
             Some(clock) => client.clock(clock),
             None => client,
         };
+        if let Some(why) = client.credential_missing() {
+            return Err(Error::Config(why.to_owned()));
+        }
         let namespace = self
             .namespace
             .unwrap_or_else(|| client.client_id().to_owned());

@@ -78,11 +78,13 @@ impl fmt::Display for KeychainBackend {
     }
 }
 
-/// The two entries of an account.
+/// The two entries of an account, and an app's client key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Session,
     Refresh,
+    /// A client's private signing key ([`crate::ClientKey::from_keychain`]).
+    ClientKey,
 }
 
 impl Kind {
@@ -90,6 +92,7 @@ impl Kind {
         match self {
             Self::Session => "session",
             Self::Refresh => "refresh",
+            Self::ClientKey => "client-key",
         }
     }
 }
@@ -283,7 +286,7 @@ impl KeychainStore {
             // Background refresh must read the session entry while the device is locked.
             (KeychainBackend::Apple, Kind::Session) => &[("access-policy", "after-first-unlock")],
             // The refresh token never leaves the device (no backup, no sync).
-            (KeychainBackend::Apple, Kind::Refresh) => {
+            (KeychainBackend::Apple, Kind::Refresh | Kind::ClientKey) => {
                 &[("access-policy", "when-unlocked-this-device-only")]
             }
             // The default (`Enterprise`) roams with the user's profile.
@@ -296,13 +299,12 @@ impl KeychainStore {
     /// on the keyutils thread for that backend, on the calling thread otherwise.
     fn call<T: Send + 'static>(
         &self,
-        key: &AccountKey,
+        service: String,
         user: String,
         kind: Kind,
         what: &'static str,
         op: impl Fn(&Entry) -> keyring_core::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let service = key.service();
         let modifiers = self.modifiers(kind);
         let store = self.current();
         let result = match self.backend {
@@ -350,6 +352,60 @@ impl KeychainStore {
         }
     }
 
+    /// Reads the client key entry `user` of `service` (an app's own entry,
+    /// not an account's), as text.
+    pub(crate) fn read_client_key(
+        &self,
+        service: &str,
+        user: &str,
+    ) -> Result<Zeroizing<String>, StoreError> {
+        let bytes = Zeroizing::new(self.call(
+            service.to_owned(),
+            user.to_owned(),
+            Kind::ClientKey,
+            "read",
+            |entry| entry.get_secret(),
+        )?);
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => Ok(Zeroizing::new(text.to_owned())),
+            Err(_) => Err(StoreError::Corrupt(format!(
+                "{}: client key entry is not UTF-8 text ({} bytes)",
+                self.backend.name(),
+                bytes.len()
+            ))),
+        }
+    }
+
+    /// Writes the client key entry `user` of `service`.
+    pub(crate) fn write_client_key(
+        &self,
+        service: &str,
+        user: &str,
+        value: Zeroizing<String>,
+    ) -> Result<(), StoreError> {
+        self.call(
+            service.to_owned(),
+            user.to_owned(),
+            Kind::ClientKey,
+            "write",
+            move |entry| entry.set_password(&value),
+        )
+    }
+
+    /// Deletes the client key entry `user` of `service`; absent is fine.
+    pub(crate) fn delete_client_key(&self, service: &str, user: &str) -> Result<(), StoreError> {
+        self.call(
+            service.to_owned(),
+            user.to_owned(),
+            Kind::ClientKey,
+            "delete",
+            |entry| match entry.delete_credential() {
+                Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
+                Err(err) => Err(err),
+            },
+        )
+    }
+
     /// The platform store in use now.
     fn current(&self) -> Arc<CredentialStore> {
         Arc::clone(&self.store.lock().unwrap_or_else(|e| e.into_inner()))
@@ -369,7 +425,7 @@ impl KeychainStore {
             len,
             "writing keychain entry"
         );
-        self.call(key, user, kind, "write", move |entry| {
+        self.call(key.service(), user, kind, "write", move |entry| {
             entry.set_password(&value)
         })
     }
@@ -381,7 +437,9 @@ impl KeychainStore {
         user: String,
         kind: Kind,
     ) -> Result<Zeroizing<String>, StoreError> {
-        let bytes = Zeroizing::new(self.call(key, user, kind, "read", |entry| entry.get_secret())?);
+        let bytes = Zeroizing::new(self.call(key.service(), user, kind, "read", |entry| {
+            entry.get_secret()
+        })?);
         match std::str::from_utf8(&bytes) {
             Ok(text) => Ok(Zeroizing::new(text.to_owned())),
             Err(_) => Err(StoreError::Corrupt(format!(
@@ -448,7 +506,7 @@ impl KeychainStore {
     /// Deletes one entry; absent is fine. When several items match (another
     /// program wrote a look-alike), all of them go: logout means no tokens left.
     fn remove(&self, key: &AccountKey, user: String, kind: Kind) -> Result<(), StoreError> {
-        self.call(key, user, kind, "delete", |entry| {
+        self.call(key.service(), user, kind, "delete", |entry| {
             match entry.delete_credential() {
                 Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
                 Err(keyring_core::Error::Ambiguous(entries)) => {
