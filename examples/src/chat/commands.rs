@@ -3,9 +3,7 @@
 use std::io::{IsTerminal as _, Write as _};
 
 use anyhow::Context as _;
-use sessionkit::{
-    AccountInfo, AuthParams, AuthedClient, DevicePrompt, LoopbackOptions, OidcClient,
-};
+use sessionkit::{AccountInfo, AuthParams, AuthedClient, DevicePrompt, LoopbackOptions};
 use tokio_util::sync::CancellationToken;
 
 use super::setup::Setup;
@@ -23,13 +21,13 @@ pub(super) async fn run(setup: &Setup, command: Command) -> anyhow::Result<()> {
 
 async fn login(setup: &Setup, args: &LoginArgs) -> anyhow::Result<()> {
     let manager = &setup.manager;
-    // `--scope` replaces the default scopes for this sign-in.
-    let client = OidcClient::new(
-        manager.client().provider().clone(),
-        manager.client().client_id(),
-    )
-    .scopes(args.scope.split_whitespace())
-    .auth_params(login_params(args));
+    // `--scope` replaces the default scopes for this sign-in; the rest
+    // (DPoP, PAR, client authentication) is the manager's client's.
+    let client = manager
+        .client()
+        .clone()
+        .scopes(args.scope.split_whitespace())
+        .auth_params(login_params(args));
     let cancel = CancellationToken::new();
     let ctrl_c = cancel.clone();
     let watcher = tokio::spawn(async move {

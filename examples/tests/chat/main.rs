@@ -560,3 +560,41 @@ async fn a_dpop_user_signs_in_chats_refreshes_and_logs_out() {
     alice.cleanup().await;
     bob.cleanup().await;
 }
+
+/// A provider that takes pushed authorization requests only (RFC 9126):
+/// `chat login` pushes by itself, and the URL it prints carries only
+/// `client_id` and `request_uri`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_login_pushes_its_request_when_the_provider_requires_it() {
+    let idp = sessionkit_mock_idp::MockIdp::builder()
+        .bind("127.0.0.1:0")
+        .config(sessionkit_mock_idp::Config {
+            require_pushed_authorization_requests: true,
+            ..sessionkit_mock_idp::Config::default()
+        })
+        .start()
+        .await
+        .expect("mock idp");
+    let stack = Stack::with_idp(idp).await;
+    let carol = User::new("carol", &stack);
+    let printed = carol.login_logged(&stack.idp, "warn").await;
+    let url = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("Open this URL to sign in: "))
+        .expect("the URL line");
+    let url = url::Url::parse(url).expect("url");
+    let names: Vec<_> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+    assert_eq!(names, ["client_id", "request_uri"]);
+    assert_eq!(
+        stack
+            .idp
+            .control()
+            .requests()
+            .iter()
+            .filter(|r| r.endpoint == "par" && r.status == 201)
+            .count(),
+        1
+    );
+    assert!(carol.run(&["whoami"]).await.ok().contains("carol"));
+    carol.cleanup().await;
+}

@@ -47,7 +47,11 @@ impl Stack {
         if let Some(ttl) = ttl {
             builder = builder.access_token_ttl(ttl);
         }
-        let idp = builder.start().await.expect("mock idp");
+        Self::with_idp(builder.start().await.expect("mock idp")).await
+    }
+
+    /// A chat server for `idp`, wired for back-channel logout.
+    pub async fn with_idp(idp: MockIdp) -> Self {
         let dir = scratch("stack");
         let mut config = ServerConfig::new(idp.issuer());
         config.db = Database::File(dir.join("chat.db"));
