@@ -36,13 +36,20 @@
 //   SESSIONKIT_REQUIRE_PAR=1 (discovery then says
 //   `require_pushed_authorization_requests: true`).
 //
+// - client `sessionkit-interop-chat` (DPoP-bound tokens required) for the
+//   example chat: its access tokens are for the resource
+//   `urn:sessionkit:chat-server` by default (RFC 8707, kept at refresh):
+//   JWTs (RFC 9068, ES256) with audience `chat-server`, which chat-server
+//   verifies with this provider's JWKS; their lifetime is
+//   SESSIONKIT_ACCESS_TOKEN_TTL seconds when set (else an hour).
+//
 // For the tests, GET /_test/log answers what happened, without any token:
 // the provider's events (grant.success, grant.error, grant.revoked, ...) with
 // the grant type and error, and every request (method, path, status).
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const CLIENT_ID = 'sessionkit-interop';
 
@@ -108,7 +115,10 @@ const clients = [
     id_token_signed_response_alg: alg,
   })),
   { ...client, client_id: `${CLIENT_ID}-dpop`, dpop_bound_access_tokens: true },
+  { ...client, client_id: `${CLIENT_ID}-chat`, dpop_bound_access_tokens: true },
 ];
+const CHAT_RESOURCE = 'urn:sessionkit:chat-server';
+const accessTokenTtl = Number(process.env.SESSIONKIT_ACCESS_TOKEN_TTL || 3600);
 
 const provider = new Provider(issuer, {
   clients,
@@ -129,6 +139,26 @@ const provider = new Provider(issuer, {
     dPoP: process.env.SESSIONKIT_DPOP_NONCE === '0'
       ? { enabled: true }
       : { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
+    resourceIndicators: {
+      enabled: true,
+      async defaultResource(_ctx, client, oneOf) {
+        if (oneOf) return oneOf;
+        return client?.clientId === `${CLIENT_ID}-chat` ? CHAT_RESOURCE : undefined;
+      },
+      async useGrantedResource() {
+        return true;
+      },
+      async getResourceServerInfo(_ctx, resource) {
+        if (resource !== CHAT_RESOURCE) throw new errors.InvalidTarget();
+        return {
+          scope: 'openid profile offline_access',
+          audience: 'chat-server',
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: accessTokenTtl,
+          jwt: { sign: { alg: 'ES256' } },
+        };
+      },
+    },
     pushedAuthorizationRequests: {
       enabled: true,
       requirePushedAuthorizationRequests: process.env.SESSIONKIT_REQUIRE_PAR === '1',
@@ -140,7 +170,7 @@ const provider = new Provider(issuer, {
   },
   rotateRefreshToken: true,
   ttl: {
-    AccessToken: 3600,
+    AccessToken: accessTokenTtl,
     IdToken: 3600,
     RefreshToken: 24 * 3600,
     Grant: 24 * 3600,

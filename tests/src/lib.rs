@@ -12,10 +12,13 @@
 //! dev-dependency only, never published):
 //! - [`webdriver`]: a tiny W3C WebDriver client for headless Chromium;
 //! - [`file_store`]: a token store in files, shared between processes;
-//! - [`scratch`]: a temporary directory per test, removed when dropped.
+//! - [`scratch`]: a temporary directory per test, removed when dropped;
+//! - [`oidc_provider`]: panva/oidc-provider in a child process, and a
+//!   scripted user for its pages.
 
 #![forbid(unsafe_code)]
 
 pub mod file_store;
+pub mod oidc_provider;
 pub mod scratch;
 pub mod webdriver;

@@ -132,6 +132,22 @@ impl User {
         }
     }
 
+    /// A user of the provider at `issuer` and the chat server at `server_url`.
+    pub fn at(name: &str, issuer: &str, server_url: &str) -> Self {
+        let home = scratch(name);
+        let namespace = format!(
+            "sk-chat-test-{}",
+            home.file_name().and_then(|n| n.to_str()).unwrap_or("x")
+        );
+        Self {
+            name: name.to_owned(),
+            home,
+            namespace,
+            issuer: issuer.to_owned(),
+            server_url: server_url.to_owned(),
+        }
+    }
+
     /// Another account in the same HOME and namespace as `other`.
     pub fn beside(name: &str, other: &User) -> Self {
         Self {
@@ -267,9 +283,19 @@ impl User {
 
     /// Starts `chat --plain` with `RUST_LOG=filter`.
     pub fn plain_with_log(&self, filter: &str) -> Plain {
+        self.spawn_plain(filter, &[])
+    }
+
+    /// Starts `chat --client-id CLIENT_ID --plain`.
+    pub fn plain_as(&self, client_id: &str) -> Plain {
+        self.spawn_plain("info", &["--client-id", client_id])
+    }
+
+    fn spawn_plain(&self, filter: &str, args: &[&str]) -> Plain {
         let mut child = self
             .command()
             .env("RUST_LOG", filter)
+            .args(args)
             .arg("--plain")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
