@@ -442,10 +442,23 @@ impl OidcClient {
     /// ([`OidcClient::client_auth`]), else the key when there is one, else
     /// the secret as the provider advertises.
     pub(crate) fn credential(&self) -> Option<Credential<'_>> {
+        let supported: Option<Vec<&str>> = self
+            .provider
+            .metadata()
+            .token_endpoint_auth_methods_supported()
+            .map(|m| m.iter().map(|m| m.as_ref()).collect());
         let use_key = match self.auth_method {
             Some(ClientAuthMethod::PrivateKeyJwt) => true,
             Some(_) => false,
-            None => self.client_key.is_some(),
+            // A key alone is used; with a secret as well, the key when the
+            // provider advertises private_key_jwt, else the secret.
+            None => {
+                self.client_key.is_some()
+                    && (self.client_secret.is_none()
+                        || supported
+                            .as_deref()
+                            .is_some_and(|m| m.contains(&"private_key_jwt")))
+            }
         };
         if use_key {
             return self.client_key.as_ref().map(|key| Credential::Key {
@@ -458,14 +471,7 @@ impl OidcClient {
         let method = self
             .auth_method
             .filter(|m| *m != ClientAuthMethod::PrivateKeyJwt)
-            .unwrap_or_else(|| {
-                let supported: Option<Vec<&str>> = self
-                    .provider
-                    .metadata()
-                    .token_endpoint_auth_methods_supported()
-                    .map(|m| m.iter().map(|m| m.as_ref()).collect());
-                ClientAuthMethod::for_provider(supported.as_deref())
-            });
+            .unwrap_or_else(|| ClientAuthMethod::for_provider(supported.as_deref()));
         Some(Credential::Secret { secret, method })
     }
 

@@ -252,3 +252,42 @@ async fn a_method_without_its_key_or_secret_is_refused_at_build() {
         result.err()
     );
 }
+
+/// An app that holds a secret and a key uses the key when the provider
+/// advertises `private_key_jwt` (mock-idp does, and refuses a secret from
+/// a client registered with keys: a sign-in that works used the key).
+#[tokio::test]
+async fn with_a_secret_and_a_key_the_key_is_used_where_advertised() {
+    let idp = MockIdp::builder()
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("idp");
+    let key = ClientKey::generate().expect("key");
+    idp.control()
+        .register_client(ClientConfig::private_key_jwt(
+            "both-app",
+            serde_json::json!({"keys": [key.public_jwk()]}),
+        ))
+        .expect("client");
+    let dir = std::env::temp_dir().join(format!("sk-client-both-{}", std::process::id()));
+    let manager = SessionManager::builder(idp.issuer(), "both-app")
+        .namespace("client-key")
+        .client_key(key)
+        .client_secret(ClientSecret::new(
+            "a-secret-the-provider-does-not-take".to_owned(),
+        ))
+        .store(Arc::new(MemoryStore::new()))
+        .registry(AccountRegistry::at(dir.join("accounts.json")))
+        .restore(false)
+        .build()
+        .await
+        .expect("manager");
+    let (request, back) = authorize(&manager).await;
+    manager
+        .client()
+        .finish(&request, &back)
+        .await
+        .expect("the key was chosen");
+    let _ = std::fs::remove_dir_all(&dir);
+}
