@@ -801,7 +801,8 @@ impl OidcClient {
         checks: &LoginChecks,
         dpop: Option<&DpopKey>,
     ) -> Result<TokenSet> {
-        let dpop = raw.bound_key(dpop)?;
+        let dpop_bound = raw.bound_to(dpop)?;
+        let dpop = dpop.cloned();
         let claims = match &raw.id_token {
             Some(id) => Some(
                 id_token::verify(
@@ -845,6 +846,7 @@ impl OidcClient {
             scopes: raw.scopes.unwrap_or_else(|| self.scopes.clone()),
             claims,
             dpop,
+            dpop_bound,
         })
     }
 }

@@ -30,9 +30,14 @@ pub struct TokenSet {
     pub scopes: Vec<String>,
     /// The checked claims of the ID token.
     pub claims: Option<IdClaims>,
-    /// The DPoP key the tokens are bound to (the provider answered
-    /// `token_type: DPoP`); `None` for bearer tokens.
+    /// The DPoP key the request proved possession of, when the client
+    /// uses DPoP: the refresh token may be bound to it (RFC 9449 §5), so
+    /// every later refresh and revocation proves it again.
     pub dpop: Option<DpopKey>,
+    /// The access token is bound to [`TokenSet::dpop`] (the provider
+    /// answered `token_type: DPoP`): API calls send it as `DPoP` with a
+    /// proof. `false`: a bearer access token.
+    pub dpop_bound: bool,
 }
 
 impl std::fmt::Debug for TokenSet {
@@ -45,6 +50,7 @@ impl std::fmt::Debug for TokenSet {
             .field("scopes", &self.scopes)
             .field("sub", &self.claims.as_ref().map(|c| c.sub.as_str()))
             .field("dpop", &self.dpop)
+            .field("dpop_bound", &self.dpop_bound)
             .finish()
     }
 }
@@ -87,19 +93,19 @@ pub(crate) struct RawTokens {
 }
 
 impl RawTokens {
-    /// The key the tokens are bound to: `key` (the one the request's proof
-    /// was signed with) when the provider answered `token_type: DPoP`. A
-    /// `Bearer` answer to a DPoP request means a provider without DPoP: the
-    /// tokens are plain bearer tokens and the key is dropped.
-    pub(crate) fn bound_key(&self, key: Option<&DpopKey>) -> Result<Option<DpopKey>> {
+    /// Whether the access token is bound to `key`, the one the request's
+    /// proof was signed with (`token_type: DPoP`). A `Bearer` answer to a
+    /// request with a proof is a bearer access token — the provider may
+    /// still have bound the refresh token to the key (RFC 9449 §5), so the
+    /// caller keeps the key for the provider either way.
+    pub(crate) fn bound_to(&self, key: Option<&DpopKey>) -> Result<bool> {
         match (self.dpop_bound, key) {
-            (true, Some(key)) => Ok(Some(key.clone())),
             (true, None) => Err(Error::Parse {
                 message: "token_type DPoP for a request sent without a DPoP proof".to_owned(),
                 body: String::new(),
                 status: None,
             }),
-            (false, _) => Ok(None),
+            (bound, _) => Ok(bound),
         }
     }
 }

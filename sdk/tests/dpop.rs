@@ -494,3 +494,79 @@ async fn the_device_flow_binds_its_tokens_too() {
         .expect("userinfo");
     assert!(manager.logout(session.key()).await.revoked);
 }
+
+/// Another process signs the same account in again: a new refresh token,
+/// bound to a new key, replaces the stored one. When this process then
+/// refreshes (its tokens and the stored ones both due), it sends the stored
+/// refresh token with the key stored beside it — never with its own old
+/// key, which the provider would answer `invalid_grant`, signing the
+/// account out everywhere.
+#[tokio::test]
+async fn a_refresh_sends_the_stored_refresh_token_with_the_key_stored_beside_it() {
+    let setup = setup("relogin").await;
+    setup.idp.control().set_access_token_ttl(30);
+    let clock = sessionkit::Clock::manual();
+    let first = SessionManager::builder(setup.idp.issuer(), CLIENT)
+        .namespace("dpop")
+        .scopes(["openid", "profile", "offline_access"])
+        .dpop(true)
+        .clock(clock.clone())
+        .store(setup.store.clone())
+        .registry(AccountRegistry::at(setup.dir.join("accounts.json")))
+        .restore(false)
+        .build()
+        .await
+        .expect("manager");
+    let here = sign_in(&first).await;
+    let old_key = here.dpop_key().expect("bound");
+
+    let elsewhere = sign_in(&manager(&setup, true, false).await).await;
+    let new_key = elsewhere.dpop_key().expect("bound");
+    assert_ne!(old_key, new_key, "a new login, a new key");
+    assert_eq!(here.key(), elsewhere.key(), "the same account");
+
+    // Past both logins' 30 s tokens (and within the provider's 60 s window
+    // for a proof's iat): this process refreshes.
+    clock.advance(std::time::Duration::from_secs(40));
+    let token = here
+        .access_token()
+        .await
+        .expect("refreshed with the stored refresh token and its key");
+    assert_eq!(
+        bound_jkt(token.secret()).as_deref(),
+        Some(new_key.thumbprint())
+    );
+    assert_eq!(here.dpop_key().as_ref(), Some(&new_key));
+    assert!(
+        !setup
+            .idp
+            .control()
+            .requests()
+            .iter()
+            .any(|r| r.endpoint == "token" && r.status != 200),
+        "no refresh was refused"
+    );
+}
+
+#[test]
+fn a_stored_entry_keeps_whether_the_access_token_is_bound() {
+    use sessionkit::SessionEntry;
+    let key = DpopKey::generate().expect("key");
+    let entry = |bound| {
+        let mut e = SessionEntry::from_json(
+            r#"{"v":1,"access_token":"at","expires_at":null,"id_token":null,"scopes":[],"sid":null}"#,
+        )
+        .expect("entry");
+        e.dpop_key = Some(key.clone());
+        e.dpop_bound = bound;
+        e
+    };
+    for bound in [true, false] {
+        let again = SessionEntry::from_json(&entry(bound).to_json()).expect("reads");
+        assert_eq!(again.dpop_key.as_ref(), Some(&key));
+        assert_eq!(
+            again.dpop_bound, bound,
+            "a bearer access token with a key for the provider"
+        );
+    }
+}

@@ -120,11 +120,10 @@ impl Session {
     }
 
     /// Tokens another process stored after refreshing, if they are newer
-    /// than ours and fresh.
-    async fn adoptable(
-        &self,
-        current: &Tokens,
-    ) -> Result<(Option<Tokens>, Option<crate::RefreshToken>)> {
+    /// than ours and fresh; and the stored refresh token with the DPoP key
+    /// stored beside it (another process may have signed in again, with a
+    /// new key: a refresh token is only ever sent with its own key).
+    async fn adoptable(&self, current: &Tokens) -> Result<(Option<Tokens>, Option<StoredRefresh>)> {
         if !self.shared.policy.stores_tokens() || self.write_pending.load(Ordering::SeqCst) {
             // Nothing of ours is in the store, or the store is behind us.
             return Ok((None, None));
@@ -133,6 +132,14 @@ impl Session {
         let (entry, refresh) =
             blocking(move || (store.load_session(&k), store.load_refresh(&k))).await?;
         let refresh = refresh.ok();
+        let stored = refresh.clone().map(|token| StoredRefresh {
+            token,
+            dpop: match &entry {
+                Ok(entry) => entry.dpop_key.clone(),
+                // The entry cannot be read: the key in memory is the best guess.
+                Err(_) => current.dpop.clone(),
+            },
+        });
         let adopted = match entry {
             Ok(entry) if entry.access_token != current.access => {
                 let tokens = Tokens::stored(entry, refresh.clone().or(current.refresh.clone()));
@@ -147,7 +154,7 @@ impl Session {
                 None
             }
         };
-        Ok((adopted, refresh))
+        Ok((adopted, stored))
     }
 
     async fn refresh_under_file_lock(self: &Arc<Self>) -> Result<AccessToken> {
@@ -166,7 +173,11 @@ impl Session {
             self.emit(SessionEvent::Refreshed { expires_at });
             return Ok(access);
         }
-        let Some(refresh) = stored_refresh.or_else(|| current.refresh.clone()) else {
+        let (refresh, dpop) = match stored_refresh {
+            Some(stored) => (Some(stored.token), stored.dpop),
+            None => (current.refresh.clone(), current.dpop.clone()),
+        };
+        let Some(refresh) = refresh else {
             let error =
                 Error::Config("no refresh token for this account; sign in again".to_owned());
             self.fail(FailureKind::Rejected, &error);
@@ -178,7 +189,7 @@ impl Session {
         let request = self.shared.client.refresh_with_retries(
             &refresh,
             Some(key.sub.as_str()),
-            current.dpop.as_ref(),
+            dpop.as_ref(),
             self.shared.retry,
             &self.cancel,
             |f, wait| {
@@ -297,4 +308,10 @@ mod tests {
         let lowest: Vec<Duration> = STORE_RETRY.schedule().jitter(|| 0.0).take(3).collect();
         assert_eq!(lowest, [100 * ms; 3]);
     }
+}
+
+/// The refresh token in the store and the DPoP key its session entry holds.
+struct StoredRefresh {
+    token: crate::RefreshToken,
+    dpop: Option<crate::DpopKey>,
 }

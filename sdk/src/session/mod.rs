@@ -252,10 +252,27 @@ impl Session {
         self.tokens.load().id_token.clone()
     }
 
-    /// The DPoP key the account's tokens are bound to (`None` for bearer
-    /// tokens): made at the login, kept with the tokens, deleted at logout.
+    /// The account's DPoP key (`None` without DPoP): made at the login,
+    /// proved at every token, refresh and revocation request, kept with the
+    /// tokens, deleted at logout. The access token is bound to it unless
+    /// the provider answered with a bearer token ([`Session::dpop_bound`]).
+    ///
+    /// ```no_run
+    /// # fn demo(session: std::sync::Arc<sessionkit::Session>) {
+    /// if let Some(key) = session.dpop_key() {
+    ///     println!("tokens bound to {}", key.thumbprint()); // the cnf.jkt
+    /// }
+    /// # }
+    /// ```
     pub fn dpop_key(&self) -> Option<DpopKey> {
         self.tokens.load().dpop.clone()
+    }
+
+    /// Is the access token bound to [`Session::dpop_key`] (sent as
+    /// `Authorization: DPoP` with a proof)? `false` for a bearer token.
+    pub fn dpop_bound(&self) -> bool {
+        let tokens = self.tokens.load();
+        tokens.dpop_bound && tokens.dpop.is_some()
     }
 
     /// A DPoP proof for sending `token` with `method url` — `None` when the
@@ -289,7 +306,7 @@ impl Session {
         token: &AccessToken,
         nonce: Option<&str>,
     ) -> Result<Option<String>> {
-        let Some(key) = self.dpop_key() else {
+        let Some(key) = self.dpop_key().filter(|_| self.dpop_bound()) else {
             return Ok(None);
         };
         let kept = match nonce {

@@ -166,17 +166,20 @@ async fn steps(
     let memory = session.map(|s| s.tokens.load_full());
     let mut refresh = memory.as_ref().and_then(|t| t.refresh.clone());
     let mut id_token = memory.as_ref().and_then(|t| t.id_token.clone());
+    // The DPoP key goes with the refresh token it came with: from memory
+    // together, or from the store together.
     let mut dpop = memory.as_ref().and_then(|t| t.dpop.clone());
     if shared.policy.stores_tokens() && (refresh.is_none() || id_token.is_none()) {
         let (store, k) = (shared.store.clone(), key.clone());
         if let Ok((entry, stored_refresh)) =
             blocking(move || (store.load_session(&k), store.load_refresh(&k))).await
         {
-            refresh = refresh.or(stored_refresh.ok());
-            if let Ok(entry) = entry {
-                id_token = id_token.or(entry.id_token);
-                dpop = dpop.or(entry.dpop_key);
+            let entry = entry.ok();
+            if refresh.is_none() {
+                refresh = stored_refresh.ok();
+                dpop = entry.as_ref().map_or(dpop, |e| e.dpop_key.clone());
             }
+            id_token = id_token.or(entry.and_then(|e| e.id_token));
         }
     }
     // 2. Store entries, registry entry, lock file; memory; state.

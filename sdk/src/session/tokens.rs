@@ -22,8 +22,10 @@ pub(crate) struct Tokens {
     pub(crate) id_token: Option<IdToken>,
     pub(crate) sid: Option<String>,
     pub(crate) scopes: Vec<String>,
-    /// The DPoP key the tokens are bound to.
+    /// The DPoP key the provider knows the tokens by.
     pub(crate) dpop: Option<DpopKey>,
+    /// The access token is bound to that key (else: a bearer token).
+    pub(crate) dpop_bound: bool,
 }
 
 impl Tokens {
@@ -49,6 +51,7 @@ impl Tokens {
                 .or_else(|| before.and_then(|b| b.sid.clone())),
             scopes: set.scopes.clone(),
             dpop: set.dpop.clone(),
+            dpop_bound: set.dpop_bound,
         }
     }
 
@@ -62,6 +65,7 @@ impl Tokens {
             id_token: entry.id_token,
             sid: entry.sid,
             scopes: entry.scopes,
+            dpop_bound: entry.dpop_bound,
             dpop: entry.dpop_key,
         }
     }
@@ -77,6 +81,7 @@ impl Tokens {
             sid: None,
             scopes: Vec::new(),
             dpop: None,
+            dpop_bound: false,
         }
     }
 
@@ -89,6 +94,7 @@ impl Tokens {
             scopes: self.scopes.clone(),
             sid: self.sid.clone(),
             dpop_key: self.dpop.clone(),
+            dpop_bound: self.dpop_bound,
         }
     }
 

@@ -115,6 +115,7 @@ mod tests {
             scopes: vec!["openid".into()],
             sid: Some("s".into()),
             dpop_key: None,
+            dpop_bound: false,
         };
         store.save_session(&key(), &entry).expect("save");
         store
@@ -152,6 +153,7 @@ mod tests {
             scopes: vec!["openid".into(), "offline_access".into()],
             sid: None,
             dpop_key: None,
+            dpop_bound: false,
         };
         assert_eq!(SessionEntry::from_json(&entry.to_json()), Ok(entry));
         assert!(matches!(
@@ -176,6 +178,7 @@ mod tests {
                         scopes: vec![],
                         sid: None,
                         dpop_key: None,
+                        dpop_bound: false,
                     }
                     .to_json()
                 )

@@ -100,9 +100,11 @@ pub struct SessionEntry {
     pub scopes: Vec<String>,
     /// The provider's session id (`sid`), for logout and device lists.
     pub sid: Option<String>,
-    /// The DPoP key the tokens are bound to (its private key is stored with
-    /// the entry, so the entry is as secret as the tokens are).
+    /// The DPoP key the provider knows the tokens by (its private key is
+    /// stored with the entry, so the entry is as secret as the tokens are).
     pub dpop_key: Option<DpopKey>,
+    /// The access token is bound to that key (`token_type: DPoP`).
+    pub dpop_bound: bool,
 }
 
 impl std::fmt::Debug for SessionEntry {
@@ -115,6 +117,7 @@ impl std::fmt::Debug for SessionEntry {
             .field("scopes", &self.scopes)
             .field("sid", &self.sid)
             .field("dpop_key", &self.dpop_key)
+            .field("dpop_bound", &self.dpop_bound)
             .finish()
     }
 }
@@ -133,6 +136,9 @@ struct SessionWire {
     /// base64url PKCS#8 of the DPoP private key; absent for bearer tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dpop_key: Option<String>,
+    /// The access token is bound to the key; absent: bound when there is a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop_bound: Option<bool>,
 }
 
 impl SessionEntry {
@@ -153,6 +159,7 @@ impl SessionEntry {
             scopes: self.scopes.clone(),
             sid: self.sid.clone(),
             dpop_key: self.dpop_key.as_ref().map(|k| k.to_stored().to_string()),
+            dpop_bound: self.dpop_key.as_ref().map(|_| self.dpop_bound),
         };
         // Serializing plain strings and numbers cannot fail.
         serde_json::to_string(&wire).unwrap_or_default()
@@ -192,6 +199,7 @@ impl SessionEntry {
             id_token: wire.id_token.map(IdToken::new),
             scopes: wire.scopes,
             sid: wire.sid,
+            dpop_bound: wire.dpop_bound.unwrap_or(dpop_key.is_some()) && dpop_key.is_some(),
             dpop_key,
         })
     }

@@ -99,6 +99,7 @@ pub(crate) fn session_entry() -> SessionEntry {
         sid: Some(format!("sid-{}", &random_hex()[..8])),
         // A DPoP key too: the private key lives in the entry (the keychain).
         dpop_key: Some(sessionkit::DpopKey::generate().expect("key")),
+        dpop_bound: true,
     }
 }
 

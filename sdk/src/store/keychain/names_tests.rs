@@ -38,6 +38,7 @@ fn entry(access: &str) -> SessionEntry {
         scopes: vec!["openid".into()],
         sid: None,
         dpop_key: None,
+        dpop_bound: false,
     }
 }
 
