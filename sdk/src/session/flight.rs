@@ -293,6 +293,12 @@ impl Session {
     }
 }
 
+/// The refresh token in the store and the DPoP key its session entry holds.
+struct StoredRefresh {
+    token: crate::RefreshToken,
+    dpop: Option<crate::DpopKey>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,10 +314,4 @@ mod tests {
         let lowest: Vec<Duration> = STORE_RETRY.schedule().jitter(|| 0.0).take(3).collect();
         assert_eq!(lowest, [100 * ms; 3]);
     }
-}
-
-/// The refresh token in the store and the DPoP key its session entry holds.
-struct StoredRefresh {
-    token: crate::RefreshToken,
-    dpop: Option<crate::DpopKey>,
 }
