@@ -36,6 +36,11 @@ struct Args {
     /// proof lacks it is answered 401 `use_dpop_nonce` with a DPoP-Nonce.
     #[arg(long)]
     dpop_nonce: bool,
+    /// A WebSocket URL clients dial (repeatable; e.g. wss://chat.example/ws
+    /// behind a TLS proxy): DPoP proofs must name one. Default: this
+    /// server's own ws:// URL.
+    #[arg(long = "public-url")]
+    public_urls: Vec<String>,
     /// Log filter, as in RUST_LOG (default: RUST_LOG, else "info").
     #[arg(long)]
     log: Option<String>,
@@ -72,6 +77,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.backchannel_client_id = args.backchannel_client_id;
     config.db = Database::from_arg(&args.db);
     config.require_dpop_nonce = args.dpop_nonce;
+    config.public_urls = args.public_urls;
     let stop = stop_signal()?;
     let server = ChatServer::start(config).await?;
     {

@@ -82,6 +82,13 @@ pub struct ServerConfig {
     /// How far (seconds) a DPoP proof's `iat` may be from the server's
     /// clock, either way (default 60).
     pub dpop_window_secs: u32,
+    /// The WebSocket URLs clients dial (`chat-server --public-url`,
+    /// repeatable), such as `wss://chat.example/ws` behind a TLS proxy: a
+    /// DPoP proof's `htu` must be one of them. The `Host` header only
+    /// picks which; it never adds a URL. Empty (the default): the bound
+    /// address's `ws://ADDR/ws`, and `ws://localhost:PORT/ws` as well when
+    /// bound to loopback.
+    pub public_urls: Vec<String>,
 }
 
 /// Limits per user, counted by the access token's `sub` across all of the
@@ -155,6 +162,7 @@ impl ServerConfig {
             users: UserLimits::default(),
             require_dpop_nonce: false,
             dpop_window_secs: 60,
+            public_urls: Vec::new(),
         }
     }
 }

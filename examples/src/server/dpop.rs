@@ -62,13 +62,36 @@ pub(crate) fn authorization(headers: &HeaderMap) -> Option<(Scheme, &str)> {
     }
 }
 
-/// The URL the client dialled, as a proof's `htu` names it:
-/// `ws://HOST/PATH` from the `Host` header and the request's path.
-pub(crate) fn handshake_url(headers: &HeaderMap, path: &str) -> Option<String> {
+/// The WebSocket URLs of a server bound to `addr` when none are
+/// configured: `ws://ADDR/ws`, and `ws://localhost:PORT/ws` on loopback.
+pub(crate) fn default_urls(addr: std::net::SocketAddr) -> Vec<String> {
+    let mut urls = vec![format!("ws://{addr}{}", super::WS_PATH)];
+    if addr.ip().is_loopback() {
+        urls.push(format!("ws://localhost:{}{}", addr.port(), super::WS_PATH));
+    }
+    urls
+}
+
+/// The configured URL the client dialled, as a proof's `htu` must name
+/// it: the one whose authority is the request's `Host` and whose path is
+/// the request's. The client's `Host` only picks among the configured
+/// URLs: a proof made for any other host is never accepted here.
+pub(crate) fn handshake_url<'a>(
+    urls: &'a [url::Url],
+    headers: &HeaderMap,
+    path: &str,
+) -> Option<&'a url::Url> {
     let host = headers.get(header::HOST)?.to_str().ok()?;
-    let url = url::Url::parse(&format!("ws://{host}{path}")).ok()?;
-    // A Host header with a path or credentials of its own is no host.
-    (url.username().is_empty() && url.path() == path).then(|| url.into())
+    urls.iter().find(|u| {
+        // The Host as a URL of the same scheme, normalised the same way
+        // (case, default port); one with a path or credentials is no host.
+        url::Url::parse(&format!("{}://{host}{path}", u.scheme())).is_ok_and(|dialled| {
+            dialled.username().is_empty()
+                && dialled.password().is_none()
+                && dialled.path() == path
+                && dialled.as_str() == u.as_str()
+        })
+    })
 }
 
 /// Why a DPoP handshake was refused.
@@ -80,7 +103,7 @@ pub(crate) enum Refusal {
     BoundAsBearer,
     /// A token without `cnf` came as `DPoP`.
     NotBound,
-    /// No `Host` header to rebuild the URL from.
+    /// No `Host` header, or one that names none of the server's URLs.
     NoHost,
 }
 
@@ -101,7 +124,9 @@ impl Refusal {
                     .to_owned()
             }
             Self::NotBound => "the access token is not DPoP-bound: send it as Bearer".to_owned(),
-            Self::NoHost => "the request has no Host header to check the proof's htu".to_owned(),
+            Self::NoHost => {
+                "the request's Host and path are none of this server's WebSocket URLs".to_owned()
+            }
         }
     }
 
@@ -192,17 +217,37 @@ pub(crate) struct Verifier {
     /// `Some` when proofs must carry the server's nonce.
     nonces: Option<Nonces>,
     window_secs: u32,
+    /// The server's WebSocket URLs, one of which a proof's `htu` must be.
+    urls: Vec<url::Url>,
     pub(crate) counters: Counters,
 }
 
 impl Verifier {
-    pub(crate) fn new(require_nonce: bool, window_secs: u32) -> Self {
-        Self {
+    pub(crate) fn new(
+        require_nonce: bool,
+        window_secs: u32,
+        public_urls: &[String],
+    ) -> Result<Self, crate::server::ServerError> {
+        let urls = public_urls
+            .iter()
+            .map(|u| {
+                url::Url::parse(u)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "ws" | "wss") && u.host_str().is_some())
+                    .ok_or_else(|| {
+                        crate::server::ServerError::Config(format!(
+                            "public URL {u:?} is not a ws:// or wss:// URL"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
             replay: ReplayCache::default(),
             nonces: require_nonce.then(Nonces::default),
             window_secs,
+            urls,
             counters: Counters::default(),
-        }
+        })
     }
 
     /// The nonce to hand out now, when nonces are required.
@@ -253,8 +298,8 @@ impl Verifier {
         let proof = dpop::proof_header(headers)
             .map_err(Refusal::Proof)?
             .ok_or(Refusal::Proof(ProofError::Missing))?;
-        let url = handshake_url(headers, path).ok_or(Refusal::NoHost)?;
-        let mut request = ProofRequest::new(HANDSHAKE_METHOD, &url, proof)
+        let url = handshake_url(&self.urls, headers, path).ok_or(Refusal::NoHost)?;
+        let mut request = ProofRequest::new(HANDSHAKE_METHOD, url.as_str(), proof)
             .access_token(token)
             .window(self.window_secs);
         if let Some(nonces) = &self.nonces {
@@ -313,28 +358,48 @@ mod tests {
     }
 
     #[test]
-    fn the_url_is_rebuilt_from_the_host_and_the_path() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(handshake_url(&headers, "/ws"), None);
-        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:9091"));
+    fn the_host_only_picks_one_of_the_servers_urls() {
+        let urls: Vec<url::Url> = ["ws://127.0.0.1:9091/ws", "wss://chat.example/ws"]
+            .iter()
+            .map(|u| url::Url::parse(u).expect("url"))
+            .collect();
+        let pick = |host: Option<&'static str>, path| {
+            let mut headers = HeaderMap::new();
+            if let Some(host) = host {
+                headers.insert(header::HOST, HeaderValue::from_static(host));
+            }
+            handshake_url(&urls, &headers, path).map(url::Url::as_str)
+        };
+        assert_eq!(pick(None, "/ws"), None);
         assert_eq!(
-            handshake_url(&headers, "/ws").as_deref(),
+            pick(Some("127.0.0.1:9091"), "/ws"),
             Some("ws://127.0.0.1:9091/ws")
         );
-        headers.insert(header::HOST, HeaderValue::from_static("Chat.Example:80"));
         assert_eq!(
-            handshake_url(&headers, "/ws").as_deref(),
-            Some("ws://chat.example/ws")
+            pick(Some("Chat.Example:443"), "/ws"),
+            Some("wss://chat.example/ws")
         );
-        for bad in ["evil/x", "user@host", ""] {
-            headers.insert(header::HOST, HeaderValue::from_static(bad));
-            assert_eq!(handshake_url(&headers, "/ws"), None, "{bad}");
+        assert_eq!(
+            pick(Some("chat.example"), "/ws"),
+            Some("wss://chat.example/ws")
+        );
+        // A Host the server does not answer to names no URL: a proof made
+        // for it is never checked against it.
+        for bad in [
+            "evil.example",
+            "127.0.0.1:9092",
+            "evil/x",
+            "user@chat.example",
+            "",
+        ] {
+            assert_eq!(pick(Some(bad), "/ws"), None, "{bad}");
         }
+        assert_eq!(pick(Some("127.0.0.1:9091"), "/other"), None);
     }
 
     #[test]
     fn tokens_are_bound_one_way_or_the_other() {
-        let verifier = Verifier::new(false, 60);
+        let verifier = Verifier::new(false, 60, &["ws://127.0.0.1:1/ws".to_owned()]).expect("ok");
         let headers = HeaderMap::new();
         let check = |scheme, bound| verifier.check(&headers, "/ws", scheme, "t", bound, 0);
         assert!(check(Scheme::Bearer, None).is_ok());

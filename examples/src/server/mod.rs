@@ -163,7 +163,16 @@ impl ChatServer {
             config.jwks_max_age,
         );
         let hub = Arc::new(hub::Hub::new(config.users.clone()));
-        let dpop = dpop::Verifier::new(config.require_dpop_nonce, config.dpop_window_secs);
+        let public_urls = if config.public_urls.is_empty() {
+            dpop::default_urls(addr)
+        } else {
+            config.public_urls.clone()
+        };
+        let dpop = dpop::Verifier::new(
+            config.require_dpop_nonce,
+            config.dpop_window_secs,
+            &public_urls,
+        )?;
         let app = Arc::new(App {
             dpop,
             config,

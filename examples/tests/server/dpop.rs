@@ -721,3 +721,40 @@ async fn in_band_auth_keeps_the_connections_binding() {
     }
     alice.assert_alive().await;
 }
+
+/// The Host header only picks one of the server's own URLs: a proof made
+/// for another host, sent with that host in `Host`, is refused — it would
+/// otherwise let a proof made for one server be used at another.
+#[tokio::test]
+async fn a_proof_for_another_host_is_refused_whatever_the_host_header_says() {
+    let idp = idp().await;
+    let server = server(&idp).await;
+    let url = server.ws_url();
+    let key = Key::new();
+    let token = bound_token(&idp, "alice", &key).await;
+    let port = server.local_addr().port();
+    for host in [format!("evil.example:{port}"), "evil.example".to_owned()] {
+        let htu = format!("ws://{host}/ws");
+        let proof = key.proof("GET", &htu, Some(&token), &[]);
+        let mut request = url.as_str().into_client_request().expect("request");
+        let headers = request.headers_mut();
+        headers.insert(header::HOST, HeaderValue::from_str(&host).expect("host"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("DPoP {token}")).expect("header"),
+        );
+        headers.insert("DPoP", HeaderValue::from_str(&proof).expect("header"));
+        match within("handshake", tokio_tungstenite::connect_async(request)).await {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 401, "{host}");
+            }
+            Err(other) => panic!("{host}: expected a refusal, got {other}"),
+            Ok(_) => panic!("{host}: a proof for another host was accepted"),
+        }
+    }
+    // The server's own URL still works.
+    let proof = key.proof("GET", &url, Some(&token), &[]);
+    let mut alice =
+        Client::from_ws(open(&url, "DPoP", &token, &[&proof]).await.expect("open")).await;
+    alice.assert_alive().await;
+}
