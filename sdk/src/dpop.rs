@@ -179,18 +179,58 @@ impl Nonces {
     }
 }
 
-/// Is this `WWW-Authenticate` a DPoP nonce challenge (RFC 9449 §9)?
+/// Is there a DPoP nonce challenge (RFC 9449 §9) among the answer's
+/// `WWW-Authenticate` challenges — in a header of its own, or after
+/// another scheme's in the same header (`Bearer realm="x", DPoP error=…`)?
 pub(crate) fn is_nonce_challenge(headers: &reqwest::header::HeaderMap) -> bool {
     headers
         .get_all(reqwest::header::WWW_AUTHENTICATE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.trim_start()
-                .get(..4)
-                .is_some_and(|s| s.eq_ignore_ascii_case("dpop"))
-                && v.contains(USE_DPOP_NONCE)
-        })
+        .any(asks_for_a_nonce)
+}
+
+/// Does one header value hold a `DPoP` challenge with
+/// `error="use_dpop_nonce"`? The value is a comma-separated list (commas
+/// inside quotes do not count) of items that either start a challenge
+/// (`SCHEME` or `SCHEME param=value`) or continue it (`param=value`).
+fn asks_for_a_nonce(value: &str) -> bool {
+    let mut items = Vec::new();
+    let (mut quoted, mut escaped, mut start) = (false, false, 0);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                items.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&value[start..]);
+    let mut in_dpop = false;
+    for item in items.iter().map(|i| i.trim()) {
+        let param = match item.split_once(' ') {
+            Some((scheme, rest)) if !scheme.contains('=') => {
+                in_dpop = scheme.eq_ignore_ascii_case("dpop");
+                rest
+            }
+            None if !item.contains('=') && !item.is_empty() => {
+                in_dpop = item.eq_ignore_ascii_case("dpop");
+                continue;
+            }
+            _ => item,
+        };
+        let is_nonce_error = param.split_once('=').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("error") && v.trim().trim_matches('"') == USE_DPOP_NONCE
+        });
+        if in_dpop && is_nonce_error {
+            return true;
+        }
+    }
+    false
 }
 
 /// What a request to the provider signs its proofs with.
@@ -352,5 +392,25 @@ mod tests {
             HeaderValue::from_static(r#"Bearer error="use_dpop_nonce""#),
         );
         assert!(!is_nonce_challenge(&headers));
+        for (value, expected) in [
+            (
+                r#"Bearer realm="api", DPoP error="use_dpop_nonce", algs="ES256""#,
+                true,
+            ),
+            (r#"DPoP algs="ES256", error="use_dpop_nonce""#, true),
+            ("dpop ERROR=use_dpop_nonce", true),
+            (
+                r#"DPoP error="invalid_token", Bearer error="use_dpop_nonce""#,
+                false,
+            ),
+            (r#"Bearer realm="dpop, error=use_dpop_nonce""#, false),
+            (
+                r#"DPoP error="invalid_dpop_proof", error_description="use_dpop_nonce""#,
+                false,
+            ),
+        ] {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(value));
+            assert_eq!(is_nonce_challenge(&headers), expected, "{value}");
+        }
     }
 }

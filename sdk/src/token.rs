@@ -189,6 +189,9 @@ fn diagnostic_body(body: &[u8]) -> String {
     text.chars().take(512).collect()
 }
 
+/// A form's fields: names, and values borrowed or made here (an assertion).
+pub(crate) type Fields<'a> = Vec<(&'a str, Cow<'a, str>)>;
+
 /// Client authentication for a form POST (RFC 6749 §2.3.1): a confidential
 /// client uses HTTP Basic with id and secret form-urlencoded first, or the
 /// secret in the form (`client_secret_post`), or a fresh client assertion
@@ -199,9 +202,8 @@ pub(crate) fn authenticate<'a>(
     form: &[(&'a str, &'a str)],
     client_id: &'a str,
     credential: Option<Credential<'a>>,
-) -> (reqwest::RequestBuilder, Vec<(&'a str, Cow<'a, str>)>) {
-    let mut fields: Vec<(&'a str, Cow<'a, str>)> =
-        form.iter().map(|(k, v)| (*k, Cow::Borrowed(*v))).collect();
+) -> Result<(reqwest::RequestBuilder, Fields<'a>)> {
+    let mut fields: Fields<'a> = form.iter().map(|(k, v)| (*k, Cow::Borrowed(*v))).collect();
     let request = match credential {
         Some(Credential::Secret {
             secret,
@@ -222,11 +224,8 @@ pub(crate) fn authenticate<'a>(
             clock,
         }) => {
             // Signing fails only when the system's random generator or the
-            // crypto library does: nothing safe is left to do then.
-            #[allow(clippy::expect_used)]
-            let assertion = key
-                .assertion(client_id, audience, clock.now())
-                .expect("signing a client assertion failed");
+            // crypto library does: a typed error, the request not sent.
+            let assertion = key.assertion(client_id, audience, clock.now())?;
             fields.push(("client_id", client_id.into()));
             fields.push((
                 "client_assertion_type",
@@ -240,7 +239,7 @@ pub(crate) fn authenticate<'a>(
             request
         }
     };
-    (request, fields)
+    Ok((request, fields))
 }
 
 /// How a confidential client proves itself at the provider's token,
@@ -338,7 +337,7 @@ pub(crate) async fn post_form(
                 prover.proof("POST", url, nonce.as_deref())?,
             );
         }
-        let (request, mut fields) = authenticate(request, form, client_id, secret);
+        let (request, mut fields) = authenticate(request, form, client_id, secret)?;
         // A form that names the client itself (a pushed authorization
         // request, RFC 9126 §2.1) keeps one `client_id`.
         let mut named = false;

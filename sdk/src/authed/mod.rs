@@ -1,7 +1,8 @@
 //! Authenticated HTTP for the app's own API calls on behalf of one account.
 //!
 //! [`AuthedClient`] puts `Authorization: Bearer` (marked sensitive) on every
-//! request, with a token from [`Session::access_token`] — which refreshes
+//! request — or `Authorization: DPoP` and a fresh `DPoP` proof with `ath`
+//! when the account's token is DPoP-bound — with a token from [`Session::access_token`] — which refreshes
 //! first only when the token is expired or within the clock skew, never on
 //! every request. A `401` from the request's own origin costs one refresh
 //! (the session's single flight, shared with every other caller) and one
@@ -231,8 +232,11 @@ impl AuthedClient {
         self.execute(request).await
     }
 
-    /// Sends `request` with `Authorization: Bearer` and the account's token
-    /// (replacing any `Authorization` it had).
+    /// Sends `request` with the account's token in `Authorization`
+    /// (replacing any it had): `Bearer`, or `DPoP` with a fresh `DPoP` proof
+    /// for this method and URL when the token is DPoP-bound (a resource
+    /// server's `use_dpop_nonce` answer is retried once with its nonce,
+    /// without a refresh).
     ///
     /// The token comes from [`Session::access_token`]: cached while fresh,
     /// refreshed first when expired or within the clock skew. When the

@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | Linux, desktop | Secret Service (gnome-keyring, KWallet) over the D-Bus session bus | the collection's lock |
 //! | Linux, headless | kernel keyutils: the user's persistent keyring | kernel memory, until reboot or the keyring's expiry (3 days unused by default) |
-//! | macOS, iOS | the data-protection keychain | session entry `after-first-unlock`, refresh entry `when-unlocked-this-device-only` |
+//! | macOS, iOS | the data-protection keychain | session entry `after-first-unlock-this-device-only` (it may hold the DPoP key), refresh entry `when-unlocked-this-device-only` |
 //! | Windows | Credential Manager | `Local` persistence: never roams with the profile |
 //!
 //! Every call blocks (D-Bus round trips, keychain prompts, system calls); the
@@ -283,8 +283,12 @@ impl KeychainStore {
     /// Per-entry options of the platform store.
     fn modifiers(&self, kind: Kind) -> &'static [(&'static str, &'static str)] {
         match (self.backend, kind) {
-            // Background refresh must read the session entry while the device is locked.
-            (KeychainBackend::Apple, Kind::Session) => &[("access-policy", "after-first-unlock")],
+            // Background refresh must read the session entry while the device
+            // is locked; it never leaves the device either: it may hold the
+            // DPoP private key the tokens are bound to.
+            (KeychainBackend::Apple, Kind::Session) => {
+                &[("access-policy", "after-first-unlock-this-device-only")]
+            }
             // The refresh token never leaves the device (no backup, no sync).
             (KeychainBackend::Apple, Kind::Refresh | Kind::ClientKey) => {
                 &[("access-policy", "when-unlocked-this-device-only")]
