@@ -48,17 +48,34 @@
 // the grant type and error, and every request (method, path, status).
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import Provider, { errors } from 'oidc-provider';
 
 const CLIENT_ID = 'sessionkit-interop';
 
 function signingKey(type, options, alg) {
-  const { privateKey } = generateKeyPairSync(type, options);
-  const jwk = privateKey.export({ format: 'jwk' });
+  const jwk = type === 'rsa' ? rsaJwk(options) : generateKeyPairSync(type, options).privateKey.export({ format: 'jwk' });
   return { ...jwk, alg, use: 'sig', kid: `${alg.toLowerCase()}-${randomBytes(4).toString('hex')}` };
 }
 
+// Node 20's export of an RSA private key as a JWK now and then never returns
+// (about one key in a few hundred on the CI machines; generating the key, or
+// exporting it as PEM, does not hang). So the RSA key is made and exported in
+// a child process, killed and made again if it takes more than 10 s.
+function rsaJwk(options) {
+  const code = `const { generateKeyPairSync } = require('node:crypto');
+    const { privateKey } = generateKeyPairSync('rsa', ${JSON.stringify(options)});
+    process.stdout.write(JSON.stringify(privateKey.export({ format: 'jwk' })));`;
+  for (let attempt = 1; attempt <= 5; attempt += 1) {
+    const child = spawnSync(process.execPath, ['-e', code], { timeout: 10_000, encoding: 'utf8' });
+    if (child.status === 0 && child.stdout) return JSON.parse(child.stdout);
+    process.stderr.write(`oidc-provider start: RSA key attempt ${attempt} failed (${child.signal ?? child.status})\n`);
+  }
+  throw new Error('could not make an RSA key in 5 attempts');
+}
+
+process.stderr.write('oidc-provider start: modules loaded\n');
 const jwks = {
   keys: [
     signingKey('rsa', { modulusLength: 2048 }, 'RS256'),
@@ -93,9 +110,11 @@ function record(event, fields = {}) {
   process.stderr.write(`oidc-provider event ${JSON.stringify({ event, ...fields })}\n`);
 }
 
+process.stderr.write('oidc-provider start: keys made\n');
 const server = createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
+process.stderr.write('oidc-provider start: socket bound\n');
 
 // The interop client, and the same client with ID tokens signed by each of
 // the other algorithms (`sessionkit-interop-es256`, ...).
