@@ -186,11 +186,13 @@ mod client;
 mod connection;
 mod dpop;
 mod driver;
+mod endpoints;
 mod error;
 mod handshake;
 mod inbox;
 mod metrics;
 mod options;
+mod pacing;
 mod state;
 mod token;
 mod unacked;
@@ -203,10 +205,11 @@ pub use rustls;
 pub use builder::{
     Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INCOMING_BYTES, DEFAULT_INCOMING_CAPACITY,
     DEFAULT_MAX_MESSAGE, DEFAULT_OUTGOING_BYTES, DEFAULT_OUTGOING_CAPACITY, DEFAULT_PING_INTERVAL,
-    DEFAULT_PONG_TIMEOUT, DEFAULT_READ_BUFFER, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_PONG_TIMEOUT, DEFAULT_READ_BUFFER, DEFAULT_REFUSED_PROBE_WINDOW, DEFAULT_WRITE_TIMEOUT,
 };
 pub use client::RealtimeClient;
 pub use dpop::{HANDSHAKE_METHOD, ProofRequest};
+pub use endpoints::Endpoint;
 pub use error::{Error, Result, TokenError};
 pub use metrics::Metrics;
 pub use options::{Incoming, RefreshMode, Resume, TokenTransport, WhenFull};
