@@ -1,5 +1,9 @@
 //! [`Builder`]: a client's settings, with their defaults as named
 //! constants, and `build()`, which starts the driver task.
+//!
+//! (Over 500 lines: every setting is one short method, most of the length
+//! is their rustdoc examples; splitting the settings would scatter one
+//! builder.)
 
 use std::future::Future;
 use std::sync::Arc;
