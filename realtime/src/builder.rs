@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::client::RealtimeClient;
 use crate::driver::Driver;
-use crate::endpoints::{Endpoint, Endpoints, loggable, start_index};
+use crate::endpoints::{Endpoint, Endpoints, loggable, round_order};
 use crate::error::{Error, Result};
 use crate::inbox::Inbox;
 use crate::options::{Hook, Identity, Incoming, RefreshMode, Resume, TokenTransport, WhenFull};
@@ -206,10 +206,11 @@ impl Builder {
         self
     }
 
-    /// Picks the first endpoint from `seed` instead of at random (the same
-    /// seed, the same endpoint; seeds spread clients uniformly over the
-    /// list). For tests, or to keep a user on one node across restarts
-    /// (a hash of the user's id as the seed). No effect with one endpoint.
+    /// Draws the client's round of the endpoints (where it starts, and in
+    /// which order it moves on) from `seed` instead of at random: the same
+    /// seed, the same round; seeds spread clients uniformly over the list.
+    /// For tests, or to keep a user on one node across restarts (a hash of
+    /// the user's id as the seed). No effect with one endpoint.
     ///
     /// ```no_run
     /// use std::sync::Arc;
@@ -466,8 +467,8 @@ impl Builder {
     ) -> Result<(RealtimeClient, mpsc::Receiver<Incoming>)> {
         let source = source.into_token_source();
         let names = self.checked_endpoints()?;
-        let start = start_index(names.len(), self.start_seed);
-        let endpoints = Endpoints::new(self.urls.clone(), names.clone(), start);
+        let order = round_order(names.len(), self.start_seed);
+        let endpoints = Endpoints::new(self.urls.clone(), names.clone(), order);
         let (state_tx, state_rx) = watch::channel(State::Connecting { generation: 1 });
         let (in_tx, in_rx) = mpsc::channel(self.incoming_capacity);
         let incoming = Inbox::new(in_tx, self.incoming_bytes);

@@ -37,11 +37,12 @@ impl RealtimeClient {
 
     /// Settings for a client of several endpoints: the nodes of one service
     /// (`ws://` or `wss://` each), as Ably's fallback hosts. The client
-    /// starts at one chosen at random (uniform over the list;
-    /// [`Builder::start_seed`] pins it), and moves on to the next — after
-    /// the last, the first — when an attempt fails, a connection is lost
-    /// or stops answering, or the server goes away (close 1001 or 1012:
-    /// then at once, within one base delay). It stays on its endpoint for
+    /// goes round them in an order of its own, drawn at random (so a
+    /// node's clients spread over the other nodes when it goes; its start
+    /// is uniform over the list; [`Builder::start_seed`] pins it), and
+    /// moves on to the next when an attempt fails, a connection is lost or
+    /// stops answering, or the server goes away (close 1001 or 1012: then
+    /// at once, within one base delay). It stays on its endpoint for
     /// token matters (401, 4001, 4003) and the application's own close
     /// codes (4000–4499). One backoff schedule serves the whole list: its
     /// ceiling grows once per full round of failures, and every wait has

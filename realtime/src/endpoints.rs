@@ -1,8 +1,15 @@
 //! The endpoints of a client: one URL, or several nodes of one service (as
-//! Ably's fallback hosts). Where the client starts (at random, or from a
-//! seed: uniform over the list either way), moving to the next one, and
-//! what each endpoint keeps of its own (the server's latest DPoP nonce: a
-//! nonce one node issued means nothing to another).
+//! Ably's fallback hosts). The order the client goes round them in (a
+//! random permutation per client, or one drawn from a seed: its first
+//! endpoint, where the client starts, is uniform over the list), moving to
+//! the next one, and what each endpoint keeps of its own (the server's
+//! latest DPoP nonce: a nonce one node issued means nothing to another).
+//!
+//! Why a permutation per client rather than the list's order: when a node
+//! goes away, each of its clients moves to its own next endpoint, so the
+//! node's clients spread over every other node instead of all landing on
+//! the one after it (with the list's order, a rolling restart of three
+//! nodes ends with every client on one node).
 
 use std::fmt;
 
@@ -66,22 +73,35 @@ pub(crate) fn loggable(url: &url::Url) -> String {
     }
 }
 
-/// The list, the one in use, and each one's DPoP nonce.
+/// The list, the order the client goes round it in, the one in use, and
+/// each one's DPoP nonce.
 #[derive(Debug)]
 pub(crate) struct Endpoints {
     urls: Vec<String>,
     names: Vec<Endpoint>,
     nonces: Vec<NonceSlot>,
+    /// A permutation of the indices: the client's round.
+    order: Vec<usize>,
+    /// Where in `order` the client is.
+    at: usize,
     current: usize,
 }
 
 impl Endpoints {
-    /// `urls` (checked, at least one) with their names, starting at `start`.
-    pub(crate) fn new(urls: Vec<String>, names: Vec<Endpoint>, start: usize) -> Self {
+    /// `urls` (checked, at least one) with their names, gone round in
+    /// `order` (a permutation of their indices) from its start.
+    pub(crate) fn new(urls: Vec<String>, names: Vec<Endpoint>, order: Vec<usize>) -> Self {
         debug_assert!(!urls.is_empty() && urls.len() == names.len());
+        debug_assert!({
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            sorted == (0..urls.len()).collect::<Vec<_>>()
+        });
         let nonces = urls.iter().map(|_| NonceSlot::default()).collect();
         Self {
-            current: start % urls.len().max(1),
+            current: order.first().copied().unwrap_or(0),
+            at: 0,
+            order,
             urls,
             names,
             nonces,
@@ -107,39 +127,50 @@ impl Endpoints {
         &self.nonces[self.current]
     }
 
-    /// Moves to the next endpoint (after the last, the first); returns
-    /// whether that is another one (not with a single endpoint).
+    /// Moves to the next endpoint of the client's round (after the last,
+    /// the first); returns whether that is another one (not with a single
+    /// endpoint).
     pub(crate) fn advance(&mut self) -> bool {
-        let next = (self.current + 1) % self.urls.len();
+        self.at = (self.at + 1) % self.order.len();
+        let next = self.order[self.at];
         let moved = next != self.current;
         self.current = next;
         moved
     }
 }
 
-/// Where a client with `n` endpoints starts: uniform over the list, from
-/// `seed` when one is given (the same seed, the same start), else at random.
-pub(crate) fn start_index(n: usize, seed: Option<u64>) -> usize {
-    if n <= 1 {
-        return 0;
+/// The round of a client with `n` endpoints: a uniformly random
+/// permutation of `0..n` (Fisher–Yates), drawn from `seed` when one is
+/// given (the same seed, the same round), else at random. Its first
+/// element, where the client starts, is uniform over the list.
+pub(crate) fn round_order(n: usize, seed: Option<u64>) -> Vec<usize> {
+    let mut stream = seed.map(SplitMix);
+    let mut unit = || stream.as_mut().map_or_else(jitter_unit, SplitMix::unit);
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        // unit < 1, so the product is at most i; `min` guards the rounding.
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let j = ((unit() * (i + 1) as f64) as usize).min(i);
+        order.swap(i, j);
     }
-    let unit = seed.map_or_else(jitter_unit, |seed| unit_of(splitmix64(seed)));
-    // unit < 1, so the product is below n; `min` guards the rounding.
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let index = (unit * n as f64) as usize;
-    index.min(n - 1)
+    order
 }
 
-/// SplitMix64's output function: consecutive seeds give unrelated values.
-fn splitmix64(seed: u64) -> u64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// SplitMix64: a stream of unrelated values from any seed.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        unit_of(z ^ (z >> 31))
+    }
 }
 
 /// The top 53 bits as a number in `[0, 1)`.
@@ -162,7 +193,8 @@ mod tests {
             .enumerate()
             .map(|(i, u)| Endpoint::new(i, &url::Url::parse(u).expect("url")))
             .collect();
-        Endpoints::new(urls, names, start)
+        let order = (0..n).map(|i| (start + i) % n).collect();
+        Endpoints::new(urls, names, order)
     }
 
     #[test]
@@ -206,9 +238,12 @@ mod tests {
         for n in [2usize, 3, 5] {
             let mut counts = vec![0u32; n];
             for seed in 0..3000u64 {
-                let start = start_index(n, Some(seed));
-                assert_eq!(start, start_index(n, Some(seed)), "repeatable");
-                counts[start] += 1;
+                let order = round_order(n, Some(seed));
+                assert_eq!(order, round_order(n, Some(seed)), "repeatable");
+                let mut sorted = order.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "a permutation");
+                counts[order[0]] += 1;
             }
             let expected = 3000 / u32::try_from(n).expect("small");
             for (i, count) in counts.iter().enumerate() {
@@ -218,15 +253,32 @@ mod tests {
                 );
             }
         }
-        assert_eq!(start_index(1, Some(7)), 0);
+        assert_eq!(round_order(1, Some(7)), [0]);
     }
 
     #[test]
     fn random_starts_cover_the_list() {
         let mut counts = [0u32; 3];
         for _ in 0..3000 {
-            counts[start_index(3, None)] += 1;
+            counts[round_order(3, None)[0]] += 1;
         }
         assert!(counts.iter().all(|c| (800..1200).contains(c)), "{counts:?}");
+    }
+
+    #[test]
+    fn a_nodes_clients_move_on_to_every_other_node() {
+        // 3,000 clients, each with its own round; those that leave node 0
+        // go to node 1 or 2 about equally (not all to node 1).
+        let mut next = [0u32; 3];
+        for seed in 0..3000u64 {
+            let order = round_order(3, Some(seed));
+            let at = order.iter().position(|i| *i == 0).expect("there");
+            next[order[(at + 1) % 3]] += 1;
+        }
+        assert_eq!(next[0], 0);
+        assert!(
+            next[1].abs_diff(1500) < 150 && next[2].abs_diff(1500) < 150,
+            "{next:?}"
+        );
     }
 }

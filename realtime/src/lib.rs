@@ -25,7 +25,9 @@
 //!
 //! ## Several endpoints
 //! [`RealtimeClient::builder_multi`] takes the nodes of one service: the
-//! client starts at a random one ([`Builder::start_seed`] pins it), moves
+//! client goes round them in an order of its own, drawn at random (so a
+//! node's clients spread over the others when it goes; the start is
+//! uniform over the list; [`Builder::start_seed`] pins it), and moves on
 //! to the next after a failed attempt, a lost or silent connection, or a
 //! server going away (close 1001 or 1012: at once, within one base delay),
 //! and backs off on one schedule for the whole list (the ceiling grows once
