@@ -94,6 +94,55 @@ async fn a_refused_endpoint_is_skipped_for_a_live_one() {
 }
 
 #[tokio::test]
+async fn logs_name_the_endpoint_without_query_or_token() {
+    let captured = crate::transport::Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer({
+            let captured = captured.clone();
+            move || captured.clone()
+        })
+        .finish();
+    // Current-thread runtime: client and server run under this default.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+
+    let live = WsServer::start(&["tok-0"]).await;
+    live.expect_token_in(crate::support::TokenIn::Query("access_token".to_owned()));
+    let dead = dead_url().await;
+    let urls = [
+        format!("{dead}?room=one"),
+        format!("{}?room=two", live.url()),
+    ];
+    // Whatever the start, the dead one is tried once: it comes first in
+    // one of the two orders, and the live one closes with 1001 once.
+    let (client, _incoming) = RealtimeClient::builder_multi(urls)
+        .backoff(steep())
+        .token_transport(sessionkit_realtime::TokenTransport::query_parameter(
+            "access_token",
+        ))
+        .build(Rotating::new())
+        .expect("client");
+    let mut state = client.state();
+    connected_to(&client).await;
+    live.command(Command::Close(1001, "server shutting down".to_owned()));
+    wait_for(&mut state, |s| matches!(s, State::Reconnecting { .. })).await;
+    wait_for(&mut state, is_connected).await;
+    client.shutdown().await;
+
+    let logs = captured.text();
+    assert!(logs.contains(&format!("endpoint={dead}")), "{logs}");
+    assert!(logs.contains(&format!("endpoint={}", live.url())), "{logs}");
+    assert!(!logs.contains("tok-"), "a token in the logs:\n{logs}");
+    assert!(!logs.contains("room="), "a query in the logs:\n{logs}");
+    assert!(
+        !logs.contains("access_token"),
+        "a query in the logs:\n{logs}"
+    );
+}
+
+#[tokio::test]
 async fn a_server_going_away_is_left_at_once_for_the_next() {
     let servers = [
         WsServer::start(&["tok-0"]).await,
