@@ -1,5 +1,9 @@
 //! [`Builder`]: a client's settings, with their defaults as named
 //! constants, and `build()`, which starts the driver task.
+//!
+//! (Over 500 lines: every setting is one short method, most of the length
+//! is their rustdoc examples; splitting the settings would scatter one
+//! builder.)
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::client::RealtimeClient;
-use crate::driver::{Driver, redact_url};
+use crate::driver::Driver;
+use crate::endpoints::{Endpoint, Endpoints, loggable, round_order};
 use crate::error::{Error, Result};
 use crate::inbox::Inbox;
 use crate::options::{Hook, Identity, Incoming, RefreshMode, Resume, TokenTransport, WhenFull};
@@ -23,10 +28,16 @@ use crate::token::{TimedToken, TokenSource};
 
 /// The limit for TCP connect, TLS and the WebSocket handshake.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a connection is pinged.
-pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(15);
-/// How long after a ping a connection may stay silent before it counts as dead.
-pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
+/// After how long without a frame from the server a connection is pinged
+/// (and pinged again at this interval while it stays silent).
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(4);
+/// How long a connection may go without any frame from the server (a pong,
+/// a message, a ping) before it counts as dead: a half-open connection
+/// (no FIN, no RST) is noticed within this long of its last frame.
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(8);
+/// For how long into an outage refused connections are probed at the base
+/// delay rather than backed off (see [`Builder::refused_probe_window`]).
+pub const DEFAULT_REFUSED_PROBE_WINDOW: Duration = Duration::from_secs(30);
 /// The limit for one write.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many incoming messages wait for the app before reading pauses.
@@ -42,11 +53,14 @@ pub const DEFAULT_READ_BUFFER: usize = 8 << 10;
 /// The largest message (and frame) accepted from the server.
 pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
 
-/// Settings for a [`RealtimeClient`]; start from [`RealtimeClient::builder`].
+/// Settings for a [`RealtimeClient`]; start from [`RealtimeClient::builder`]
+/// (one URL) or [`RealtimeClient::builder_multi`] (several endpoints).
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct Builder {
-    pub(crate) url: String,
+    pub(crate) urls: Vec<String>,
+    pub(crate) start_seed: Option<u64>,
+    pub(crate) refused_probe_window: Duration,
     pub(crate) backoff: Backoff,
     pub(crate) connect_timeout: Duration,
     pub(crate) ping_interval: Duration,
@@ -70,9 +84,11 @@ pub struct Builder {
 
 impl Builder {
     /// The defaults (the `DEFAULT_*` constants, [`Backoff::default`]).
-    pub(crate) fn new(url: String) -> Self {
+    pub(crate) fn new(urls: Vec<String>) -> Self {
         Self {
-            url,
+            urls,
+            start_seed: None,
+            refused_probe_window: DEFAULT_REFUSED_PROBE_WINDOW,
             backoff: Backoff::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             ping_interval: DEFAULT_PING_INTERVAL,
@@ -182,9 +198,50 @@ impl Builder {
         self
     }
 
-    /// The reconnect schedule (default: 250 ms, ×2, 30 s, reset after 10 s up).
+    /// The reconnect schedule (default: 250 ms, ×2, 30 s, reset after 10 s
+    /// up). With several endpoints it serves the whole list: the ceiling
+    /// grows once per full round of failures.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// Draws the client's round of the endpoints (where it starts, and in
+    /// which order it moves on) from `seed` instead of at random: the same
+    /// seed, the same round; seeds spread clients uniformly over the list.
+    /// For tests, or to keep a user on one node across restarts (a hash of
+    /// the user's id as the seed). No effect with one endpoint.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use sessionkit_realtime::{RealtimeClient, StaticToken};
+    ///
+    /// # async fn demo() -> Result<(), sessionkit_realtime::Error> {
+    /// let source = Arc::new(StaticToken::new("an-access-token"));
+    /// let (client, _incoming) =
+    ///     RealtimeClient::builder_multi(["wss://a.example.com/ws", "wss://b.example.com/ws"])
+    ///         .start_seed(42)
+    ///         .build(source)?;
+    /// # drop(client); Ok(()) }
+    /// ```
+    pub fn start_seed(mut self, seed: u64) -> Self {
+        self.start_seed = Some(seed);
+        self
+    }
+
+    /// For how long into an outage a refused connection (the host answered
+    /// with a reset: nothing listens, the server is down or restarting) is
+    /// retried every `[base/2, base]` of the backoff instead of backing
+    /// off (default [`DEFAULT_REFUSED_PROBE_WINDOW`], 30 s;
+    /// `Duration::ZERO` turns it off). A refusal costs the server's host a
+    /// reset and its process nothing, and the client is back within one
+    /// base delay of the server's return for outages up to the window
+    /// (with the default backoff, within 250 ms; with exponential backoff
+    /// alone, a 10 s outage left clients away up to 16 s longer). Past the
+    /// window, refusals count as failures and the schedule grows. Timeouts,
+    /// lost connections and error statuses always back off.
+    pub fn refused_probe_window(mut self, window: Duration) -> Self {
+        self.refused_probe_window = window;
         self
     }
 
@@ -274,8 +331,31 @@ impl Builder {
         self
     }
 
-    /// Ping every `interval` (default 15 s); with no frame at all within
-    /// `timeout` after a ping (default 10 s) the connection is dead.
+    /// Liveness: after `interval` without any frame from the server
+    /// (default 4 s) the client pings, and again every `interval` while the
+    /// connection stays silent (at most every `timeout / 2`); after
+    /// `timeout` without any frame (default 8 s) the connection is dead and
+    /// the client reconnects (to the next endpoint, with several). A
+    /// half-open connection (the peer gone without a FIN or a reset, a
+    /// network path that drops everything) is thus noticed within `timeout`
+    /// of the last frame it carried. A busy connection is not pinged.
+    /// `timeout − interval` is how late a pong may be: keep it above the
+    /// worst round trip (the defaults allow 4 s). The defaults cost an idle
+    /// client 15 pings a minute (a 6-byte frame each way); phones that
+    /// must let their radio sleep may prefer e.g. 25 s and 50 s.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use sessionkit_realtime::{RealtimeClient, StaticToken};
+    ///
+    /// # async fn demo() -> Result<(), sessionkit_realtime::Error> {
+    /// let source = Arc::new(StaticToken::new("an-access-token"));
+    /// let (client, _incoming) = RealtimeClient::builder("wss://chat.example.com/ws")
+    ///     .ping(Duration::from_secs(25), Duration::from_secs(50))
+    ///     .build(source)?;
+    /// # drop(client); Ok(()) }
+    /// ```
     pub fn ping(mut self, interval: Duration, timeout: Duration) -> Self {
         self.ping_interval = interval;
         self.pong_timeout = timeout;
@@ -377,23 +457,18 @@ impl Builder {
     /// inside a tokio runtime.
     ///
     /// # Errors
-    /// [`Error::InvalidUrl`] unless the URL is `ws://` or `wss://`.
+    /// [`Error::InvalidUrl`] unless every URL is `ws://` (loopback, or
+    /// with [`Builder::insecure_plain_ws`]) or `wss://` (with several
+    /// endpoints, the message says which); [`Error::NoEndpoints`] for an
+    /// empty list.
     pub fn build(
         self,
         source: impl IntoTokenSource,
     ) -> Result<(RealtimeClient, mpsc::Receiver<Incoming>)> {
         let source = source.into_token_source();
-        let parsed = url::Url::parse(&self.url).map_err(|e| Error::InvalidUrl(format!("{e}")))?;
-        if !matches!(parsed.scheme(), "ws" | "wss") || parsed.host_str().is_none() {
-            return Err(Error::InvalidUrl(redact_url(&parsed)));
-        }
-        if parsed.scheme() == "ws" && !self.insecure_plain_ws && !is_loopback(&parsed) {
-            return Err(Error::InvalidUrl(format!(
-                "{}: plain ws:// would send the token in clear text; use wss:// \
-                 (ws:// is for loopback, or Builder::insecure_plain_ws)",
-                redact_url(&parsed)
-            )));
-        }
+        let names = self.checked_endpoints()?;
+        let order = round_order(names.len(), self.start_seed);
+        let endpoints = Endpoints::new(self.urls.clone(), names.clone(), order);
         let (state_tx, state_rx) = watch::channel(State::Connecting { generation: 1 });
         let (in_tx, in_rx) = mpsc::channel(self.incoming_capacity);
         let incoming = Inbox::new(in_tx, self.incoming_bytes);
@@ -416,7 +491,7 @@ impl Builder {
             bytes: bytes.clone(),
             pending: None,
             stop: stop.clone(),
-            nonces: crate::dpop::NonceSlot::default(),
+            endpoints,
         };
         tracker.spawn(driver.run());
         tracker.close();
@@ -429,8 +504,43 @@ impl Builder {
             stop,
             tracker,
             counters,
+            endpoints: names.into(),
         };
         Ok((client, in_rx))
+    }
+
+    /// Every endpoint parsed and checked, with its name.
+    fn checked_endpoints(&self) -> Result<Vec<Endpoint>> {
+        if self.urls.is_empty() {
+            return Err(Error::NoEndpoints);
+        }
+        let several = self.urls.len() > 1;
+        let which = |index: usize, why: String| {
+            if several {
+                Error::InvalidUrl(format!("endpoint {index}: {why}"))
+            } else {
+                Error::InvalidUrl(why)
+            }
+        };
+        let mut names = Vec::with_capacity(self.urls.len());
+        for (index, url) in self.urls.iter().enumerate() {
+            let parsed = url::Url::parse(url).map_err(|e| which(index, format!("{e}")))?;
+            if !matches!(parsed.scheme(), "ws" | "wss") || parsed.host_str().is_none() {
+                return Err(which(index, loggable(&parsed)));
+            }
+            if parsed.scheme() == "ws" && !self.insecure_plain_ws && !is_loopback(&parsed) {
+                return Err(which(
+                    index,
+                    format!(
+                        "{}: plain ws:// would send the token in clear text; use wss:// \
+                         (ws:// is for loopback, or Builder::insecure_plain_ws)",
+                        loggable(&parsed)
+                    ),
+                ));
+            }
+            names.push(Endpoint::new(index, &parsed));
+        }
+        Ok(names)
     }
 }
 
@@ -457,6 +567,38 @@ mod tests {
                 Err(Error::InvalidUrl(_))
             ));
         }
+    }
+
+    #[tokio::test]
+    async fn every_endpoint_is_checked_and_an_empty_list_refused() {
+        let source: Arc<dyn TokenSource> = Arc::new(crate::StaticToken::new("t"));
+        let none: [&str; 0] = [];
+        assert!(matches!(
+            RealtimeClient::builder_multi(none).build(source.clone()),
+            Err(Error::NoEndpoints)
+        ));
+        let bad = RealtimeClient::builder_multi([
+            "wss://a.example.com/ws",
+            "ws://b.example.com/ws?access_token=secret",
+        ])
+        .build(source.clone());
+        match bad {
+            Err(Error::InvalidUrl(why)) => {
+                assert!(
+                    why.starts_with("endpoint 1: ws://b.example.com/ws:"),
+                    "{why}"
+                );
+                assert!(!why.contains("secret"), "{why}");
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        let (client, _incoming) =
+            RealtimeClient::builder_multi(["wss://a.example.com/ws", "ws://127.0.0.1:9/ws?room=x"])
+                .build(source)
+                .expect("both fine");
+        let names: Vec<String> = client.endpoints().iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["wss://a.example.com/ws", "ws://127.0.0.1:9/ws"]);
+        assert_eq!(client.endpoints()[1].index, 1);
     }
 
     #[tokio::test]

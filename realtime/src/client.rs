@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::builder::Builder;
+use crate::endpoints::Endpoint;
 use crate::error::{Error, Result};
 use crate::options::WhenFull;
 use crate::state::State;
@@ -25,12 +26,81 @@ pub struct RealtimeClient {
     pub(crate) stop: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) counters: Arc<crate::metrics::Counters>,
+    pub(crate) endpoints: Arc<[Endpoint]>,
 }
 
 impl RealtimeClient {
     /// Settings for a client of `url` (`ws://` or `wss://`).
     pub fn builder(url: impl Into<String>) -> Builder {
-        Builder::new(url.into())
+        Builder::new(vec![url.into()])
+    }
+
+    /// Settings for a client of several endpoints: the nodes of one service
+    /// (`ws://` or `wss://` each), as Ably's fallback hosts. The client
+    /// goes round them in an order of its own, drawn at random (so a
+    /// node's clients spread over the other nodes when it goes; its start
+    /// is uniform over the list; [`Builder::start_seed`] pins it), and
+    /// moves on to the next when an attempt fails, a connection is lost or
+    /// stops answering, or the server goes away (close 1001 or 1012: then
+    /// at once, within one base delay). It stays on its endpoint for
+    /// token matters (401, 4001, 4003) and the application's own close
+    /// codes (4000–4499). One backoff schedule serves the whole list: its
+    /// ceiling grows once per full round of failures, and every wait has
+    /// full jitter. Every new connection runs the `on_connect` hook
+    /// ([`Builder::on_connect`]) on whichever node it lands: resume there
+    /// as after any reconnect. Each endpoint keeps its own DPoP nonce.
+    /// [`RealtimeClient::endpoint`] and [`crate::Metrics::endpoint`] say
+    /// where the client is connected; logs and
+    /// [`crate::ReconnectReason::Transport`] name the endpoint by its URL
+    /// without query.
+    ///
+    /// An empty list is refused by [`Builder::build`] ([`Error::NoEndpoints`]).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use sessionkit_realtime::{RealtimeClient, Resume, StaticToken};
+    ///
+    /// # async fn demo() -> Result<(), sessionkit_realtime::Error> {
+    /// let source = Arc::new(StaticToken::new("an-access-token"));
+    /// let (client, _incoming) = RealtimeClient::builder_multi([
+    ///     "wss://chat-1.example.com/ws",
+    ///     "wss://chat-2.example.com/ws",
+    ///     "wss://chat-3.example.com/ws",
+    /// ])
+    /// // Resume on whichever node the client lands.
+    /// .on_connect(|resume: Resume| {
+    ///     resume.send(r#"{"type":"join","room":"general","after":41}"#);
+    ///     std::future::ready(())
+    /// })
+    /// .build(source)?;
+    /// let mut state = client.state();
+    /// state.wait_for(|s| matches!(s, sessionkit_realtime::State::Connected { .. })).await.ok();
+    /// if let Some(endpoint) = client.endpoint() {
+    ///     println!("connected to node {} at {endpoint}", endpoint.index);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn builder_multi<I, S>(urls: I) -> Builder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Builder::new(urls.into_iter().map(Into::into).collect())
+    }
+
+    /// The endpoint the client is connected to, or `None` while it is not
+    /// connected (set before the state says [`State::Connected`]).
+    #[must_use]
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        self.counters
+            .endpoint()
+            .and_then(|i| self.endpoints.get(i).cloned())
+    }
+
+    /// The client's endpoints, in the builder's order.
+    #[must_use]
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
     }
 
     /// What the client did so far (counters an app can export).

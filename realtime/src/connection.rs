@@ -89,13 +89,13 @@ impl Driver {
 
     /// Opens the make-before-break connection with the source's newer token.
     pub(crate) fn upgrade(&self, fresh: TimedToken) -> Upgrade {
-        let url = self.cfg.url.clone();
+        let url = self.endpoints.url().to_owned();
         let transport = self.cfg.token_transport.clone();
         let limit = self.cfg.connect_timeout;
         let tls = self.cfg.tls.clone();
         let config = self.cfg.ws_config();
         let source = self.source.clone();
-        let nonces = self.nonces.clone();
+        let nonces = self.endpoints.nonces().clone();
         Box::pin(async move {
             let dial = Dial {
                 url: &url,
@@ -157,9 +157,15 @@ impl Driver {
         let mut draining: Option<(Stream, Instant)> = None;
         // Identities delivered during a make-before-break overlap.
         let mut overlap: Option<HashSet<String>> = None;
-        let mut next_ping = Instant::now() + self.cfg.ping_interval;
-        let mut dead_at: Option<Instant> = None;
+        // Liveness: `heard` is when the server last sent a frame (or when
+        // reading last resumed); a ping goes out after `ping_after` of
+        // silence (and again every `ping_after`); `silence` of it is death.
+        let silence = self.cfg.pong_timeout;
+        let ping_after = self.cfg.ping_interval.min(silence / 2);
+        let mut heard = Instant::now();
+        let mut pinged = heard;
         loop {
+            let next_ping = heard.max(pinged) + ping_after;
             let drain_until = draining.as_ref().map(|(_, until)| *until);
             let busy = fetch.is_some() || upgrade.is_some();
             tokio::select! {
@@ -175,7 +181,7 @@ impl Driver {
                     return SessionEnd::Stopped(CloseReason::SignedOut);
                 }
                 frame = stream.next() => {
-                    dead_at = None;
+                    heard = Instant::now();
                     match frame {
                         None => return SessionEnd::Lost("closed without a close frame".to_owned()),
                         Some(Err(e)) => return SessionEnd::Lost(e.to_string()),
@@ -187,11 +193,15 @@ impl Driver {
                         }
                         // A stop while the app is not reading is handled by
                         // the stop arms on the next turn.
+                        // While the app's queue is full nothing is read:
+                        // the silence counts from when reading resumes.
                         Some(Ok(Message::Text(text))) => {
                             self.deliver_once(Incoming::Text(text.to_string()), &mut overlap).await;
+                            heard = Instant::now();
                         }
                         Some(Ok(Message::Binary(bytes))) => {
                             self.deliver_once(Incoming::Binary(bytes.to_vec()), &mut overlap).await;
+                            heard = Instant::now();
                         }
                         Some(Ok(Message::Ping(_))) => {
                             // tungstenite queued the pong; push it out now.
@@ -307,8 +317,8 @@ impl Driver {
                                     reauth_retries = 0;
                                     *last = fresh.token;
                                     current_expiry = fresh.expires_at;
-                                    next_ping = Instant::now() + self.cfg.ping_interval;
-                                    dead_at = None;
+                                    heard = Instant::now();
+                                    pinged = heard;
                                 }
                             }
                         }
@@ -327,16 +337,15 @@ impl Driver {
                         self.bytes.add_permits(text.len());
                     }
                 },
+                () = sleep_until(heard + silence) => {
+                    return SessionEnd::Unresponsive;
+                }
                 () = sleep_until(next_ping) => {
-                    next_ping = Instant::now() + self.cfg.ping_interval;
+                    pinged = Instant::now();
                     let sent = timeout(write_timeout, sink.send(Message::Ping(Default::default()))).await;
                     if !matches!(sent, Ok(Ok(()))) {
                         return SessionEnd::Lost("ping write failed".to_owned());
                     }
-                    dead_at.get_or_insert(Instant::now() + self.cfg.pong_timeout);
-                }
-                () = sleep_until(dead_at.unwrap_or_else(Instant::now)), if dead_at.is_some() => {
-                    return SessionEnd::Unresponsive;
                 }
             }
         }

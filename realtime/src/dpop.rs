@@ -52,7 +52,8 @@ pub struct ProofRequest<'a> {
     pub url: &'a str,
     /// The access token sent with the proof (its hash goes in `ath`).
     pub token: &'a BearerToken,
-    /// The server's latest `DPoP-Nonce` for this URL, to put in `nonce`.
+    /// The latest `DPoP-Nonce` of the endpoint this attempt goes to (each
+    /// endpoint keeps its own), to put in `nonce`.
     pub nonce: Option<&'a str>,
 }
 
@@ -86,8 +87,9 @@ pub(crate) fn htu(url: &str) -> Result<String, TokenError> {
     Ok(parsed.into())
 }
 
-/// The latest `DPoP-Nonce` the server sent (on a 101 or a 401), for the
-/// next attempt; shared by the driver and make-before-break connections.
+/// The latest `DPoP-Nonce` a server sent (on a 101 or a 401), for the
+/// next attempt; one per endpoint (a node's nonce means nothing to
+/// another), shared by the driver and make-before-break connections.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NonceSlot(Arc<Mutex<Option<String>>>);
 
@@ -98,6 +100,12 @@ impl NonceSlot {
 
     fn set(&self, nonce: String) {
         *self.lock() = Some(nonce);
+    }
+
+    /// Whether both are the same slot (one endpoint's).
+    #[cfg(test)]
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {

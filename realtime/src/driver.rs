@@ -1,6 +1,11 @@
-//! The driver: one task per client that fetches a token, connects, hands
-//! the connection to `connection`, and decides from how it ended whether
-//! to reconnect (and when) or stop.
+//! The driver: one task per client that fetches a token, connects to the
+//! endpoint in use, hands the connection to `connection`, and decides from
+//! how it ended whether to reconnect (to the same endpoint or the next one,
+//! and when: `pacing`) or stop.
+//!
+//! (Just over 500 lines: the attempt loop, the classification of how a
+//! connection ended and the hook that prepares a new connection share the
+//! driver's state; a third of the length is doc comments and unit tests.)
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -17,16 +22,23 @@ use tokio_util::sync::CancellationToken;
 
 use crate::builder::Builder;
 use crate::connection::Sink;
-use crate::dpop::{self, Dial, Failure, NonceSlot};
+use crate::dpop::{self, Dial, Failure};
+use crate::endpoints::Endpoints;
 use crate::error::TokenError;
 use crate::handshake::Socket;
 use crate::handshake::{OpenError, chosen_protocol};
 use crate::inbox::Inbox;
 use crate::metrics::Counters;
 use crate::options::{Hook, Identity, Incoming, Resume};
+use crate::pacing::{Pacing, Setback};
 use crate::state::{CloseReason, ReconnectReason, State};
 use crate::token::{BearerToken, TimedToken, TokenSource};
 use tracing::Instrument as _;
+
+/// Close codes of a server going away: 1001 (going away: a node shutting
+/// down, chat-server's `server shutting down`) and 1012 (service restart).
+/// The client moves to the next endpoint at once (within the base delay).
+pub(crate) const GOING_AWAY: [u16; 2] = [1001, 1012];
 
 /// How one attempt ended.
 pub(crate) enum Attempt {
@@ -34,6 +46,8 @@ pub(crate) enum Attempt {
     /// A DPoP proof with a transport that cannot carry it: terminal.
     DpopNeedsHeader,
     Failed(ReconnectReason),
+    /// The TCP connection was refused (nothing listens there).
+    Refused(ReconnectReason),
     Unauthorized,
     Ended {
         up_for: Duration,
@@ -54,7 +68,11 @@ pub(crate) enum Next {
     Now(Option<TimedToken>),
     Backoff {
         reason: ReconnectReason,
-        advised: Option<Duration>,
+        setback: Setback,
+        /// Whether the next attempt goes to the next endpoint (the server
+        /// or the way to it failed) or the same one (a token matter, or the
+        /// server's own advice).
+        move_on: bool,
     },
     Stop(CloseReason),
 }
@@ -75,8 +93,8 @@ pub(crate) struct Driver {
     /// the reconnect (it may have arrived already: at least once).
     pub(crate) pending: Option<String>,
     pub(crate) counters: Arc<Counters>,
-    /// The server's latest DPoP nonce for the client's URL.
-    pub(crate) nonces: NonceSlot,
+    /// The endpoints, the one in use, and each one's DPoP nonce.
+    pub(crate) endpoints: Endpoints,
 }
 
 impl Driver {
@@ -105,7 +123,14 @@ impl Driver {
 
     pub(crate) async fn run_loop(&mut self) -> CloseReason {
         let mut generation = 0u64;
-        let mut failures = 0u32;
+        // Consecutive retries (the state's `attempt`), until a connection
+        // stays up long enough to reset the schedule.
+        let mut attempts = 0u32;
+        let mut pacing = Pacing::new(
+            self.cfg.backoff,
+            self.endpoints.len(),
+            self.cfg.refused_probe_window,
+        );
         let mut auth_retry_used = false;
         let mut token: Option<TimedToken> = None;
         // The token of the last attempt: what the server refused, if it did.
@@ -116,11 +141,12 @@ impl Driver {
             let span = tracing::debug_span!(
                 "sessionkit.connect",
                 generation,
-                attempt = failures + 1,
+                attempt = attempts + 1,
+                endpoint = %self.endpoints.current(),
                 outcome = tracing::field::Empty,
             );
             let attempt = match self
-                .attempt(&mut generation, token.take(), &mut last, &span)
+                .attempt(&mut generation, token.take(), &mut last, &mut pacing, &span)
                 .await
             {
                 Ok(attempt) => attempt,
@@ -129,13 +155,21 @@ impl Driver {
             let next = match attempt {
                 Attempt::Token(TokenError::SignedOut) => Next::Stop(CloseReason::SignedOut),
                 Attempt::DpopNeedsHeader => Next::Stop(CloseReason::DpopNeedsHeader),
+                // No attempt reached the server: stay.
                 Attempt::Token(e) => Next::Backoff {
                     reason: ReconnectReason::TokenUnavailable(e.to_string()),
-                    advised: None,
+                    setback: Setback::Failed,
+                    move_on: false,
                 },
                 Attempt::Failed(reason) => Next::Backoff {
                     reason,
-                    advised: None,
+                    setback: Setback::Failed,
+                    move_on: true,
+                },
+                Attempt::Refused(reason) => Next::Backoff {
+                    reason,
+                    setback: Setback::Refused,
+                    move_on: true,
                 },
                 Attempt::Unauthorized => {
                     match self.after_refusal(false, &mut auth_retry_used, &last).await {
@@ -144,41 +178,13 @@ impl Driver {
                     }
                 }
                 Attempt::Ended { up_for, end } => {
-                    if self.cfg.backoff.resets(up_for) {
-                        failures = 0;
+                    if pacing.ended(up_for) {
+                        attempts = 0;
                         auth_retry_used = false;
                     }
-                    match end {
-                        SessionEnd::Stopped(reason) => return reason,
-                        SessionEnd::ServerClosed { code: 4001, .. } => {
-                            match self.after_refusal(false, &mut auth_retry_used, &last).await {
-                                Ok(next) => next,
-                                Err(reason) => return reason,
-                            }
-                        }
-                        SessionEnd::ServerClosed { code: 4003, .. } => {
-                            match self.after_refusal(true, &mut auth_retry_used, &last).await {
-                                Ok(next) => next,
-                                Err(reason) => return reason,
-                            }
-                        }
-                        SessionEnd::ServerClosed { code, reason }
-                            if (4500..=4999).contains(&code) =>
-                        {
-                            Next::Stop(CloseReason::Terminal { code, reason })
-                        }
-                        SessionEnd::ServerClosed { code, reason } => Next::Backoff {
-                            advised: retry_after(&reason),
-                            reason: ReconnectReason::ServerClosed { code, reason },
-                        },
-                        SessionEnd::Lost(why) => Next::Backoff {
-                            reason: ReconnectReason::Transport(why),
-                            advised: None,
-                        },
-                        SessionEnd::Unresponsive => Next::Backoff {
-                            reason: ReconnectReason::Unresponsive,
-                            advised: None,
-                        },
+                    match self.after_session(end, &mut auth_retry_used, &last).await {
+                        Ok(next) => next,
+                        Err(reason) => return reason,
                     }
                 }
             };
@@ -188,20 +194,27 @@ impl Driver {
             match next {
                 Next::Stop(reason) => return reason,
                 Next::Now(fresh) => token = fresh,
-                Next::Backoff { reason, advised } => {
-                    let retry_in = advised.map_or_else(
-                        || self.cfg.backoff.delay_jittered(failures),
-                        |advised| advised_delay(advised, self.cfg.backoff.base, jitter_unit()),
-                    );
-                    failures = failures.saturating_add(1);
+                Next::Backoff {
+                    reason,
+                    setback,
+                    move_on,
+                } => {
+                    let retry_in = pacing.wait(setback, Instant::now(), jitter_unit());
+                    attempts = attempts.saturating_add(1);
+                    let from = self.endpoints.current().clone();
+                    if move_on && self.endpoints.advance() {
+                        Counters::add(&self.counters.moves);
+                    }
                     tracing::debug!(
-                        attempt = failures,
+                        attempt = attempts,
                         ?retry_in,
                         ?reason,
+                        endpoint = %from,
+                        next = %self.endpoints.current(),
                         "realtime reconnecting"
                     );
                     self.state.send_replace(State::Reconnecting {
-                        attempt: failures,
+                        attempt: attempts,
                         retry_in,
                         reason,
                     });
@@ -211,6 +224,59 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// What to do after an open connection ended: a refused token (4001)
+    /// or session (4003) refreshes and stays; 4500–4999 stop; other
+    /// 4000–4499 codes (the application's, with its advice) stay; a server
+    /// going away (1001, 1012) moves on at once; anything else (another
+    /// close, a lost or silent connection) moves on with backoff.
+    async fn after_session(
+        &self,
+        end: SessionEnd,
+        auth_retry_used: &mut bool,
+        last: &BearerToken,
+    ) -> Result<Next, CloseReason> {
+        let endpoint = self.endpoints.current();
+        Ok(match end {
+            SessionEnd::Stopped(reason) => Next::Stop(reason),
+            SessionEnd::ServerClosed { code: 4001, .. } => {
+                self.after_refusal(false, auth_retry_used, last).await?
+            }
+            SessionEnd::ServerClosed { code: 4003, .. } => {
+                self.after_refusal(true, auth_retry_used, last).await?
+            }
+            SessionEnd::ServerClosed { code, reason } if (4500..=4999).contains(&code) => {
+                Next::Stop(CloseReason::Terminal { code, reason })
+            }
+            SessionEnd::ServerClosed { code, reason } => {
+                let going_away = GOING_AWAY.contains(&code);
+                let setback = match retry_after(&reason) {
+                    Some(advised) => Setback::Advised(advised),
+                    None if going_away => Setback::GoingAway,
+                    None => Setback::Failed,
+                };
+                tracing::debug!(code, %endpoint, "the server closed the connection");
+                Next::Backoff {
+                    reason: ReconnectReason::ServerClosed { code, reason },
+                    setback,
+                    move_on: !(4000..=4499).contains(&code),
+                }
+            }
+            SessionEnd::Lost(why) => Next::Backoff {
+                reason: ReconnectReason::Transport(format!("{endpoint}: {why}")),
+                setback: Setback::Failed,
+                move_on: true,
+            },
+            SessionEnd::Unresponsive => {
+                tracing::debug!(%endpoint, "no frame within the silence timeout");
+                Next::Backoff {
+                    reason: ReconnectReason::Unresponsive,
+                    setback: Setback::Failed,
+                    move_on: true,
+                }
+            }
+        })
     }
 
     /// After the server refused the token (401, 4001) or the session (4003):
@@ -223,25 +289,21 @@ impl Driver {
         refused: &BearerToken,
     ) -> Result<Next, CloseReason> {
         Counters::add(&self.counters.refusals);
+        let stay = |reason| Next::Backoff {
+            reason,
+            setback: Setback::Failed,
+            move_on: false,
+        };
         if *auth_retry_used && !revoked {
-            return Ok(Next::Backoff {
-                reason: ReconnectReason::Unauthorized,
-                advised: None,
-            });
+            return Ok(stay(ReconnectReason::Unauthorized));
         }
         let first = !*auth_retry_used;
         *auth_retry_used = true;
         Ok(match self.or_stop(self.source.rejected(refused)).await? {
             Ok(fresh) if first => Next::Now(Some(fresh)),
-            Ok(_) => Next::Backoff {
-                reason: ReconnectReason::Unauthorized,
-                advised: None,
-            },
+            Ok(_) => stay(ReconnectReason::Unauthorized),
             Err(TokenError::SignedOut) => Next::Stop(CloseReason::SignedOut),
-            Err(e) => Next::Backoff {
-                reason: ReconnectReason::TokenUnavailable(e.to_string()),
-                advised: None,
-            },
+            Err(e) => stay(ReconnectReason::TokenUnavailable(e.to_string())),
         })
     }
 
@@ -250,6 +312,7 @@ impl Driver {
         generation: &mut u64,
         token: Option<TimedToken>,
         last: &mut BearerToken,
+        pacing: &mut Pacing,
         span: &tracing::Span,
     ) -> Result<Attempt, CloseReason> {
         let opened = self.open_one(token, last).instrument(span.clone()).await?;
@@ -267,6 +330,7 @@ impl Driver {
                         Attempt::Token(e) if e.is_terminal() => "signed_out",
                         Attempt::Token(_) => "no_token",
                         Attempt::DpopNeedsHeader => "dpop_needs_header",
+                        Attempt::Refused(_) => "connection_refused",
                         _ => "failed",
                     },
                 );
@@ -276,13 +340,18 @@ impl Driver {
                 return Ok(attempt);
             }
         };
-        tracing::debug!(generation = *generation, "realtime connected");
+        let endpoint = self.endpoints.current().clone();
+        tracing::debug!(generation = *generation, %endpoint, "realtime connected");
         self.deadline = None;
+        pacing.connected();
+        // The endpoint first: whoever sees `Connected` sees where.
+        self.counters.set_endpoint(Some(endpoint.index));
         self.state.send_replace(State::Connected {
             generation: *generation,
         });
         let started = Instant::now();
         let end = self.session(generation, socket, token, last).await;
+        self.counters.set_endpoint(None);
         Ok(Attempt::Ended {
             up_for: started.elapsed(),
             end,
@@ -303,16 +372,17 @@ impl Driver {
             },
         };
         *last = token.token.clone();
-        tracing::trace!(url = %redact(&self.cfg.url), "realtime connecting");
+        let endpoint = self.endpoints.current();
+        tracing::trace!(%endpoint, "realtime connecting");
         let transport = &self.cfg.token_transport;
         let dial = Dial {
-            url: &self.cfg.url,
+            url: self.endpoints.url(),
             transport,
             tls: self.cfg.tls.clone(),
             config: self.cfg.ws_config(),
             limit: self.cfg.connect_timeout,
             source: &*self.source,
-            nonces: &self.nonces,
+            nonces: self.endpoints.nonces(),
         };
         Ok(
             match self.or_stop(dpop::connect(dial, &token.token)).await? {
@@ -324,10 +394,17 @@ impl Driver {
                 }
                 Err(Failure::Open(e)) => {
                     let why = scrub(&e.to_string(), &token.token);
-                    Err(Attempt::Failed(ReconnectReason::Transport(why)))
+                    let reason = ReconnectReason::Transport(format!("{endpoint}: {why}"));
+                    if e.is_refused() {
+                        Err(Attempt::Refused(reason))
+                    } else {
+                        Err(Attempt::Failed(reason))
+                    }
                 }
                 Ok((socket, response)) => match chosen_protocol(transport, &response) {
-                    Err(why) => Err(Attempt::Failed(ReconnectReason::Transport(why))),
+                    Err(why) => Err(Attempt::Failed(ReconnectReason::Transport(format!(
+                        "{endpoint}: {why}"
+                    )))),
                     Ok(()) => Ok((socket, token)),
                 },
             },
@@ -374,7 +451,14 @@ impl Driver {
         if let Some(Hook(hook)) = self.cfg.on_connect.clone() {
             let (tx, mut rx) = mpsc::unbounded_channel();
             let ran = self
-                .or_stop(timeout(write_timeout, hook(Resume { generation, tx })))
+                .or_stop(timeout(
+                    write_timeout,
+                    hook(Resume {
+                        generation,
+                        endpoint: self.endpoints.current().clone(),
+                        tx,
+                    }),
+                ))
                 .await;
             match ran {
                 Err(reason) => return Err(SessionEnd::Stopped(reason)),
@@ -413,23 +497,6 @@ pub(crate) fn scrub(text: &str, token: &BearerToken) -> String {
     text.replace(token.secret(), "[redacted]")
 }
 
-/// A URL string for a log line, without credentials or query.
-pub(crate) fn redact(url: &str) -> String {
-    url::Url::parse(url).map_or_else(|_| "<invalid url>".to_owned(), |u| redact_url(&u))
-}
-
-/// The longest wait a server's `retry_after_ms` can ask for.
-pub(crate) const MAX_ADVISED_DELAY: Duration = Duration::from_secs(10 * 60);
-
-/// The wait after a server advised `advised`: at least `floor` (the
-/// backoff's base: 0 must not become a hot loop), at most
-/// [`MAX_ADVISED_DELAY`], plus up to half again at random (`unit` in
-/// [0, 1]) so that every client told the same does not return at once.
-pub(crate) fn advised_delay(advised: Duration, floor: Duration, unit: f64) -> Duration {
-    let base = advised.clamp(floor, MAX_ADVISED_DELAY.max(floor));
-    base + base.mul_f64(unit.clamp(0.0, 1.0) / 2.0)
-}
-
 /// The server's advised delay in a close reason: `{"retry_after_ms": N}`.
 pub(crate) fn retry_after(reason: &str) -> Option<Duration> {
     #[derive(Deserialize)]
@@ -439,16 +506,6 @@ pub(crate) fn retry_after(reason: &str) -> Option<Duration> {
     serde_json::from_str::<Advice>(reason)
         .ok()
         .map(|a| Duration::from_millis(a.retry_after_ms))
-}
-
-/// A URL for an error message, without credentials or query.
-pub(crate) fn redact_url(url: &url::Url) -> String {
-    format!(
-        "{}://{}{}",
-        url.scheme(),
-        url.host_str().unwrap_or(""),
-        url.path()
-    )
 }
 
 #[cfg(test)]
@@ -471,30 +528,7 @@ mod tests {
     }
 
     #[test]
-    fn advised_delays_are_floored_capped_and_spread() {
-        let floor = Duration::from_millis(250);
-        assert_eq!(
-            advised_delay(Duration::ZERO, floor, 0.0),
-            floor,
-            "0 is no hot loop"
-        );
-        assert_eq!(
-            advised_delay(Duration::from_secs(1), floor, 1.0),
-            Duration::from_millis(1500)
-        );
-        assert_eq!(
-            advised_delay(Duration::from_secs(86_400), floor, 0.0),
-            MAX_ADVISED_DELAY
-        );
-        let spread: std::collections::HashSet<Duration> = (0..50)
-            .map(|_| advised_delay(Duration::from_secs(2), floor, jitter_unit()))
-            .collect();
-        assert!(spread.len() > 40, "clients told the same spread out");
-    }
-
-    #[test]
     fn urls_and_errors_lose_the_token() {
-        assert_eq!(redact("ws://127.0.0.1:1/ws?room=a"), "ws://127.0.0.1/ws");
         assert_eq!(
             scrub("failed ws://x/?access_token=t0k", &BearerToken::new("t0k")),
             "failed ws://x/?access_token=[redacted]"

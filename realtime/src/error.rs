@@ -7,6 +7,10 @@ pub enum Error {
     /// The URL is not a `ws://` or `wss://` URL.
     #[error("not a ws:// or wss:// URL: {0}")]
     InvalidUrl(String),
+    /// The client was given no endpoint
+    /// ([`crate::RealtimeClient::builder_multi`] with an empty list).
+    #[error("the realtime client was given no endpoint")]
+    NoEndpoints,
     /// The client is closed: nothing more is sent.
     #[error("the realtime client is closed")]
     Closed,

@@ -78,6 +78,12 @@ impl OpenError {
     pub(crate) fn is_unauthorized(&self) -> bool {
         matches!(self, Self::Status { status: 401, .. })
     }
+
+    /// The host refused the TCP connection (a reset in answer to the SYN:
+    /// nothing listens on that port).
+    pub(crate) fn is_refused(&self) -> bool {
+        matches!(self, Self::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+    }
 }
 
 impl fmt::Display for OpenError {

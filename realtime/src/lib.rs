@@ -23,6 +23,30 @@
 //! An `on_connect` hook (resume, re-subscribe) runs on every new connection
 //! before the queued messages go out.
 //!
+//! ## Several endpoints
+//! [`RealtimeClient::builder_multi`] takes the nodes of one service: the
+//! client goes round them in an order of its own, drawn at random (so a
+//! node's clients spread over the others when it goes; the start is
+//! uniform over the list; [`Builder::start_seed`] pins it), and moves on
+//! to the next after a failed attempt, a lost or silent connection, or a
+//! server going away (close 1001 or 1012: at once, within one base delay),
+//! and backs off on one schedule for the whole list (the ceiling grows once
+//! per full round of failures, full jitter on every wait). A refused
+//! connection (nothing listens: the node is down or restarting) is probed
+//! every `[base/2, base]` for the first 30 s of an outage
+//! ([`Builder::refused_probe_window`]), so the client is back within one
+//! base delay of the server's return. The `on_connect` hook resumes on
+//! whichever node the client lands ([`Resume::endpoint`]); each endpoint
+//! keeps its own DPoP nonce; [`RealtimeClient::endpoint`] and
+//! [`Metrics::endpoint`] say where it is connected, and logs and
+//! [`ReconnectReason::Transport`] name the endpoint (its URL without query).
+//!
+//! ## Liveness
+//! After 4 s without a frame from the server the client pings; after 8 s
+//! without any frame the connection is dead and the client reconnects
+//! ([`Builder::ping`]): a half-open connection is noticed within 8 s of the
+//! last frame it carried. Every socket is opened with `TCP_NODELAY`.
+//!
 //! The [`TokenSource`] owns refresh timing: the client never refreshes on
 //! its own. While connected, it moves to the source's newer token when the
 //! source has one ([`TimedToken::refresh_at`], [`TokenSource::changed`];
@@ -80,6 +104,10 @@
 //!   server's nonce kept between attempts and the `use_dpop_nonce` retry.
 //! - [`Backoff`]: the reconnect schedule as pure functions, re-exported from
 //!   `sessionkit-backoff` (the SDK's retries use the same type).
+//! - `endpoints`: [`Endpoint`], the list, the random or seeded start, a
+//!   DPoP nonce per endpoint.
+//! - `pacing`: the waits before the next attempt (one schedule for the
+//!   list, going-away, refused-connection probing, a server's advice).
 //! - `state`: [`State`], [`ReconnectReason`], [`CloseReason`].
 //! - `options`: [`Incoming`], [`WhenFull`], [`Resume`], [`RefreshMode`], [`TokenTransport`].
 //! - `builder`: [`Builder`], the settings with their `DEFAULT_*` values.
@@ -186,11 +214,15 @@ mod client;
 mod connection;
 mod dpop;
 mod driver;
+mod endpoints;
 mod error;
 mod handshake;
 mod inbox;
 mod metrics;
+#[cfg(test)]
+mod nodelay_tests;
 mod options;
+mod pacing;
 mod state;
 mod token;
 mod unacked;
@@ -203,10 +235,11 @@ pub use rustls;
 pub use builder::{
     Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INCOMING_BYTES, DEFAULT_INCOMING_CAPACITY,
     DEFAULT_MAX_MESSAGE, DEFAULT_OUTGOING_BYTES, DEFAULT_OUTGOING_CAPACITY, DEFAULT_PING_INTERVAL,
-    DEFAULT_PONG_TIMEOUT, DEFAULT_READ_BUFFER, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_PONG_TIMEOUT, DEFAULT_READ_BUFFER, DEFAULT_REFUSED_PROBE_WINDOW, DEFAULT_WRITE_TIMEOUT,
 };
 pub use client::RealtimeClient;
 pub use dpop::{HANDSHAKE_METHOD, ProofRequest};
+pub use endpoints::Endpoint;
 pub use error::{Error, Result, TokenError};
 pub use metrics::Metrics;
 pub use options::{Incoming, RefreshMode, Resume, TokenTransport, WhenFull};

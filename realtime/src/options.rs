@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::endpoints::Endpoint;
 use crate::token::{BearerToken, BoxFuture};
 #[allow(unused_imports)] // rustdoc links
 use crate::token::{TimedToken, TokenSource};
@@ -39,6 +40,7 @@ pub enum WhenFull {
 #[derive(Debug, Clone)]
 pub struct Resume {
     pub(crate) generation: u64,
+    pub(crate) endpoint: Endpoint,
     pub(crate) tx: mpsc::UnboundedSender<String>,
 }
 
@@ -47,6 +49,13 @@ impl Resume {
     #[must_use]
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The endpoint of the connection being set up (with several
+    /// endpoints, the node the client landed on: resume there as anywhere).
+    #[must_use]
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// Sends `text` first on the new connection (in call order).

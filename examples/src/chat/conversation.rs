@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sessionkit::Session;
-use sessionkit_realtime::{Incoming, RealtimeClient, Resume, State, TokenSource};
+use sessionkit_realtime::{Endpoint, Incoming, RealtimeClient, Resume, State, TokenSource};
 use tokio::sync::{mpsc, watch};
 
 use crate::protocol::{ChatMessage, ClientFrame, ServerFrame, valid_room};
@@ -100,13 +100,18 @@ pub struct Conversation {
 }
 
 impl Conversation {
-    /// Connects `session` to the chat server at `server_url` and joins `room`.
+    /// Connects `session` to the chat server at one of `servers` (the nodes
+    /// of one service: it starts at one at random and fails over to the
+    /// next) and joins `room`; on every new connection, whichever node it
+    /// lands on, it joins again after the last message seen and re-sends
+    /// what was not acknowledged.
     ///
     /// # Errors
-    /// When the URL is not a `ws://` or `wss://` URL or the room name is invalid.
+    /// When a URL is not a `ws://` or `wss://` URL, there is none, or the
+    /// room name is invalid.
     pub fn start(
         session: Arc<Session>,
-        server_url: &str,
+        servers: &[String],
         room: &str,
     ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<ConversationEvent>)> {
         if !valid_room(room) {
@@ -122,7 +127,7 @@ impl Conversation {
         }));
         let resume_state = shared.clone();
         let source: Arc<dyn TokenSource> = session;
-        let (client, incoming) = RealtimeClient::builder(server_url)
+        let (client, incoming) = RealtimeClient::builder_multi(servers)
             .on_connect(move |resume: Resume| {
                 let shared = resume_state.clone();
                 async move { resume_conversation(&shared, &resume) }
@@ -230,6 +235,12 @@ impl Conversation {
     #[must_use]
     pub fn state(&self) -> watch::Receiver<State> {
         self.client.state()
+    }
+
+    /// The server the connection is on, while connected.
+    #[must_use]
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        self.client.endpoint()
     }
 
     /// Closes the connection and waits until nothing of it runs.

@@ -1,7 +1,7 @@
 //! The `chat` client: command line, setup, and the two front ends.
 //!
 //! ```text
-//! chat [--issuer URL] [--client-id ID] [--server WS_URL] [--store auto|secret-service|keyutils|memory]
+//! chat [--issuer URL] [--client-id ID] [--server WS_URL]... [--store auto|secret-service|keyutils|memory]
 //!      [--namespace NAME] [--room NAME] [--plain] [--dpop]
 //! chat login [--device] [--no-browser] [--scope "openid profile offline_access"]
 //!            [--prompt login] [--login-hint NAME] [--max-age SECONDS]
@@ -10,6 +10,12 @@
 //! chat whoami                # the userinfo claims as JSON, fetched with a fresh token
 //! chat logout [ACCOUNT | --all]
 //! ```
+//!
+//! `--server` may be given more than once (`SESSIONKIT_SERVER` as a
+//! comma-separated list): the nodes of one chat service. The client starts
+//! at one of them at random and fails over to the next when a node refuses,
+//! drops the connection, stops answering or shuts down, resuming each room
+//! after the last message it saw.
 //!
 //! The options also come from `SESSIONKIT_ISSUER`, `SESSIONKIT_CLIENT_ID`,
 //! `SESSIONKIT_SERVER`, `SESSIONKIT_STORE`, `SESSIONKIT_NAMESPACE` and
@@ -80,9 +86,11 @@ pub struct Options {
     /// The OAuth client id.
     #[arg(long, env = "SESSIONKIT_CLIENT_ID", global = true, default_value = DEFAULT_CLIENT_ID)]
     pub client_id: String,
-    /// The chat server's WebSocket URL (default ws://127.0.0.1:9091/ws with --issuer).
-    #[arg(long, env = "SESSIONKIT_SERVER", global = true)]
-    pub server: Option<String>,
+    /// A chat server's WebSocket URL; give it once per node to fail over
+    /// between them (SESSIONKIT_SERVER: a comma-separated list). Default
+    /// ws://127.0.0.1:9091/ws with --issuer.
+    #[arg(long, env = "SESSIONKIT_SERVER", global = true, value_delimiter = ',')]
+    pub server: Vec<String>,
     /// Where tokens are kept.
     #[arg(long, env = "SESSIONKIT_STORE", global = true, value_enum, default_value_t = StoreKind::Auto)]
     pub store: StoreKind,
@@ -290,8 +298,22 @@ mod tests {
                 all: true
             })
         ));
+        let cli = Cli::try_parse_from([
+            "chat",
+            "--server",
+            "ws://127.0.0.1:1/ws",
+            "--plain",
+            "--server",
+            "ws://127.0.0.1:2/ws",
+        ])
+        .expect("parse");
+        assert_eq!(
+            cli.options.server,
+            ["ws://127.0.0.1:1/ws", "ws://127.0.0.1:2/ws"]
+        );
         let cli =
             Cli::try_parse_from(["chat", "--store", "secret-service", "--plain"]).expect("parse");
+        assert!(cli.options.server.is_empty());
         assert_eq!(cli.options.store, StoreKind::SecretService);
         assert!(cli.options.plain && cli.command.is_none());
         assert!(Cli::try_parse_from(["chat", "logout", "bob", "--all"]).is_err());

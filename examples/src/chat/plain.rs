@@ -24,12 +24,12 @@ const ECHO_WAIT: Duration = Duration::from_secs(5);
 pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
     let session = signed_in_session(&setup).await?;
     let (conversation, mut events) =
-        Conversation::start(session.clone(), &setup.server_url, &options.room)?;
+        Conversation::start(session.clone(), &setup.servers, &options.room)?;
     eprintln!(
         "chat: {} in #{} on {}",
         session.info().name(),
         options.room,
-        setup.server_url
+        setup.servers.join(", ")
     );
     let mut session_events = session.events();
     let mut state = conversation.state();
@@ -95,7 +95,10 @@ pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
                 state_open = changed.is_ok();
                 let now = state.borrow_and_update().clone();
                 if changed.is_ok() {
-                    eprintln!("chat: {}", describe_state(&now));
+                    match (&now, conversation.endpoint()) {
+                        (State::Connected { .. }, Some(at)) => eprintln!("chat: connected to {at}"),
+                        _ => eprintln!("chat: {}", describe_state(&now)),
+                    }
                 }
                 if let State::Closed(reason) = now {
                     conversation.shutdown().await;

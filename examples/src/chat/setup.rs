@@ -20,8 +20,9 @@ pub struct Setup {
     pub manager: Arc<SessionManager>,
     /// The HTTP client for provider calls.
     pub http: HttpClient,
-    /// The chat server's WebSocket URL.
-    pub server_url: String,
+    /// The chat servers' WebSocket URLs (one, or the nodes to fail over
+    /// between).
+    pub servers: Vec<String>,
     /// The embedded demo's servers, when there was no `--issuer`.
     pub embedded: Option<Embedded>,
 }
@@ -29,7 +30,7 @@ pub struct Setup {
 impl std::fmt::Debug for Setup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Setup")
-            .field("server_url", &self.server_url)
+            .field("servers", &self.servers)
             .field("embedded", &self.embedded.is_some())
             .finish_non_exhaustive()
     }
@@ -92,15 +93,21 @@ impl Setup {
                 .build()
                 .await?,
         );
-        let server_url = match (&options.server, &embedded) {
-            (Some(url), _) => url.clone(),
-            (None, Some(embedded)) => embedded.server.ws_url(),
-            (None, None) => DEFAULT_SERVER.to_owned(),
+        let servers: Vec<String> = options
+            .server
+            .iter()
+            .map(|url| url.trim().to_owned())
+            .filter(|url| !url.is_empty())
+            .collect();
+        let servers = match (servers.is_empty(), &embedded) {
+            (false, _) => servers,
+            (true, Some(embedded)) => vec![embedded.server.ws_url()],
+            (true, None) => vec![DEFAULT_SERVER.to_owned()],
         };
         Ok(Self {
             manager,
             http,
-            server_url,
+            servers,
             embedded,
         })
     }

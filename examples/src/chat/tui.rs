@@ -128,7 +128,7 @@ impl App {
 
     fn connect(&mut self, session: Arc<Session>) -> anyhow::Result<()> {
         let (conversation, events) =
-            Conversation::start(session.clone(), &self.setup.server_url, &self.room)?;
+            Conversation::start(session.clone(), &self.setup.servers, &self.room)?;
         self.messages.clear();
         self.connection = "connecting".to_owned();
         self.reconnect_at = None;

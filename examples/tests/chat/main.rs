@@ -3,6 +3,7 @@
 
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 
+mod failover;
 mod oidc_provider;
 mod support;
 mod tui;

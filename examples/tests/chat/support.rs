@@ -167,12 +167,17 @@ impl User {
 
     /// `chat` with this user's options (issuer, server, keyutils store, namespace).
     pub fn command(&self) -> Command {
+        let mut cmd = self.command_without_server();
+        cmd.args(["--server", &self.server_url]);
+        cmd
+    }
+
+    /// `chat` with this user's options but no `--server`.
+    pub fn command_without_server(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat"));
         cmd.args([
             "--issuer",
             &self.issuer,
-            "--server",
-            &self.server_url,
             "--store",
             "keyutils",
             "--namespace",
@@ -292,41 +297,59 @@ impl User {
     }
 
     fn spawn_plain(&self, filter: &str, args: &[&str]) -> Plain {
-        let mut child = self
-            .command()
-            .env("RUST_LOG", filter)
-            .args(args)
-            .arg("--plain")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("chat --plain");
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err_lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = err_lines.next_line().await {
-                let mut s = lock(&sink);
-                s.push_str(&line);
-                s.push('\n');
+        let mut cmd = self.command();
+        cmd.env("RUST_LOG", filter).args(args);
+        spawn_plain(cmd)
+    }
+
+    /// `chat --plain` on several chat servers: `--server` once per URL, or
+    /// (with `env`) `SESSIONKIT_SERVER` as a comma-separated list.
+    pub fn plain_on_servers(&self, servers: &[&str], env: bool) -> Plain {
+        let mut cmd = self.command_without_server();
+        if env {
+            cmd.env("SESSIONKIT_SERVER", servers.join(","));
+        } else {
+            for server in servers {
+                cmd.args(["--server", server]);
             }
-        });
-        Plain {
-            child,
-            stdin,
-            stdout,
-            seen: Vec::new(),
-            stderr,
         }
+        spawn_plain(cmd)
     }
 
     /// Signs out of every account (keeps the kernel keyring clean).
     pub async fn cleanup(&self) {
         let _ = self.run(&["logout", "--all"]).await;
         let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// Starts `cmd --plain` with its stdio on pipes.
+fn spawn_plain(mut cmd: Command) -> Plain {
+    let mut child = cmd
+        .arg("--plain")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chat --plain");
+    let stdin = child.stdin.take();
+    let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut err_lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let sink = stderr.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = err_lines.next_line().await {
+            let mut s = lock(&sink);
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    Plain {
+        child,
+        stdin,
+        stdout,
+        seen: Vec::new(),
+        stderr,
     }
 }
 

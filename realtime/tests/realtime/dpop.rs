@@ -187,7 +187,12 @@ enum Answer {
 // The callback's error type is tungstenite's.
 #[allow(clippy::result_large_err)]
 async fn answer(server: &mut Scripted, how: Answer) -> (Seen, Option<WebSocketStream<TcpStream>>) {
-    let tcp = server.next_tcp().await;
+    answer_tcp(server.next_tcp().await, how).await
+}
+
+/// Answers the handshake on `tcp`, as [`answer`].
+#[allow(clippy::result_large_err)]
+async fn answer_tcp(tcp: TcpStream, how: Answer) -> (Seen, Option<WebSocketStream<TcpStream>>) {
     let seen = Arc::new(Mutex::new(None));
     let record = seen.clone();
     let callback = move |request: &Request, mut response: Response| {
@@ -412,4 +417,53 @@ async fn a_source_without_dpop_keeps_the_bearer_scheme() {
         .dpop_proof(ProofRequest::new("GET", "ws://127.0.0.1:1/ws", &token))
         .await;
     assert_eq!(asked, None);
+}
+
+#[tokio::test]
+async fn each_endpoint_keeps_its_own_nonce() {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let mut nodes = [Scripted::start().await, Scripted::start().await];
+    let urls: Vec<String> = nodes.iter().map(Scripted::url).collect();
+    let source = Signing::new("bound-tok");
+    let (client, _incoming) = RealtimeClient::builder_multi(urls.clone())
+        .backoff(fast())
+        .build(source.clone())
+        .expect("client");
+    let first = {
+        let [a, b] = &mut nodes;
+        tokio::select! {
+            tcp = a.next_tcp() => (0, tcp),
+            tcp = b.next_tcp() => (1, tcp),
+        }
+    };
+    let (on, tcp) = first;
+    let nonces = ["nonce-of-0", "nonce-of-1"];
+    let (seen, socket) = answer_tcp(tcp, Answer::Accept(Some(nonces[on]))).await;
+    assert!(seen.claims.get("nonce").is_none());
+    let mut socket = socket.expect("accepted");
+    let mut on = on;
+    // Each node goes away in turn: the proof for a node carries that
+    // node's nonce (none before it gave one), never the other's.
+    for round in 0..4 {
+        let frame = CloseFrame {
+            code: CloseCode::Away,
+            reason: "server shutting down".into(),
+        };
+        let _ = socket.send(Message::Close(Some(frame))).await;
+        let next = 1 - on;
+        let (seen, accepted) = answer(&mut nodes[next], Answer::Accept(Some(nonces[next]))).await;
+        assert_eq!(seen.claims["htu"], urls[next], "round {round}");
+        if round == 0 {
+            assert!(seen.claims.get("nonce").is_none(), "{:?}", seen.claims);
+        } else {
+            assert_eq!(seen.claims["nonce"], nonces[next], "round {round}");
+        }
+        socket = accepted.expect("accepted");
+        on = next;
+    }
+    client.shutdown().await;
 }

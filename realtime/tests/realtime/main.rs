@@ -1,7 +1,9 @@
 //! The realtime client against a real WebSocket server on 127.0.0.1.
 
 mod dpop;
+mod failover;
 mod inbox;
+mod liveness;
 mod logs;
 mod refresh;
 mod resume;
