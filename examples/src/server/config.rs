@@ -114,6 +114,11 @@ pub struct ServerConfig {
     pub backchannel_client_id: String,
     /// Where messages are stored (default [`Database::Memory`]).
     pub db: Database,
+    /// The most messages stored in one transaction (default 256): sends
+    /// that arrive while a transaction commits are stored together in the
+    /// next one (group commit), each acknowledged after that commit. 1
+    /// stores every message in a transaction of its own.
+    pub max_batch: usize,
     /// The shortest time between two JWKS fetch attempts (default 10 s),
     /// failed or not, so tokens with forged key ids cannot make the server
     /// hammer the provider, even while it fails. The first fetch is never
@@ -216,6 +221,7 @@ impl ServerConfig {
             audience: "chat-server".to_owned(),
             backchannel_client_id: "chat-example".to_owned(),
             db: Database::Memory,
+            max_batch: crate::server::db::MAX_BATCH,
             jwks_refetch_interval: Duration::from_secs(10),
             jwks_max_age: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(60),

@@ -159,7 +159,13 @@ impl ChatServer {
             source,
         })?;
         let hub = Arc::new(hub::Hub::new(config.users.clone()));
-        let store = db::Store::open(&config.db, hub.clone(), config.users.rooms_created).await?;
+        let store = db::Store::open(
+            &config.db,
+            hub.clone(),
+            config.users.rooms_created,
+            config.max_batch,
+        )
+        .await?;
         let revocations = Arc::new(backchannel::Revocations::default());
         let cancel = CancellationToken::new();
         let feed = match store.postgres() {

@@ -23,7 +23,7 @@
 //!
 //! Every `send` goes through one writer task per node: it takes the first
 //! message waiting on its channel and whatever else is queued (up to
-//! [`MAX_BATCH`]), stores them all in one transaction, and answers each
+//! `ServerConfig::max_batch`, [`MAX_BATCH`] by default), stores them all in one transaction, and answers each
 //! sender only after that commit. An fsync is paid per batch instead of
 //! per message; the ack still means "durable". A batch that fails for a
 //! reason other than the connection (one bad message) is retried message by
@@ -49,7 +49,7 @@ use super::error::ServerError;
 use super::hub::Hub;
 use crate::protocol::ChatMessage;
 
-/// The most messages stored in one transaction.
+/// The most messages stored in one transaction, unless configured.
 pub(crate) const MAX_BATCH: usize = 256;
 /// How many sends may wait for the writer before senders wait for room.
 const QUEUE: usize = 4096;
@@ -228,6 +228,7 @@ impl Store {
         db: &Database,
         hub: Arc<Hub>,
         max_rooms_created: u64,
+        max_batch: usize,
     ) -> Result<Self, ServerError> {
         let (backend, postgres, publish): (Arc<dyn Backend>, _, _) = match db {
             Database::Postgres(url) => {
@@ -245,7 +246,11 @@ impl Store {
             }
         };
         let (writes, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(write(jobs, backend.clone(), max_rooms_created, publish));
+        let limits = Limits {
+            max_rooms_created,
+            max_batch: max_batch.max(1),
+        };
+        tokio::spawn(write(jobs, backend.clone(), limits, publish));
         Ok(Self {
             backend,
             writes,
@@ -293,13 +298,20 @@ impl Store {
     }
 }
 
-/// Takes what is queued (up to [`MAX_BATCH`]) into a batch; `None` once
+/// What the writer is told.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_rooms_created: u64,
+    max_batch: usize,
+}
+
+/// Takes what is queued (up to `max_batch`) into a batch; `None` once
 /// every sender is gone.
-async fn next_batch(jobs: &mut mpsc::Receiver<Job>) -> Option<Vec<Job>> {
+async fn next_batch(jobs: &mut mpsc::Receiver<Job>, max_batch: usize) -> Option<Vec<Job>> {
     let first = jobs.recv().await?;
-    let mut batch = Vec::with_capacity(jobs.len().min(MAX_BATCH) + 1);
+    let mut batch = Vec::with_capacity(jobs.len().min(max_batch) + 1);
     batch.push(first);
-    while batch.len() < MAX_BATCH {
+    while batch.len() < max_batch {
         match jobs.try_recv() {
             Ok(job) => batch.push(job),
             Err(_) => break,
@@ -334,10 +346,11 @@ async fn commit_retrying(
 async fn write(
     mut jobs: mpsc::Receiver<Job>,
     backend: Arc<dyn Backend>,
-    max_rooms_created: u64,
+    limits: Limits,
     publish: Option<Arc<Hub>>,
 ) {
-    while let Some(batch) = next_batch(&mut jobs).await {
+    let max_rooms_created = limits.max_rooms_created;
+    while let Some(batch) = next_batch(&mut jobs, limits.max_batch).await {
         let messages: Vec<NewMessage> = batch.iter().map(|j| j.message.clone()).collect();
         let outcomes = match commit_retrying(&*backend, &messages, max_rooms_created).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
@@ -385,6 +398,8 @@ mod tests {
     struct Counting {
         commits: std::sync::Mutex<Vec<usize>>,
         fail_first: std::sync::atomic::AtomicU32,
+        /// A transaction holding a message with this id fails for good.
+        poison: Option<String>,
     }
 
     impl Backend for Counting {
@@ -401,6 +416,12 @@ mod tests {
                     .is_ok()
                 {
                     return Err(StoreError::Unavailable("down".into()));
+                }
+                if batch
+                    .iter()
+                    .any(|m| Some(&m.client_id) == self.poison.as_ref())
+                {
+                    return Err(StoreError::Corrupt);
                 }
                 let mut commits = self.commits.lock().expect("lock");
                 let base: usize = commits.iter().sum();
@@ -441,7 +462,11 @@ mod tests {
 
     fn store(backend: Arc<Counting>) -> Store {
         let (writes, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(write(jobs, backend.clone(), u64::MAX, None));
+        let limits = Limits {
+            max_rooms_created: u64::MAX,
+            max_batch: MAX_BATCH,
+        };
+        tokio::spawn(write(jobs, backend.clone(), limits, None));
         Store {
             backend,
             writes,
@@ -495,6 +520,29 @@ mod tests {
         let err = store.insert(message(2)).await.expect_err("gave up");
         assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
         assert!(err.is_transient());
+    }
+
+    #[tokio::test]
+    async fn one_bad_message_fails_alone_not_its_whole_batch() {
+        let backend = Arc::new(Counting {
+            poison: Some("1".into()),
+            ..Counting::default()
+        });
+        let store = store(backend.clone());
+        let sends: Vec<_> = (0..3).map(|i| store.insert(message(i))).collect();
+        let outcomes = futures_util::future::join_all(sends).await;
+        assert!(matches!(&outcomes[0], Ok(Stored::New(m)) if m.id == "0"));
+        assert!(
+            matches!(&outcomes[1], Err(StoreError::Corrupt)),
+            "{:?}",
+            outcomes[1]
+        );
+        assert!(matches!(&outcomes[2], Ok(Stored::New(m)) if m.id == "2"));
+        assert_eq!(
+            *backend.commits.lock().expect("lock"),
+            [1, 1],
+            "retried one by one"
+        );
     }
 
     #[test]
