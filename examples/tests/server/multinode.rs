@@ -3,7 +3,8 @@
 //! one unless `SESSIONKIT_REQUIRE_POSTGRES` is set): fan-out across nodes
 //! in order and once, gap-free sequences under concurrent writers on
 //! different nodes, resuming on another node, back-channel logout applied
-//! on every node, and recovery when the database connections are cut.
+//! on every node, and recovery when the database connections are cut. (The
+//! last test, a node whose database cannot be reached, needs no cluster.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
@@ -425,4 +426,30 @@ async fn the_binary_serves_from_postgres() {
     assert_eq!(alice.post("general", "a", "via the binary").await, 1);
     assert_eq!(watcher.message("general", 1).await.text, "via the binary");
     child.kill().await.expect("kill");
+}
+
+#[tokio::test]
+async fn a_node_whose_database_is_unreachable_does_not_start_and_says_why() {
+    // No PostgreSQL needed: nothing listens on port 1.
+    let mut config = ServerConfig::new("http://127.0.0.1:9");
+    config.db = Database::from_arg("postgres://chat:secret@127.0.0.1:1/chat");
+    let err = ChatServer::start(config)
+        .await
+        .expect_err("no database, no node");
+    let shown = err.to_string();
+    assert!(
+        matches!(
+            err,
+            sessionkit_examples::server::ServerError::Postgres { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        shown.starts_with("database postgres://chat:***@127.0.0.1:1/chat: "),
+        "{shown}"
+    );
+    assert!(
+        !format!("{err:?}").contains("secret"),
+        "no password in {err:?}"
+    );
 }
