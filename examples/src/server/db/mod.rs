@@ -31,6 +31,9 @@
 //! because the database cannot be reached is retried (with backoff) for up
 //! to [`RETRY_FOR`]: resends are idempotent by `(sender, client id)`, so a
 //! retry after a commit whose answer was lost stores nothing twice.
+//!
+//! (Over 500 lines: the trait, its error and the writer that uses both are
+//! one contract; about 170 lines are the writer's unit tests.)
 
 mod postgres;
 mod sqlite;

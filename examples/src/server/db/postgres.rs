@@ -24,6 +24,9 @@
 //! The pool (`deadpool-postgres`) drops a connection that broke and opens a
 //! new one on the next use, so the node recovers by itself when PostgreSQL
 //! comes back; every statement has a deadline ([`QUERY_TIMEOUT`]).
+//!
+//! (Over 500 lines: about 110 are the schema and its batch function in
+//! SQL, kept beside the Rust that calls them.)
 
 use std::time::Duration;
 
