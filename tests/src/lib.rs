@@ -14,11 +14,14 @@
 //! - [`file_store`]: a token store in files, shared between processes;
 //! - [`scratch`]: a temporary directory per test, removed when dropped;
 //! - [`oidc_provider`]: panva/oidc-provider in a child process, and a
-//!   scripted user for its pages.
+//!   scripted user for its pages;
+//! - [`postgres`]: a PostgreSQL database of its own per test, on the
+//!   cluster `SESSIONKIT_PG_URL` names.
 
 #![forbid(unsafe_code)]
 
 pub mod file_store;
 pub mod oidc_provider;
+pub mod postgres;
 pub mod scratch;
 pub mod webdriver;

@@ -29,8 +29,14 @@ struct Args {
     /// The client id back-channel logout tokens are addressed to.
     #[arg(long, default_value = "chat-example")]
     backchannel_client_id: String,
-    /// The SQLite database file, created if missing (":memory:" keeps nothing).
-    #[arg(long, default_value = "chat.db")]
+    /// Where messages are kept: an SQLite file, created if missing (PATH or
+    /// sqlite:PATH; ":memory:" keeps nothing), or a PostgreSQL database that
+    /// several chat-server nodes share (postgres://USER@HOST:PORT/DB).
+    #[arg(
+        long,
+        default_value = "chat.db",
+        value_name = "PATH | sqlite:PATH | postgres://USER@HOST:PORT/DB"
+    )]
     db: String,
     /// Require the server's nonce in every DPoP proof: a handshake whose
     /// proof lacks it is answered 401 `use_dpop_nonce` with a DPoP-Nonce.

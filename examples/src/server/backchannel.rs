@@ -27,7 +27,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
 use super::claims::{self, AccessToken};
-use super::hub::{Kick, Target};
+use super::db::Revocation;
+use super::hub::{Hub, Kick, Target};
 use super::jwks::VerifyError;
 use super::{App, unix_now};
 use crate::protocol::CLOSE_SIGNED_OUT;
@@ -131,6 +132,33 @@ impl Revocations {
         true
     }
 
+    /// Forgets a logout token's `jti`, so the provider's retry of a
+    /// delivery that failed (503) is handled again.
+    pub(crate) fn forget_jti(&self, jti: &str) {
+        self.lock().jtis.remove(jti);
+    }
+
+    /// Remembers `revocation` and closes the connections it hits on this
+    /// node with `kick`; returns how many.
+    pub(crate) fn apply(&self, revocation: &Revocation, hub: &Hub, kick: Kick) -> usize {
+        match revocation {
+            Revocation::Session(sid) => {
+                self.revoke_session(sid);
+                hub.kick(Target::Session(sid), &kick)
+            }
+            Revocation::Subject { sub, iat } => {
+                self.revoke_subject(sub, *iat);
+                hub.kick(
+                    Target::Subject {
+                        sub,
+                        issued_through: *iat,
+                    },
+                    &kick,
+                )
+            }
+        }
+    }
+
     /// Whether `token` belongs to a session (or subject) logged out.
     pub(crate) fn is_revoked(&self, token: &AccessToken) -> bool {
         let now = Instant::now();
@@ -159,6 +187,14 @@ impl Remembered {
             "back-channel logout memory full: refusing every token issued until now"
         );
         self.floor = Some((unix_now(), now + REMEMBER));
+    }
+}
+
+/// The close for connections of a logged-out session: 4003.
+pub(crate) fn kick_for() -> Kick {
+    Kick {
+        code: CLOSE_SIGNED_OUT,
+        reason: "signed out",
     }
 }
 
@@ -250,25 +286,31 @@ pub(crate) async fn handler(
         );
         return (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response();
     }
-    let kick = Kick {
-        code: CLOSE_SIGNED_OUT,
-        reason: "signed out",
-    };
-    let closed = if let Some(sid) = &logout.sid {
-        app.revocations.revoke_session(sid);
-        app.hub.kick(Target::Session(sid), &kick)
+    let revocation = if let Some(sid) = &logout.sid {
+        Revocation::Session(sid.clone())
     } else if let Some(sub) = &logout.sub {
-        app.revocations.revoke_subject(sub, logout.iat);
-        app.hub.kick(
-            Target::Subject {
-                sub,
-                issued_through: logout.iat,
-            },
-            &kick,
-        )
+        Revocation::Subject {
+            sub: sub.clone(),
+            iat: logout.iat,
+        }
     } else {
-        0
+        return (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response();
     };
+    let closed = app.revocations.apply(&revocation, &app.hub, kick_for());
+    // Every other node: through the database, which also keeps it for
+    // nodes that start later. Until it is there, the provider is asked to
+    // deliver it again (this node has applied it already).
+    if let Some(pg) = app.store.postgres()
+        && let Err(e) = pg.revoke(&super::feed::row_for(revocation)).await
+    {
+        tracing::warn!(error = %e, closed, "back-channel logout not shared with the other nodes");
+        app.revocations.forget_jti(&logout.jti);
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the logout could not be recorded for every node; deliver it again",
+        );
+    }
     tracing::info!(
         sid = logout.sid.as_deref(),
         sub = logout.sub.as_deref(),

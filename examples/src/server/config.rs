@@ -14,25 +14,86 @@ pub enum Database {
     /// An SQLite file, created and migrated at start, written with WAL and
     /// `synchronous=FULL` so an acknowledged message survives a crash.
     File(PathBuf),
+    /// A PostgreSQL database that several chat-server nodes may share
+    /// (migrated at start): sequence numbers come from the database, and
+    /// messages and back-channel logouts reach every node through
+    /// `LISTEN`/`NOTIFY`.
+    Postgres(PostgresUrl),
 }
 
 impl Database {
-    /// `":memory:"` is [`Database::Memory`], anything else a file path.
+    /// `postgres://…` or `postgresql://…` is [`Database::Postgres`];
+    /// `":memory:"` (or `sqlite::memory:`) is [`Database::Memory`]; anything
+    /// else, with or without a `sqlite:` prefix, an SQLite file path.
+    ///
+    /// ```
+    /// use sessionkit_examples::server::Database;
+    ///
+    /// assert!(matches!(Database::from_arg("postgres://chat@db:5432/chat"), Database::Postgres(_)));
+    /// assert_eq!(Database::from_arg("sqlite:chat.db"), Database::File("chat.db".into()));
+    /// assert_eq!(Database::from_arg(":memory:"), Database::Memory);
+    /// ```
     #[must_use]
     pub fn from_arg(arg: &str) -> Self {
-        if arg == ":memory:" {
+        if arg.starts_with("postgres://") || arg.starts_with("postgresql://") {
+            return Self::Postgres(PostgresUrl(arg.to_owned()));
+        }
+        let path = arg.strip_prefix("sqlite:").unwrap_or(arg);
+        if path == ":memory:" {
             Self::Memory
         } else {
-            Self::File(PathBuf::from(arg))
+            Self::File(PathBuf::from(path))
         }
     }
 
-    /// The path for messages (`:memory:` for the in-memory database).
+    /// What to call it in messages: the path (`:memory:` for the in-memory
+    /// database), or the URL without its password.
     pub(crate) fn label(&self) -> PathBuf {
         match self {
             Self::Memory => PathBuf::from(":memory:"),
             Self::File(path) => path.clone(),
+            Self::Postgres(url) => PathBuf::from(url.redacted()),
         }
+    }
+}
+
+/// A `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?…]` URL (as libpq and
+/// `tokio-postgres` read it; `?host=/run/dir` reaches a Unix socket). Its
+/// `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    /// Wraps a URL (checked when the server starts).
+    #[must_use]
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL, password included.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            Ok(url) => url.to_string(),
+            Err(_) => "postgres://(unparsable URL)".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PostgresUrl")
+            .field(&self.redacted())
+            .finish()
     }
 }
 
@@ -53,6 +114,11 @@ pub struct ServerConfig {
     pub backchannel_client_id: String,
     /// Where messages are stored (default [`Database::Memory`]).
     pub db: Database,
+    /// The most messages stored in one transaction (default 256): sends
+    /// that arrive while a transaction commits are stored together in the
+    /// next one (group commit), each acknowledged after that commit. 1
+    /// stores every message in a transaction of its own.
+    pub max_batch: usize,
     /// The shortest time between two JWKS fetch attempts (default 10 s),
     /// failed or not, so tokens with forged key ids cannot make the server
     /// hammer the provider, even while it fails. The first fetch is never
@@ -155,6 +221,7 @@ impl ServerConfig {
             audience: "chat-server".to_owned(),
             backchannel_client_id: "chat-example".to_owned(),
             db: Database::Memory,
+            max_batch: crate::server::db::MAX_BATCH,
             jwks_refetch_interval: Duration::from_secs(10),
             jwks_max_age: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(60),
@@ -179,6 +246,18 @@ mod tests {
         assert_eq!(config.backchannel_client_id, "chat-example");
         assert_eq!(config.db, Database::Memory);
         assert_eq!(config.jwks_max_age, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn a_postgres_password_stays_out_of_debug() {
+        let db = Database::from_arg("postgres://chat:hunter2@db.example:5433/chat");
+        let shown = format!("{db:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("db.example:5433/chat"), "{shown}");
+        assert_eq!(
+            db.label(),
+            PathBuf::from("postgres://chat:***@db.example:5433/chat")
+        );
     }
 
     #[test]

@@ -28,6 +28,16 @@ pub enum ServerError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The PostgreSQL database could not be reached, configured or
+    /// migrated.
+    #[error("database {database}: {source}")]
+    Postgres {
+        /// The URL, without its password.
+        database: String,
+        /// What the driver or the pool said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The database was written by a newer version of the server.
     #[error(
         "database {}: schema version {found} is newer than this server understands ({known})",

@@ -340,6 +340,16 @@ impl Hub {
         }
     }
 
+    /// Whether any connection of this node listens to `room`.
+    pub(crate) fn has_listeners(&self, room: &str) -> bool {
+        lock(&self.rooms).contains_key(room)
+    }
+
+    /// The rooms some connection of this node listens to.
+    pub(crate) fn listened_rooms(&self) -> Vec<String> {
+        lock(&self.rooms).keys().cloned().collect()
+    }
+
     /// Adds a connection (its token's subject, session and issue time),
     /// unless the subject has as many open as allowed; returns its
     /// registration and where kicks arrive.

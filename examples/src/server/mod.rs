@@ -1,7 +1,7 @@
 //! The chat server: an axum WebSocket server that lets in only holders of a
 //! valid access token from the configured issuer (a bearer token, or a
 //! DPoP-bound one with a proof of its key for the handshake), keeps rooms of messages in
-//! SQLite, and closes a connection when its token expires (4001) or its
+//! SQLite or in a PostgreSQL database shared by several nodes, and closes a connection when its token expires (4001) or its
 //! session is logged out at the provider (4003). The `chat-server` binary is
 //! a thin wrapper; tests and the embedded demo start it in-process.
 //!
@@ -26,7 +26,18 @@
 //!   handshake and the connection task; `hub`: rooms, the registry of
 //!   connections and the per-user limits ([`UserLimits`]).
 //! - `backchannel`: the back-channel logout endpoint and the sessions it ended.
-//! - `db`: SQLite storage and its migrations.
+//! - `db`: the storage trait, its SQLite and PostgreSQL engines and their
+//!   migrations, and the batching writer (group commit).
+//! - `feed`: with PostgreSQL, the `LISTEN` connection that brings every
+//!   node's messages and logouts to this node.
+//!
+//! ## Several nodes
+//!
+//! With [`Database::Postgres`], any number of servers share one database:
+//! a message sent to one node reaches the subscribers of every node, in
+//! sequence order and once; a client may resume on any node; a
+//! back-channel logout posted to any node closes the session's sockets on
+//! every node (4003) and its tokens are refused everywhere.
 //!
 //! The wire format is [`crate::protocol`].
 
@@ -36,6 +47,7 @@ mod config;
 mod db;
 mod dpop;
 mod error;
+mod feed;
 mod hub;
 mod jwks;
 mod serve;
@@ -52,7 +64,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{Database, ServerConfig, UserLimits};
+pub use config::{Database, PostgresUrl, ServerConfig, UserLimits};
 pub use dpop::HandshakeStats;
 pub use error::ServerError;
 pub use serve::ConnectionLimits;
@@ -70,7 +82,7 @@ pub(crate) struct App {
     pub(crate) verifier: jwks::Verifier,
     pub(crate) store: db::Store,
     pub(crate) hub: Arc<hub::Hub>,
-    pub(crate) revocations: backchannel::Revocations,
+    pub(crate) revocations: Arc<backchannel::Revocations>,
     /// DPoP proofs seen, nonces, and the handshake's counters.
     pub(crate) dpop: dpop::Verifier,
     /// Cancelled when the server stops.
@@ -146,10 +158,28 @@ impl ChatServer {
             addr: config.bind.to_string(),
             source,
         })?;
-        let db = config.db.clone();
-        let store = tokio::task::spawn_blocking(move || db::open(&db))
-            .await
-            .map_err(|e| ServerError::Config(format!("opening the database failed: {e}")))??;
+        let hub = Arc::new(hub::Hub::new(config.users.clone()));
+        let store = db::Store::open(
+            &config.db,
+            hub.clone(),
+            config.users.rooms_created,
+            config.max_batch,
+        )
+        .await?;
+        let revocations = Arc::new(backchannel::Revocations::default());
+        let cancel = CancellationToken::new();
+        let feed = match store.postgres() {
+            Some(pg) => Some(
+                feed::Feed {
+                    pg: pg.clone(),
+                    hub: hub.clone(),
+                    revocations: revocations.clone(),
+                }
+                .start(cancel.clone())
+                .await?,
+            ),
+            None => None,
+        };
         let http = reqwest::Client::builder()
             .timeout(IDP_TIMEOUT)
             .connect_timeout(IDP_TIMEOUT)
@@ -162,7 +192,6 @@ impl ChatServer {
             config.jwks_refetch_interval,
             config.jwks_max_age,
         );
-        let hub = Arc::new(hub::Hub::new(config.users.clone()));
         let public_urls = if config.public_urls.is_empty() {
             dpop::default_urls(addr)
         } else {
@@ -179,10 +208,13 @@ impl ChatServer {
             verifier,
             store,
             hub,
-            revocations: backchannel::Revocations::default(),
-            cancel: CancellationToken::new(),
+            revocations,
+            cancel,
             tracker: TaskTracker::new(),
         });
+        if let Some(feed) = feed {
+            app.tracker.spawn(feed);
+        }
         app.tracker.spawn(serve::serve(
             listener,
             router(app.clone()),

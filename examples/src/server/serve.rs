@@ -312,7 +312,7 @@ pub(crate) async fn serve(
             drop(stream);
             continue;
         };
-        let _ = stream.set_nodelay(true);
+        no_delay(&stream);
         tracker.spawn(connection(
             stream,
             Arc::new(slot),
@@ -320,6 +320,15 @@ pub(crate) async fn serve(
             timeout,
             cancel.clone(),
         ));
+    }
+}
+
+/// Turns Nagle's algorithm off on an accepted socket: a frame that closely
+/// follows another (an ack, then the message) must not wait for the
+/// client's ACK of the first (a round trip, 300 ms on a slow link).
+fn no_delay(stream: &TcpStream) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%err, "cannot set TCP_NODELAY");
     }
 }
 
@@ -399,6 +408,17 @@ mod tests {
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([127, 0, 0, last])
+    }
+
+    #[tokio::test]
+    async fn accepted_sockets_have_nagle_turned_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (stream, _) = listener.accept().await.expect("accept");
+        assert!(!stream.nodelay().expect("read"), "off by default");
+        no_delay(&stream);
+        assert!(stream.nodelay().expect("read"), "TCP_NODELAY set");
     }
 
     #[test]

@@ -10,7 +10,16 @@
 //! last sequence number at the join) are skipped, so a join sees every
 //! message once and in order even while others post. A client whose cursor
 //! is past the room's end (the database was reset) is told the real end in
-//! `joined` and gets every message after it, live.
+//! `joined` and gets every message after it, live. A live message past the
+//! next expected number (a node that missed notifications from the shared
+//! database) makes the connection read the gap from the store first; one at
+//! or below it (sent already) is dropped.
+//!
+//! Sends are pipelined: a `send` goes to the store's batching writer and the
+//! connection reads the next frame while it waits, up to
+//! [`MAX_IN_FLIGHT`] of them; acks go out in the order the sends came,
+//! each after its commit. When the connection is closed by the server
+//! (logout, rate limit, shutdown) the sends in flight are answered first.
 //!
 //! DPoP: a token with `cnf.jkt` comes as `Authorization: DPoP` with a proof
 //! for this handshake (see `dpop` for the rules); every refusal is a 401.
@@ -33,6 +42,7 @@
 //! checks and the close paths; splitting them would scatter one state machine.)
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,25 +52,30 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
 use super::claims::{self, AccessToken};
-use super::db::{NewMessage, Stored};
+use super::db::{NewMessage, StoreError, Stored};
 use super::dpop::{self, Scheme};
 use super::hub::{Kick, OUTBOUND_BUFFER, Outbound, Refused, Registration, Subscription};
 use super::jwks::VerifyError;
 use super::serve::ConnectionSlot;
 use super::{App, unix_millis, unix_now};
 use crate::protocol::{
-    BadFrame, CLOSE_RATE_LIMITED, CLOSE_SIGNED_OUT, CLOSE_TOKEN_EXPIRED, ClientFrame, MAX_ID_BYTES,
-    ServerFrame, check_text, parse_client_frame, valid_room,
+    BadFrame, CLOSE_RATE_LIMITED, CLOSE_SIGNED_OUT, CLOSE_TOKEN_EXPIRED, CLOSE_TOO_SLOW,
+    ClientFrame, MAX_ID_BYTES, ServerFrame, check_text, parse_client_frame, valid_room,
 };
 
 /// The largest WebSocket frame and message the server reads.
 pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// How many stored messages a join reads at a time.
 const REPLAY_PAGE: usize = 500;
+/// How many sends one connection may have waiting for their commit; past
+/// it, the connection reads no more frames until one is answered.
+pub(crate) const MAX_IN_FLIGHT: usize = 64;
 /// The most rooms one connection may join.
 const MAX_ROOMS: usize = 64;
 /// How long a write to a client may take before it is given up as gone.
@@ -264,15 +279,19 @@ enum End {
     Gone,
 }
 
-/// A joined room: which join it is, what its history covered, and the
+/// A joined room: which join it is, what was sent of it, and the
 /// subscription to its live messages.
 #[derive(Debug)]
 struct Joined {
     generation: u64,
-    /// Live messages up to this sequence number came with the history.
-    skip_through: u64,
+    /// Every message up to this sequence number was sent (with the history,
+    /// or live); the next live one must be the one after.
+    sent_through: u64,
     _subscription: Subscription,
 }
+
+/// A send waiting for its commit: its room, its id, and the outcome.
+type InFlight = Pin<Box<dyn Future<Output = (String, String, Result<Stored, StoreError>)> + Send>>;
 
 /// When a token that expires at `exp` (Unix seconds) runs out, on the runtime's clock.
 fn deadline_for(exp: i64) -> Instant {
@@ -333,6 +352,8 @@ struct Connection {
     rooms: HashMap<String, Joined>,
     next_generation: u64,
     out_tx: mpsc::Sender<Outbound>,
+    /// Sends waiting for their commit, in the order they came.
+    in_flight: FuturesOrdered<InFlight>,
 }
 
 async fn run(
@@ -357,6 +378,7 @@ async fn run(
         rooms: HashMap::new(),
         next_generation: 0,
         out_tx,
+        in_flight: FuturesOrdered::new(),
     };
     let hello = ServerFrame::Hello {
         user: conn.identity.user.clone(),
@@ -379,6 +401,9 @@ async fn run(
             }
             () = tokio::time::sleep_until(conn.deadline) => Err(End::Close(CLOSE_TOKEN_EXPIRED, "token expired")),
             Some(out) = out_rx.recv() => conn.outbound(&mut socket, out).await,
+            Some((room, id, outcome)) = conn.in_flight.next(), if !conn.in_flight.is_empty() => {
+                conn.answer(&mut socket, room, id, outcome).await
+            }
             _ = pings.tick() => {
                 if last_heard.elapsed() >= idle {
                     tracing::info!(user = %conn.identity.user, "no frame within the idle timeout");
@@ -387,7 +412,7 @@ async fn run(
                     socket.send(Message::Ping(Default::default())).await.map_err(|_| End::Gone)
                 }
             }
-            incoming = socket.recv() => match incoming.inspect(|_| last_heard = Instant::now()) {
+            incoming = socket.recv(), if conn.in_flight.len() < MAX_IN_FLIGHT => match incoming.inspect(|_| last_heard = Instant::now()) {
                 Some(Ok(Message::Text(text))) => match conn.take_frame() {
                     Ok(()) => conn.frame(&mut socket, text.as_str()).await,
                     Err(end) => Err(end),
@@ -404,6 +429,17 @@ async fn run(
         end = step.err();
     }
     tracing::info!(user = %conn.identity.user, ?end, "disconnected");
+    if !matches!(end, Some(End::Gone)) {
+        // Closed by the server: answer the sends already in flight first.
+        let _ = timeout(CLOSE_TIMEOUT + super::db::RETRY_FOR, async {
+            while let Some((room, id, outcome)) = conn.in_flight.next().await {
+                if conn.answer(&mut socket, room, id, outcome).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
     // Unregistered before the closing handshake: a closing connection is
     // not counted, and no longer kicked.
     drop(conn);
@@ -419,17 +455,87 @@ async fn run(
 
 impl Connection {
     /// Sends a live message, unless it is from a room left (or joined
-    /// again) since, or its join's history covered it.
+    /// again) since, or was sent already (with the history, or live). When
+    /// messages before it were not sent (this node missed them), they are
+    /// read from the store and sent first; if they cannot be read, the
+    /// client is asked to reconnect and resume (4008) rather than see a gap.
     async fn outbound(&mut self, socket: &mut WebSocket, out: Outbound) -> Result<(), End> {
         let (generation, message) = out;
-        let current = self
-            .rooms
-            .get(&message.room)
-            .is_some_and(|j| j.generation == generation && message.seq > j.skip_through);
-        if current {
-            send(socket, &ServerFrame::Message((*message).clone())).await
-        } else {
-            Ok(())
+        let Some(joined) = self.rooms.get_mut(&message.room) else {
+            return Ok(());
+        };
+        if joined.generation != generation || message.seq <= joined.sent_through {
+            return Ok(());
+        }
+        while joined.sent_through + 1 < message.seq {
+            let missed = self
+                .app
+                .store
+                .page(
+                    &message.room,
+                    joined.sent_through,
+                    message.seq - 1,
+                    REPLAY_PAGE,
+                )
+                .await;
+            let missed = match missed {
+                Ok(missed) if !missed.is_empty() => missed,
+                other => {
+                    if let Err(e) = other {
+                        tracing::warn!(error = %e, room = %message.room, "cannot read missed messages");
+                    }
+                    return Err(End::Close(
+                        CLOSE_TOO_SLOW,
+                        "missed messages; reconnect and resume",
+                    ));
+                }
+            };
+            for m in missed {
+                joined.sent_through = m.seq;
+                send(socket, &ServerFrame::Message(m)).await?;
+            }
+        }
+        joined.sent_through = message.seq;
+        send(socket, &ServerFrame::Message((*message).clone())).await
+    }
+
+    /// Answers a send whose commit is done: an ack, or an error frame.
+    async fn answer(
+        &mut self,
+        socket: &mut WebSocket,
+        room: String,
+        id: String,
+        outcome: Result<Stored, StoreError>,
+    ) -> Result<(), End> {
+        match outcome {
+            Ok(Stored::New(message)) => {
+                let ack = ServerFrame::Ack {
+                    room,
+                    id,
+                    seq: message.seq,
+                };
+                send(socket, &ack).await
+            }
+            Ok(Stored::Existing { room: stored, seq }) if stored == room => {
+                send(socket, &ServerFrame::Ack { room, id, seq }).await
+            }
+            Ok(Stored::Existing { .. }) => {
+                let why = "this id was used for a message in another room";
+                send_error(socket, "bad_frame", why, Some(id)).await
+            }
+            Ok(Stored::TooManyRooms) => {
+                let why = "this user created as many rooms as allowed";
+                send_error(socket, "too_many_rooms", why, Some(id)).await
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, %room, "cannot store a message: the database is unavailable");
+                let why = "the database is unavailable; the message was not stored, send it again";
+                send_error(socket, "storage", why, Some(id)).await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %room, "cannot store a message");
+                send_error(socket, "storage", "the message was not stored", Some(id)).await
+            }
         }
     }
 
@@ -533,7 +639,7 @@ impl Connection {
             room,
             Joined {
                 generation,
-                skip_through: last,
+                sent_through: last,
                 _subscription: subscription,
             },
         );
@@ -559,7 +665,6 @@ impl Connection {
         if let Err(refused) = check_text(&text) {
             return send_error(socket, refused.code(), &refused.to_string(), Some(id)).await;
         }
-        let hub = self.app.hub.clone();
         let message = NewMessage {
             room: room.clone(),
             sender_sub: self.identity.sub.clone(),
@@ -568,39 +673,11 @@ impl Connection {
             text,
             sent_at: unix_millis(),
         };
-        // Announced from inside the store, in sequence order, after the commit.
-        match self
-            .app
-            .store
-            .insert(message, self.app.config.users.rooms_created, move |m| {
-                hub.publish(m);
-            })
-            .await
-        {
-            Ok(Stored::New(message)) => {
-                let ack = ServerFrame::Ack {
-                    room,
-                    id,
-                    seq: message.seq,
-                };
-                send(socket, &ack).await
-            }
-            Ok(Stored::Existing { room: stored, seq }) if stored == room => {
-                send(socket, &ServerFrame::Ack { room, id, seq }).await
-            }
-            Ok(Stored::Existing { .. }) => {
-                let why = "this id was used for a message in another room";
-                send_error(socket, "bad_frame", why, Some(id)).await
-            }
-            Ok(Stored::TooManyRooms) => {
-                let why = "this user created as many rooms as allowed";
-                send_error(socket, "too_many_rooms", why, Some(id)).await
-            }
-            Err(e) => {
-                tracing::error!(error = %e, %room, "cannot store a message");
-                send_error(socket, "storage", "the message was not stored", Some(id)).await
-            }
-        }
+        // Answered (in order) by the connection loop once its batch committed.
+        let stored = self.app.store.insert(message);
+        self.in_flight
+            .push_back(Box::pin(async move { (room, id, stored.await) }));
+        Ok(())
     }
 
     async fn reauth(&mut self, socket: &mut WebSocket, token: &str) -> Result<(), End> {

@@ -9,4 +9,5 @@ mod durability;
 mod expiry;
 mod handshake;
 mod limits;
+mod multinode;
 mod support;

@@ -1,10 +1,11 @@
-//! Message storage in SQLite.
+//! Message storage in SQLite (one node).
 //!
 //! One connection behind a mutex, used from `spawn_blocking`, so SQLite never
 //! blocks the async runtime and writes are serialized (the per-room sequence
 //! is `max + 1` inside the inserting transaction). A file database uses WAL
 //! with `synchronous=FULL`: a commit is on disk before the server acknowledges
-//! it, so a server killed right after an ack still has the message.
+//! it, so a server killed right after an ack still has the message. A batch
+//! of messages (see the writer in `db`) is one transaction: one fsync.
 //!
 //! The schema is migrated with `PRAGMA user_version`: each entry of
 //! [`MIGRATIONS`] takes the database from version `i` to `i + 1`.
@@ -12,11 +13,13 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use futures_util::future::BoxFuture;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::config::Database;
-use super::error::ServerError;
+use super::{Backend, NewMessage, StoreError, Stored};
 use crate::protocol::ChatMessage;
+use crate::server::config::Database;
+use crate::server::error::ServerError;
 
 /// The schema steps, in order; the database's `user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -40,54 +43,9 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this server writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// A storage failure while serving (opening has [`ServerError`]).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum StoreError {
-    /// SQLite said no.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// A thread panicked while holding the connection.
-    #[error("the database connection was poisoned by a panic")]
-    Poisoned,
-    /// The blocking task could not run to the end.
-    #[error("the database task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
-    /// A stored value is out of range (a corrupt row).
-    #[error("a stored value is out of range")]
-    Corrupt,
-}
-
-/// A message to store.
+/// The SQLite engine. Cheap to clone.
 #[derive(Debug, Clone)]
-pub(crate) struct NewMessage {
-    pub(crate) room: String,
-    pub(crate) sender_sub: String,
-    pub(crate) user: String,
-    pub(crate) client_id: String,
-    pub(crate) text: String,
-    pub(crate) sent_at: u64,
-}
-
-/// What an insert did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Stored {
-    /// Stored now.
-    New(ChatMessage),
-    /// The sender had already sent this id; nothing was written.
-    Existing {
-        /// The room it is stored in.
-        room: String,
-        /// Its sequence number there.
-        seq: u64,
-    },
-    /// The message would create a room, and its sender created as many as
-    /// allowed; nothing was written.
-    TooManyRooms,
-}
-
-/// The message store. Cheap to clone.
-#[derive(Debug, Clone)]
-pub(crate) struct Store {
+pub(crate) struct Sqlite {
     conn: Arc<Mutex<Connection>>,
 }
 
@@ -99,34 +57,39 @@ fn to_u64(v: i64) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt)
 }
 
-/// Opens (creating it if needed) and migrates the database. Blocking.
-pub(crate) fn open(db: &Database) -> Result<Store, ServerError> {
-    let path = db.label();
-    let sqlite = |source| ServerError::Database {
-        path: path.to_owned(),
-        source,
-    };
-    let mut conn = match db {
-        Database::Memory => Connection::open_in_memory().map_err(sqlite)?,
-        Database::File(file) => {
-            let conn = Connection::open(file).map_err(sqlite)?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))
-                .map_err(sqlite)?;
-            let mode: String = conn
-                .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-                .map_err(sqlite)?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                tracing::warn!(%mode, "the database did not switch to WAL");
+impl Sqlite {
+    /// Opens (creating it if needed) and migrates the database. Blocking.
+    pub(crate) fn open(db: &Database) -> Result<Self, ServerError> {
+        let path = db.label();
+        let sqlite = |source| ServerError::Database {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = match db {
+            Database::Memory => Connection::open_in_memory().map_err(sqlite)?,
+            Database::Postgres(_) => {
+                return Err(ServerError::Config("not an SQLite database".to_owned()));
             }
-            conn.pragma_update(None, "synchronous", "FULL")
-                .map_err(sqlite)?;
-            conn
-        }
-    };
-    migrate(&mut conn, &path)?;
-    Ok(Store {
-        conn: Arc::new(Mutex::new(conn)),
-    })
+            Database::File(file) => {
+                let conn = Connection::open(file).map_err(sqlite)?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))
+                    .map_err(sqlite)?;
+                let mode: String = conn
+                    .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+                    .map_err(sqlite)?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    tracing::warn!(%mode, "the database did not switch to WAL");
+                }
+                conn.pragma_update(None, "synchronous", "FULL")
+                    .map_err(sqlite)?;
+                conn
+            }
+        };
+        migrate(&mut conn, &path)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
 }
 
 /// Applies the migrations the database lacks, each in its own transaction.
@@ -161,26 +124,20 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Stores `msg` unless its sender already used its id; calls `on_commit`
-/// with the new message after the commit, still holding the connection, so
-/// messages of a room are announced in sequence order. A [`Stored::New`]
-/// (and so an ack) exists only once the transaction has committed: a failed
-/// commit is an error, and the transaction is rolled back.
-/// A message that would create a room is refused ([`Stored::TooManyRooms`])
-/// when its sender created `max_rooms_created` rooms already.
-fn insert(
-    conn: &mut Connection,
+/// Stores `msg` in the open transaction `tx` unless its sender already used
+/// its id. A message that would create a room is refused
+/// ([`Stored::TooManyRooms`]) when its sender created `max_rooms_created`
+/// rooms already.
+fn insert_one(
+    tx: &Transaction<'_>,
     msg: &NewMessage,
     max_rooms_created: u64,
-    on_commit: impl FnOnce(&ChatMessage),
 ) -> Result<Stored, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let existing: Option<(String, i64)> = tx
-        .query_row(
-            "SELECT room, seq FROM messages WHERE sender_sub = ?1 AND client_id = ?2",
-            params![msg.sender_sub, msg.client_id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .prepare_cached("SELECT room, seq FROM messages WHERE sender_sub = ?1 AND client_id = ?2")?
+        .query_row(params![msg.sender_sub, msg.client_id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
         .optional()?;
     if let Some((room, seq)) = existing {
         return Ok(Stored::Existing {
@@ -188,45 +145,47 @@ fn insert(
             seq: to_u64(seq)?,
         });
     }
-    let seq: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE room = ?1",
-        params![msg.room],
-        |row| row.get(0),
-    )?;
+    let seq: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE room = ?1")?
+        .query_row(params![msg.room], |row| row.get(0))?;
     if seq == 1 {
-        let created: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM messages WHERE sender_sub = ?1 AND seq = 1",
-            params![msg.sender_sub],
-            |row| row.get(0),
-        )?;
+        let created: i64 = tx
+            .prepare_cached("SELECT COUNT(*) FROM messages WHERE sender_sub = ?1 AND seq = 1")?
+            .query_row(params![msg.sender_sub], |row| row.get(0))?;
         if to_u64(created)? >= max_rooms_created {
             return Ok(Stored::TooManyRooms);
         }
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO messages (room, seq, sender_sub, user, client_id, text, sent_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            msg.room,
-            seq,
-            msg.sender_sub,
-            msg.user,
-            msg.client_id,
-            msg.text,
-            to_i64(msg.sent_at)
-        ],
-    )?;
+    )?
+    .execute(params![
+        msg.room,
+        seq,
+        msg.sender_sub,
+        msg.user,
+        msg.client_id,
+        msg.text,
+        to_i64(msg.sent_at)
+    ])?;
+    Ok(Stored::New(msg.stored(to_u64(seq)?)))
+}
+
+/// Stores `batch` in one transaction; the outcomes exist only once it has
+/// committed (a failed commit is an error, and nothing is kept).
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &[NewMessage],
+    max_rooms_created: u64,
+) -> Result<Vec<Stored>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcomes = batch
+        .iter()
+        .map(|msg| insert_one(&tx, msg, max_rooms_created))
+        .collect::<Result<Vec<_>, _>>()?;
     tx.commit()?;
-    let stored = ChatMessage {
-        room: msg.room.clone(),
-        seq: to_u64(seq)?,
-        user: msg.user.clone(),
-        id: msg.client_id.clone(),
-        text: msg.text.clone(),
-        sent_at: msg.sent_at,
-    };
-    on_commit(&stored);
-    Ok(Stored::New(stored))
+    Ok(outcomes)
 }
 
 fn last_seq(conn: &Connection, room: &str) -> Result<u64, StoreError> {
@@ -277,7 +236,7 @@ fn page(
     Ok(out)
 }
 
-impl Store {
+impl Sqlite {
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -287,38 +246,34 @@ impl Store {
             let mut conn = conn.lock().map_err(|_| StoreError::Poisoned)?;
             f(&mut conn)
         })
-        .await?
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
+}
 
-    /// Stores a message idempotently, unless it would create a room past
-    /// its sender's `max_rooms_created` (see `insert`).
-    pub(crate) async fn insert(
+impl Backend for Sqlite {
+    fn commit(
         &self,
-        msg: NewMessage,
+        batch: Vec<NewMessage>,
         max_rooms_created: u64,
-        on_commit: impl FnOnce(&ChatMessage) + Send + 'static,
-    ) -> Result<Stored, StoreError> {
-        self.with(move |conn| insert(conn, &msg, max_rooms_created, on_commit))
-            .await
+    ) -> BoxFuture<'_, Result<Vec<Stored>, StoreError>> {
+        Box::pin(self.with(move |conn| commit_batch(conn, &batch, max_rooms_created)))
     }
 
-    /// The highest sequence number of `room` (0 when empty).
-    pub(crate) async fn last_seq(&self, room: &str) -> Result<u64, StoreError> {
+    fn last_seq<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
         let room = room.to_owned();
-        self.with(move |conn| last_seq(conn, &room)).await
+        Box::pin(self.with(move |conn| last_seq(conn, &room)))
     }
 
-    /// Up to `limit` messages of `room` with `after < seq <= upto`, in order.
-    pub(crate) async fn page(
-        &self,
-        room: &str,
+    fn page<'a>(
+        &'a self,
+        room: &'a str,
         after: u64,
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<ChatMessage>, StoreError> {
+    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>> {
         let room = room.to_owned();
-        self.with(move |conn| page(conn, &room, after, upto, limit))
-            .await
+        Box::pin(self.with(move |conn| page(conn, &room, after, upto, limit)))
     }
 }
 
@@ -343,12 +298,22 @@ mod tests {
         conn
     }
 
+    /// Stores one message in a transaction of its own.
+    fn insert(conn: &mut Connection, m: &NewMessage, cap: u64) -> Result<Stored, StoreError> {
+        let mut out = commit_batch(conn, std::slice::from_ref(m), cap)?;
+        Ok(out.pop().expect("one outcome"))
+    }
+
     #[test]
     fn sequences_are_per_room_and_ids_idempotent_per_sender() {
         let mut conn = memory();
         let mut announced = Vec::new();
         let mut put = |conn: &mut Connection, m: NewMessage| {
-            insert(conn, &m, u64::MAX, |c| announced.push(c.seq)).expect("insert")
+            let stored = insert(conn, &m, u64::MAX).expect("insert");
+            if let Stored::New(c) = &stored {
+                announced.push(c.seq);
+            }
+            stored
         };
         assert!(matches!(put(&mut conn, msg("a", "alice", "1")), Stored::New(m) if m.seq == 1));
         assert!(matches!(put(&mut conn, msg("a", "bob", "1")), Stored::New(m) if m.seq == 2));
@@ -378,31 +343,58 @@ mod tests {
              END;",
         )
         .expect("set up the failing commit");
-        let mut announced = Vec::new();
-        let result = insert(&mut conn, &msg("a", "alice", "1"), u64::MAX, |m| {
-            announced.push(m.seq)
-        });
+        let batch = [msg("a", "alice", "1"), msg("b", "bob", "1")];
+        let result = commit_batch(&mut conn, &batch, u64::MAX);
         assert!(
             matches!(result, Err(StoreError::Sqlite(_))),
             "no `Stored` (so no ack) without a commit: {result:?}"
         );
-        assert!(announced.is_empty(), "nothing announced");
         assert_eq!(last_seq(&conn, "a").expect("last"), 0, "rolled back");
+        assert_eq!(last_seq(&conn, "b").expect("last"), 0, "the whole batch");
         // Once commits work again, the same id is stored as new.
         conn.execute_batch("DROP TRIGGER fail_commit;")
             .expect("drop");
-        let stored = insert(&mut conn, &msg("a", "alice", "1"), u64::MAX, |m| {
-            announced.push(m.seq)
-        });
-        assert!(matches!(stored, Ok(Stored::New(m)) if m.seq == 1));
-        assert_eq!(announced, [1]);
+        let stored = commit_batch(&mut conn, &batch, u64::MAX).expect("stored");
+        assert!(
+            matches!(&stored[..], [Stored::New(a), Stored::New(b)] if a.seq == 1 && b.seq == 1)
+        );
+    }
+
+    #[test]
+    fn a_batch_numbers_each_room_in_order_and_sees_its_own_resends() {
+        let mut conn = memory();
+        let batch = [
+            msg("a", "alice", "1"),
+            msg("b", "alice", "2"),
+            msg("a", "bob", "1"),
+            msg("a", "alice", "1"),
+            msg("a", "alice", "3"),
+        ];
+        let out = commit_batch(&mut conn, &batch, u64::MAX).expect("stored");
+        let seqs: Vec<_> = out
+            .iter()
+            .map(|o| match o {
+                Stored::New(m) => (m.room.clone(), m.seq),
+                Stored::Existing { room, seq } => (format!("{room} again"), *seq),
+                Stored::TooManyRooms => panic!("capped"),
+            })
+            .collect();
+        assert_eq!(
+            seqs,
+            [
+                ("a".to_owned(), 1),
+                ("b".to_owned(), 1),
+                ("a".to_owned(), 2),
+                ("a again".to_owned(), 1),
+                ("a".to_owned(), 3)
+            ]
+        );
     }
 
     #[test]
     fn a_user_creates_only_so_many_rooms_but_posts_anywhere_that_exists() {
         let mut conn = memory();
-        let put =
-            |conn: &mut Connection, m: NewMessage| insert(conn, &m, 2, |_| {}).expect("insert");
+        let put = |conn: &mut Connection, m: NewMessage| insert(conn, &m, 2).expect("insert");
         assert!(matches!(
             put(&mut conn, msg("a", "alice", "1")),
             Stored::New(_)
@@ -431,7 +423,7 @@ mod tests {
     fn pages_are_bounded_on_both_sides() {
         let mut conn = memory();
         for i in 0..10 {
-            insert(&mut conn, &msg("a", "alice", &i.to_string()), 1, |_| {}).expect("insert");
+            insert(&mut conn, &msg("a", "alice", &i.to_string()), 1).expect("insert");
         }
         let seqs = |v: Vec<ChatMessage>| v.iter().map(|m| m.seq).collect::<Vec<_>>();
         assert_eq!(
