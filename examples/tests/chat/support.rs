@@ -455,9 +455,19 @@ impl Plain {
         self.exited().await
     }
 
+    /// Closes stdin and waits up to `limit` for the exit.
+    pub async fn finish_within(mut self, limit: Duration) -> (ExitStatus, Vec<String>, String) {
+        self.close_input();
+        self.exited_within(limit).await
+    }
+
     /// Waits for the exit with stdin still open.
-    pub async fn exited(mut self) -> (ExitStatus, Vec<String>, String) {
-        let status = tokio::time::timeout(PATIENCE, self.child.wait())
+    pub async fn exited(self) -> (ExitStatus, Vec<String>, String) {
+        self.exited_within(PATIENCE).await
+    }
+
+    async fn exited_within(mut self, limit: Duration) -> (ExitStatus, Vec<String>, String) {
+        let status = tokio::time::timeout(limit, self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("chat --plain did not exit; stderr:\n{}", self.stderr()))
             .expect("wait");
