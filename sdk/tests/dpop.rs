@@ -3,6 +3,9 @@
 //! is restored from the store with its key and logs out — with the
 //! provider's nonces required or not; and a stolen token or refresh token
 //! is of no use without the key.
+//!
+//! (Over 500 lines: one file per protocol feature, as the other test
+//! files; the set-up and the resource server of another origin are at the top.)
 
 use std::sync::Arc;
 

@@ -10,6 +10,9 @@
 //! tracing subscriber) without touching this process, and to lock a keyring
 //! in a private D-Bus session of its own. Every test uses a random namespace
 //! and deletes what it wrote.
+//!
+//! (Over 500 lines: one file for the real keychains, every store behaviour
+//! checked on each backend; the helpers live in `keychain/support.rs`.)
 
 #![cfg(target_os = "linux")]
 

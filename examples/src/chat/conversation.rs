@@ -7,6 +7,9 @@
 //! seen), client message ids (a resend is stored once), and the
 //! `on_connect` hook of [`RealtimeClient`], which re-sends every
 //! unacknowledged message before the queued ones go out.
+//!
+//! (Over 500 lines: one conversation's whole life — resume, idempotent
+//! resends, the queue — read top to bottom; its tests are at the end.)
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};

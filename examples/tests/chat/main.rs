@@ -1,5 +1,8 @@
 //! End-to-end tests of the `chat` binary against an in-process mock IdP and
 //! chat server, over real sockets, with tokens in the kernel keyring.
+//!
+//! (Over 500 lines: one file for the `chat` binary's behaviours as a user
+//! sees them; the terminal UI, failover and oidc-provider have their own.)
 
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 

@@ -1,6 +1,9 @@
 //! The pieces every `chat` test needs: a mock IdP and a chat server on free
 //! ports, the `chat` binary with its own HOME and keychain namespace, and a
 //! driver for `chat --plain` over pipes.
+//!
+//! (Over 500 lines: the support of every `chat` test in one place — the
+//! stack, the users and the `--plain` driver — so the tests stay short.)
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};

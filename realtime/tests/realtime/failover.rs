@@ -5,6 +5,9 @@
 //! most the base delay, the start is spread over the list, the resume hook
 //! runs on the node the client lands on, and a send/ack flow across moves
 //! between nodes sharing one store loses and doubles nothing.
+//!
+//! (Over 500 lines: one file for failover, its scripted servers at the top;
+//! liveness and pacing have files of their own.)
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,4 +1,7 @@
 //! The realtime client against a real WebSocket server on 127.0.0.1.
+//!
+//! (Over 500 lines: the client's core behaviours against one real server;
+//! each newer concern — DPoP, failover, liveness, logs — has its own module.)
 
 mod dpop;
 mod failover;
