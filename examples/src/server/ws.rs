@@ -674,7 +674,7 @@ impl Connection {
             sent_at: unix_millis(),
         };
         // Answered (in order) by the connection loop once its batch committed.
-        let stored = self.app.store.insert(message);
+        let stored = self.app.store.insert(message).await;
         self.in_flight
             .push_back(Box::pin(async move { (room, id, stored.await) }));
         Ok(())

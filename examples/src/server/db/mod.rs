@@ -269,17 +269,21 @@ impl Store {
     /// Stores a message idempotently (see [`Backend::commit`]); resolves
     /// once its batch committed. The future does not borrow the store, so a
     /// connection may keep several in flight.
-    pub(crate) fn insert(
+    ///
+    /// Queues `message` for the writer now (waiting for room in the queue:
+    /// backpressure), so that one connection's messages reach the writer —
+    /// and get their sequence numbers — in the order they were sent; the
+    /// returned future is the answer after the commit. (Queueing inside
+    /// that future instead let pipelined sends of one connection overtake
+    /// each other: the futures of a `FuturesOrdered` run in any order.)
+    pub(crate) async fn insert(
         &self,
         message: NewMessage,
     ) -> impl Future<Output = Result<Stored, StoreError>> + Send + 'static {
-        let writes = self.writes.clone();
+        let (reply, answer) = oneshot::channel();
+        let queued = self.writes.send(Job { message, reply }).await;
         async move {
-            let (reply, answer) = oneshot::channel();
-            writes
-                .send(Job { message, reply })
-                .await
-                .map_err(|_| StoreError::Stopped)?;
+            queued.map_err(|_| StoreError::Stopped)?;
             answer.await.map_err(|_| StoreError::Stopped)?
         }
     }
@@ -481,11 +485,14 @@ mod tests {
     async fn queued_sends_share_a_transaction_and_each_is_answered_after_it() {
         let backend = Arc::new(Counting::default());
         let store = store(backend.clone());
-        // Queued before the writer runs (a current-thread runtime), so
-        // they all land in its first batch.
-        let sends: Vec<_> = (0..300).map(|i| store.insert(message(i))).collect();
+        // Queued one after the other as a connection does (the writer runs
+        // when the queue is full: a current-thread runtime).
+        let mut sends = Vec::new();
+        for i in 0..300 {
+            sends.push(store.insert(message(i)).await);
+        }
         let outcomes = futures_util::future::join_all(sends).await;
-        let mut seqs: Vec<u64> = outcomes
+        let seqs: Vec<u64> = outcomes
             .into_iter()
             .enumerate()
             .map(|(i, o)| match o.expect("stored") {
@@ -493,8 +500,11 @@ mod tests {
                 other => panic!("send {i} got {other:?}"),
             })
             .collect();
-        seqs.sort_unstable();
-        assert_eq!(seqs, (1..=300).collect::<Vec<_>>(), "each stored once");
+        assert_eq!(
+            seqs,
+            (1..=300).collect::<Vec<_>>(),
+            "each stored once, numbered in the order queued"
+        );
         let commits = backend.commits.lock().expect("lock").clone();
         assert_eq!(commits.iter().sum::<usize>(), 300);
         assert!(
@@ -513,6 +523,7 @@ mod tests {
         let stored = store
             .insert(message(1))
             .await
+            .await
             .expect("stored after retries");
         assert!(matches!(stored, Stored::New(m) if m.seq == 1));
         assert_eq!(*backend.commits.lock().expect("lock"), [1]);
@@ -520,7 +531,7 @@ mod tests {
         backend
             .fail_first
             .store(1_000, std::sync::atomic::Ordering::SeqCst);
-        let err = store.insert(message(2)).await.expect_err("gave up");
+        let err = store.insert(message(2)).await.await.expect_err("gave up");
         assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
         assert!(err.is_transient());
     }
@@ -532,7 +543,10 @@ mod tests {
             ..Counting::default()
         });
         let store = store(backend.clone());
-        let sends: Vec<_> = (0..3).map(|i| store.insert(message(i))).collect();
+        let mut sends = Vec::new();
+        for i in 0..3 {
+            sends.push(store.insert(message(i)).await);
+        }
         let outcomes = futures_util::future::join_all(sends).await;
         assert!(matches!(&outcomes[0], Ok(Stored::New(m)) if m.id == "0"));
         assert!(
