@@ -225,7 +225,10 @@ async fn rebind(addr: SocketAddr) -> TcpListener {
     }
 }
 
-/// Closes with a reset rather than a FIN.
+/// Closes with a reset rather than a FIN. (Tokio deprecates `set_linger`
+/// because a non-zero linger blocks the thread on drop; a zero one does not
+/// wait: the kernel sends the reset at once.)
+#[allow(deprecated)]
 fn reset(stream: &TcpStream) {
     let _ = stream.set_linger(Some(Duration::ZERO));
 }
