@@ -1,7 +1,7 @@
 //! The realtime client against the example chat server through the
 //! fault-injecting proxy (`sessionkit_tests::faults`): a partitioned node
-//! (packets silently dropped), a reset mid-session and 300 ms of latency
-//! each way. Every case checks the server's stored history: nothing lost,
+//! (packets silently dropped), a reset mid-session, a server that refuses
+//! connections for a while and 300 ms of latency each way. Every case checks the server's stored history: nothing lost,
 //! nothing doubled.
 
 #![allow(missing_docs, clippy::unwrap_used)]
@@ -72,16 +72,18 @@ impl World {
     /// A chat client through the proxy, joined to [`ROOM`], that resumes
     /// after the last message it saw and re-sends what is unacknowledged.
     async fn chat(&self, sub: &str) -> Chat {
+        let quick = Backoff::new(Duration::from_millis(50), 2.0, Duration::from_millis(400));
+        self.chat_with(sub, quick).await
+    }
+
+    /// [`World::chat`] with this reconnect schedule.
+    async fn chat_with(&self, sub: &str, backoff: Backoff) -> Chat {
         let unacked = Unacked::new();
         let last_seq = Arc::new(AtomicU64::new(0));
         let (client, incoming) = RealtimeClient::builder(self.url())
             .ping(PING, DEAD)
             .connect_timeout(DEAD)
-            .backoff(Backoff::new(
-                Duration::from_millis(50),
-                2.0,
-                Duration::from_millis(400),
-            ))
+            .backoff(backoff)
             .on_connect({
                 let (unacked, last_seq) = (unacked.clone(), Arc::clone(&last_seq));
                 move |resume: Resume| {
@@ -335,4 +337,36 @@ async fn under_300_ms_latency_messages_arrive_in_the_path_delay_without_a_nagle_
     );
     alice.all_acked().await;
     assert_history(&world, &["a-1", "a-2", "a-3"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_3_s_of_refused_connections_the_client_is_back_within_its_base_delay() {
+    // The default schedule: 250 ms base, ×2, 30 s; refusals within the
+    // probe window are retried every 125–250 ms instead of backing off.
+    const BASE: Duration = Duration::from_millis(250);
+    let world = World::start().await;
+    let alice = world
+        .chat_with("alice", Backoff::new(BASE, 2.0, Duration::from_secs(30)))
+        .await;
+    alice.send("a-1").await;
+    alice.all_acked().await;
+
+    // The server goes away: its connections reset, then nothing listens.
+    world.proxy.set(Fault::Reset);
+    alice.state(|s| !connected(s)).await;
+    world.proxy.set(Fault::Refuse);
+    alice.send("a-2").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!connected(&alice.client.current_state()));
+
+    world.proxy.set(Fault::Pass);
+    let back_at = Instant::now();
+    let back = alice.state(connected).await - back_at;
+    eprintln!("back {back:?} after 3 s of refusals (base {BASE:?})");
+    assert!(
+        back < BASE + Duration::from_millis(750),
+        "back after {back:?}"
+    );
+    alice.all_acked().await;
+    assert_history(&world, &["a-1", "a-2"]).await;
 }
