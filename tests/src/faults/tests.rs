@@ -106,6 +106,20 @@ async fn delay_adds_latency_each_way_and_keeps_order() {
 }
 
 #[tokio::test]
+async fn a_chunk_read_after_the_delay_is_lifted_does_not_overtake_delayed_ones() {
+    let proxy = FaultProxy::start(echo().await).await.unwrap();
+    let mut stream = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    round_trip(&mut stream, b"warm").await;
+    proxy.set(Fault::Delay(Duration::from_millis(200)));
+    stream.write_all(b"slow ").await.unwrap();
+    // Wait until the proxy has read it (with its delay) before lifting.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    proxy.set(Fault::Pass);
+    stream.write_all(b"fast").await.unwrap();
+    assert_eq!(read_exactly(&mut stream, 9).await, b"slow fast");
+}
+
+#[tokio::test]
 async fn blackhole_holds_open_and_new_connections_without_closing_them() {
     let proxy = FaultProxy::start(echo().await).await.unwrap();
     let mut open = TcpStream::connect(proxy.local_addr()).await.unwrap();
