@@ -16,10 +16,13 @@
 //! - [`oidc_provider`]: panva/oidc-provider in a child process, and a
 //!   scripted user for its pages;
 //! - [`postgres`]: a PostgreSQL database of its own per test, on the
-//!   cluster `SESSIONKIT_PG_URL` names.
+//!   cluster `SESSIONKIT_PG_URL` names;
+//! - [`faults`]: a fault-injecting TCP proxy (latency, a blackholed
+//!   partition, resets, refusals) that a test controls at run time.
 
 #![forbid(unsafe_code)]
 
+pub mod faults;
 pub mod file_store;
 pub mod oidc_provider;
 pub mod postgres;
