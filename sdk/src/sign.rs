@@ -74,20 +74,13 @@ impl EcKey {
     }
 
     /// A compact JWS over `claims` with `header` (to which `alg: ES256` is added).
-    pub(crate) fn sign(&self, mut header: Value, claims: &Value) -> Result<String> {
-        if let Some(h) = header.as_object_mut() {
-            h.insert("alg".to_owned(), Value::from("ES256"));
-        }
-        let input = format!(
-            "{}.{}",
-            b64(header.to_string().as_bytes()),
-            b64(claims.to_string().as_bytes())
-        );
-        let signature = self
-            .pair
-            .sign(&SystemRandom::new(), input.as_bytes())
-            .map_err(|_| Error::Config("could not sign with the P-256 key".to_owned()))?;
-        Ok(format!("{input}.{}", b64(signature.as_ref())))
+    pub(crate) fn sign(&self, header: Value, claims: &Value) -> Result<String> {
+        compact_jws("ES256", header, claims, |input| {
+            self.pair
+                .sign(&SystemRandom::new(), input)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| Error::Config("could not sign with the P-256 key".to_owned()))
+        })
     }
 }
 
@@ -139,25 +132,19 @@ impl RsaKey {
     }
 
     /// A compact JWS over `claims` with `header` (to which `alg: RS256` is added).
-    pub(crate) fn sign(&self, mut header: Value, claims: &Value) -> Result<String> {
-        if let Some(h) = header.as_object_mut() {
-            h.insert("alg".to_owned(), Value::from("RS256"));
-        }
-        let input = format!(
-            "{}.{}",
-            b64(header.to_string().as_bytes()),
-            b64(claims.to_string().as_bytes())
-        );
-        let mut signature = vec![0u8; self.pair.public_modulus_len()];
-        self.pair
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &SystemRandom::new(),
-                input.as_bytes(),
-                &mut signature,
-            )
-            .map_err(|_| Error::Config("could not sign with the RSA key".to_owned()))?;
-        Ok(format!("{input}.{}", b64(&signature)))
+    pub(crate) fn sign(&self, header: Value, claims: &Value) -> Result<String> {
+        compact_jws("RS256", header, claims, |input| {
+            let mut signature = vec![0u8; self.pair.public_modulus_len()];
+            self.pair
+                .sign(
+                    &RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    input,
+                    &mut signature,
+                )
+                .map_err(|_| Error::Config("could not sign with the RSA key".to_owned()))?;
+            Ok(signature)
+        })
     }
 }
 
@@ -168,6 +155,26 @@ fn rsa_members(pair: &RsaKeyPair) -> (String, String) {
         b64(public.modulus().big_endian_without_leading_zero()),
         b64(public.exponent().big_endian_without_leading_zero()),
     )
+}
+
+/// A compact JWS: `header` with `alg` set, `claims`, and what `sign` makes
+/// of the signing input.
+fn compact_jws(
+    alg: &str,
+    mut header: Value,
+    claims: &Value,
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
+) -> Result<String> {
+    if let Some(h) = header.as_object_mut() {
+        h.insert("alg".to_owned(), Value::from(alg));
+    }
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = sign(input.as_bytes())?;
+    Ok(format!("{input}.{}", b64(&signature)))
 }
 
 pub(crate) fn b64(bytes: &[u8]) -> String {
