@@ -7,6 +7,8 @@
 //! once; bob, on the surviving node, sees every line of hers in order; both
 //! print `[SEQ]` contiguous from 1, nothing twice.
 
+use std::time::Duration;
+
 use sessionkit_examples::server::{ChatServer, Database, ServerConfig};
 use sessionkit_mock_idp::MockIdp;
 use sessionkit_tests::postgres::TestDatabase;
@@ -37,7 +39,7 @@ async fn connection(plain: &Plain, nth: usize) -> String {
             "no connection #{nth}: {}",
             plain.stderr()
         );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -92,14 +94,19 @@ async fn before_the_stop(a: &mut Plain, b: &mut Plain) {
 
 /// After the stop (alice's node gone): the lines typed while moving, the
 /// move to `other`, the lines typed after it; then every check.
+/// `alice_exit` bounds how long alice's `chat` may take to exit once her
+/// input ends (every line is acknowledged and echoed by then).
 async fn after_the_stop(
     db: &TestDatabase,
     (alice, bob, mut a, mut b): (User, User, Plain, Plain),
     other: &str,
+    alice_exit: Duration,
 ) {
     // Typed at once: while alice's client is noticing, or moving.
     type_lines(&mut a, PER_PHASE + 1, 2 * PER_PHASE).await;
+    let stopped = tokio::time::Instant::now();
     assert_eq!(connection(&a, 2).await, other, "moved to the other node");
+    eprintln!("alice moved {:?} after the stop", stopped.elapsed());
     type_lines(&mut a, 2 * PER_PHASE + 1, 3 * PER_PHASE).await;
     let total = 3 * PER_PHASE;
     let last = format!("[{total}] alice: m{total}");
@@ -109,7 +116,7 @@ async fn after_the_stop(
     let want: Vec<_> = (1..=total)
         .map(|i| (i, "alice".to_owned(), format!("m{i}")))
         .collect();
-    let (status, alice_saw, a_err) = a.finish().await;
+    let (status, alice_saw, a_err) = a.finish_within(alice_exit).await;
     assert!(status.success(), "{a_err}");
     assert_eq!(
         messages(&alice_saw),
@@ -162,6 +169,25 @@ async fn after_the_stop(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_shut_down_mid_chat_is_left_for_the_other_with_the_shared_history() {
+    shut_down_mid_chat(PATIENCE).await;
+}
+
+/// Shows a bug of `chat --plain` (examples/src/chat/plain.rs, the
+/// `Message` and `Acked` arms): when the echo of a line arrives before its
+/// ack — as happens for lines re-sent after a move — the ack puts the id
+/// into `awaiting_echo` after the echo has already been printed, so nothing
+/// removes it, and at the end of input `chat` waits the whole `ECHO_WAIT`
+/// (5 s) for an echo it printed. Intermittent (it depends on the order in
+/// which the node answers), hence three rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "product bug: chat --plain waits ECHO_WAIT (5 s) at exit when an echo arrived before its ack (examples/src/chat/plain.rs)"]
+async fn after_a_move_chat_exits_without_waiting_for_an_echo_it_printed() {
+    for _ in 0..3 {
+        shut_down_mid_chat(Duration::from_secs(3)).await;
+    }
+}
+
+async fn shut_down_mid_chat(alice_exit: Duration) {
     let Some(db) = TestDatabase::create("chat_shutdown").await else {
         return;
     };
@@ -180,7 +206,7 @@ async fn a_node_shut_down_mid_chat_is_left_for_the_other_with_the_shared_history
     // SIGTERM's in-process equivalent: close 1001 ("going away").
     nodes[on].take().expect("running").shutdown().await;
     a.expect_status("1001").await;
-    after_the_stop(&db, (alice, bob, a, b), servers[1 - on]).await;
+    after_the_stop(&db, (alice, bob, a, b), servers[1 - on], alice_exit).await;
     for node in nodes.into_iter().flatten() {
         node.shutdown().await;
     }
@@ -204,6 +230,6 @@ async fn a_node_killed_mid_chat_is_left_for_the_other_with_the_shared_history() 
     // SIGKILL: no close frame; the kernel closes the process's sockets.
     let killed = tokio::time::Instant::now();
     nodes[on].kill().await;
-    after_the_stop(&db, (alice, bob, a, b), servers[1 - on]).await;
+    after_the_stop(&db, (alice, bob, a, b), servers[1 - on], PATIENCE).await;
     eprintln!("moved and checked {:?} after the kill", killed.elapsed());
 }
