@@ -3,15 +3,8 @@
 //! listens on is skipped, and a server stopped mid-chat (close 1001) makes
 //! the client move to the other one, where what it sends arrives.
 //!
-//! Not here (it needs PostgreSQL, so it comes with the multi-node server):
-//! the shared-history failover test. With two `chat-server --db postgres://…`
-//! nodes on one database and the client on both, it should assert that
-//! after the client's node is stopped (SIGTERM: 1001, and SIGKILL: no close
-//! frame) the client resumes on the other node after the last sequence it
-//! saw — no message printed twice, none skipped (`[SEQ]` contiguous from 1
-//! for every client), the lines sent while moving acknowledged once (no
-//! duplicate ids stored), and a second client on the surviving node sees
-//! every line of the first in order.
+//! The same failover with a shared history (two nodes on one PostgreSQL
+//! database, the node stopped and killed) is in `shared_history.rs`.
 
 use sessionkit_examples::server::{ChatServer, Database, ServerConfig};
 
@@ -28,7 +21,7 @@ async fn dead_url() -> String {
 }
 
 /// The server `chat --plain` said it connected to, the `nth` time (from 1).
-fn connected_to(stderr: &str, nth: usize) -> Option<String> {
+pub(crate) fn connected_to(stderr: &str, nth: usize) -> Option<String> {
     stderr
         .lines()
         .filter_map(|l| l.strip_prefix("chat: connected to "))

@@ -8,6 +8,7 @@
 
 mod failover;
 mod oidc_provider;
+mod shared_history;
 mod support;
 mod tui;
 

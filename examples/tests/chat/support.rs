@@ -5,6 +5,7 @@
 //! (Over 500 lines: the support of every `chat` test in one place — the
 //! stack, the users and the `--plain` driver — so the tests stay short.)
 
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -512,14 +513,20 @@ pub struct ServerProcess {
     child: Option<Child>,
     pub url: String,
     port: u16,
-    db: PathBuf,
+    db: OsString,
     issuer: String,
 }
 
 impl ServerProcess {
     pub async fn start(stack: &Stack) -> Self {
-        let db = stack.dir.join("process.db");
-        let (child, url) = Self::spawn(stack.idp.issuer(), "127.0.0.1:0", &db)
+        Self::start_on(stack.idp.issuer(), stack.dir.join("process.db")).await
+    }
+
+    /// `chat-server --db DB` for the provider at `issuer`, `db` being an
+    /// SQLite path or a `postgres://` URL (several nodes may share one).
+    pub async fn start_on(issuer: &str, db: impl Into<OsString>) -> Self {
+        let db = db.into();
+        let (child, url) = Self::spawn(issuer, "127.0.0.1:0", &db)
             .await
             .expect("chat-server starts");
         let port = url::Url::parse(&url).expect("url").port().expect("port");
@@ -528,15 +535,11 @@ impl ServerProcess {
             url,
             port,
             db,
-            issuer: stack.idp.issuer().to_owned(),
+            issuer: issuer.to_owned(),
         }
     }
 
-    async fn spawn(
-        issuer: &str,
-        bind: &str,
-        db: &std::path::Path,
-    ) -> Result<(Child, String), String> {
+    async fn spawn(issuer: &str, bind: &str, db: &OsStr) -> Result<(Child, String), String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
             .args(["--bind", bind, "--issuer", issuer, "--log", "warn", "--db"])
             .arg(db)
