@@ -40,6 +40,10 @@ pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
     // printed yet; both follow the events in the order they are printed.
     let mut outstanding = HashSet::new();
     let mut awaiting_echo = HashSet::new();
+    // The highest sequence printed: messages come in sequence order, so an
+    // ack for a sequence at or below it was echoed already (after a move to
+    // another node the echo can come before the ack).
+    let mut printed_up_to = 0u64;
     let mut refused = 0usize;
     let mut echo_deadline = None;
     let mut stdout = std::io::stdout();
@@ -73,9 +77,10 @@ pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
                         writeln!(stdout, "{}", line(m.seq, &m.user, &m.text))?;
                         stdout.flush()?;
                         awaiting_echo.remove(&m.id);
+                        printed_up_to = printed_up_to.max(m.seq);
                     }
-                    ConversationEvent::Acked { id, .. } => {
-                        if outstanding.remove(&id) {
+                    ConversationEvent::Acked { id, seq } => {
+                        if outstanding.remove(&id) && seq > printed_up_to {
                             awaiting_echo.insert(id);
                         }
                     }

@@ -172,15 +172,14 @@ async fn a_node_shut_down_mid_chat_is_left_for_the_other_with_the_shared_history
     shut_down_mid_chat(PATIENCE).await;
 }
 
-/// Shows a bug of `chat --plain` (examples/src/chat/plain.rs, the
-/// `Message` and `Acked` arms): when the echo of a line arrives before its
-/// ack — as happens for lines re-sent after a move — the ack puts the id
-/// into `awaiting_echo` after the echo has already been printed, so nothing
-/// removes it, and at the end of input `chat` waits the whole `ECHO_WAIT`
-/// (5 s) for an echo it printed. Intermittent (it depends on the order in
-/// which the node answers), hence three rounds.
+/// A regression test for `chat --plain` (examples/src/chat/plain.rs, the
+/// `Message` and `Acked` arms): when the echo of a line arrived before its
+/// ack — as happens for lines re-sent after a move — the ack put the id
+/// into `awaiting_echo` after the echo had been printed, nothing removed
+/// it, and at the end of input `chat` waited the whole `ECHO_WAIT` (5 s)
+/// for an echo it had printed. Intermittent (it depends on the order in
+/// which the node answers), hence three rounds with a 3 s exit limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: chat --plain waits ECHO_WAIT (5 s) at exit when an echo arrived before its ack (examples/src/chat/plain.rs)"]
 async fn after_a_move_chat_exits_without_waiting_for_an_echo_it_printed() {
     for _ in 0..3 {
         shut_down_mid_chat(Duration::from_secs(3)).await;
