@@ -3,15 +3,15 @@
 //! (RFC 8252, in `loopback`) or through the app's own redirect handling — and
 //! the device authorization grant (RFC 8628) for devices without a browser.
 //!
-//! Why one file of ~670 lines: `OidcClient`, its settings, the authorization
+//! Why one file of ~700 lines: `OidcClient`, its settings, the authorization
 //! request, the redirect check and the code exchange are one flow; the
-//! listener (`loopback`) and the parameters (`params`) have files of their own.
+//! listener (`loopback`), the parameters (`params`), pushed authorization
+//! requests (`par`) and the device flow (`device`) have files of their own.
 
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use openidconnect::PkceCodeChallenge;
-use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::dpop::{DpopKey, Nonces, Prover};
@@ -20,20 +20,20 @@ use crate::id_token::{self, Expectations};
 use crate::provider::Provider;
 use crate::secret::{ClientSecret, CodeVerifier, Nonce, State};
 use crate::token::{
-    ClientAuthMethod, Credential, RawTokens, TokenSet, parse_error_response, parse_token_response,
-    post_form,
+    ClientAuthMethod, Credential, RawTokens, TokenSet, parse_token_response, post_form,
 };
 
+mod device;
 #[cfg(feature = "loopback")]
 pub(crate) mod loopback;
+mod par;
 mod params;
 
+pub use device::DevicePrompt;
 #[cfg(feature = "loopback")]
 pub use loopback::{LoopbackOptions, OpenUrl};
 pub use params::AuthParams;
 use params::LoginChecks;
-
-const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 pub(crate) fn random_secret() -> String {
     let mut bytes = [0u8; 32];
@@ -46,10 +46,6 @@ fn getrandom(buf: &mut [u8]) {
     #[allow(clippy::expect_used)]
     aws_lc_rs::rand::fill(buf).expect("the system random number generator failed");
 }
-
-/// The longest device-code lifetime taken as given (a day): a provider's
-/// larger `expires_in` would overflow the deadline.
-const MAX_DEVICE_CODE_SECS: u64 = 24 * 3600;
 
 /// An OpenID Connect client of one provider: what to ask for and how to check it.
 #[derive(Debug, Clone)]
@@ -122,20 +118,6 @@ impl std::fmt::Debug for AuthorizationRequest {
     }
 }
 
-/// What to show the user in the device flow.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DevicePrompt {
-    /// The code the user types.
-    pub user_code: String,
-    /// Where they type it.
-    pub verification_uri: String,
-    /// A URI with the code in it (for a QR code), when the provider gives one.
-    pub verification_uri_complete: Option<String>,
-    /// How long the code is valid.
-    pub expires_in: Duration,
-}
-
 impl OidcClient {
     /// A public client (PKCE, no secret) asking for `openid` only; add scopes with [`OidcClient::scopes`].
     pub fn new(provider: Provider, client_id: &str) -> Self {
@@ -154,52 +136,6 @@ impl OidcClient {
             dpop: false,
             nonces: Nonces::default(),
             par: false,
-        }
-    }
-
-    /// Sends every authorization request through the provider's pushed
-    /// authorization request endpoint (RFC 9126), even when it does not
-    /// require it: the browser's URL then carries only `client_id` and a
-    /// `request_uri`, and the parameters travel authenticated, straight
-    /// from the app to the provider. A provider that requires it
-    /// (`require_pushed_authorization_requests`) gets pushed requests
-    /// without this.
-    ///
-    /// ```no_run
-    /// # async fn demo(provider: sessionkit::Provider) -> sessionkit::Result<()> {
-    /// let client = sessionkit::OidcClient::new(provider, "my-app").pushed_authorization(true);
-    /// let request = client.authorization_request("com.example.app:/oauth2redirect").await?;
-    /// assert!(request.url.query_pairs().any(|(k, _)| k == "request_uri"));
-    /// # Ok(()) }
-    /// ```
-    #[must_use]
-    pub fn pushed_authorization(mut self, on: bool) -> Self {
-        self.par = on;
-        self
-    }
-
-    /// Where authorization requests are pushed, if they are: the app asked
-    /// for it or the provider requires it.
-    ///
-    /// # Errors
-    /// [`Error::Config`] when they must be pushed and the provider has no
-    /// pushed authorization request endpoint.
-    fn par_endpoint(&self) -> Result<Option<&str>> {
-        let extra = self.provider.extra();
-        let required = extra.require_pushed_authorization_requests == Some(true);
-        if !(self.par || required) {
-            return Ok(None);
-        }
-        match extra.pushed_authorization_request_endpoint.as_deref() {
-            Some(endpoint) => Ok(Some(endpoint)),
-            None => Err(Error::Config(format!(
-                "{} pushed authorization requests, and the provider has no pushed_authorization_request_endpoint",
-                if required {
-                    "the provider requires"
-                } else {
-                    "the client asks for"
-                }
-            ))),
         }
     }
 
@@ -533,54 +469,6 @@ impl OidcClient {
         Ok(request)
     }
 
-    /// Pushes `request`'s parameters (RFC 9126 §2) with the client's
-    /// authentication and replaces its URL with the one the browser opens:
-    /// `client_id` and the `request_uri` the provider answered with.
-    async fn push(&self, endpoint: &str, request: &mut AuthorizationRequest) -> Result<()> {
-        let pairs: Vec<(String, String)> = request
-            .url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        let form: Vec<(&str, &str)> = pairs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let answer = post_form(
-            &self.provider,
-            endpoint,
-            &self.client_id,
-            self.credential(),
-            &form,
-            None,
-            None,
-        )
-        .await?;
-        if !(200..300).contains(&answer.status) {
-            return Err(parse_error_response(answer.status, &answer.body));
-        }
-        #[derive(serde::Deserialize)]
-        struct Pushed {
-            request_uri: String,
-        }
-        let pushed: Pushed = serde_json::from_slice(&answer.body).map_err(|e| Error::Parse {
-            message: format!("pushed authorization response: {e}"),
-            body: String::new(),
-            status: Some(answer.status),
-        })?;
-        let mut url = self
-            .provider
-            .metadata()
-            .authorization_endpoint()
-            .url()
-            .clone();
-        url.query_pairs_mut()
-            .append_pair("client_id", &self.client_id)
-            .append_pair("request_uri", &pushed.request_uri);
-        request.url = url;
-        Ok(())
-    }
-
     /// The authorization request with every parameter in its URL.
     pub(crate) fn prepare_authorization(
         &self,
@@ -668,128 +556,6 @@ impl OidcClient {
             request.dpop.as_ref(),
         )
         .await
-    }
-
-    /// Signs in with the device authorization grant (RFC 8628): asks for a
-    /// code, hands it to `on_prompt` for the user, and polls honouring
-    /// `interval` and `slow_down` (+5 s) until the user answers, the code
-    /// expires, or `cancel` fires.
-    ///
-    /// ```no_run
-    /// # async fn demo(client: sessionkit::OidcClient) -> sessionkit::Result<()> {
-    /// let cancel = tokio_util::sync::CancellationToken::new();
-    /// let tokens = client
-    ///     .login_device(|p| println!("Go to {} and enter {}", p.verification_uri, p.user_code), &cancel)
-    ///     .await?;
-    /// # let _ = tokens; Ok(()) }
-    /// ```
-    pub async fn login_device(
-        &self,
-        on_prompt: impl FnOnce(&DevicePrompt),
-        cancel: &CancellationToken,
-    ) -> Result<TokenSet> {
-        let endpoint = self
-            .provider
-            .extra()
-            .device_authorization_endpoint
-            .clone()
-            .ok_or_else(|| {
-                Error::Config("the provider has no device authorization endpoint".to_owned())
-            })?;
-        let scope = self.scopes.join(" ");
-        let extra = self.params.device_pairs()?;
-        let mut form = vec![("scope", scope.as_str())];
-        form.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let answer = post_form(
-            &self.provider,
-            &endpoint,
-            &self.client_id,
-            self.credential(),
-            &form,
-            None,
-            None,
-        )
-        .await?;
-        let dpop = self.login_key()?;
-        let body = answer.body;
-        if !(200..300).contains(&answer.status) {
-            return Err(parse_error_response(answer.status, &body));
-        }
-        #[derive(serde::Deserialize)]
-        struct DeviceWire {
-            device_code: String,
-            user_code: String,
-            verification_uri: String,
-            #[serde(default)]
-            verification_uri_complete: Option<String>,
-            expires_in: u64,
-            #[serde(default)]
-            interval: Option<u64>,
-        }
-        let wire: DeviceWire = serde_json::from_slice(&body).map_err(|e| Error::Parse {
-            message: format!("device authorization response: {e}"),
-            body: String::new(),
-            status: None,
-        })?;
-        let device_code = crate::secret::AuthorizationCode::new(wire.device_code);
-        on_prompt(&DevicePrompt {
-            user_code: wire.user_code,
-            verification_uri: wire.verification_uri,
-            verification_uri_complete: wire.verification_uri_complete,
-            expires_in: Duration::from_secs(wire.expires_in.min(MAX_DEVICE_CODE_SECS)),
-        });
-        let mut interval = Duration::from_secs(wire.interval.unwrap_or(5).max(1));
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_secs(wire.expires_in.min(MAX_DEVICE_CODE_SECS));
-        let token_endpoint = self.provider.token_endpoint()?;
-        let token_params = self.params.token_pairs(true);
-        // max_age and acr_values are not device authorization parameters.
-        let checks = LoginChecks::default();
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return Err(Error::Cancelled),
-                () = tokio::time::sleep(interval) => {}
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::DeviceCodeExpired);
-            }
-            let mut form = vec![
-                ("grant_type", DEVICE_GRANT),
-                ("device_code", device_code.secret()),
-            ];
-            form.extend(token_params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            let answer = post_form(
-                &self.provider,
-                &token_endpoint,
-                &self.client_id,
-                self.credential(),
-                &form,
-                self.prover(dpop.as_ref()),
-                None,
-            )
-            .await?;
-            match parse_token_response(answer.status, &answer.body, self.now()) {
-                Ok(raw) => return self.checked(raw, None, None, &checks, dpop.as_ref()).await,
-                Err(Error::Provider {
-                    error,
-                    description,
-                    status,
-                }) => match error.as_str() {
-                    "authorization_pending" => {}
-                    "slow_down" => interval += Duration::from_secs(5),
-                    "access_denied" => return Err(Error::AccessDenied),
-                    "expired_token" => return Err(Error::DeviceCodeExpired),
-                    _ => {
-                        return Err(Error::Provider {
-                            error,
-                            description,
-                            status,
-                        });
-                    }
-                },
-                Err(other) => return Err(other),
-            }
-        }
     }
 
     /// Checks the ID token of a token response and builds the [`TokenSet`].
