@@ -11,6 +11,9 @@
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 
 mod catalogue;
+mod net_support;
+mod node_support;
+mod provider_support;
 
 mod dropped;
 mod invalid_grant;

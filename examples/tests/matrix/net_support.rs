@@ -1,0 +1,1 @@
+//! Support for the network rows (partitioned, loss, latency): test hosts in namespaces.

@@ -1,0 +1,1 @@
+//! Support for the node rows (SIGKILLed node, PostgreSQL restarted, keychain locked).
