@@ -40,6 +40,33 @@ async fn two_users_chat_in_plain_mode() {
     bob.cleanup().await;
 }
 
+/// With `SESSIONKIT_CHAT_NODES=N` (`.ci/run` runs this suite with 2 and 3),
+/// the stack runs N nodes and its users are on different ones, so the lines
+/// of every two-user test cross PostgreSQL's fan-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_users_of_a_stack_are_spread_over_its_nodes() {
+    let stack = Stack::start(None).await;
+    let nodes = support::nodes();
+    assert_eq!(stack.server_urls.len(), nodes);
+    let (alice, bob, mut a, mut b) = support::chatting_pair(&stack).await;
+    assert_eq!(
+        failover::connected_to(&a.stderr(), 1).as_deref(),
+        Some(stack.server_urls[0].as_str())
+    );
+    assert_eq!(
+        failover::connected_to(&b.stderr(), 1).as_deref(),
+        Some(stack.server_urls[1 % nodes].as_str())
+    );
+    a.send("across the nodes").await;
+    b.expect_line("[1] alice: across the nodes").await;
+    for plain in [a, b] {
+        let (status, _, stderr) = plain.finish().await;
+        assert!(status.success(), "{stderr}");
+    }
+    alice.cleanup().await;
+    bob.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_mode_exits_only_after_every_line_is_acknowledged() {
     let stack = Stack::start(None).await;

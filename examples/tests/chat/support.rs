@@ -8,12 +8,13 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sessionkit_examples::server::{ChatServer, Database, ServerConfig};
+use sessionkit_examples::server::{ChatServer, Database, PostgresUrl, ServerConfig};
 use sessionkit_mock_idp::MockIdp;
+use sessionkit_tests::postgres::TestDatabase;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
@@ -36,12 +37,35 @@ pub fn scratch(prefix: &str) -> PathBuf {
     dir
 }
 
-/// A mock IdP and a chat server (in this process) wired for back-channel logout.
+/// How many chat-server nodes a [`Stack`] runs: `SESSIONKIT_CHAT_NODES`
+/// (1 by default). With 2 or 3 the nodes share one PostgreSQL database (a
+/// database of its own per stack, on `SESSIONKIT_PG_URL`'s cluster), and
+/// every user's `chat` gets every node with `--server`, so the same tests
+/// run on one node and on several (`.ci/run` does both).
+pub fn nodes() -> usize {
+    match std::env::var("SESSIONKIT_CHAT_NODES") {
+        Err(_) => 1,
+        Ok(n) => n
+            .parse()
+            .ok()
+            .filter(|n| (1..=5).contains(n))
+            .unwrap_or_else(|| panic!("SESSIONKIT_CHAT_NODES={n}: want 1 to 5")),
+    }
+}
+
+/// A mock IdP and chat-server nodes (in this process) wired for back-channel
+/// logout: one node on SQLite, or [`nodes`] nodes on one PostgreSQL database.
 pub struct Stack {
     pub idp: MockIdp,
-    pub server: Option<ChatServer>,
+    servers: Vec<ChatServer>,
+    /// The first node's URL.
     pub server_url: String,
+    /// Every node's URL.
+    pub server_urls: Vec<String>,
     pub dir: PathBuf,
+    postgres: Option<TestDatabase>,
+    /// Users are spread over the nodes in turn (see [`User::new`]).
+    next_user: AtomicUsize,
 }
 
 impl Stack {
@@ -54,54 +78,108 @@ impl Stack {
         Self::with_idp(builder.start().await.expect("mock idp")).await
     }
 
-    /// A chat server for `idp`, wired for back-channel logout.
+    /// Chat-server nodes for `idp`, wired for back-channel logout (sent to
+    /// the first node; the others hear of it through PostgreSQL).
     pub async fn with_idp(idp: MockIdp) -> Self {
         let dir = scratch("stack");
-        let mut config = ServerConfig::new(idp.issuer());
-        config.db = Database::File(dir.join("chat.db"));
-        let server = ChatServer::start(config).await.expect("chat server");
-        idp.control()
-            .set_backchannel_logout_uri("chat-example", Some(&server.backchannel_logout_url()))
-            .expect("back-channel uri");
-        Self {
-            server_url: server.ws_url(),
+        let count = nodes();
+        let postgres = if count > 1 {
+            Some(TestDatabase::create("chat_stack").await.unwrap_or_else(|| {
+                panic!(
+                    "SESSIONKIT_CHAT_NODES={count} needs PostgreSQL: run under .ci/with-postgres"
+                )
+            }))
+        } else {
+            None
+        };
+        let mut stack = Self {
             idp,
-            server: Some(server),
+            servers: Vec::new(),
+            server_url: String::new(),
+            server_urls: Vec::new(),
             dir,
+            postgres,
+            next_user: AtomicUsize::new(0),
+        };
+        for _ in 0..count {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let server = ChatServer::start_on(listener, stack.config())
+                .await
+                .expect("chat server");
+            stack.server_urls.push(server.ws_url());
+            stack.servers.push(server);
         }
+        stack.server_url = stack.server_urls[0].clone();
+        stack
+            .idp
+            .control()
+            .set_backchannel_logout_uri(
+                "chat-example",
+                Some(&stack.servers[0].backchannel_logout_url()),
+            )
+            .expect("back-channel uri");
+        stack
     }
 
-    /// Stops the chat server (its sockets close).
+    /// The node the next user is given: each in turn, so that with several
+    /// nodes two users of a test are on different nodes and every line they
+    /// exchange crosses PostgreSQL's fan-out.
+    fn next_node(&self) -> String {
+        let n = self.next_user.fetch_add(1, Ordering::Relaxed);
+        self.server_urls[n % self.server_urls.len()].clone()
+    }
+
+    fn config(&self) -> ServerConfig {
+        let mut config = ServerConfig::new(self.idp.issuer());
+        config.db = match &self.postgres {
+            Some(db) => Database::Postgres(PostgresUrl::new(db.url())),
+            None => Database::File(self.dir.join("chat.db")),
+        };
+        config
+    }
+
+    /// Stops every chat-server node (their sockets close).
     pub async fn stop_server(&mut self) {
-        if let Some(server) = self.server.take() {
+        for server in self.servers.drain(..) {
             server.shutdown().await;
         }
     }
 
-    /// Stops the chat server, deletes its database, and starts it again.
+    /// Stops the nodes, empties their database, and starts them again.
     pub async fn reset_server(&mut self) {
         self.stop_server().await;
+        if let Some(db) = &self.postgres {
+            db.client()
+                .await
+                .batch_execute("TRUNCATE messages, rooms, revocations")
+                .await
+                .expect("empty the chat tables");
+        }
         for name in ["chat.db", "chat.db-wal", "chat.db-shm"] {
             let _ = std::fs::remove_file(self.dir.join(name));
         }
         self.start_server().await;
     }
 
-    /// Starts the chat server again on the same port and database.
+    /// Starts the nodes again on the same ports and database.
     pub async fn start_server(&mut self) {
-        let addr = url::Url::parse(&self.server_url).expect("url");
-        let addr = format!("127.0.0.1:{}", addr.port().expect("port"));
+        for url in self.server_urls.clone() {
+            let addr = url::Url::parse(&url).expect("url");
+            let addr = format!("127.0.0.1:{}", addr.port().expect("port"));
+            self.servers.push(self.start_node_on(&addr).await);
+        }
+    }
+
+    async fn start_node_on(&self, addr: &str) -> ChatServer {
         let mut last = None;
         for _ in 0..50 {
-            match tokio::net::TcpListener::bind(&addr).await {
+            match tokio::net::TcpListener::bind(addr).await {
                 Ok(listener) => {
-                    let mut config = ServerConfig::new(self.idp.issuer());
-                    config.db = Database::File(self.dir.join("chat.db"));
-                    let server = ChatServer::start_on(listener, config)
+                    return ChatServer::start_on(listener, self.config())
                         .await
                         .expect("restart");
-                    self.server = Some(server);
-                    return;
                 }
                 Err(e) => last = Some(e),
             }
@@ -117,10 +195,12 @@ pub struct User {
     pub home: PathBuf,
     pub namespace: String,
     pub issuer: String,
-    pub server_url: String,
+    /// The chat-server nodes `chat` is given (`--server` each).
+    pub servers: Vec<String>,
 }
 
 impl User {
+    /// A user of `stack`'s provider on one of its nodes (in turn).
     pub fn new(name: &str, stack: &Stack) -> Self {
         let home = scratch(name);
         let namespace = format!(
@@ -132,7 +212,7 @@ impl User {
             home,
             namespace,
             issuer: stack.idp.issuer().to_owned(),
-            server_url: stack.server_url.clone(),
+            servers: vec![stack.next_node()],
         }
     }
 
@@ -148,7 +228,7 @@ impl User {
             home,
             namespace,
             issuer: issuer.to_owned(),
-            server_url: server_url.to_owned(),
+            servers: vec![server_url.to_owned()],
         }
     }
 
@@ -159,20 +239,22 @@ impl User {
             home: other.home.clone(),
             namespace: other.namespace.clone(),
             issuer: other.issuer.clone(),
-            server_url: other.server_url.clone(),
+            servers: other.servers.clone(),
         }
     }
 
-    /// The same user on another chat server.
+    /// The same user on another chat server (that one only).
     pub fn on_server(mut self, url: &str) -> Self {
-        url.clone_into(&mut self.server_url);
+        self.servers = vec![url.to_owned()];
         self
     }
 
     /// `chat` with this user's options (issuer, server, keyutils store, namespace).
     pub fn command(&self) -> Command {
         let mut cmd = self.command_without_server();
-        cmd.args(["--server", &self.server_url]);
+        for server in &self.servers {
+            cmd.args(["--server", server]);
+        }
         cmd
     }
 

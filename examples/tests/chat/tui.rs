@@ -142,11 +142,16 @@ fn script(user: &User) -> std::path::PathBuf {
     let body = format!(
         "#!/bin/sh\nexport HOME='{home}' XDG_CONFIG_HOME='{home}/.config' RUST_LOG=warn\n\
          unset SESSIONKIT_ISSUER SESSIONKIT_SERVER SESSIONKIT_STORE SESSIONKIT_NAMESPACE\n\
-         exec '{chat}' --issuer '{issuer}' --server '{server}' --store keyutils --namespace '{ns}'\n",
+         exec '{chat}' --issuer '{issuer}' {servers} --store keyutils --namespace '{ns}'\n",
         home = user.home.display(),
         chat = env!("CARGO_BIN_EXE_chat"),
         issuer = user.issuer,
-        server = user.server_url,
+        servers = user
+            .servers
+            .iter()
+            .map(|s| format!("--server '{s}'"))
+            .collect::<Vec<_>>()
+            .join(" "),
         ns = user.namespace,
     );
     write_script(&path, &body);
