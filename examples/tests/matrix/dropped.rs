@@ -6,12 +6,16 @@ use std::time::Duration;
 use sessionkit::{Error, LogoutStep, SessionState};
 use sessionkit_mock_idp::Fault;
 
+use sessionkit_tests::faults::Fault as NetFault;
+
 use crate::catalogue::{Cell, Row};
-use crate::provider_support::{Expired, RefreshFailed, World, login_under, logout_under};
+use crate::provider_support::{
+    Expired, RefreshFailed, World, connected, login_under, logout_under,
+};
 
 pub const ROW: Row = Row {
     fault: "connection dropped",
-    how: "the provider closes the connection without an answer (mock-idp drop_connection) at the endpoint the operation uses",
+    how: "the provider closes the connection without an answer (mock-idp drop_connection) at the endpoint the operation uses; for connect and send, then also the chat socket reset (sessionkit_tests::faults::FaultProxy)",
     cells: [
         Cell::Tested(
             "a typed network error, at discovery and at the code exchange; nothing stored; the same sign-in succeeds once the provider answers",
@@ -20,10 +24,10 @@ pub const ROW: Row = Row {
             "one dropped attempt is retried and the refresh succeeds; if every try drops, a typed network error after the bounded retries and the session is kept (the stored tokens unchanged)",
         ),
         Cell::Tested(
-            "the token expires (4001) and the reconnect waits for a token with backoff, never signs out, and connects with a fresh token once the provider answers",
+            "the token expires (4001) and the reconnect waits for a token with backoff, never signs out, and connects with a fresh token once the provider answers; a reset chat socket reconnects with the session's token",
         ),
         Cell::Tested(
-            "lines sent while the provider drops every refresh are queued and each stored once after it answers",
+            "lines sent while the provider drops every refresh are queued and each stored once after it answers; a line in flight when the chat socket is reset, and one sent while it is down, are re-sent and stored once",
         ),
         Cell::Tested(
             "signed out locally at once; the revocation is retried within its 5 s budget and reported as failed",
@@ -79,7 +83,19 @@ async fn refresh() {
 async fn connect() {
     let expired = Expired::under(drop_on("token")).await;
     expired.heal().await;
-    expired.world.assert_history(&["a-1"]).await;
+
+    // The chat socket reset: the client connects again with the session's token.
+    let Expired { world, chat, .. } = &expired;
+    world.proxy.set(NetFault::Reset);
+    chat.state(|s| !connected(s)).await;
+    world.proxy.set(NetFault::Pass);
+    chat.state(connected).await;
+    chat.joined(3).await;
+    assert!(matches!(
+        *expired.session.state().borrow(),
+        SessionState::SignedIn { .. }
+    ));
+    world.assert_history(&["a-1"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +105,20 @@ async fn send() {
     expired.chat.send("a-3").await;
     assert_eq!(expired.chat.unacked.ids(), ["a-2", "a-3"]);
     expired.heal().await;
-    expired.world.assert_history(&["a-1", "a-2", "a-3"]).await;
+
+    // A line in flight as the chat socket is reset, one sent while it is
+    // down: each re-sent on the new connection and stored once.
+    let Expired { world, chat, .. } = &expired;
+    chat.send("a-4").await;
+    world.proxy.set(NetFault::Reset);
+    chat.state(|s| !connected(s)).await;
+    chat.send("a-5").await;
+    world.proxy.set(NetFault::Pass);
+    chat.state(connected).await;
+    chat.all_acked().await;
+    world
+        .assert_history(&["a-1", "a-2", "a-3", "a-4", "a-5"])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,7 @@ use sessionkit_realtime::{
     Backoff, CloseReason, Incoming, RealtimeClient, ReconnectReason, Resume, State, StaticToken,
     TokenSource, Unacked,
 };
+use sessionkit_tests::faults::FaultProxy;
 use sessionkit_tests::file_store::FileStore;
 use sessionkit_tests::scratch::ScratchDir;
 use tokio::sync::{mpsc, watch};
@@ -59,6 +60,9 @@ pub const ROOM: &str = "matrix";
 pub struct World {
     pub idp: MockIdp,
     pub server: ChatServer,
+    /// Between the chats and the chat server (the history reader goes
+    /// direct): a socket the tests can reset.
+    pub proxy: FaultProxy,
     pub manager: SessionManager,
     pub store: Arc<FileStore>,
     _dir: ScratchDir,
@@ -84,12 +88,14 @@ impl World {
         let server = ChatServer::start(ServerConfig::new(idp.issuer()))
             .await
             .unwrap();
+        let proxy = FaultProxy::start(server.local_addr()).await.unwrap();
         let dir = ScratchDir::new("sk-matrix-provider");
         let store = Arc::new(FileStore::new(dir.path()));
         let manager = Self::manager(&idp, &dir, &store).await.unwrap();
         Self {
             idp,
             server,
+            proxy,
             manager,
             store,
             _dir: dir,
@@ -210,10 +216,12 @@ impl World {
             .to_owned()
     }
 
-    /// A chat for `session`, joined to [`ROOM`]; waits until it has joined.
+    /// A chat for `session` through [`World::proxy`], joined to [`ROOM`];
+    /// waits until it has joined.
     pub async fn chat(&self, session: &Arc<Session>) -> Chat {
         let source: Arc<dyn TokenSource> = Arc::clone(session) as Arc<dyn TokenSource>;
-        let chat = Chat::start(self.server.ws_url(), source);
+        let url = format!("ws://{}/ws", self.proxy.local_addr());
+        let chat = Chat::start(url, source);
         chat.joined(1).await;
         chat
     }
