@@ -13,8 +13,12 @@
 //! [`HTTP_TIMEOUT`], refreshes retry twice within 100 ms, reconnects back
 //! off from 50 ms to 400 ms, and access tokens live [`SHORT_TTL`] seconds
 //! where a test needs one to expire.
+//!
+//! (Over 500 lines: the five provider rows share one world and four
+//! scenarios — [`login_under`], [`RefreshFailed`], [`Expired`] for connect
+//! and send, [`logout_under`] — so each row's tests stay a few lines of
+//! what is particular to its fault.)
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -65,7 +69,7 @@ pub struct World {
     pub proxy: FaultProxy,
     pub manager: SessionManager,
     pub store: Arc<FileStore>,
-    _dir: ScratchDir,
+    dir: ScratchDir,
 }
 
 impl World {
@@ -98,7 +102,7 @@ impl World {
             proxy,
             manager,
             store,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -123,7 +127,7 @@ impl World {
     /// Building another manager for the same provider and store, as an app
     /// does at start: its discovery meets the faults set now.
     pub async fn build_manager(&self) -> sessionkit::Result<SessionManager> {
-        Self::manager(&self.idp, &self._dir, &self.store).await
+        Self::manager(&self.idp, &self.dir, &self.store).await
     }
 
     /// Quick retries: twice, waits under 20 ms then 40 ms.
@@ -227,7 +231,8 @@ impl World {
     }
 
     /// The room's stored history, read by a fresh client: exactly `ids`,
-    /// each once, with sequence numbers 1, 2, 3, … without gaps.
+    /// each once and in this order, with sequence numbers 1, 2, 3, …
+    /// without gaps.
     pub async fn assert_history(&self, ids: &[&str]) {
         let now = self.idp.control().now();
         let claims = json!({
@@ -254,8 +259,8 @@ impl World {
             (1..=ids.len() as u64).collect::<Vec<_>>(),
             "{stored:?}"
         );
-        let stored_ids: HashSet<&str> = stored.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(stored_ids, ids.iter().copied().collect(), "{stored:?}");
+        let stored_ids: Vec<&str> = stored.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(stored_ids, ids, "{stored:?}");
         reader.client.shutdown().await;
     }
 
@@ -511,6 +516,9 @@ pub async fn logout_under(fault: Fault) -> LoggedOut {
     world.connections_become(1).await;
     world.fault(fault);
     let key = session.key().clone();
+    let (access, _) = session.cached_access_token();
+    let refresh = world.stored_refresh(&session);
+    let id_token = session.id_token().unwrap();
     let start = Instant::now();
     let (report, local) = tokio::join!(world.manager.logout(&key), async {
         let deadline = start + PATIENCE;
@@ -538,6 +546,10 @@ pub async fn logout_under(fault: Fault) -> LoggedOut {
     assert!(world.manager.accounts().unwrap().is_empty());
     world.connections_become(0).await;
     assert!(total < REVOKE_BUDGET + Duration::from_secs(1), "{total:?}");
+    let shown = format!("{report:?}");
+    for secret in [access.secret(), refresh.as_str(), id_token.secret()] {
+        assert!(!shown.contains(secret), "a token in {shown}");
+    }
     // Only the provider's step may have failed.
     assert!(
         report
@@ -555,6 +567,18 @@ pub async fn logout_under(fault: Fault) -> LoggedOut {
         report,
         local,
         total,
+    }
+}
+
+/// Checks that what a failure shows the app — an error's text and debug
+/// form, a state, a report — holds none of `session`'s tokens.
+pub fn shows_no_token(session: &Session, refresh: &str, shown: &str) {
+    let (access, _) = session.cached_access_token();
+    for secret in [access.secret(), refresh] {
+        assert!(
+            secret.is_empty() || !shown.contains(secret),
+            "a token in {shown:?}"
+        );
     }
 }
 
@@ -602,7 +626,7 @@ pub async fn login_under(
     assert!(manager.accounts().unwrap().is_empty());
     assert!(manager.active().unwrap().is_none());
     assert!(
-        std::fs::read_dir(world._dir.path())
+        std::fs::read_dir(world.dir.path())
             .unwrap()
             .all(|e| e.unwrap().file_name() == "accounts.json"),
         "nothing stored"
@@ -639,6 +663,8 @@ impl RefreshFailed {
         let error = session.force_refresh().await.unwrap_err();
         let took = started.elapsed();
         eprintln!("the refresh failed after {took:?}: {error}");
+        let shown = format!("{error} {error:?} {:?}", *session.state().borrow());
+        shows_no_token(&session, &before, &shown);
         Self {
             attempts: world.faulted("token"),
             world,
