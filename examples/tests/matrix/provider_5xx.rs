@@ -1,8 +1,11 @@
 //! The fault matrix row "provider 5xx" (see main.rs): the provider answers
 //! 502/503 at the endpoint the operation uses.
 
+use std::time::Duration;
+
 use sessionkit::{Error, LogoutStep};
 use sessionkit_mock_idp::Fault;
+use tokio::time::Instant;
 
 use crate::catalogue::{Cell, Row};
 use crate::provider_support::{Expired, RefreshFailed, login_under, logout_under, status};
@@ -15,7 +18,7 @@ pub const ROW: Row = Row {
             "a typed transient error with the status kept, at discovery and at the code exchange (not retried: a code is single-use); nothing stored, no account listed; the same sign-in succeeds once the provider answers",
         ),
         Cell::Tested(
-            "retried within the bounds (1 + 2 attempts), then a typed transient error; the session is kept (refresh failing, the stored tokens unchanged); the next refresh after the fault succeeds",
+            "retried within the bounds (1 + 2 attempts; a Retry-After is honoured), then a typed transient error; the session is kept (refresh failing, the stored tokens unchanged); the next refresh after the fault succeeds",
         ),
         Cell::Tested(
             "the token expires (4001) and the reconnect waits with backoff for a token, never signs out, and connects with a fresh token once the provider answers",
@@ -71,6 +74,16 @@ async fn refresh() {
         failed.error
     );
     failed.kept_then_refreshed().await;
+
+    // A 503 with Retry-After: the retry waits as asked (up to six times
+    // the retry cap, 600 ms here), then succeeds.
+    let RefreshFailed { world, session, .. } = &failed;
+    world.fault(unavailable("token").retry_after(1).times(1));
+    let started = Instant::now();
+    session.force_refresh().await.unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(600), "{took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,23 +4,25 @@
 
 use std::time::Duration;
 
-use sessionkit::{Error, LogoutStep};
+use sessionkit::{Error, LogoutStep, SessionState};
 use sessionkit_mock_idp::Fault;
+use sessionkit_tests::faults::Fault as NetFault;
 
 use crate::catalogue::{Cell, Row};
 use crate::provider_support::{
-    Expired, HTTP_TIMEOUT, REVOKE_BUDGET, RefreshFailed, SLOW, login_under, logout_under,
+    Expired, HTTP_TIMEOUT, REVOKE_BUDGET, RefreshFailed, SLOW, World, kept, login_under,
+    logout_under,
 };
 
 pub const ROW: Row = Row {
     fault: "provider slower than the client's timeout",
-    how: "mock-idp's scripted delay (3 s; 6 s at revocation) longer than the client's request timeout (500 ms here; the revocation's 5 s budget)",
+    how: "mock-idp's scripted delay (3 s; 6 s at revocation) longer than the client's request timeout (500 ms here; the revocation's 5 s budget); for refresh also 400 ms each way on the path to the provider (FaultProxy), so that it answers, too late",
     cells: [
         Cell::Tested(
             "a typed timeout error (`is_timeout`) within the timeout, at discovery and at the code exchange; nothing stored; the same sign-in succeeds once the provider is fast again",
         ),
         Cell::Tested(
-            "each attempt times out, retried within the bounds, then a typed timeout error; the session is kept (the stored tokens unchanged); a later refresh succeeds",
+            "each attempt times out, retried within the bounds, then a typed timeout error; the session is kept (the stored tokens unchanged); a later refresh succeeds. A provider that completes the refresh anyway (its answer lost) has rotated the token: the retries look like reuse, it revokes the grant, and once the path is fast the next refresh is refused — a clean sign-out",
         ),
         Cell::Tested(
             "the token expires (4001) and the reconnect waits for a token with backoff, never signs out, and connects once the provider is fast again",
@@ -63,6 +65,29 @@ async fn refresh() {
         failed.took
     );
     failed.kept_then_refreshed().await;
+    drop(failed);
+
+    // A provider that does answer, too late: 400 ms each way on the path
+    // to it, so each answer comes 800 ms after its request, past the
+    // 500 ms timeout. The provider rotated the refresh token at the first
+    // attempt; the retries sent the old one, which its reuse detection
+    // takes for theft: it revoked the grant. Every answer was lost, so the
+    // app sees timeouts and the session is kept — until the path is fast
+    // again and the next refresh is refused: a clean sign-out.
+    let world = World::fronted().await;
+    let session = world.sign_in("alice").await;
+    let front = world.front.as_ref().unwrap();
+    front.set(NetFault::Delay(Duration::from_millis(400)));
+    let error = session.force_refresh().await.unwrap_err();
+    assert!(timed_out(&error), "{error:?}");
+    assert!(kept(&session));
+    front.set(NetFault::Pass);
+    let error = session.force_refresh().await.unwrap_err();
+    eprintln!("once the path is fast: {error}");
+    assert!(error.is_signed_out(), "{error:?}");
+    assert_eq!(*session.state().borrow(), SessionState::SignedOutByServer);
+    assert!(world.stored_nothing(&session));
+    assert!(world.manager.accounts().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,10 @@ pub const ROOM: &str = "matrix";
 /// The mock IdP, the chat server and one app's session manager.
 pub struct World {
     pub idp: MockIdp,
+    /// In front of the provider, when the world was started with
+    /// [`World::fronted`] (the issuer is then the proxy's address): a
+    /// network path whose latency the tests can raise.
+    pub front: Option<FaultProxy>,
     pub server: ChatServer,
     /// Between the chats and the chat server (the history reader goes
     /// direct): a socket the tests can reset.
@@ -75,16 +79,35 @@ pub struct World {
 impl World {
     /// Access tokens with mock-idp's default lifetime.
     pub async fn start() -> Self {
-        Self::with_ttl(None).await
+        Self::build(None, false).await
     }
 
     /// Access tokens that live [`SHORT_TTL`] seconds.
     pub async fn short_lived() -> Self {
-        Self::with_ttl(Some(SHORT_TTL)).await
+        Self::build(Some(SHORT_TTL), false).await
     }
 
-    async fn with_ttl(ttl: Option<u64>) -> Self {
-        let mut builder = MockIdp::builder().bind("127.0.0.1:0");
+    /// The provider behind [`World::front`]: every client reaches it
+    /// through the proxy, whose issuer URL it is.
+    pub async fn fronted() -> Self {
+        Self::build(None, true).await
+    }
+
+    async fn build(ttl: Option<u64>, fronted: bool) -> Self {
+        let mut builder = MockIdp::builder();
+        let mut front = None;
+        if fronted {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let proxy = FaultProxy::start(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            builder = builder
+                .listener(listener)
+                .issuer(&format!("http://{}", proxy.local_addr()));
+            front = Some(proxy);
+        } else {
+            builder = builder.bind("127.0.0.1:0");
+        }
         if let Some(ttl) = ttl {
             builder = builder.access_token_ttl(ttl);
         }
@@ -98,6 +121,7 @@ impl World {
         let manager = Self::manager(&idp, &dir, &store).await.unwrap();
         Self {
             idp,
+            front,
             server,
             proxy,
             manager,
