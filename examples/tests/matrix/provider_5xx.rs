@@ -5,14 +5,17 @@ use std::time::Duration;
 
 use sessionkit::{Error, LogoutStep};
 use sessionkit_mock_idp::Fault;
+use sessionkit_realtime::{ReconnectReason, State};
 use tokio::time::Instant;
 
 use crate::catalogue::{Cell, Row};
-use crate::provider_support::{Expired, RefreshFailed, login_under, logout_under, status};
+use crate::provider_support::{
+    Expired, RefreshFailed, World, connected, kept, login_under, logout_under, status,
+};
 
 pub const ROW: Row = Row {
     fault: "provider 5xx",
-    how: "mock-idp's scripted faults answer 502 (a gateway's HTML page) at discovery and 503 with an OAuth error body at the token and revocation endpoints",
+    how: "mock-idp's scripted faults answer 502 (a gateway's HTML page) at discovery and 503 with an OAuth error body at the token, revocation and (for the chat server) discovery and JWKS endpoints",
     cells: [
         Cell::Tested(
             "a typed transient error with the status kept, at discovery and at the code exchange (not retried: a code is single-use); nothing stored, no account listed; the same sign-in succeeds once the provider answers",
@@ -21,7 +24,7 @@ pub const ROW: Row = Row {
             "retried within the bounds (1 + 2 attempts; a Retry-After is honoured), then a typed transient error; the session is kept (refresh failing, the stored tokens unchanged); the next refresh after the fault succeeds",
         ),
         Cell::Tested(
-            "the token expires (4001) and the reconnect waits with backoff for a token, never signs out, and connects with a fresh token once the provider answers",
+            "the token expires (4001) and the reconnect waits with backoff for a token, never signs out, and connects with a fresh token once the provider answers; a chat server that cannot fetch the provider's keys answers the handshake 503, and the client backs off and connects once the provider answers",
         ),
         Cell::Tested(
             "lines sent while refreshes fail are queued and each stored once after the provider answers",
@@ -91,6 +94,30 @@ async fn connect() {
     let expired = Expired::under(unavailable("token")).await;
     expired.heal().await;
     expired.world.assert_history(&["a-1"]).await;
+    drop(expired);
+
+    // The chat server cannot fetch the provider's keys to check the token:
+    // it answers the handshake 503; the client backs off and connects
+    // once the provider answers.
+    let world = World::start().await;
+    let session = world.sign_in("alice").await;
+    world.fault(unavailable("discovery"));
+    world.fault(unavailable("jwks"));
+    let chat = world.chat_starting(&session);
+    chat.state(|s| {
+        matches!(
+            s,
+            State::Reconnecting {
+                reason: ReconnectReason::Handshake { status: 503 },
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(kept(&session));
+    world.heal();
+    chat.state(connected).await;
+    chat.joined(1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

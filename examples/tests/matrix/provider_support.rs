@@ -112,9 +112,10 @@ impl World {
             builder = builder.access_token_ttl(ttl);
         }
         let idp = builder.start().await.unwrap();
-        let server = ChatServer::start(ServerConfig::new(idp.issuer()))
-            .await
-            .unwrap();
+        let mut config = ServerConfig::new(idp.issuer());
+        // After a failed key fetch, the chat server tries again this soon.
+        config.jwks_refetch_interval = Duration::from_millis(200);
+        let server = ChatServer::start(config).await.unwrap();
         let proxy = FaultProxy::start(server.local_addr()).await.unwrap();
         let dir = ScratchDir::new("sk-matrix-provider");
         let store = Arc::new(FileStore::new(dir.path()));
@@ -247,11 +248,16 @@ impl World {
     /// A chat for `session` through [`World::proxy`], joined to [`ROOM`];
     /// waits until it has joined.
     pub async fn chat(&self, session: &Arc<Session>) -> Chat {
-        let source: Arc<dyn TokenSource> = Arc::clone(session) as Arc<dyn TokenSource>;
-        let url = format!("ws://{}/ws", self.proxy.local_addr());
-        let chat = Chat::start(url, source);
+        let chat = self.chat_starting(session);
         chat.joined(1).await;
         chat
+    }
+
+    /// [`World::chat`] without waiting for anything.
+    pub fn chat_starting(&self, session: &Arc<Session>) -> Chat {
+        let source: Arc<dyn TokenSource> = Arc::clone(session) as Arc<dyn TokenSource>;
+        let url = format!("ws://{}/ws", self.proxy.local_addr());
+        Chat::start(url, source)
     }
 
     /// The room's stored history, read by a fresh client: exactly `ids`,
