@@ -114,7 +114,7 @@ async fn logout() {
     assert!(
         matches!(
             &out.report.failures[..],
-            [(LogoutStep::RevokeRefreshToken, _)]
+            [(LogoutStep::RevokeRefreshToken, why)] if why.contains("timed out")
         ),
         "{:?}",
         out.report

@@ -623,7 +623,8 @@ pub fn status(endpoint: &str, status: u16) -> Fault {
 
 /// The login cell: discovery (building the app's manager) under
 /// `discovery`, if given, then the code exchange under `exchange`. Checks
-/// that the failed sign-in left nothing: no account, nothing stored, one
+/// that each fails within the request timeout (plus a second for the
+/// sign-in's own steps), that the failed sign-in left nothing: no account, nothing stored, one
 /// exchange request (a code is single-use: it is not retried); then that
 /// the same sign-in succeeds once the provider answers. Returns the two
 /// errors.
@@ -637,7 +638,9 @@ pub async fn login_under(
             world.fault(fault);
             let started = Instant::now();
             let error = world.build_manager().await.unwrap_err();
-            eprintln!("discovery failed after {:?}: {error}", started.elapsed());
+            let took = started.elapsed();
+            eprintln!("discovery failed after {took:?}: {error}");
+            assert!(took < HTTP_TIMEOUT + Duration::from_secs(1), "{took:?}");
             world.heal();
             Some(error)
         }
@@ -648,10 +651,9 @@ pub async fn login_under(
     world.fault(exchange);
     let started = Instant::now();
     let error = world.sign_in_with(&manager, "alice").await.unwrap_err();
-    eprintln!(
-        "the code exchange failed after {:?}: {error}",
-        started.elapsed()
-    );
+    let took = started.elapsed();
+    eprintln!("the code exchange failed after {took:?}: {error}");
+    assert!(took < HTTP_TIMEOUT + Duration::from_secs(1), "{took:?}");
     assert_eq!(world.faulted("token"), 1, "one code exchange");
     assert!(manager.accounts().unwrap().is_empty());
     assert!(manager.active().unwrap().is_none());
