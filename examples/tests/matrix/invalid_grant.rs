@@ -24,7 +24,7 @@ pub const ROW: Row = Row {
             "a clean sign-out: one attempt, no retry; the account's tokens deleted from the store, the account forgotten, a signed-out-by-server state and event",
         ),
         Cell::Tested(
-            "the session ends and the client stops as signed out, with nothing of it running and no further attempts",
+            "the token comes due and its refresh is refused: the session ends (tokens deleted) and the client stops as signed out, with nothing of it running and no further attempts",
         ),
         Cell::Tested(
             "the client stops as signed out; the lines the server did not acknowledge stay in the app's unacknowledged list (nothing dropped silently), a later send fails with a typed `Closed`, and the server stored only the acknowledged ones",
