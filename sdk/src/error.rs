@@ -187,10 +187,26 @@ impl NetworkError {
     }
 
     /// From reqwest's error, its URL removed (a query may hold a code).
+    /// The message names the root cause too: reqwest's own says only
+    /// "error sending request", whether the request timed out, was refused
+    /// or the provider closed the connection, and a report that keeps only
+    /// the text (a logout's failed revocation) would lose which.
     pub(crate) fn from_reqwest(err: reqwest::Error) -> Self {
         let err = err.without_url();
+        let mut message = err.to_string();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&err);
+        let mut root = None;
+        while let Some(e) = cause {
+            root = Some(e);
+            cause = e.source();
+        }
+        if let Some(root) = root.map(ToString::to_string)
+            && !message.contains(&root)
+        {
+            message = format!("{message} ({root})");
+        }
         Self {
-            message: err.to_string(),
+            message,
             timeout: err.is_timeout(),
             connect: err.is_connect(),
             source: Some(std::sync::Arc::new(err)),
@@ -265,6 +281,9 @@ mod tests {
             next = e.source();
         }
         assert!(chain.len() >= 3, "error, reqwest, and its cause: {chain:?}");
+        // The text names the root cause, not only "error sending request".
+        let root = chain.last().expect("a cause");
+        assert!(network.to_string().contains(root.as_str()), "{network}");
         assert!(
             chain.iter().all(|c| !c.contains("secret-code")),
             "{chain:?}"

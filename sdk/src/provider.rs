@@ -361,16 +361,18 @@ pub(crate) async fn fetch_jwks<'c, C: AsyncHttpClient<'c>>(
 
 fn discovery_error<E: std::error::Error + 'static>(err: DiscoveryError<E>) -> Error {
     match err {
-        DiscoveryError::Request(e) => Error::Network(e.to_string().into()),
+        DiscoveryError::Request(e) => Error::Network(request_error(e)),
         DiscoveryError::Response(status, body, message) => Error::Parse {
             message: format!("discovery answered {status}: {message}"),
             body: String::from_utf8_lossy(&body).chars().take(512).collect(),
             status: Some(status.as_u16()),
         },
+        // openidconnect parses only a 200 answer: a document cut short
+        // is a success answer cut short, as with the token endpoint.
         DiscoveryError::Parse(e) => Error::Parse {
             message: format!("discovery document: {e}"),
             body: String::new(),
-            status: None,
+            status: Some(200),
         },
         DiscoveryError::Validation(message) => {
             Error::Config(format!("discovery document refused: {message}"))
@@ -389,9 +391,45 @@ fn discovery_error<E: std::error::Error + 'static>(err: DiscoveryError<E>) -> Er
     }
 }
 
+/// A failed discovery request as a [`NetworkError`] that keeps reqwest's
+/// `is_timeout()` and `is_connect()` (our HTTP client's error; the fuzz
+/// targets' clients fail otherwise, in words).
+fn request_error<E: std::error::Error + 'static>(e: E) -> crate::error::NetworkError {
+    let e: Box<dyn std::error::Error + 'static> = Box::new(e);
+    match e.downcast::<reqwest::Error>() {
+        Ok(e) => crate::error::NetworkError::from_reqwest(*e),
+        Err(e) => e.to_string().into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Error, HttpClient, Provider, check_issuer_url};
+
+    #[tokio::test]
+    async fn a_discovery_that_times_out_says_so() {
+        // A provider that accepts the connection and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let http = HttpClient::with_timeout(std::time::Duration::from_millis(100)).expect("client");
+        let err = Provider::discover(&issuer, &http)
+            .await
+            .expect_err("no answer");
+        assert!(
+            matches!(&err, Error::Network(n) if n.is_timeout() && !n.is_connect()),
+            "{err:?}"
+        );
+        assert!(err.is_transient());
+        held.abort();
+    }
 
     #[test]
     fn plain_http_only_on_loopback() {
