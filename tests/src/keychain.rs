@@ -168,6 +168,18 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
 
 /// Locks the default collection for as long as it lives; unlocks it again
 /// on drop (also when the test panics), with [`PASSWORD_VAR`]'s password.
+///
+/// ```no_run
+/// use sessionkit_tests::keychain::{Locked, collection_locked};
+///
+/// # async fn demo() {
+/// let _turn = sessionkit_tests::keychain::exclusive().await;
+/// let mut locked = Locked::lock();
+/// assert!(collection_locked(locked.collection()));
+/// // ... the store answers Unavailable ...
+/// locked.unlock();
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Locked {
     collection: String,

@@ -209,6 +209,15 @@ pub enum StopMode {
 /// `/usr/lib/postgresql/*/bin`); they are there when `SESSIONKIT_PG_URL` is
 /// (`.ci/with-postgres` sets it), so a test skips or fails by the same rule
 /// as [`TestDatabase`].
+///
+/// ```no_run
+/// use sessionkit_tests::postgres::{Cluster, StopMode};
+///
+/// let Some(cluster) = Cluster::start("my-test") else { return }; // skipped
+/// // ... chat-server --db cluster.url() ...
+/// cluster.stop(StopMode::Immediate); // a crash: connections fail now
+/// cluster.start_again(); // recovers from the WAL, accepts connections
+/// ```
 #[derive(Debug)]
 pub struct Cluster {
     dir: ScratchDir,
