@@ -39,7 +39,7 @@ pub const ROW: Row = Row {
             "an open socket keeps sending: the token is already in memory; each message acked",
         ),
         Cell::Tested(
-            "signed out locally (state, socket) and the refresh token revoked at the provider; the entries' deletion reported as a failed step (Unavailable) and done by logging out again once unlocked",
+            "signed out locally (state, tokens in memory) and the refresh token revoked at the provider; the entries' deletion reported as a failed step (Unavailable) and done by logging out again once unlocked",
         ),
     ],
 };

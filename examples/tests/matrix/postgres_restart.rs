@@ -28,7 +28,7 @@ pub const ROW: Row = Row {
             "refresh talks only to the provider, which keeps no state in PostgreSQL",
         ),
         Cell::Tested(
-            "a client that connects while PostgreSQL is down is let in (the token check needs no database), joins once it is back, and is never signed out",
+            "a client that connects while PostgreSQL is down is let in (the token check needs no database); its join, which cannot read the room, is closed with 1013 and retry_after_ms; it comes back and joins once PostgreSQL is back, never signed out",
         ),
         Cell::Tested(
             "lines typed while PostgreSQL is down (immediate stop: a crash) are acked only after their commit once it is back; each stored once, in order; the other node's user sees them",
