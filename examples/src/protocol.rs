@@ -24,7 +24,11 @@
 //! 4008 when the client could not keep up with its rooms (reconnect and
 //! resume), 4029 when the user sent frames faster than allowed (the close
 //! reason is `{"retry_after_ms":N}`: reconnect after N ms and re-send what
-//! was not acknowledged), 1008 for a protocol violation. The server pings
+//! was not acknowledged), 1013 ("try again later") when the database is
+//! unavailable — a join cannot read the room, or a send could not be stored
+//! (the close reason is `{"retry_after_ms":N}`: reconnect, to this node or
+//! another, join again and re-send what was not acknowledged), 1008 for a
+//! protocol violation. The server pings
 //! every 30 s and drops a connection that sent no frame at all (not even a
 //! pong) for 60 s.
 //!
@@ -79,6 +83,11 @@ pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 pub const CLOSE_SIGNED_OUT: u16 = 4003;
 /// Close code: the client fell behind its rooms' traffic; reconnect and resume.
 pub const CLOSE_TOO_SLOW: u16 = 4008;
+/// Close code (WebSocket's "Try Again Later"): the node cannot read the
+/// room being joined, or store a message sent, now (its database is
+/// unavailable); the close reason is `{"retry_after_ms":N}`. Reconnect
+/// after N ms, join again and re-send what was not acknowledged.
+pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 /// Close code: the user sent frames faster than allowed; the close reason
 /// is `{"retry_after_ms":N}`. The frame that went over was not acted on.
 pub const CLOSE_RATE_LIMITED: u16 = 4029;

@@ -464,7 +464,8 @@ impl Control {
         self.shared.log.reset();
     }
 
-    /// Back-channel logout deliveries so far.
+    /// Back-channel logout deliveries so far, one per attempt (a delivery
+    /// that got no answer or a 5xx is tried again a few times).
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.shared.store().deliveries.clone()
     }

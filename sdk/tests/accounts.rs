@@ -149,11 +149,17 @@ async fn a_locked_store_at_start_up_is_reported_and_loses_nothing() {
         0,
         "nothing deleted because a read failed"
     );
-    // Signing in while locked fails with the store's error, typed.
+    // Signing in while locked fails with the store's error, typed, and the
+    // grant nobody could keep is revoked at the provider.
     assert!(matches!(
         second.login_loopback(play_browser()).await,
         Err(Error::Store(StoreError::Unavailable(_)))
     ));
+    assert_eq!(
+        idp.control().count("revocation"),
+        1,
+        "the unkept grant revoked"
+    );
 
     store.locked.store(false, Ordering::SeqCst);
     let third = manager(&idp, store.clone(), registry).await;

@@ -16,14 +16,17 @@
 //! - [`oidc_provider`]: panva/oidc-provider in a child process, and a
 //!   scripted user for its pages;
 //! - [`postgres`]: a PostgreSQL database of its own per test, on the
-//!   cluster `SESSIONKIT_PG_URL` names;
+//!   cluster `SESSIONKIT_PG_URL` names, or a cluster of its own to restart;
 //! - [`faults`]: a fault-injecting TCP proxy (latency, a blackholed
-//!   partition, resets, refusals) that a test controls at run time.
+//!   partition, resets, refusals) that a test controls at run time;
+//! - [`keychain`]: gnome-keyring over D-Bus (the Secret Service): find,
+//!   lock and unlock its collection, count its items.
 
 #![forbid(unsafe_code)]
 
 pub mod faults;
 pub mod file_store;
+pub mod keychain;
 pub mod oidc_provider;
 pub mod postgres;
 pub mod scratch;

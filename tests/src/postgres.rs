@@ -1,6 +1,7 @@
 //! [`TestDatabase`]: a fresh PostgreSQL database per test, on the cluster
 //! that `SESSIONKIT_PG_URL` names (CI starts a throwaway one with
-//! `.ci/with-postgres`), dropped when the test ends.
+//! `.ci/with-postgres`), dropped when the test ends. [`Cluster`]: a cluster
+//! of a test's own, for the tests that stop and restart PostgreSQL.
 //!
 //! Without `SESSIONKIT_PG_URL` a test that needs PostgreSQL skips, saying
 //! so on stderr, unless `SESSIONKIT_REQUIRE_POSTGRES` is set (as in CI):
@@ -10,8 +11,12 @@
 //! .ci/with-postgres cargo test -p sessionkit-examples --test server
 //! ```
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::scratch::ScratchDir;
 
 use tokio_postgres::{Client, NoTls};
 
@@ -64,22 +69,29 @@ pub struct TestDatabase {
     url: String,
 }
 
+/// The cluster URL from `SESSIONKIT_PG_URL`, or `None` after saying why
+/// (a failure instead when `SESSIONKIT_REQUIRE_POSTGRES` is set).
+fn admin_url_or_skip() -> Option<String> {
+    let Some(admin_url) = std::env::var(URL_VAR).ok().filter(|v| !v.is_empty()) else {
+        assert!(
+            std::env::var_os(REQUIRE_VAR).is_none(),
+            "{REQUIRE_VAR} is set but {URL_VAR} is not"
+        );
+        eprintln!(
+            "skipping PostgreSQL test: {URL_VAR} is not set \
+             (run the tests under .ci/with-postgres)"
+        );
+        return None;
+    };
+    Some(admin_url)
+}
+
 impl TestDatabase {
     /// Creates a database named after `prefix` (plus the process, a counter
     /// and the time), or returns `None` after saying why when there is no
     /// cluster and `SESSIONKIT_REQUIRE_POSTGRES` is not set.
     pub async fn create(prefix: &str) -> Option<Self> {
-        let Some(admin_url) = std::env::var(URL_VAR).ok().filter(|v| !v.is_empty()) else {
-            assert!(
-                std::env::var_os(REQUIRE_VAR).is_none(),
-                "{REQUIRE_VAR} is set but {URL_VAR} is not"
-            );
-            eprintln!(
-                "skipping PostgreSQL test: {URL_VAR} is not set \
-                 (run the tests under .ci/with-postgres)"
-            );
-            return None;
-        };
+        let admin_url = admin_url_or_skip()?;
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -175,4 +187,222 @@ impl Drop for TestDatabase {
             eprintln!("could not drop test database {}", self.name);
         }
     }
+}
+
+/// How [`Cluster::stop`] stops the server (`pg_ctl stop -m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// `fast`: connections are ended, the server shuts down cleanly.
+    Fast,
+    /// `immediate`: every process is killed at once; the next start
+    /// recovers from the WAL, as after a crash.
+    Immediate,
+}
+
+/// A PostgreSQL cluster of a test's own, which the test may stop and
+/// start: initdb in a scratch directory, a Unix socket there only (no TCP
+/// port), trusted local connections, run as the `postgres` user when this
+/// process is root (initdb refuses root), as `.ci/with-postgres` does.
+/// Stopped and removed on drop.
+///
+/// It needs PostgreSQL's binaries (`PG_BINDIR`, else the newest
+/// `/usr/lib/postgresql/*/bin`); they are there when `SESSIONKIT_PG_URL` is
+/// (`.ci/with-postgres` sets it), so a test skips or fails by the same rule
+/// as [`TestDatabase`].
+///
+/// ```no_run
+/// use sessionkit_tests::postgres::{Cluster, StopMode};
+///
+/// let Some(cluster) = Cluster::start("my-test") else { return }; // skipped
+/// // ... chat-server --db cluster.url() ...
+/// cluster.stop(StopMode::Immediate); // a crash: connections fail now
+/// cluster.start_again(); // recovers from the WAL, accepts connections
+/// ```
+#[derive(Debug)]
+pub struct Cluster {
+    dir: ScratchDir,
+    bindir: PathBuf,
+    as_postgres: bool,
+    url: String,
+}
+
+impl Cluster {
+    /// Creates and starts the cluster (about a second), or returns `None`
+    /// after saying why when there is no PostgreSQL and
+    /// `SESSIONKIT_REQUIRE_POSTGRES` is not set.
+    pub fn start(prefix: &str) -> Option<Self> {
+        admin_url_or_skip()?;
+        let bindir = pg_bindir().unwrap_or_else(|| {
+            panic!("no PostgreSQL binaries: set PG_BINDIR or apt-get install postgresql")
+        });
+        let dir = ScratchDir::new(&format!("sk-pg-{prefix}"));
+        let as_postgres = is_root();
+        if as_postgres {
+            let uid_gid = postgres_ids();
+            std::os::unix::fs::chown(dir.path(), Some(uid_gid.0), Some(uid_gid.1))
+                .expect("chown the cluster directory to postgres");
+        }
+        let socket_dir = dir.path().to_string_lossy().replace('/', "%2F");
+        let cluster = Self {
+            url: format!("postgres://postgres@{socket_dir}/postgres"),
+            bindir,
+            as_postgres,
+            dir,
+        };
+        let data = cluster.data();
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth-local=trust",
+                "--auth-host=reject",
+                "--no-sync",
+            ],
+        );
+        cluster.start_again();
+        Some(cluster)
+    }
+
+    /// The URL of its `postgres` database (user `postgres`), for
+    /// `chat-server --db`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stops the server; connections to it fail until [`Cluster::start_again`].
+    pub fn stop(&self, mode: StopMode) {
+        let mode = match mode {
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        };
+        self.run("pg_ctl", &["-D", &self.data(), "-m", mode, "-w", "stop"]);
+    }
+
+    /// Starts the server again (after a crash stop it recovers from the
+    /// WAL first); returns once it accepts connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=100 \
+             -c shared_buffers=16MB",
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("postgres.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log.to_string_lossy(),
+                "-w",
+                "-t",
+                "30",
+                "-o",
+                &options,
+                "start",
+            ],
+        );
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").to_string_lossy().into_owned()
+    }
+
+    /// Runs one of PostgreSQL's programs as the cluster's owner; panics with
+    /// its output (and the server log) when it fails.
+    fn run(&self, program: &str, args: &[&str]) {
+        let exe = self.bindir.join(program);
+        let mut cmd = if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(&exe);
+            cmd
+        } else {
+            Command::new(&exe)
+        };
+        let out = cmd
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", exe.display()));
+        if !out.status.success() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default();
+            panic!(
+                "{program} {args:?} failed ({}):\n{}{}\n--- postgres.log\n{log}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Stopped before its directory goes; `-m immediate`: nothing to keep.
+        let exe = self.bindir.join("pg_ctl");
+        let mut cmd = if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(&exe);
+            cmd
+        } else {
+            Command::new(&exe)
+        };
+        let _ = cmd
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// `PG_BINDIR`, else the newest `/usr/lib/postgresql/*/bin` with initdb.
+fn pg_bindir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("PG_BINDIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+/// Whether this process runs as root (`id -u`; no libc call needed).
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    // /proc/self is owned by the process's effective user.
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The `postgres` user's uid and gid (Debian's package creates it).
+fn postgres_ids() -> (u32, u32) {
+    let id = |flag: &str| {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .expect("run id");
+        assert!(
+            out.status.success(),
+            "no postgres user (as root, the cluster runs as postgres; useradd --system postgres)"
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a numeric id")
+    };
+    (id("-u"), id("-g"))
 }

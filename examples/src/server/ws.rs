@@ -2,7 +2,8 @@
 //! a 429 past the user's connections), then one task per connection that
 //! answers the client's frames, forwards its rooms' messages, and closes the
 //! socket when the token expires (4001), the session is logged out (4003),
-//! the client falls behind (4008), sends frames too fast (4029) or the
+//! the client falls behind (4008), sends frames too fast (4029), joins or
+//! sends while the database is unavailable (1013, try again later) or the
 //! server stops (1001).
 //!
 //! Joining a room subscribes to its live messages *before* reading the
@@ -66,7 +67,8 @@ use super::serve::ConnectionSlot;
 use super::{App, unix_millis, unix_now};
 use crate::protocol::{
     BadFrame, CLOSE_RATE_LIMITED, CLOSE_SIGNED_OUT, CLOSE_TOKEN_EXPIRED, CLOSE_TOO_SLOW,
-    ClientFrame, MAX_ID_BYTES, ServerFrame, check_text, parse_client_frame, valid_room,
+    CLOSE_TRY_AGAIN_LATER, ClientFrame, MAX_ID_BYTES, ServerFrame, check_text, parse_client_frame,
+    valid_room,
 };
 
 /// The largest WebSocket frame and message the server reads.
@@ -87,6 +89,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const ACCESS_TYPS: &[&str] = &["at+jwt", "jwt"];
 /// Close code for a server going away (RFC 6455).
 const CLOSE_GOING_AWAY: u16 = 1001;
+/// How long a client asked to come back after a join or a send the
+/// database could not serve waits (its own backoff grows from there).
+const STORAGE_RETRY_AFTER_MS: u64 = 500;
 
 /// Why a token was not accepted.
 #[derive(Debug)]
@@ -275,6 +280,11 @@ enum End {
     Close(u16, &'static str),
     /// Close with 4029: the user is over the rate limit for this long (ms).
     RateLimited(u64),
+    /// Close with 1013: a join could not read the room, or a send could not
+    /// be stored (the database is unavailable); come back after this long
+    /// (ms), join again and re-send. An error frame would leave the client
+    /// connected and never joined, or its message behind later ones.
+    TryAgainLater(u64),
     /// The peer is gone (closed, reset, or too slow to write to).
     Gone,
 }
@@ -305,6 +315,18 @@ async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), End> {
         Ok(Ok(())) => Ok(()),
         _ => Err(End::Gone),
     }
+}
+
+/// A join that cannot read its room: while the database is unavailable,
+/// the client is asked to come back ([`End::TryAgainLater`]); otherwise an
+/// error frame says so.
+async fn unreadable(socket: &mut WebSocket, room: &str, e: &StoreError) -> Result<(), End> {
+    if e.is_transient() {
+        tracing::warn!(error = %e, %room, "cannot read the room: the database is unavailable; asking the client to come back");
+        return Err(End::TryAgainLater(STORAGE_RETRY_AFTER_MS));
+    }
+    tracing::error!(error = %e, %room, "cannot read the room");
+    send_error(socket, "storage", "cannot read the room now", None).await
 }
 
 async fn send_error(
@@ -449,6 +471,10 @@ async fn run(
             let reason = format!(r#"{{"retry_after_ms":{ms}}}"#);
             close(socket, CLOSE_RATE_LIMITED, reason).await;
         }
+        Some(End::TryAgainLater(ms)) => {
+            let reason = format!(r#"{{"retry_after_ms":{ms}}}"#);
+            close(socket, CLOSE_TRY_AGAIN_LATER, reason).await;
+        }
         Some(End::Gone) | None => {}
     }
 }
@@ -528,9 +554,12 @@ impl Connection {
                 send_error(socket, "too_many_rooms", why, Some(id)).await
             }
             Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, %room, "cannot store a message: the database is unavailable");
-                let why = "the database is unavailable; the message was not stored, send it again";
-                send_error(socket, "storage", why, Some(id)).await
+                // Not an error frame: the connection's later messages would
+                // be stored before this one, which the client would only
+                // send again after some later reconnect. Closed, the client
+                // comes back and re-sends what was not acknowledged, in order.
+                tracing::warn!(error = %e, %room, "cannot store a message: the database is unavailable; asking the client to come back");
+                Err(End::TryAgainLater(STORAGE_RETRY_AFTER_MS))
             }
             Err(e) => {
                 tracing::error!(error = %e, %room, "cannot store a message");
@@ -607,19 +636,13 @@ impl Connection {
         let store = &self.app.store;
         let last = match store.last_seq(&room).await {
             Ok(last) => last,
-            Err(e) => {
-                tracing::error!(error = %e, %room, "cannot read the room");
-                return send_error(socket, "storage", "cannot read the room now", None).await;
-            }
+            Err(e) => return unreadable(socket, &room, &e).await,
         };
         let mut cursor = after;
         while cursor < last {
             let page = match store.page(&room, cursor, last, REPLAY_PAGE).await {
                 Ok(page) => page,
-                Err(e) => {
-                    tracing::error!(error = %e, %room, "cannot read the room");
-                    return send_error(socket, "storage", "cannot read the room now", None).await;
-                }
+                Err(e) => return unreadable(socket, &room, &e).await,
             };
             let Some(tail) = page.last() else { break };
             cursor = tail.seq;

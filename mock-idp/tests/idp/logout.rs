@@ -248,7 +248,7 @@ async fn control_revokes_a_users_sessions_and_can_send_backchannel_logout_alone(
 }
 
 #[tokio::test]
-async fn a_receiver_that_is_down_is_recorded_not_fatal() {
+async fn a_receiver_that_is_down_is_recorded_not_fatal_and_tried_again() {
     let idp = idp_auto("alice").await;
     idp.control()
         .set_backchannel_logout_uri(CLIENT, Some("http://127.0.0.1:9/down"))
@@ -256,12 +256,97 @@ async fn a_receiver_that_is_down_is_recorded_not_fatal() {
     consented(&idp).await;
     assert_eq!(idp.control().revoke_user_sessions("alice"), 1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while idp.control().deliveries().is_empty() && tokio::time::Instant::now() < deadline {
+    while idp.control().deliveries().len() < 2 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let d = idp.control().deliveries();
-    assert_eq!(d.len(), 1);
-    assert!(d[0].status.is_none() && d[0].error.is_some());
+    assert!(d.len() >= 2, "tried again after no answer: {d:?}");
+    assert!(d.iter().all(|d| d.status.is_none() && d.error.is_some()));
+}
+
+/// A receiver that answers 503 (a chat node whose database is down cannot
+/// record the logout) gets the same logout token again until it takes it;
+/// a 4xx is not retried.
+#[tokio::test]
+async fn a_delivery_answered_503_is_delivered_again_until_taken() {
+    let idp = idp_auto("alice").await;
+    let answers = Arc::new(Mutex::new(vec![503_u16, 503, 200, 200]));
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/bcl", listener.local_addr().expect("addr"));
+    let (a, g) = (answers.clone(), got.clone());
+    let app = axum::Router::new().route(
+        "/bcl",
+        axum::routing::post(
+            move |axum::Form(form): axum::Form<std::collections::HashMap<String, String>>| {
+                let (a, g) = (a.clone(), g.clone());
+                async move {
+                    g.lock()
+                        .expect("lock")
+                        .push(form.get("logout_token").cloned().unwrap_or_default());
+                    let status = a.lock().expect("lock").remove(0);
+                    axum::http::StatusCode::from_u16(status).expect("status")
+                }
+            },
+        ),
+    );
+    let _server = tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    idp.control()
+        .set_backchannel_logout_uri(CLIENT, Some(&url))
+        .expect("set");
+    consented(&idp).await;
+    assert_eq!(idp.control().revoke_user_sessions("alice"), 1);
+    let tokens = wait_for(&got, 3).await;
+    assert_eq!(tokens.len(), 3, "two 503s, then taken");
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "the same logout token each time"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(got.lock().expect("lock").len(), 3, "nothing after the 200");
+    let statuses: Vec<_> = idp
+        .control()
+        .deliveries()
+        .iter()
+        .map(|d| d.status)
+        .collect();
+    assert_eq!(statuses, [Some(503), Some(503), Some(200)]);
+}
+
+#[tokio::test]
+async fn a_delivery_refused_with_400_is_not_retried() {
+    let idp = idp_auto("alice").await;
+    let got = Arc::new(Mutex::new(0_usize));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/bcl", listener.local_addr().expect("addr"));
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/bcl",
+        axum::routing::post(move || {
+            let g = g.clone();
+            async move {
+                *g.lock().expect("lock") += 1;
+                axum::http::StatusCode::BAD_REQUEST
+            }
+        }),
+    );
+    let _server = tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    idp.control()
+        .set_backchannel_logout_uri(CLIENT, Some(&url))
+        .expect("set");
+    consented(&idp).await;
+    assert_eq!(idp.control().revoke_user_sessions("alice"), 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while idp.control().deliveries().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(*got.lock().expect("lock"), 1);
+    assert_eq!(idp.control().deliveries().len(), 1);
 }
 
 /// The hidden fields of the first form in `html` (values without escapes).

@@ -19,7 +19,7 @@ use crate::token::TokenSet;
 use tracing::Instrument as _;
 
 use super::state::SessionEvent;
-use super::teardown::{Ending, teardown};
+use super::teardown::{Ending, REVOKE_BUDGET, teardown};
 use super::tokens::{Tokens, blocking, write_tokens};
 use super::{Session, Shared};
 
@@ -124,6 +124,11 @@ impl SessionManager {
 
     /// Keeps the tokens of a finished login: the refresh token first, then the
     /// session entry, then the account in the registry as the active one.
+    ///
+    /// When the store cannot take them (a locked keychain:
+    /// [`StoreError::Unavailable`]), that error is returned, nothing is
+    /// listed, and the refresh token is revoked at the provider (best
+    /// effort), so no grant outlives a sign-in that was not kept.
     pub async fn sign_in(&self, tokens: TokenSet) -> Result<Arc<Session>> {
         let claims = tokens.claims.as_ref().ok_or_else(|| {
             Error::Config("a sign-in needs an ID token (ask for the openid scope)".to_owned())
@@ -148,7 +153,23 @@ impl SessionManager {
             let (store, k) = (self.shared.store.clone(), key.clone());
             blocking(move || store.delete(&k)).await??;
         }
-        write_tokens(&self.shared.store, &key, &mem, policy, true).await?;
+        if let Err(error) = write_tokens(&self.shared.store, &key, &mem, policy, true).await {
+            // The provider granted tokens that cannot be kept (the keychain
+            // is locked, say): revoke the grant rather than leave a live
+            // refresh token that nobody holds. Best effort; the store's
+            // error is what the caller hears.
+            if let Some(refresh) = &mem.refresh {
+                let revoked = crate::logout::revoke(
+                    &self.shared.client,
+                    refresh,
+                    mem.dpop.as_ref(),
+                    REVOKE_BUDGET,
+                )
+                .await;
+                tracing::info!(account = %key.fingerprint(), %error, revoked = revoked.is_ok(), "sign-in not kept: the tokens could not be stored");
+            }
+            return Err(error);
+        }
         let (registry, i) = (self.shared.registry.clone(), info.clone());
         blocking(move || registry.upsert(i, true)).await??;
         tracing::info!(account = %info.key.fingerprint(), store = self.shared.store.name(), "signed in");

@@ -36,7 +36,7 @@ pub(crate) type CleanupHook =
 /// How long a teardown waits for background work to stop.
 const STOP_LIMIT: Duration = Duration::from_secs(5);
 /// The time budget for revoking the refresh token.
-const REVOKE_BUDGET: Duration = Duration::from_secs(5);
+pub(super) const REVOKE_BUDGET: Duration = Duration::from_secs(5);
 
 /// Who ended a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

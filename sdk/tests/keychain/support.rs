@@ -1,12 +1,13 @@
 //! Helpers for the keychain tests: random accounts, cleanup guards, the
 //! "skip here, fail in CI" rule, child processes (this test binary run again
-//! with a role), and the D-Bus tools used to inspect and lock gnome-keyring.
+//! with a role); the D-Bus tools used to inspect and lock gnome-keyring are
+//! the support crate's (`sessionkit_tests::keychain`).
 
 use std::hash::{BuildHasher as _, RandomState};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use sessionkit::{
     AccessToken, AccountKey, IdToken, KeychainStore, RefreshToken, SessionEntry, StoreError,
@@ -197,95 +198,12 @@ impl Drop for TempDir {
     }
 }
 
-/// A `dbus-send --session --print-reply` call; its output, or panics.
-pub(crate) fn dbus_send(dest: &str, path: &str, method: &str, args: &[&str]) -> String {
-    let out = Command::new("dbus-send")
-        .args([
-            "--session",
-            "--print-reply",
-            &format!("--dest={dest}"),
-            path,
-            method,
-        ])
-        .args(args)
-        .output()
-        .expect("run dbus-send");
-    check(&format!("dbus-send {method}"), &out)
-}
+pub(crate) use sessionkit_tests::keychain::{
+    collection_locked, default_collection, lock_collection, wait_for_secret_service, wait_until,
+};
 
-/// Waits until some process owns `org.freedesktop.secrets` on the session bus.
-/// `gnome-keyring-daemon --unlock` returns before its daemon has claimed the
-/// name; a client that comes too early makes the bus start a second, locked daemon.
-pub(crate) fn wait_for_secret_service() {
-    wait_until("the Secret Service to own its bus name", || {
-        dbus_send(
-            "org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus.NameHasOwner",
-            &["string:org.freedesktop.secrets"],
-        )
-        .contains("boolean true")
-    });
-}
-
-pub(crate) fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The object path of the Secret Service's default collection.
-pub(crate) fn default_collection() -> String {
-    let out = dbus_send(
-        "org.freedesktop.secrets",
-        "/org/freedesktop/secrets",
-        "org.freedesktop.Secret.Service.ReadAlias",
-        &["string:default"],
-    );
-    let path = out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("object path "))
-        .unwrap_or_else(|| panic!("no default collection in {out}"))
-        .trim_matches('"')
-        .to_owned();
-    assert_ne!(path, "/", "the Secret Service has no default collection");
-    path
-}
-
-pub(crate) fn collection_locked(collection: &str) -> bool {
-    dbus_send(
-        "org.freedesktop.secrets",
-        collection,
-        "org.freedesktop.DBus.Properties.Get",
-        &["string:org.freedesktop.Secret.Collection", "string:Locked"],
-    )
-    .contains("boolean true")
-}
-
-/// Locks a collection through the Secret Service's own `Lock` method.
-pub(crate) fn lock_collection(collection: &str) {
-    dbus_send(
-        "org.freedesktop.secrets",
-        "/org/freedesktop/secrets",
-        "org.freedesktop.Secret.Service.Lock",
-        &[&format!("array:objpath:{collection}")],
-    );
-    assert!(collection_locked(collection), "{collection} did not lock");
-}
-
-/// How many items (locked or not) carry these attributes. `SearchItems` does
-/// not unlock or prompt, so it sees items in a locked collection too.
+/// How many items (locked or not) carry these attributes (see
+/// [`sessionkit_tests::keychain::count_items`]).
 pub(crate) fn count_items(service: &str, username: &str) -> usize {
-    dbus_send(
-        "org.freedesktop.secrets",
-        "/org/freedesktop/secrets",
-        "org.freedesktop.Secret.Service.SearchItems",
-        &[&format!(
-            "dict:string:string:service,{service},username,{username}"
-        )],
-    )
-    .matches("object path \"/org/freedesktop/secrets/collection/")
-    .count()
+    sessionkit_tests::keychain::count_items(&[("service", service), ("username", username)])
 }

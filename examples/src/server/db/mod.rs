@@ -30,7 +30,9 @@
 //! message, so one message cannot fail the others. A batch that fails
 //! because the database cannot be reached is retried (with backoff) for up
 //! to [`RETRY_FOR`]: resends are idempotent by `(sender, client id)`, so a
-//! retry after a commit whose answer was lost stores nothing twice.
+//! retry after a commit whose answer was lost stores nothing twice. Past
+//! that, the batch fails and so does every send queued behind it, so that
+//! no later message of a sender is stored before an earlier one that failed.
 //!
 //! (Over 500 lines: the trait, its error and the writer that uses both are
 //! one contract; about 170 lines are the writer's unit tests.)
@@ -348,6 +350,26 @@ async fn commit_retrying(
     }
 }
 
+/// Answers every send already waiting behind a batch that could not be
+/// stored (the database unreachable for [`RETRY_FOR`]) with the same error.
+/// Stored now — the database may be back — a sender's later message would
+/// take a sequence number before the earlier one it is about to send again
+/// (the connection closes with 1013; the client re-sends what was not
+/// acknowledged, in order).
+fn fail_waiting(jobs: &mut mpsc::Receiver<Job>, error: &StoreError) {
+    let mut failed = 0_usize;
+    while let Ok(job) = jobs.try_recv() {
+        let _ = job.reply.send(Err(error.clone()));
+        failed += 1;
+    }
+    if failed > 0 {
+        tracing::warn!(
+            failed,
+            "failed the sends waiting behind a batch that could not be stored"
+        );
+    }
+}
+
 /// The writer task: one transaction per batch, every sender answered after
 /// its commit; with `publish`, committed messages go to the hub in order.
 async fn write(
@@ -379,6 +401,9 @@ async fn write(
             }
             Err(e) => {
                 tracing::error!(error = %e, messages = messages.len(), "cannot store a batch");
+                if e.is_transient() {
+                    fail_waiting(&mut jobs, &e);
+                }
                 vec![Err(e); messages.len()]
             }
         };
@@ -534,6 +559,34 @@ mod tests {
         let err = store.insert(message(2)).await.await.expect_err("gave up");
         assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
         assert!(err.is_transient());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sends_waiting_behind_a_batch_that_gave_up_fail_with_it() {
+        let backend = Arc::new(Counting::default());
+        backend
+            .fail_first
+            .store(1_000, std::sync::atomic::Ordering::SeqCst);
+        let store = store(backend.clone());
+        let first = store.insert(message(1)).await;
+        // The writer takes the first alone and retries it; two more wait.
+        tokio::task::yield_now().await;
+        let behind = [
+            store.insert(message(2)).await,
+            store.insert(message(3)).await,
+        ];
+        assert!(first.await.expect_err("gave up").is_transient());
+        // The database is back now; what waited must not be stored ahead
+        // of the message its sender will send again.
+        backend
+            .fail_first
+            .store(0, std::sync::atomic::Ordering::SeqCst);
+        for waiting in behind {
+            assert!(waiting.await.expect_err("failed with it").is_transient());
+        }
+        assert!(backend.commits.lock().expect("lock").is_empty());
+        let again = store.insert(message(1)).await.await.expect("stored");
+        assert!(matches!(again, Stored::New(m) if m.seq == 1 && m.id == "1"));
     }
 
     #[tokio::test]
