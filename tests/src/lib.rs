@@ -18,12 +18,15 @@
 //! - [`postgres`]: a PostgreSQL database of its own per test, on the
 //!   cluster `SESSIONKIT_PG_URL` names;
 //! - [`faults`]: a fault-injecting TCP proxy (latency, a blackholed
-//!   partition, resets, refusals) that a test controls at run time.
+//!   partition, resets, refusals) that a test controls at run time;
+//! - [`netns`]: test hosts in network namespaces on veth pairs, whose path
+//!   a test partitions, makes lossy or delays (nftables, NFQUEUE; root only).
 
 #![forbid(unsafe_code)]
 
 pub mod faults;
 pub mod file_store;
+pub mod netns;
 pub mod oidc_provider;
 pub mod postgres;
 pub mod scratch;
