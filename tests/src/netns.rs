@@ -442,8 +442,9 @@ fn checked(what: &str, output: Output) -> io::Result<()> {
     }
 }
 
-/// Removes the namespaces, nftables tables and iptables rules of test
-/// runs whose process is gone (killed before their hosts were dropped).
+/// Removes the namespaces (killing what still runs in them), nftables
+/// tables and iptables rules of test runs whose process is gone (killed
+/// before their hosts were dropped).
 fn remove_stale() {
     let dead = |pid: &str| !std::path::Path::new(&format!("/proc/{pid}")).exists();
     if let Ok(out) = run("ip", &["netns", "list"]) {
@@ -453,6 +454,12 @@ fn remove_stale() {
             if let (Some(n), Some(pid)) = (parts.next(), parts.next())
                 && dead(pid)
             {
+                // Its servers outlived the run (a killed test drops nothing).
+                if let Ok(pids) = run("ip", &["netns", "pids", name]) {
+                    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                        let _ = run("kill", &["-KILL", pid]);
+                    }
+                }
                 let _ = run("ip", &["netns", "del", name]);
                 let _ = run("ip", &["link", "del", &format!("sknf{n}r")]);
             }
