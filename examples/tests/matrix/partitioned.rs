@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sessionkit::{Error, LogoutStep, RetryPolicy, SessionState};
-use sessionkit_realtime::State;
+use sessionkit_realtime::{Backoff, State};
 use sessionkit_tests::netns::Impairment;
 use tokio::time::Instant;
 
@@ -23,7 +23,7 @@ pub const ROW: Row = Row {
             "a typed network timeout after the bounded retries; the session kept (refresh failing) and refreshed once the path heals",
         ),
         Cell::Tested(
-            "the dead connection noticed within the default 8 s; attempts time out while partitioned; reconnected within 2 s of healing",
+            "with the client's defaults: the dead connection noticed within 8 s; attempts time out while partitioned; reconnected within 2 s of healing (the pending attempt's SYN gets through), the session kept",
         ),
         Cell::Tested(
             "lines sent into the partition and while cut off are resent after it heals and stored once, in order",
@@ -116,8 +116,11 @@ async fn connect() {
         return;
     };
     let session = world.sign_in("alice").await.unwrap();
-    // The default liveness: ping after 4 s of silence, dead after 8 s.
-    let chat = world.chat(&session).await;
+    // The realtime client's defaults: ping after 4 s of silence, dead after
+    // 8 s, connect attempts of 10 s, backoff 250 ms ×2 up to 30 s.
+    let chat = world
+        .chat_with(&session, |b| b.backoff(Backoff::default()))
+        .await;
     let State::Connected { generation } = chat.client.current_state() else {
         panic!("connected");
     };
