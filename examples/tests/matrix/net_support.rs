@@ -43,13 +43,14 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A provider and a chat server on a test host, and an SDK here.
 pub struct NetWorld {
-    pub host: Arc<TestHost>,
     pub idp: MockIdp,
     pub manager: SessionManager,
     pub ws_url: String,
     _server: tokio::process::Child,
     browser: reqwest::Client,
     _dir: ScratchDir,
+    /// Last, so that the servers in it are stopped first.
+    pub host: Arc<TestHost>,
 }
 
 impl NetWorld {
