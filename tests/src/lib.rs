@@ -21,12 +21,15 @@
 //!   partition, resets, refusals) that a test controls at run time;
 //! - [`keychain`]: gnome-keyring over D-Bus (the Secret Service): find,
 //!   lock and unlock its collection, count its items.
+//! - [`netns`]: test hosts in network namespaces on veth pairs, whose path
+//!   a test partitions, makes lossy or delays (nftables, NFQUEUE; root only).
 
 #![forbid(unsafe_code)]
 
 pub mod faults;
 pub mod file_store;
 pub mod keychain;
+pub mod netns;
 pub mod oidc_provider;
 pub mod postgres;
 pub mod scratch;
