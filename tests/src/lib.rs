@@ -20,7 +20,7 @@
 //! - [`faults`]: a fault-injecting TCP proxy (latency, a blackholed
 //!   partition, resets, refusals) that a test controls at run time;
 //! - [`keychain`]: gnome-keyring over D-Bus (the Secret Service): find,
-//!   lock and unlock its collection, count its items.
+//!   lock and unlock its collection, count its items;
 //! - [`netns`]: test hosts in network namespaces on veth pairs, whose path
 //!   a test partitions, makes lossy or delays (nftables, NFQUEUE; root only).
 
