@@ -4,23 +4,23 @@
 //! connections for a while and 300 ms of latency each way. Every case checks the server's stored history: nothing lost,
 //! nothing doubled.
 
-#![allow(missing_docs, clippy::unwrap_used)]
+#![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
+
+#[path = "../../examples/tests/common/room_chat.rs"]
+mod room_chat;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use room_chat::{Chat, connected};
 use serde_json::json;
-use sessionkit_examples::protocol::{ChatMessage, ClientFrame, ServerFrame};
 use sessionkit_examples::server::{ChatServer, ServerConfig};
 use sessionkit_mock_idp::{Alg, MockIdp};
-use sessionkit_realtime::{Backoff, Incoming, RealtimeClient, Resume, State, StaticToken, Unacked};
+use sessionkit_realtime::{Backoff, RealtimeClient, StaticToken};
 use sessionkit_tests::faults::{Fault, FaultProxy};
-use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-const PATIENCE: Duration = Duration::from_secs(10);
 const ROOM: &str = "faults";
 /// The liveness bound under test: ping after 500 ms of silence, dead after 1 s.
 const PING: Duration = Duration::from_millis(500);
@@ -78,137 +78,14 @@ impl World {
 
     /// [`World::chat`] with this reconnect schedule.
     async fn chat_with(&self, sub: &str, backoff: Backoff) -> Chat {
-        let unacked = Unacked::new();
-        let last_seq = Arc::new(AtomicU64::new(0));
-        let (client, incoming) = RealtimeClient::builder(self.url())
+        let builder = RealtimeClient::builder(self.url())
             .ping(PING, DEAD)
             .connect_timeout(DEAD)
-            .backoff(backoff)
-            .on_connect({
-                let (unacked, last_seq) = (unacked.clone(), Arc::clone(&last_seq));
-                move |resume: Resume| {
-                    let join = ClientFrame::Join {
-                        room: ROOM.into(),
-                        after: last_seq.load(Ordering::SeqCst),
-                    };
-                    resume.send(serde_json::to_string(&join).unwrap());
-                    unacked.resend(&resume);
-                    std::future::ready(())
-                }
-            })
-            .build(Arc::new(StaticToken::new(self.token(sub))))
-            .unwrap();
-        let (messages_tx, messages) = mpsc::unbounded_channel();
-        let (joined_tx, joined) = watch::channel(0_u64);
-        tokio::spawn(read_frames(
-            incoming,
-            unacked.clone(),
-            Arc::clone(&last_seq),
-            messages_tx,
-            joined_tx,
-        ));
-        let mut chat = Chat {
-            client,
-            unacked,
-            messages,
-            joined,
-        };
-        chat.wait_joined().await;
+            .backoff(backoff);
+        let chat = Chat::start(builder, ROOM, Arc::new(StaticToken::new(self.token(sub))));
+        chat.joined(1).await;
         chat
     }
-}
-
-/// Reads the server's frames: acknowledgements clear [`Unacked`], messages
-/// go to the test with their arrival time.
-async fn read_frames(
-    mut incoming: mpsc::Receiver<Incoming>,
-    unacked: Unacked,
-    last_seq: Arc<AtomicU64>,
-    messages: mpsc::UnboundedSender<(Instant, ChatMessage)>,
-    joined: watch::Sender<u64>,
-) {
-    while let Some(message) = incoming.recv().await {
-        let Incoming::Text(text) = message else {
-            continue;
-        };
-        match serde_json::from_str::<ServerFrame>(&text) {
-            Ok(ServerFrame::Ack { id, .. }) => {
-                unacked.ack(&id);
-            }
-            Ok(ServerFrame::Message(message)) => {
-                last_seq.fetch_max(message.seq, Ordering::SeqCst);
-                let _ = messages.send((Instant::now(), message));
-            }
-            Ok(ServerFrame::Joined { .. }) => {
-                joined.send_modify(|n| *n += 1);
-            }
-            _ => {}
-        }
-    }
-}
-
-struct Chat {
-    client: RealtimeClient,
-    unacked: Unacked,
-    messages: mpsc::UnboundedReceiver<(Instant, ChatMessage)>,
-    joined: watch::Receiver<u64>,
-}
-
-impl Chat {
-    async fn wait_joined(&mut self) {
-        let seen = *self.joined.borrow_and_update();
-        tokio::time::timeout(PATIENCE, self.joined.wait_for(|n| *n > seen))
-            .await
-            .expect("joined in time")
-            .unwrap();
-    }
-
-    async fn send(&self, id: &str) {
-        let frame = ClientFrame::Send {
-            room: ROOM.into(),
-            id: id.into(),
-            text: format!("text of {id}"),
-        };
-        self.unacked
-            .send(&self.client, id, serde_json::to_string(&frame).unwrap())
-            .await
-            .unwrap();
-    }
-
-    /// Waits until the server has acknowledged everything sent.
-    async fn all_acked(&self) {
-        let deadline = Instant::now() + PATIENCE;
-        while !self.unacked.is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "unacknowledged: {:?}",
-                self.unacked.ids()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// The next message delivered to this client, with its arrival time.
-    async fn next(&mut self) -> (Instant, ChatMessage) {
-        tokio::time::timeout(PATIENCE, self.messages.recv())
-            .await
-            .expect("a message in time")
-            .unwrap()
-    }
-
-    /// Waits for a state that `want` accepts; returns when it was seen.
-    async fn state(&self, want: impl Fn(&State) -> bool) -> Instant {
-        let mut state = self.client.state();
-        tokio::time::timeout(PATIENCE, state.wait_for(|s| want(s)))
-            .await
-            .expect("the state in time")
-            .unwrap();
-        Instant::now()
-    }
-}
-
-fn connected(state: &State) -> bool {
-    matches!(state, State::Connected { .. })
 }
 
 /// The room's stored history, read by a fresh client: exactly `ids`, each
@@ -242,7 +119,7 @@ async fn a_partitioned_connection_is_noticed_within_the_liveness_bound_and_loses
     let cut = Instant::now();
     alice.send("a-2").await;
     alice.send("a-3").await;
-    let noticed = alice.state(|s| !connected(s)).await;
+    let (noticed, _) = alice.state(|s| !connected(s)).await;
     let noticed_after = noticed - cut;
     eprintln!("partition noticed after {noticed_after:?} (ping {PING:?}, dead {DEAD:?})");
     assert!(
@@ -258,7 +135,7 @@ async fn a_partitioned_connection_is_noticed_within_the_liveness_bound_and_loses
     // partition reach the server too, on the old connection.
     world.proxy.set(Fault::Pass);
     let healed = Instant::now();
-    let back = alice.state(connected).await;
+    let (back, _) = alice.state(connected).await;
     eprintln!("reconnected {:?} after the partition healed", back - healed);
     alice.all_acked().await;
     alice.send("a-5").await;
@@ -361,7 +238,7 @@ async fn after_3_s_of_refused_connections_the_client_is_back_within_its_base_del
 
     world.proxy.set(Fault::Pass);
     let back_at = Instant::now();
-    let back = alice.state(connected).await - back_at;
+    let back = alice.state(connected).await.0 - back_at;
     eprintln!("back {back:?} after 3 s of refusals (base {BASE:?})");
     assert!(
         back < BASE + Duration::from_millis(750),

@@ -100,7 +100,7 @@ async fn connect() {
     let chat = world.chat(&session).await;
     world.fault(invalid_grant("token"));
     // The token comes due: the refresh is refused and the session ends.
-    let end = chat.state(|s| matches!(s, State::Closed(_))).await;
+    let (_, end) = chat.state(|s| matches!(s, State::Closed(_))).await;
     assert_eq!(end, State::Closed(CloseReason::SignedOut));
     tokio::time::timeout(PATIENCE, chat.client.closed())
         .await
@@ -129,7 +129,7 @@ async fn send() {
     // ...then it refuses the grant.
     world.heal();
     world.fault(invalid_grant("token"));
-    let end = chat.state(|s| matches!(s, State::Closed(_))).await;
+    let (_, end) = chat.state(|s| matches!(s, State::Closed(_))).await;
     assert_eq!(end, State::Closed(CloseReason::SignedOut));
     signed_out_by_server(&session).await;
     assert!(world.stored_nothing(&session));

@@ -14,6 +14,8 @@ mod catalogue;
 mod net_support;
 mod node_support;
 mod provider_support;
+#[path = "../common/room_chat.rs"]
+mod room_chat;
 
 mod dropped;
 mod invalid_grant;

@@ -14,23 +14,21 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sessionkit::{
     AccountRegistry, HttpClient, LoopbackOptions, MemoryStore, OidcClient, Provider, RetryPolicy,
     Session, SessionManager,
 };
-use sessionkit_examples::protocol::{ChatMessage, ClientFrame, ServerFrame};
 use sessionkit_mock_idp::MockIdp;
-use sessionkit_realtime::{
-    Backoff, Builder, Incoming, RealtimeClient, Resume, State, TokenSource, Unacked,
-};
+use sessionkit_realtime::{Backoff, Builder, RealtimeClient, TokenSource};
 use sessionkit_tests::netns::{Impairment, TestHost};
 use sessionkit_tests::scratch::ScratchDir;
 use tokio::io::AsyncBufReadExt as _;
-use tokio::sync::{mpsc, watch};
+
 use tokio::time::Instant;
+
+pub use crate::room_chat::{Chat, connected};
 
 /// The longest any one expected thing may take, impairments included.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -222,43 +220,13 @@ impl NetWorld {
         session: &Arc<Session>,
         configure: impl FnOnce(Builder) -> Builder,
     ) -> Chat {
-        let unacked = Unacked::new();
-        let last_seq = Arc::new(AtomicU64::new(0));
         let quick = Backoff::new(Duration::from_millis(100), 2.0, Duration::from_secs(1));
-        let mut builder = RealtimeClient::builder(self.ws_url.clone())
+        let builder = RealtimeClient::builder(self.ws_url.clone())
             .insecure_plain_ws(true)
-            .backoff(quick)
-            .on_connect({
-                let (unacked, last_seq) = (unacked.clone(), Arc::clone(&last_seq));
-                move |resume: Resume| {
-                    let join = ClientFrame::Join {
-                        room: ROOM.into(),
-                        after: last_seq.load(Ordering::SeqCst),
-                    };
-                    resume.send(serde_json::to_string(&join).unwrap());
-                    unacked.resend(&resume);
-                    std::future::ready(())
-                }
-            });
-        builder = configure(builder);
+            .backoff(quick);
         let source: Arc<dyn TokenSource> = Arc::clone(session) as _;
-        let (client, incoming) = builder.build(source).unwrap();
-        let (messages_tx, messages) = mpsc::unbounded_channel();
-        let (joined_tx, joined) = watch::channel(0_u64);
-        tokio::spawn(read_frames(
-            incoming,
-            unacked.clone(),
-            Arc::clone(&last_seq),
-            messages_tx,
-            joined_tx,
-        ));
-        let mut chat = Chat {
-            client,
-            unacked,
-            messages,
-            joined,
-        };
-        chat.wait_joined().await;
+        let chat = Chat::start(configure(builder), ROOM, source);
+        chat.joined(1).await;
         chat
     }
 
@@ -286,100 +254,4 @@ impl NetWorld {
         );
         reader.client.shutdown().await;
     }
-}
-
-/// Reads the server's frames: acknowledgements clear [`Unacked`], messages
-/// go to the test with their arrival time.
-async fn read_frames(
-    mut incoming: mpsc::Receiver<Incoming>,
-    unacked: Unacked,
-    last_seq: Arc<AtomicU64>,
-    messages: mpsc::UnboundedSender<(Instant, ChatMessage)>,
-    joined: watch::Sender<u64>,
-) {
-    while let Some(message) = incoming.recv().await {
-        let Incoming::Text(text) = message else {
-            continue;
-        };
-        match serde_json::from_str::<ServerFrame>(&text) {
-            Ok(ServerFrame::Ack { id, .. }) => {
-                unacked.ack(&id);
-            }
-            Ok(ServerFrame::Message(message)) => {
-                last_seq.fetch_max(message.seq, Ordering::SeqCst);
-                let _ = messages.send((Instant::now(), message));
-            }
-            Ok(ServerFrame::Joined { .. }) => {
-                joined.send_modify(|n| *n += 1);
-            }
-            _ => {}
-        }
-    }
-}
-
-/// A realtime chat client that resumes after the last message it saw and
-/// re-sends what the server has not acknowledged.
-pub struct Chat {
-    pub client: RealtimeClient,
-    pub unacked: Unacked,
-    pub messages: mpsc::UnboundedReceiver<(Instant, ChatMessage)>,
-    joined: watch::Receiver<u64>,
-}
-
-impl Chat {
-    async fn wait_joined(&mut self) {
-        let seen = *self.joined.borrow_and_update();
-        tokio::time::timeout(PATIENCE, self.joined.wait_for(|n| *n > seen))
-            .await
-            .expect("joined in time")
-            .unwrap();
-    }
-
-    /// Sends a line with this id (queued while disconnected).
-    pub async fn send(&self, id: &str) {
-        let frame = ClientFrame::Send {
-            room: ROOM.into(),
-            id: id.into(),
-            text: format!("text of {id}"),
-        };
-        self.unacked
-            .send(&self.client, id, serde_json::to_string(&frame).unwrap())
-            .await
-            .unwrap();
-    }
-
-    /// Waits until the server has acknowledged everything sent.
-    pub async fn all_acked(&self) {
-        let deadline = Instant::now() + PATIENCE;
-        while !self.unacked.is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "unacknowledged: {:?}",
-                self.unacked.ids()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// The next message delivered to this client, with its arrival time.
-    pub async fn next(&mut self) -> (Instant, ChatMessage) {
-        tokio::time::timeout(PATIENCE, self.messages.recv())
-            .await
-            .expect("a message in time")
-            .unwrap()
-    }
-
-    /// Waits for a state that `want` accepts; returns when it was seen.
-    pub async fn state(&self, want: impl Fn(&State) -> bool) -> Instant {
-        let mut state = self.client.state();
-        tokio::time::timeout(PATIENCE, state.wait_for(|s| want(s)))
-            .await
-            .expect("the state in time")
-            .unwrap();
-        Instant::now()
-    }
-}
-
-pub fn connected(state: &State) -> bool {
-    matches!(state, State::Connected { .. })
 }

@@ -126,7 +126,7 @@ async fn connect() {
     };
     world.impair(Impairment::Partition);
     let cut = Instant::now();
-    let noticed = chat.state(|s| !connected(s)).await - cut;
+    let noticed = chat.state(|s| !connected(s)).await.0 - cut;
     eprintln!("partition noticed after {noticed:?} (default: dead after 8 s of silence)");
     assert!(noticed <= Duration::from_secs(8) + SLACK, "{noticed:?}");
 

@@ -20,7 +20,6 @@
 //! what is particular to its fault.)
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
@@ -28,18 +27,17 @@ use sessionkit::{
     AccountRegistry, HttpClient, LogoutReport, LogoutStep, LoopbackOptions, RetryPolicy, Session,
     SessionManager, SessionState, StoreError,
 };
-use sessionkit_examples::protocol::{ChatMessage, ClientFrame, ServerFrame};
 use sessionkit_examples::server::{ChatServer, ServerConfig};
 use sessionkit_mock_idp::{Alg, Fault, MockIdp};
 use sessionkit_realtime::{
-    Backoff, CloseReason, Incoming, RealtimeClient, ReconnectReason, Resume, State, StaticToken,
-    TokenSource, Unacked,
+    Backoff, Builder, CloseReason, RealtimeClient, ReconnectReason, State, StaticToken, TokenSource,
 };
 use sessionkit_tests::faults::FaultProxy;
 use sessionkit_tests::file_store::FileStore;
 use sessionkit_tests::scratch::ScratchDir;
-use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+
+pub use crate::room_chat::{Chat, connected};
 
 /// How long any one expected thing may take.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -257,7 +255,7 @@ impl World {
     pub fn chat_starting(&self, session: &Arc<Session>) -> Chat {
         let source: Arc<dyn TokenSource> = Arc::clone(session) as Arc<dyn TokenSource>;
         let url = format!("ws://{}/ws", self.proxy.local_addr());
-        Chat::start(url, source)
+        Chat::start(chat_builder(url), ROOM, source)
     }
 
     /// The room's stored history, read by a fresh client: exactly `ids`,
@@ -275,13 +273,17 @@ impl World {
             "scope": "openid profile",
         });
         let token = self.idp.control().sign_jwt(Alg::RS256, "at+jwt", &claims);
-        let mut reader = Chat::start(self.server.ws_url(), Arc::new(StaticToken::new(token)));
+        let mut reader = Chat::start(
+            chat_builder(self.server.ws_url()),
+            ROOM,
+            Arc::new(StaticToken::new(token)),
+        );
         reader.joined(1).await;
         let mut stored = Vec::new();
         while let Ok(Some(m)) =
             tokio::time::timeout(Duration::from_millis(300), reader.messages.recv()).await
         {
-            stored.push(m);
+            stored.push(m.1);
         }
         let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
         assert_eq!(
@@ -308,134 +310,16 @@ impl World {
     }
 }
 
-/// A realtime client joined to [`ROOM`] that resumes after the last message
-/// it saw and re-sends what the server has not acknowledged.
-pub struct Chat {
-    pub client: RealtimeClient,
-    pub unacked: Unacked,
-    pub messages: mpsc::UnboundedReceiver<ChatMessage>,
-    joined: watch::Receiver<u64>,
-}
-
-impl Chat {
-    fn start(url: String, source: Arc<dyn TokenSource>) -> Self {
-        let unacked = Unacked::new();
-        let last_seq = Arc::new(AtomicU64::new(0));
-        let (client, incoming) = RealtimeClient::builder(url)
-            .backoff(Backoff::new(
-                Duration::from_millis(50),
-                2.0,
-                Duration::from_millis(400),
-            ))
-            .connect_timeout(Duration::from_secs(1))
-            .on_connect({
-                let (unacked, last_seq) = (unacked.clone(), Arc::clone(&last_seq));
-                move |resume: Resume| {
-                    let join = ClientFrame::Join {
-                        room: ROOM.into(),
-                        after: last_seq.load(Ordering::SeqCst),
-                    };
-                    resume.send(serde_json::to_string(&join).unwrap());
-                    unacked.resend(&resume);
-                    std::future::ready(())
-                }
-            })
-            .build(source)
-            .unwrap();
-        let (messages_tx, messages) = mpsc::unbounded_channel();
-        let (joined_tx, joined) = watch::channel(0_u64);
-        tokio::spawn(read_frames(
-            incoming,
-            unacked.clone(),
-            last_seq,
-            messages_tx,
-            joined_tx,
-        ));
-        Self {
-            client,
-            unacked,
-            messages,
-            joined,
-        }
-    }
-
-    /// Waits until the room was joined `n` times (once per connection).
-    pub async fn joined(&self, n: u64) {
-        let mut joined = self.joined.clone();
-        tokio::time::timeout(PATIENCE, joined.wait_for(|j| *j >= n))
-            .await
-            .expect("joined in time")
-            .unwrap();
-    }
-
-    /// Sends a line with id `id` (kept until the server acknowledges it).
-    pub async fn send(&self, id: &str) {
-        let frame = ClientFrame::Send {
-            room: ROOM.into(),
-            id: id.into(),
-            text: format!("text of {id}"),
-        };
-        self.unacked
-            .send(&self.client, id, serde_json::to_string(&frame).unwrap())
-            .await
-            .unwrap();
-    }
-
-    /// Waits until the server has acknowledged everything sent.
-    pub async fn all_acked(&self) {
-        let deadline = Instant::now() + PATIENCE;
-        while !self.unacked.is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "unacknowledged: {:?}",
-                self.unacked.ids()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Waits for a state `want` accepts and returns it.
-    pub async fn state(&self, want: impl Fn(&State) -> bool) -> State {
-        let mut state = self.client.state();
-        tokio::time::timeout(PATIENCE, state.wait_for(|s| want(s)))
-            .await
-            .unwrap_or_else(|_| panic!("the state in time; now {:?}", self.client.current_state()))
-            .unwrap()
-            .clone()
-    }
-}
-
-/// Reads the server's frames: acknowledgements clear [`Unacked`], messages
-/// go to the test.
-async fn read_frames(
-    mut incoming: mpsc::Receiver<Incoming>,
-    unacked: Unacked,
-    last_seq: Arc<AtomicU64>,
-    messages: mpsc::UnboundedSender<ChatMessage>,
-    joined: watch::Sender<u64>,
-) {
-    while let Some(message) = incoming.recv().await {
-        let Incoming::Text(text) = message else {
-            continue;
-        };
-        match serde_json::from_str::<ServerFrame>(&text) {
-            Ok(ServerFrame::Ack { id, .. }) => {
-                unacked.ack(&id);
-            }
-            Ok(ServerFrame::Message(message)) => {
-                last_seq.fetch_max(message.seq, Ordering::SeqCst);
-                let _ = messages.send(message);
-            }
-            Ok(ServerFrame::Joined { .. }) => {
-                joined.send_modify(|n| *n += 1);
-            }
-            _ => {}
-        }
-    }
-}
-
-pub fn connected(state: &State) -> bool {
-    matches!(state, State::Connected { .. })
+/// The realtime client's settings for these tests: reconnects back off
+/// from 50 ms to 400 ms, a connection attempt gives up after 1 s.
+fn chat_builder(url: String) -> Builder {
+    RealtimeClient::builder(url)
+        .backoff(Backoff::new(
+            Duration::from_millis(50),
+            2.0,
+            Duration::from_millis(400),
+        ))
+        .connect_timeout(Duration::from_secs(1))
 }
 
 /// Waiting to reconnect because the session had no token to give.
@@ -508,7 +392,7 @@ impl Expired {
         assert!(!connected(&self.chat.client.current_state()));
         assert!(kept(&self.session));
         self.world.heal();
-        let back = self.chat.state(connected).await;
+        let (_, back) = self.chat.state(connected).await;
         assert_ne!(back, self.first, "a new connection");
         self.chat.joined(2).await;
         assert!(
