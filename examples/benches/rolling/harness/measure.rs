@@ -1,0 +1,514 @@
+//! The figures of a run and the check against the database.
+//!
+//! - Loss and duplication: every client's messages against the rows the
+//!   database committed (`Check`).
+//! - The reconnect storm of each node restart (`Event`): connections opened
+//!   from the signal until the node's last client resumed, in 100 ms
+//!   windows. **Uniform average** = those connections ÷ the number of
+//!   100 ms windows in the base delay (250 ms: 2.5 windows), i.e. what each
+//!   window would hold if the moves were spread evenly over the span the
+//!   client's backoff allows for them (a going-away close or a lost
+//!   connection waits a uniform `[0, base]` before the next node). The
+//!   busiest window is the most connections in any sliding 100 ms window.
+//!   With the moves confined to 250 ms, that ratio cannot exceed 2.5 (all
+//!   in one window), so it cannot fail the ≤ 3× goal; the same ratio in
+//!   25 ms windows (average = connections ÷ 10) can (up to 10×) and is
+//!   printed beside it.
+//! - Latency: send (the sender's app calls `send`; the time is in the
+//!   message's text) → the receiving app reads it, other members only, one
+//!   clock; by the send time: the steady phase, or a restart's window (from
+//!   the signal to 0.5 s after the node's last client resumed).
+//! - Deliveries per CPU-second: message frames the clients received during
+//!   the steady phase ÷ the chat-server processes' CPU time then (utime +
+//!   stime from `/proc/PID/stat`), and ÷ chat-server + PostgreSQL CPU time.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sessionkit_tests::postgres::TestDatabase;
+
+use super::Config;
+use super::member::{Member, lock, parse_id, room_name};
+use super::node::Signal;
+
+/// The base delay of the realtime client's default backoff.
+pub(crate) const BASE: Duration = Duration::from_millis(250);
+/// How long after a restart's last resume its latency window extends.
+const WINDOW_TAIL_US: u64 = 500_000;
+
+/// CPU ticks and counters at one moment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuSample {
+    pub(crate) at: u64,
+    pub(crate) nodes: u64,
+    pub(crate) postgres: u64,
+    pub(crate) harness: u64,
+    pub(crate) deliveries: u64,
+    pub(crate) sent: u64,
+}
+
+/// One node restart.
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    pub(crate) signal: Signal,
+    pub(crate) node: usize,
+    pub(crate) signalled: u64,
+    /// When the last of its clients had resumed elsewhere.
+    pub(crate) resumed_all: u64,
+    /// When it listened again.
+    pub(crate) back: u64,
+    /// Its clients' resume delays (µs after the signal), sorted.
+    pub(crate) resumes: Vec<u64>,
+    /// Where they went: node → clients.
+    pub(crate) landed: BTreeMap<usize, usize>,
+    /// Connections any client opened in [signal, last resume], µs after
+    /// the signal, sorted.
+    pub(crate) connects: Vec<u64>,
+    /// Connection attempts that failed meanwhile.
+    pub(crate) failed_attempts: u64,
+}
+
+impl Event {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn collect(
+        signal: Signal,
+        node: usize,
+        signalled: u64,
+        resumed_all: u64,
+        back: u64,
+        moving: &[usize],
+        members: &[Member],
+        failed_attempts: u64,
+    ) -> Self {
+        let mut resumes = Vec::new();
+        let mut landed = BTreeMap::new();
+        for &i in moving {
+            let seen = lock(&members[i].seen);
+            if let Some(at) = seen.resumed_since(signalled) {
+                resumes.push(at - signalled);
+            }
+            if let Some((_, to)) = seen.connects.iter().find(|(at, _)| *at >= signalled) {
+                *landed.entry(*to).or_default() += 1;
+            }
+        }
+        resumes.sort_unstable();
+        let mut connects: Vec<u64> = members
+            .iter()
+            .flat_map(|m| {
+                lock(&m.seen)
+                    .connects
+                    .iter()
+                    .map(|(at, _)| *at)
+                    .filter(|at| (signalled..=resumed_all).contains(at))
+                    .map(|at| at - signalled)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        connects.sort_unstable();
+        Self {
+            signal,
+            node,
+            signalled,
+            resumed_all,
+            back,
+            resumes,
+            landed,
+            connects,
+            failed_attempts,
+        }
+    }
+
+    /// The send times whose latency counts as "during the restart".
+    fn window(&self) -> (u64, u64) {
+        (self.signalled, self.resumed_all + WINDOW_TAIL_US)
+    }
+
+    /// Connections per `width` from the signal.
+    pub(crate) fn grid(&self, width: Duration) -> Vec<usize> {
+        let w = u64::try_from(width.as_micros()).unwrap_or(u64::MAX).max(1);
+        let last = self.connects.last().copied().unwrap_or(0);
+        let mut grid = vec![0; usize::try_from(last / w).unwrap_or(0) + 1];
+        for &at in &self.connects {
+            grid[usize::try_from(at / w).unwrap_or(0)] += 1;
+        }
+        grid
+    }
+
+    /// The busiest sliding window of `width`, the uniform average over the
+    /// base delay in windows of `width`, and their ratio.
+    pub(crate) fn storm(&self, width: Duration) -> (usize, f64, f64) {
+        let busiest = busiest(&self.connects, width);
+        let average = self.connects.len() as f64 / (BASE.as_secs_f64() / width.as_secs_f64());
+        let ratio = if average > 0.0 {
+            busiest as f64 / average
+        } else {
+            0.0
+        };
+        (busiest, average, ratio)
+    }
+}
+
+/// The most stamps (sorted, µs) in any window `[t, t + width)`.
+pub(crate) fn busiest(sorted: &[u64], width: Duration) -> usize {
+    let w = u64::try_from(width.as_micros()).unwrap_or(u64::MAX);
+    let mut best = 0;
+    let mut end = 0;
+    for (start, &t) in sorted.iter().enumerate() {
+        while end < sorted.len() && sorted[end] < t.saturating_add(w) {
+            end += 1;
+        }
+        best = best.max(end - start);
+    }
+    best
+}
+
+/// The value at quantile `q` of sorted `values` (nearest rank).
+pub(crate) fn quantile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The pid of the postmaster of `db`'s cluster (same machine), if found.
+pub(crate) async fn postmaster(db: &TestDatabase) -> Option<u32> {
+    let row = db
+        .client()
+        .await
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .ok()?;
+    let backend: i32 = row.get(0);
+    super::node::postmaster_of(u32::try_from(backend).ok()?)
+}
+
+/// Each room's last sequence number, from the database.
+pub(crate) async fn room_heads(db: &TestDatabase) -> HashMap<String, u64> {
+    db.client()
+        .await
+        .query("SELECT room, last_seq FROM rooms", &[])
+        .await
+        .expect("read rooms")
+        .iter()
+        .map(|r| {
+            let seq: i64 = r.get(1);
+            (r.get(0), u64::try_from(seq).unwrap_or(0))
+        })
+        .collect()
+}
+
+/// Every client's messages against the committed rows.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Check {
+    /// Rows committed.
+    pub(crate) committed: usize,
+    /// Rooms whose sequence numbers are not exactly 1..=n.
+    pub(crate) db_gaps: usize,
+    /// A sender's message stored under two sequence numbers.
+    pub(crate) stored_twice: usize,
+    /// Committed messages a member of the room never took, summed over members.
+    pub(crate) lost: usize,
+    /// Second copies outside a resume overlap, summed over members.
+    pub(crate) duplicates: u64,
+    /// A member took a message under a sequence number the database holds
+    /// another message (or none) at.
+    pub(crate) mismatched: usize,
+    /// Messages sent but never acknowledged.
+    pub(crate) unacked: u64,
+    /// Acknowledged under a sequence number the database does not hold
+    /// that message at (acknowledged, then lost).
+    pub(crate) acked_not_committed: usize,
+    /// Two acknowledgements of one message with different numbers.
+    pub(crate) ack_conflicts: u64,
+    /// Expected re-deliveries after a resume (see `Seen::overlap`).
+    pub(crate) overlap: u64,
+    pub(crate) gaps: u64,
+    pub(crate) short_history: u64,
+    /// Messages sent, and acknowledged.
+    pub(crate) sent: u64,
+    pub(crate) acked: usize,
+    /// `error` frames by code.
+    pub(crate) errors: BTreeMap<String, u64>,
+}
+
+impl Check {
+    pub(crate) async fn run(db: &TestDatabase, members: &[Member]) -> Self {
+        let rows = db
+            .client()
+            .await
+            .query(
+                "SELECT room, seq, client_id FROM messages ORDER BY room, seq",
+                &[],
+            )
+            .await
+            .expect("read messages");
+        let mut rooms: HashMap<String, Vec<(u64, String)>> = HashMap::new();
+        for r in &rows {
+            let seq: i64 = r.get(1);
+            rooms
+                .entry(r.get(0))
+                .or_default()
+                .push((u64::try_from(seq).unwrap_or(0), r.get(2)));
+        }
+        let mut c = Self {
+            committed: rows.len(),
+            ..Self::default()
+        };
+        // seq of each committed (sender, k), per room.
+        let mut at: HashMap<(usize, u64), u64> = HashMap::new();
+        for list in rooms.values() {
+            if list.iter().enumerate().any(|(i, (seq, _))| *seq != i as u64 + 1) {
+                c.db_gaps += 1;
+            }
+            for (seq, id) in list {
+                let key = parse_id(id).unwrap_or((usize::MAX, 0));
+                if at.insert(key, *seq).is_some() {
+                    c.stored_twice += 1;
+                }
+            }
+        }
+        for m in members {
+            let seen = lock(&m.seen);
+            let empty = Vec::new();
+            let want = rooms.get(&room_name(m.room)).unwrap_or(&empty);
+            let took: HashMap<u64, (usize, u64)> = seen
+                .received
+                .iter()
+                .map(|(seq, s, k)| (*seq, (*s, *k)))
+                .collect();
+            let committed: HashSet<u64> = want.iter().map(|(seq, _)| *seq).collect();
+            c.lost += want.iter().filter(|(seq, _)| !took.contains_key(seq)).count();
+            c.mismatched += want
+                .iter()
+                .filter(|(seq, id)| {
+                    took.get(seq)
+                        .is_some_and(|got| parse_id(id) != Some(*got))
+                })
+                .count();
+            c.mismatched += took.keys().filter(|seq| !committed.contains(seq)).count();
+            c.duplicates += seen.duplicates;
+            c.overlap += seen.overlap;
+            c.gaps += seen.gaps;
+            c.short_history += seen.short_history;
+            for (code, n) in &seen.errors {
+                *c.errors.entry(code.clone()).or_default() += n;
+            }
+            drop(seen);
+            if let Some(outbox) = &m.outbox {
+                let sent = outbox.sent.load(Ordering::Relaxed);
+                let acked = lock(&outbox.acked);
+                c.sent += sent;
+                c.acked += acked.len();
+                c.unacked += sent.saturating_sub(acked.len() as u64);
+                c.ack_conflicts += outbox.conflicts.load(Ordering::Relaxed);
+                c.acked_not_committed += acked
+                    .iter()
+                    .filter(|(k, seq)| at.get(&(m.index, **k)) != Some(seq))
+                    .count();
+            }
+        }
+        c
+    }
+
+    /// Nothing lost, nothing doubled, every send acknowledged once.
+    pub(crate) fn clean(&self) -> bool {
+        self.lost == 0
+            && self.duplicates == 0
+            && self.stored_twice == 0
+            && self.mismatched == 0
+            && self.db_gaps == 0
+            && self.unacked == 0
+            && self.acked_not_committed == 0
+            && self.ack_conflicts == 0
+            && self.gaps == 0
+    }
+}
+
+/// The timeline of a run, as `run` saw it.
+#[derive(Debug)]
+pub(crate) struct Phases {
+    pub(crate) connect_time: Duration,
+    /// Clients per node after they all came in, and at the end.
+    pub(crate) start_nodes: Vec<usize>,
+    pub(crate) end_nodes: Vec<usize>,
+    pub(crate) steady: (CpuSample, CpuSample),
+    /// Clock ticks per second.
+    pub(crate) tick: u64,
+    pub(crate) events: Vec<Event>,
+    pub(crate) drain_time: Duration,
+}
+
+/// Latency percentiles of one set of deliveries, µs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Latency {
+    pub(crate) count: usize,
+    pub(crate) p50: u64,
+    pub(crate) p99: u64,
+    pub(crate) max: u64,
+}
+
+impl Latency {
+    fn of(mut values: Vec<u64>) -> Self {
+        values.sort_unstable();
+        Self {
+            count: values.len(),
+            p50: quantile(&values, 0.50),
+            p99: quantile(&values, 0.99),
+            max: values.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+/// Everything a run measured.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub(crate) config: Config,
+    pub(crate) phases: Phases,
+    pub(crate) check: Check,
+    pub(crate) steady_latency: Latency,
+    pub(crate) term_latency: Latency,
+    pub(crate) kill_latency: Latency,
+}
+
+impl Report {
+    pub(crate) fn new(config: &Config, members: &[Member], phases: Phases, check: Check) -> Self {
+        let (from, to) = (phases.steady.0.at, phases.steady.1.at);
+        let windows = |signal: Signal| -> Vec<(u64, u64)> {
+            phases
+                .events
+                .iter()
+                .filter(|e| e.signal == signal)
+                .map(Event::window)
+                .collect()
+        };
+        let (term, kill) = (windows(Signal::Term), windows(Signal::Kill));
+        let (mut steady, mut during_term, mut during_kill) = (Vec::new(), Vec::new(), Vec::new());
+        let inside = |w: &[(u64, u64)], t: u64| w.iter().any(|(a, b)| (*a..=*b).contains(&t));
+        for m in members {
+            for &(sent, latency) in &lock(&m.seen).latencies {
+                if (from..=to).contains(&sent) {
+                    steady.push(latency);
+                } else if inside(&term[..], sent) {
+                    during_term.push(latency);
+                } else if inside(&kill[..], sent) {
+                    during_kill.push(latency);
+                }
+            }
+        }
+        Self {
+            config: config.clone(),
+            phases,
+            check,
+            steady_latency: Latency::of(steady),
+            term_latency: Latency::of(during_term),
+            kill_latency: Latency::of(during_kill),
+        }
+    }
+
+    /// Steady phase: (seconds, deliveries/s, sends/s, chat-server CPU s,
+    /// PostgreSQL CPU s, harness CPU s).
+    pub(crate) fn steady(&self) -> (f64, f64, f64, f64, f64, f64) {
+        let (a, b) = self.phases.steady;
+        let secs = (b.at - a.at) as f64 / 1e6;
+        let tick = self.phases.tick as f64;
+        (
+            secs,
+            (b.deliveries - a.deliveries) as f64 / secs,
+            (b.sent - a.sent) as f64 / secs,
+            (b.nodes - a.nodes) as f64 / tick,
+            b.postgres.saturating_sub(a.postgres) as f64 / tick,
+            (b.harness - a.harness) as f64 / tick,
+        )
+    }
+
+    /// The report, as printed by the bench.
+    pub(crate) fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let c = &self.config;
+        let p = &self.phases;
+        let k = &self.check;
+        let mut out = String::new();
+        let ms = |us: u64| us as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "{} clients in {} rooms on {} chat-server processes (one PostgreSQL); {} senders at {}/s each",
+            c.clients, c.rooms, c.nodes, c.senders, c.rate
+        );
+        let _ = writeln!(
+            out,
+            "all connected and joined in {:.2?}; clients per node at the start {:?}, at the end {:?}",
+            p.connect_time, p.start_nodes, p.end_nodes
+        );
+        let _ = writeln!(out, "\n== loss and duplication (checked against the committed rows) ==");
+        let _ = writeln!(
+            out,
+            "messages sent {}, acknowledged {}, committed {}; unacknowledged {}",
+            k.sent, k.acked, k.committed, k.unacked
+        );
+        let _ = writeln!(
+            out,
+            "lost {} | duplicated {} | stored twice {} | taken at a wrong seq {} | acked but not committed {} | ack conflicts {} | gaps {} | rooms with seq gaps {}",
+            k.lost, k.duplicates, k.stored_twice, k.mismatched, k.acked_not_committed, k.ack_conflicts, k.gaps, k.db_gaps
+        );
+        let _ = writeln!(
+            out,
+            "resume overlaps dropped by the seq check (expected): {}; joined below the cursor: {}; error frames: {:?}; drain {:.2?}",
+            k.overlap, k.short_history, k.errors, p.drain_time
+        );
+        let _ = writeln!(out, "verdict: {}", if k.clean() { "nothing lost, nothing doubled" } else { "NOT CLEAN" });
+
+        let (secs, per_s, sends, node_cpu, pg_cpu, harness_cpu) = self.steady();
+        let _ = writeln!(out, "\n== steady phase ({secs:.1} s) ==");
+        let _ = writeln!(
+            out,
+            "{sends:.0} messages/s sent, {per_s:.0} deliveries/s; chat-server CPU {node_cpu:.2} s ({:.2} cores), PostgreSQL {pg_cpu:.2} s ({:.2} cores), harness (clients) {harness_cpu:.2} s ({:.2} cores)",
+            node_cpu / secs, pg_cpu / secs, harness_cpu / secs
+        );
+        let deliveries = per_s * secs;
+        let _ = writeln!(
+            out,
+            "deliveries per chat-server CPU-second: {:.0}; per (chat-server + PostgreSQL) CPU-second: {:.0}  (Centrifugo: ~12,500 per core; main's single SQLite node: ~42,000)",
+            deliveries / node_cpu.max(1e-9),
+            deliveries / (node_cpu + pg_cpu).max(1e-9)
+        );
+        let l = self.steady_latency;
+        let _ = writeln!(
+            out,
+            "latency send → other members, steady: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} deliveries)",
+            ms(l.p50), ms(l.p99), ms(l.max), l.count
+        );
+        for (name, l) in [("SIGTERM", self.term_latency), ("SIGKILL", self.kill_latency)] {
+            let _ = writeln!(
+                out,
+                "latency during {name} restarts (sent from the signal to 0.5 s after the last resume): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} deliveries)",
+                ms(l.p50), ms(l.p99), ms(l.max), l.count
+            );
+        }
+
+        let _ = writeln!(out, "\n== node restarts (times from the signal) ==");
+        for e in &p.events {
+            let (b100, avg100, r100) = e.storm(Duration::from_millis(100));
+            let (b25, avg25, r25) = e.storm(Duration::from_millis(25));
+            let _ = writeln!(
+                out,
+                "{} node {}: {} clients moved to {:?}; resumed p50 {:.0} ms, last {:.0} ms; node listening again after {:.0} ms; failed attempts {}",
+                e.signal.name(),
+                e.node,
+                e.resumes.len(),
+                e.landed,
+                ms(quantile(&e.resumes, 0.5)),
+                ms(e.resumes.last().copied().unwrap_or(0)),
+                ms(e.back - e.signalled),
+                e.failed_attempts
+            );
+            let _ = writeln!(
+                out,
+                "  connections opened per 100 ms: {:?}; busiest 100 ms {b100} vs uniform average {avg100:.1} = {r100:.2}x; busiest 25 ms {b25} vs {avg25:.1} = {r25:.2}x (goal <= 3x)",
+                e.grid(Duration::from_millis(100))
+            );
+        }
+        out
+    }
+}
