@@ -13,7 +13,9 @@
 //!
 //! Options (after `--`): `--clients N`, `--senders N`, `--rooms N`,
 //! `--rate R` (messages per second per sender), `--steady SECS`,
-//! `--gap SECS` (between restarts), `--short` (the CI test's sizes).
+//! `--gap SECS` (between restarts), `--max-pending-per-ip N` (passed to
+//! every chat-server: all the clients here share one address), `--short`
+//! (the CI test's sizes).
 //! Needs PostgreSQL (`SESSIONKIT_PG_URL`, as `.ci/with-postgres` sets it)
 //! and about 2,100 file descriptors.
 
@@ -40,7 +42,12 @@ fn options() -> Config {
             "--senders" => config.senders = value.parse().expect("--senders N"),
             "--rooms" => config.rooms = value.parse().expect("--rooms N"),
             "--rate" => config.rate = value.parse().expect("--rate R"),
-            "--steady" => config.steady = Duration::from_secs_f64(value.parse().expect("--steady SECS")),
+            "--steady" => {
+                config.steady = Duration::from_secs_f64(value.parse().expect("--steady SECS"))
+            }
+            "--max-pending-per-ip" => {
+                config.pending_cap = Some(value.parse().expect("--max-pending-per-ip N"));
+            }
             "--gap" => config.gap = Duration::from_secs_f64(value.parse().expect("--gap SECS")),
             _ => {}
         }

@@ -67,6 +67,9 @@ pub(crate) struct Event {
     pub(crate) connects: Vec<u64>,
     /// Connection attempts that failed meanwhile.
     pub(crate) failed_attempts: u64,
+    /// Why clients set out to reconnect in [signal, last resume]: reason →
+    /// how many times.
+    pub(crate) reasons: BTreeMap<String, usize>,
 }
 
 impl Event {
@@ -106,6 +109,14 @@ impl Event {
             })
             .collect();
         connects.sort_unstable();
+        let mut reasons = BTreeMap::new();
+        for m in members {
+            for (at, why) in &lock(&m.seen).reasons {
+                if (signalled..=resumed_all).contains(at) {
+                    *reasons.entry(why.clone()).or_default() += 1;
+                }
+            }
+        }
         Self {
             signal,
             node,
@@ -116,6 +127,7 @@ impl Event {
             landed,
             connects,
             failed_attempts,
+            reasons,
         }
     }
 
@@ -174,14 +186,16 @@ pub(crate) fn quantile(sorted: &[u64], q: f64) -> u64 {
 
 /// The pid of the postmaster of `db`'s cluster (same machine), if found.
 pub(crate) async fn postmaster(db: &TestDatabase) -> Option<u32> {
-    let row = db
-        .client()
-        .await
+    // The connection stays open until the backend's parent is read.
+    let client = db.client().await;
+    let row = client
         .query_one("SELECT pg_backend_pid()", &[])
         .await
         .ok()?;
     let backend: i32 = row.get(0);
-    super::node::postmaster_of(u32::try_from(backend).ok()?)
+    let postmaster = super::node::postmaster_of(u32::try_from(backend).ok()?);
+    drop(client);
+    postmaster
 }
 
 /// Each room's last sequence number, from the database.
@@ -259,7 +273,11 @@ impl Check {
         // seq of each committed (sender, k), per room.
         let mut at: HashMap<(usize, u64), u64> = HashMap::new();
         for list in rooms.values() {
-            if list.iter().enumerate().any(|(i, (seq, _))| *seq != i as u64 + 1) {
+            if list
+                .iter()
+                .enumerate()
+                .any(|(i, (seq, _))| *seq != i as u64 + 1)
+            {
                 c.db_gaps += 1;
             }
             for (seq, id) in list {
@@ -279,13 +297,13 @@ impl Check {
                 .map(|(seq, s, k)| (*seq, (*s, *k)))
                 .collect();
             let committed: HashSet<u64> = want.iter().map(|(seq, _)| *seq).collect();
-            c.lost += want.iter().filter(|(seq, _)| !took.contains_key(seq)).count();
+            c.lost += want
+                .iter()
+                .filter(|(seq, _)| !took.contains_key(seq))
+                .count();
             c.mismatched += want
                 .iter()
-                .filter(|(seq, id)| {
-                    took.get(seq)
-                        .is_some_and(|got| parse_id(id) != Some(*got))
-                })
+                .filter(|(seq, id)| took.get(seq).is_some_and(|got| parse_id(id) != Some(*got)))
                 .count();
             c.mismatched += took.keys().filter(|seq| !committed.contains(seq)).count();
             c.duplicates += seen.duplicates;
@@ -336,6 +354,9 @@ pub(crate) struct Phases {
     pub(crate) steady: (CpuSample, CpuSample),
     /// Clock ticks per second.
     pub(crate) tick: u64,
+    /// The cluster's postmaster, if found (else PostgreSQL's CPU is not
+    /// measured).
+    pub(crate) postmaster: Option<u32>,
     pub(crate) events: Vec<Event>,
     pub(crate) drain_time: Duration,
 }
@@ -433,15 +454,24 @@ impl Report {
         let ms = |us: u64| us as f64 / 1000.0;
         let _ = writeln!(
             out,
-            "{} clients in {} rooms on {} chat-server processes (one PostgreSQL); {} senders at {}/s each",
-            c.clients, c.rooms, c.nodes, c.senders, c.rate
+            "{} clients in {} rooms on {} chat-server processes (one PostgreSQL); {} senders at {}/s each; chat-server --max-pending-per-ip {}",
+            c.clients,
+            c.rooms,
+            c.nodes,
+            c.senders,
+            c.rate,
+            c.pending_cap
+                .map_or("64 (default)".to_owned(), |n| n.to_string())
         );
         let _ = writeln!(
             out,
             "all connected and joined in {:.2?}; clients per node at the start {:?}, at the end {:?}",
             p.connect_time, p.start_nodes, p.end_nodes
         );
-        let _ = writeln!(out, "\n== loss and duplication (checked against the committed rows) ==");
+        let _ = writeln!(
+            out,
+            "\n== loss and duplication (checked against the committed rows) =="
+        );
         let _ = writeln!(
             out,
             "messages sent {}, acknowledged {}, committed {}; unacknowledged {}",
@@ -450,22 +480,45 @@ impl Report {
         let _ = writeln!(
             out,
             "lost {} | duplicated {} | stored twice {} | taken at a wrong seq {} | acked but not committed {} | ack conflicts {} | gaps {} | rooms with seq gaps {}",
-            k.lost, k.duplicates, k.stored_twice, k.mismatched, k.acked_not_committed, k.ack_conflicts, k.gaps, k.db_gaps
+            k.lost,
+            k.duplicates,
+            k.stored_twice,
+            k.mismatched,
+            k.acked_not_committed,
+            k.ack_conflicts,
+            k.gaps,
+            k.db_gaps
         );
         let _ = writeln!(
             out,
             "resume overlaps dropped by the seq check (expected): {}; joined below the cursor: {}; error frames: {:?}; drain {:.2?}",
             k.overlap, k.short_history, k.errors, p.drain_time
         );
-        let _ = writeln!(out, "verdict: {}", if k.clean() { "nothing lost, nothing doubled" } else { "NOT CLEAN" });
+        let _ = writeln!(
+            out,
+            "verdict: {}",
+            if k.clean() {
+                "nothing lost, nothing doubled"
+            } else {
+                "NOT CLEAN"
+            }
+        );
 
         let (secs, per_s, sends, node_cpu, pg_cpu, harness_cpu) = self.steady();
         let _ = writeln!(out, "\n== steady phase ({secs:.1} s) ==");
         let _ = writeln!(
             out,
             "{sends:.0} messages/s sent, {per_s:.0} deliveries/s; chat-server CPU {node_cpu:.2} s ({:.2} cores), PostgreSQL {pg_cpu:.2} s ({:.2} cores), harness (clients) {harness_cpu:.2} s ({:.2} cores)",
-            node_cpu / secs, pg_cpu / secs, harness_cpu / secs
+            node_cpu / secs,
+            pg_cpu / secs,
+            harness_cpu / secs
         );
+        if p.postmaster.is_none() {
+            let _ = writeln!(
+                out,
+                "(PostgreSQL's CPU not measured: its postmaster was not found)"
+            );
+        }
         let deliveries = per_s * secs;
         let _ = writeln!(
             out,
@@ -477,13 +530,22 @@ impl Report {
         let _ = writeln!(
             out,
             "latency send → other members, steady: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} deliveries)",
-            ms(l.p50), ms(l.p99), ms(l.max), l.count
+            ms(l.p50),
+            ms(l.p99),
+            ms(l.max),
+            l.count
         );
-        for (name, l) in [("SIGTERM", self.term_latency), ("SIGKILL", self.kill_latency)] {
+        for (name, l) in [
+            ("SIGTERM", self.term_latency),
+            ("SIGKILL", self.kill_latency),
+        ] {
             let _ = writeln!(
                 out,
                 "latency during {name} restarts (sent from the signal to 0.5 s after the last resume): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} deliveries)",
-                ms(l.p50), ms(l.p99), ms(l.max), l.count
+                ms(l.p50),
+                ms(l.p99),
+                ms(l.max),
+                l.count
             );
         }
 
@@ -508,6 +570,7 @@ impl Report {
                 "  connections opened per 100 ms: {:?}; busiest 100 ms {b100} vs uniform average {avg100:.1} = {r100:.2}x; busiest 25 ms {b25} vs {avg25:.1} = {r25:.2}x (goal <= 3x)",
                 e.grid(Duration::from_millis(100))
             );
+            let _ = writeln!(out, "  reconnect reasons: {:?}", e.reasons);
         }
         out
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use sessionkit_examples::protocol::{ChatMessage, ClientFrame, ServerFrame};
 use sessionkit_realtime::{
-    Incoming, RealtimeClient, Resume, State, StaticToken, TokenSource, Unacked,
+    Incoming, RealtimeClient, ReconnectReason, Resume, State, StaticToken, TokenSource, Unacked,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -82,6 +82,9 @@ pub(crate) struct Seen {
     pub(crate) short_history: u64,
     /// `error` frames: code → count.
     pub(crate) errors: HashMap<String, u64>,
+    /// Why the client was about to reconnect, as its state said: `(µs,
+    /// reason)` (a lower bound: the state channel keeps the latest only).
+    pub(crate) reasons: Vec<(u64, String)>,
 }
 
 impl Seen {
@@ -201,6 +204,7 @@ impl Member {
             })
             .build(source)
             .expect("a client");
+        tokio::spawn(watch_reasons(client.state(), seen.clone(), epoch));
         tokio::spawn(read(
             incoming,
             seen.clone(),
@@ -261,6 +265,31 @@ impl Member {
                 }
             }
         })
+    }
+}
+
+/// Records every `Reconnecting` state's reason, in short: the close code,
+/// the HTTP status, or the transport error without the endpoint's URL.
+async fn watch_reasons(
+    mut state: tokio::sync::watch::Receiver<State>,
+    seen: Arc<Mutex<Seen>>,
+    epoch: Instant,
+) {
+    while state.changed().await.is_ok() {
+        let reason = match &*state.borrow_and_update() {
+            State::Reconnecting { reason, .. } => match reason {
+                ReconnectReason::ServerClosed { code, .. } => format!("close {code}"),
+                ReconnectReason::Handshake { status } => format!("HTTP {status}"),
+                ReconnectReason::Transport(why) => {
+                    let why = why.split_once(": ").map_or(why.as_str(), |(_, w)| w);
+                    format!("transport: {why}")
+                }
+                other => format!("{other:?}"),
+            },
+            State::Closed(_) => return,
+            _ => continue,
+        };
+        lock(&seen).reasons.push((micros(epoch), reason));
     }
 }
 

@@ -56,6 +56,9 @@ pub(crate) struct Config {
     pub(crate) batch: usize,
     /// How long any one expected thing may take.
     pub(crate) patience: Duration,
+    /// chat-server's `--max-pending-per-ip` (`None`: its default, 64).
+    /// Every client here connects from 127.0.0.1, unlike real clients.
+    pub(crate) pending_cap: Option<usize>,
 }
 
 impl Config {
@@ -77,6 +80,7 @@ impl Config {
             gap: Duration::from_secs(5),
             batch: 50,
             patience: Duration::from_secs(60),
+            pending_cap: None,
         }
     }
 
@@ -95,6 +99,7 @@ impl Config {
             gap: Duration::from_millis(500),
             batch: 30,
             patience: Duration::from_secs(30),
+            pending_cap: None,
         }
     }
 }
@@ -169,7 +174,7 @@ pub(crate) async fn run(config: &Config, db: &TestDatabase) -> Report {
     let mut nodes = Vec::new();
     for n in 0..config.nodes {
         let log = scratch.path().join(format!("node{n}.log"));
-        nodes.push(Node::start(idp.issuer(), db.url(), &log).await);
+        nodes.push(Node::start(idp.issuer(), db.url(), config.pending_cap, &log).await);
     }
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
 
@@ -189,7 +194,7 @@ pub(crate) async fn run(config: &Config, db: &TestDatabase) -> Report {
             epoch,
             deliveries.clone(),
         ));
-        if members.len() % config.batch == 0 || members.len() == config.clients {
+        if members.len().is_multiple_of(config.batch) || members.len() == config.clients {
             let from = members.len().saturating_sub(config.batch);
             wait_until(config.patience, "a batch of clients joined", || {
                 members[from..].iter().all(Member::settled)
@@ -292,7 +297,10 @@ pub(crate) async fn run(config: &Config, db: &TestDatabase) -> Report {
     let last_seqs = measure::room_heads(db).await;
     let caught_up = || {
         members.iter().all(|m| {
-            let head = last_seqs.get(&member::room_name(m.room)).copied().unwrap_or(0);
+            let head = last_seqs
+                .get(&member::room_name(m.room))
+                .copied()
+                .unwrap_or(0);
             lock(&m.seen).cursor >= head
         })
     };
@@ -324,6 +332,7 @@ pub(crate) async fn run(config: &Config, db: &TestDatabase) -> Report {
             end_nodes,
             steady: (steady_start, steady_end),
             tick,
+            postmaster,
             events,
             drain_time,
         },

@@ -37,14 +37,22 @@ pub(crate) struct Node {
     port: u16,
     issuer: String,
     db: String,
+    /// `--max-pending-per-ip`, when not the server's default.
+    pending_cap: Option<usize>,
     log: PathBuf,
 }
 
 impl Node {
     /// Starts `chat-server --db DB` for the provider at `issuer` on a free
-    /// port; its stderr goes to `log` (appended to across restarts).
-    pub(crate) async fn start(issuer: &str, db: &str, log: &Path) -> Self {
-        let (child, pid, url) = spawn(issuer, db, "127.0.0.1:0", log)
+    /// port (with `--max-pending-per-ip` when `pending_cap` is set); its
+    /// stderr goes to `log` (appended to across restarts).
+    pub(crate) async fn start(
+        issuer: &str,
+        db: &str,
+        pending_cap: Option<usize>,
+        log: &Path,
+    ) -> Self {
+        let (child, pid, url) = spawn(issuer, db, pending_cap, "127.0.0.1:0", log)
             .await
             .unwrap_or_else(|e| panic!("chat-server does not start: {e}"));
         let port = url::Url::parse(&url)
@@ -58,6 +66,7 @@ impl Node {
             port,
             issuer: issuer.to_owned(),
             db: db.to_owned(),
+            pending_cap,
             log: log.to_owned(),
         }
     }
@@ -83,7 +92,11 @@ impl Node {
             Ok(status) => {
                 status.expect("wait for chat-server");
             }
-            Err(_) => panic!("chat-server {} still running after {}", self.pid, signal.name()),
+            Err(_) => panic!(
+                "chat-server {} still running after {}",
+                self.pid,
+                signal.name()
+            ),
         }
     }
 
@@ -94,7 +107,7 @@ impl Node {
         let bind = format!("127.0.0.1:{}", self.port);
         let mut last = String::new();
         for _ in 0..100 {
-            match spawn(&self.issuer, &self.db, &bind, &self.log).await {
+            match spawn(&self.issuer, &self.db, self.pending_cap, &bind, &self.log).await {
                 Ok((child, pid, url)) => {
                     assert_eq!(url, self.url, "the node came back elsewhere");
                     self.child = Some(child);
@@ -119,6 +132,7 @@ impl Node {
 async fn spawn(
     issuer: &str,
     db: &str,
+    pending_cap: Option<usize>,
     bind: &str,
     log: &Path,
 ) -> Result<(Child, u32, String), String> {
@@ -127,8 +141,14 @@ async fn spawn(
         .append(true)
         .open(log)
         .map_err(|e| format!("open {}: {e}", log.display()))?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--bind", bind, "--issuer", issuer, "--db", db, "--log", "warn"])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+    command.args([
+        "--bind", bind, "--issuer", issuer, "--db", db, "--log", "warn",
+    ]);
+    if let Some(n) = pending_cap {
+        command.args(["--max-pending-per-ip", &n.to_string()]);
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(stderr))
@@ -174,7 +194,11 @@ pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
 /// The parent of process `pid` (field 4 of `/proc/PID/stat`).
 fn parent(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The postmaster of the cluster behind `backend` (a backend's parent).
