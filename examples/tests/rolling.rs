@@ -109,6 +109,7 @@ mod counting {
             // 250 connections in one millisecond: no spread at all.
             connects: vec![5_000; 250],
             failed_attempts: 0,
+            listen_overflows: 0,
             reasons: BTreeMap::new(),
         };
         let (most, average, ratio) = worst.storm(Duration::from_millis(100));

@@ -67,6 +67,9 @@ pub(crate) struct Event {
     pub(crate) connects: Vec<u64>,
     /// Connection attempts that failed meanwhile.
     pub(crate) failed_attempts: u64,
+    /// Handshakes the kernel dropped meanwhile because an accept queue was
+    /// full (see `node::listen_overflows`).
+    pub(crate) listen_overflows: u64,
     /// Why clients set out to reconnect in [signal, last resume]: reason →
     /// how many times.
     pub(crate) reasons: BTreeMap<String, usize>,
@@ -83,6 +86,7 @@ impl Event {
         moving: &[usize],
         members: &[Member],
         failed_attempts: u64,
+        listen_overflows: u64,
     ) -> Self {
         let mut resumes = Vec::new();
         let mut landed = BTreeMap::new();
@@ -127,6 +131,7 @@ impl Event {
             landed,
             connects,
             failed_attempts,
+            listen_overflows,
             reasons,
         }
     }
@@ -555,7 +560,7 @@ impl Report {
             let (b25, avg25, r25) = e.storm(Duration::from_millis(25));
             let _ = writeln!(
                 out,
-                "{} node {}: {} clients moved to {:?}; resumed p50 {:.0} ms, last {:.0} ms; node listening again after {:.0} ms; failed attempts {}",
+                "{} node {}: {} clients moved to {:?}; resumed p50 {:.0} ms, last {:.0} ms; node listening again after {:.0} ms; failed attempts {}; listen queue overflows {}",
                 e.signal.name(),
                 e.node,
                 e.resumes.len(),
@@ -563,7 +568,8 @@ impl Report {
                 ms(quantile(&e.resumes, 0.5)),
                 ms(e.resumes.last().copied().unwrap_or(0)),
                 ms(e.back - e.signalled),
-                e.failed_attempts
+                e.failed_attempts,
+                e.listen_overflows
             );
             let _ = writeln!(
                 out,

@@ -252,6 +252,7 @@ pub(crate) async fn run(config: &Config, db: &TestDatabase) -> Report {
             .iter()
             .map(|m| m.client.metrics().failed_attempts)
             .sum();
+        let overflows_before = node::listen_overflows();
         let signalled = micros(epoch);
         let node = &mut nodes[n];
         let stopping = node.stop(signal);
@@ -266,6 +267,7 @@ pub(crate) async fn run(config: &Config, db: &TestDatabase) -> Report {
             .iter()
             .map(|m| m.client.metrics().failed_attempts)
             .sum();
+        let overflows = node::listen_overflows().saturating_sub(overflows_before);
         node.restart().await;
         let back = micros(epoch);
         events.push(Event::collect(
@@ -277,6 +279,7 @@ pub(crate) async fn run(config: &Config, db: &TestDatabase) -> Report {
             &moving,
             &members,
             failed_after - failed_before,
+            overflows,
         ));
         tokio::time::sleep(config.gap).await;
     }

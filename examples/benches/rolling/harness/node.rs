@@ -220,6 +220,29 @@ pub(crate) fn postgres_ticks(postmaster: u32) -> u64 {
         .sum()
 }
 
+/// The kernel's count of connections dropped because a listening
+/// socket's accept queue was full (`TcpExt: ListenOverflows` in
+/// `/proc/net/netstat`; for the whole network namespace). A dropped
+/// handshake is retried by the client's kernel after 1 s.
+pub(crate) fn listen_overflows() -> u64 {
+    let Ok(text) = std::fs::read_to_string("/proc/net/netstat") else {
+        return 0;
+    };
+    let mut lines = text.lines();
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        if !names.starts_with("TcpExt:") {
+            continue;
+        }
+        let at = names
+            .split_whitespace()
+            .position(|n| n == "ListenOverflows");
+        return at
+            .and_then(|i| values.split_whitespace().nth(i)?.parse().ok())
+            .unwrap_or(0);
+    }
+    0
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux if that fails).
 pub(crate) fn ticks_per_second() -> u64 {
     std::process::Command::new("getconf")
