@@ -9,11 +9,12 @@
 //! (`tests/rolling.rs`: a short run, correctness asserted, timing not).
 //!
 //! Layout: `node` (a chat-server child process), `member` (one client as
-//! an app would write it, plus what it records), `measure` (the figures
-//! and the check against the database).
+//! an app would write it, plus what it records), `check` (every client
+//! against the committed rows), `measure` (the figures and the report).
 
 #![allow(dead_code)] // each of the two users takes a part of it
 
+pub(crate) mod check;
 pub(crate) mod measure;
 pub(crate) mod member;
 pub(crate) mod node;
@@ -29,7 +30,8 @@ use sessionkit_tests::postgres::TestDatabase;
 use sessionkit_tests::scratch::ScratchDir;
 use tokio_util::sync::CancellationToken;
 
-use measure::{Check, CpuSample, Event, Report};
+use check::Check;
+use measure::{CpuSample, Event, Report};
 use member::{Member, lock, micros};
 use node::{Node, Signal};
 
@@ -297,7 +299,7 @@ pub(crate) async fn run(config: &Config, db: &TestDatabase) -> Report {
             .all(|o| o.unacked.is_empty())
     })
     .await;
-    let last_seqs = measure::room_heads(db).await;
+    let last_seqs = check::room_heads(db).await;
     let caught_up = || {
         members.iter().all(|m| {
             let head = last_seqs
