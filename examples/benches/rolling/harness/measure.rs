@@ -240,6 +240,32 @@ impl Latency {
     }
 }
 
+/// The steady phase: its length, rates, and CPU seconds used.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Steady {
+    pub(crate) secs: f64,
+    /// Message frames received by the clients, per second.
+    pub(crate) deliveries_per_s: f64,
+    pub(crate) sends_per_s: f64,
+    /// CPU seconds of the chat-server processes, PostgreSQL, and this
+    /// process (the clients and the provider).
+    pub(crate) nodes_cpu: f64,
+    pub(crate) postgres_cpu: f64,
+    pub(crate) harness_cpu: f64,
+}
+
+impl Steady {
+    /// Deliveries per chat-server CPU-second, and per chat-server +
+    /// PostgreSQL CPU-second.
+    pub(crate) fn per_cpu_second(&self) -> (f64, f64) {
+        let deliveries = self.deliveries_per_s * self.secs;
+        (
+            deliveries / self.nodes_cpu.max(1e-9),
+            deliveries / (self.nodes_cpu + self.postgres_cpu).max(1e-9),
+        )
+    }
+}
+
 /// Everything a run measured.
 #[derive(Debug)]
 pub(crate) struct Report {
@@ -286,20 +312,19 @@ impl Report {
         }
     }
 
-    /// Steady phase: (seconds, deliveries/s, sends/s, chat-server CPU s,
-    /// PostgreSQL CPU s, harness CPU s).
-    pub(crate) fn steady(&self) -> (f64, f64, f64, f64, f64, f64) {
+    /// The steady phase's rates and CPU times.
+    pub(crate) fn steady(&self) -> Steady {
         let (a, b) = self.phases.steady;
         let secs = (b.at - a.at) as f64 / 1e6;
         let tick = self.phases.tick as f64;
-        (
+        Steady {
             secs,
-            (b.deliveries - a.deliveries) as f64 / secs,
-            (b.sent - a.sent) as f64 / secs,
-            (b.nodes - a.nodes) as f64 / tick,
-            b.postgres.saturating_sub(a.postgres) as f64 / tick,
-            (b.harness - a.harness) as f64 / tick,
-        )
+            deliveries_per_s: (b.deliveries - a.deliveries) as f64 / secs,
+            sends_per_s: (b.sent - a.sent) as f64 / secs,
+            nodes_cpu: (b.nodes - a.nodes) as f64 / tick,
+            postgres_cpu: b.postgres.saturating_sub(a.postgres) as f64 / tick,
+            harness_cpu: (b.harness - a.harness) as f64 / tick,
+        }
     }
 
     /// The report, as printed by the bench.
@@ -362,7 +387,9 @@ impl Report {
             }
         );
 
-        let (secs, per_s, sends, node_cpu, pg_cpu, harness_cpu) = self.steady();
+        let st = self.steady();
+        let (secs, per_s, sends) = (st.secs, st.deliveries_per_s, st.sends_per_s);
+        let (node_cpu, pg_cpu, harness_cpu) = (st.nodes_cpu, st.postgres_cpu, st.harness_cpu);
         let _ = writeln!(out, "\n== steady phase ({secs:.1} s) ==");
         let _ = writeln!(
             out,
@@ -377,12 +404,10 @@ impl Report {
                 "(PostgreSQL's CPU not measured: its postmaster was not found)"
             );
         }
-        let deliveries = per_s * secs;
+        let (per_node_cpu, per_all_cpu) = st.per_cpu_second();
         let _ = writeln!(
             out,
-            "deliveries per chat-server CPU-second: {:.0}; per (chat-server + PostgreSQL) CPU-second: {:.0}  (Centrifugo: ~12,500 per core; main's single SQLite node: ~42,000)",
-            deliveries / node_cpu.max(1e-9),
-            deliveries / (node_cpu + pg_cpu).max(1e-9)
+            "deliveries per chat-server CPU-second: {per_node_cpu:.0}; per (chat-server + PostgreSQL) CPU-second: {per_all_cpu:.0}  (Centrifugo: ~12,500 per core; main's single SQLite node: ~42,000)"
         );
         let l = self.steady_latency;
         let _ = writeln!(
