@@ -9,10 +9,9 @@
 //!   client's backoff allows for them (a going-away close or a lost
 //!   connection waits a uniform `[0, base]` before the next node). The
 //!   busiest window is the most connections in any sliding 100 ms window.
-//!   With the moves confined to 250 ms, that ratio cannot exceed 2.5 (all
-//!   in one window), so it cannot fail the ≤ 3× goal; the same ratio in
-//!   25 ms windows (average = connections ÷ 10) can (up to 10×) and is
-//!   printed beside it.
+//!   Defined so, the ratio can never exceed 2.5 (all in one window), so it
+//!   cannot fail the ≤ 3× goal; the same ratio in 25 ms windows (average =
+//!   connections ÷ 10) can (up to 10×) and is printed beside it.
 //! - Latency: send (the sender's app calls `send`; the time is in the
 //!   message's text) → the receiving app reads it, other members only, one
 //!   clock; by the send time: the steady phase, or a restart's window (from
