@@ -69,19 +69,29 @@ mod counting {
     #[test]
     fn a_resume_overlap_is_told_from_a_duplicate() {
         let mut seen = Seen::default();
+        seen.on_hello();
         for seq in 1..=5 {
             seen.on_message(&message(seq, &message_id(1, seq)), 200);
         }
-        // A resume asked after 3 (its cursor lagged its queue): 4 and 5 again.
+        // A resume asked after 3 (its cursor lagged its queue): on the new
+        // connection 4 and 5 come again — the expected overlap.
         seen.resuming_after = Some(3);
+        seen.on_hello();
         seen.on_message(&message(4, "s1-4"), 300);
         seen.on_message(&message(5, "s1-5"), 300);
+        assert_eq!((seen.overlap, seen.duplicates), (2, 0));
+        // 5 once more on that connection: a duplicate, resume or not.
+        seen.on_message(&message(5, "s1-5"), 300);
+        assert_eq!((seen.overlap, seen.duplicates), (2, 1));
+        // At or below the cursor the resume asked from: a duplicate.
+        seen.on_hello();
+        seen.on_message(&message(3, "s1-3"), 300);
+        assert_eq!((seen.overlap, seen.duplicates), (2, 2));
         seen.on_joined(5, 300);
-        assert_eq!((seen.overlap, seen.duplicates, seen.gaps), (2, 0, 0));
         // Outside a resume, a second copy is a duplicate; a skip, a gap.
         seen.on_message(&message(5, "s1-5"), 400);
         seen.on_message(&message(7, "s1-7"), 400);
-        assert_eq!((seen.overlap, seen.duplicates, seen.gaps), (2, 1, 1));
+        assert_eq!((seen.overlap, seen.duplicates, seen.gaps), (2, 3, 1));
         assert_eq!(seen.received.len(), 6);
         assert_eq!(seen.latencies[0], (100, 100));
     }

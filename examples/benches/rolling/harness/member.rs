@@ -66,9 +66,14 @@ pub(crate) struct Seen {
     /// asked from: its queue still held them when the new connection
     /// asked (the protocol's expected overlap, not a duplicate).
     pub(crate) overlap: u64,
-    /// Copies at or below the cursor outside that overlap: a node sent a
-    /// message twice (a duplicate).
+    /// Copies at or below the cursor outside that overlap, or not above
+    /// the previous message of the same connection: a node sent a message
+    /// twice (a duplicate).
     pub(crate) duplicates: u64,
+    /// The highest sequence number on the current connection (its frames
+    /// follow the server's `hello`; a server sends a room's messages on one
+    /// connection in increasing order).
+    pub(crate) connection_high: u64,
     /// Times a message skipped sequence numbers (a loss the app would not
     /// recover: it resumes after the highest number it took).
     pub(crate) gaps: u64,
@@ -88,10 +93,17 @@ pub(crate) struct Seen {
 }
 
 impl Seen {
+    /// A new connection's frames begin.
+    pub(crate) fn on_hello(&mut self) {
+        self.connection_high = 0;
+    }
+
     pub(crate) fn on_message(&mut self, m: &ChatMessage, now: u64) {
+        let repeated_here = m.seq <= self.connection_high;
+        self.connection_high = self.connection_high.max(m.seq);
         if m.seq <= self.cursor {
             match self.resuming_after {
-                Some(after) if m.seq > after => self.overlap += 1,
+                Some(after) if m.seq > after && !repeated_here => self.overlap += 1,
                 _ => self.duplicates += 1,
             }
             return;
@@ -311,6 +323,7 @@ async fn read(
                 deliveries.fetch_add(1, Ordering::Relaxed);
                 lock(&seen).on_message(&m, now);
             }
+            Ok(ServerFrame::Hello { .. }) => lock(&seen).on_hello(),
             Ok(ServerFrame::Joined { last_seq, .. }) => lock(&seen).on_joined(last_seq, now),
             Ok(ServerFrame::Ack { id, seq, .. }) => {
                 if let Some(outbox) = &outbox {
