@@ -47,6 +47,12 @@ struct Args {
     /// server's own ws:// URL.
     #[arg(long = "public-url")]
     public_urls: Vec<String>,
+    /// The most connections from one IP address that may be open without
+    /// having sent a complete request head (default 64); past it the oldest
+    /// of them is closed. Behind a proxy or NAT that makes many clients one
+    /// address (or in a load test on loopback), raise it.
+    #[arg(long, value_name = "N")]
+    max_pending_per_ip: Option<usize>,
     /// Log filter, as in RUST_LOG (default: RUST_LOG, else "info").
     #[arg(long)]
     log: Option<String>,
@@ -84,6 +90,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.db = Database::from_arg(&args.db);
     config.require_dpop_nonce = args.dpop_nonce;
     config.public_urls = args.public_urls;
+    if let Some(n) = args.max_pending_per_ip {
+        config.connections.max_pending_per_ip = n;
+    }
     let stop = stop_signal()?;
     let server = ChatServer::start(config).await?;
     {

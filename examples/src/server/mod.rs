@@ -135,13 +135,10 @@ impl ChatServer {
     /// starts serving. The provider is not contacted until the first token
     /// arrives, so it may start later.
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
-        let listener =
-            TcpListener::bind(config.bind)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.bind.to_string(),
-                    source,
-                })?;
+        let listener = serve::bind(config.bind).map_err(|source| ServerError::Bind {
+            addr: config.bind.to_string(),
+            source,
+        })?;
         Self::start_on(listener, config).await
     }
 

@@ -17,6 +17,13 @@
 //!   a flood from one address evicts itself while a real client (which sends
 //!   its request at once) still gets in, even from the same address.
 //!
+//! - **Accept queue:** the listening socket asks the kernel for a backlog of
+//!   [`ACCEPT_BACKLOG`] (tokio's `TcpListener::bind` asks for 128): when a
+//!   node goes away its clients arrive at the others within the client's
+//!   base delay (hundreds in 250 ms), and a handshake the kernel drops
+//!   because the queue is full is only retried by the client's kernel 1 s
+//!   later.
+//!
 //! The server speaks HTTP/1.1 only: what WebSocket clients and the
 //! provider's back-channel logout requests use (`axum::serve` also took
 //! HTTP/2 with prior knowledge, which nothing here needs).
@@ -30,7 +37,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -40,12 +47,31 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
+
+/// The accept queue asked for (the kernel caps it at `net.core.somaxconn`,
+/// 4096 by default since Linux 5.4).
+pub(crate) const ACCEPT_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with an accept queue of [`ACCEPT_BACKLOG`] (and
+/// `SO_REUSEADDR`, as tokio's `TcpListener::bind` sets on Unix, so a node
+/// restarted at once gets its port back).
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
 
 /// How long a connection may take to finish once the server stops.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -408,6 +434,25 @@ mod tests {
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([127, 0, 0, last])
+    }
+
+    /// 300 connections wait in the accept queue while nothing accepts (a
+    /// node busy with a failover's arrivals): with tokio's default backlog
+    /// (128) the kernel drops the handshakes past it and those connects
+    /// hang until the SYN is retried a second later.
+    #[tokio::test]
+    async fn the_accept_queue_holds_a_failovers_arrivals() {
+        let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut held = Vec::new();
+        for n in 0..300 {
+            let connected =
+                tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr))
+                    .await
+                    .unwrap_or_else(|_| panic!("connection {n} waited: the accept queue is full"));
+            held.push(connected.expect("connect"));
+        }
+        drop(listener);
     }
 
     #[tokio::test]
