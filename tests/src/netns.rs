@@ -19,6 +19,10 @@
 //!   this process) that gives each packet its verdict that much later, in
 //!   order. The kernel here has no netem, and nftables' own `queue`
 //!   statement needs a module it lacks (`nft_queue`); `xt_NFQUEUE` is there.
+//! - [`Impairment::Reset`]: an nftables `reject with tcp reset` on the
+//!   host's input inside the namespace: the host answers every TCP segment
+//!   with a reset (a burst of resets: open connections reset, new ones
+//!   refused).
 //!
 //! Everything is removed on drop; what a killed test run left behind (names
 //! carry the process id) is removed by the next run's first host.
@@ -28,6 +32,10 @@
 //! unless `SESSIONKIT_REQUIRE_NETNS` is set (as in CI), where it panics.
 //! The unprivileged way to a slow or partitioned path is
 //! [`crate::faults::FaultProxy`].
+//!
+//! (Over 500 lines: one test host — its namespace, veth, impairments, the
+//! sweep of what killed runs left — is one concern; the delayer has its
+//! own file.)
 
 use std::fs::File;
 use std::io;
@@ -58,6 +66,10 @@ pub enum Impairment {
     Loss(u8),
     /// Each packet held this long, both ways (a round trip takes twice it).
     Delay(Duration),
+    /// Every TCP segment reaching the host answered with a reset (nftables
+    /// `reject with tcp reset` on the host's input): an open connection is
+    /// reset at its next segment, a new one refused.
+    Reset,
 }
 
 /// Whether test hosts can be made here: `Err` says what is missing.
@@ -258,6 +270,10 @@ impl TestHost {
                 format!("meta protocol ip numgen random mod 100 < {percent} counter drop")
             }
             Impairment::Delay(delay) => return self.delay(&mut state, delay),
+            Impairment::Reset => {
+                let rules = "table inet sknf_reset {\n  chain input {\n    type filter hook input priority 0;\n    meta l4proto tcp counter reject with tcp reset\n  }\n}\n";
+                return nft(Some(&self.ns), rules);
+            }
         };
         let table = |name: &str, dev: &str| {
             format!(
@@ -351,6 +367,21 @@ impl TestHost {
                     "ip",
                     &[
                         "netns", "exec", &self.ns, "nft", "delete", "table", "netdev", "sknf",
+                    ],
+                );
+            }
+            Impairment::Reset => {
+                let _ = run(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        &self.ns,
+                        "nft",
+                        "delete",
+                        "table",
+                        "inet",
+                        "sknf_reset",
                     ],
                 );
             }

@@ -24,6 +24,7 @@ mod latency;
 mod loss;
 mod malformed;
 mod node_killed;
+mod outage;
 mod partitioned;
 mod postgres_restart;
 mod provider_5xx;
