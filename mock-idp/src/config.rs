@@ -434,6 +434,12 @@ pub struct Config {
     /// `true`). Turn it off to play a provider whose refresh tokens stay
     /// the same; a refresh then returns no new refresh token.
     pub rotate_refresh_tokens: bool,
+    /// With rotation: how many seconds a refresh token, once used, is
+    /// still accepted (default 0: never; a reuse revokes the grant). Plays a
+    /// provider with a reuse interval or grace period (Auth0, Okta), where a
+    /// client whose answer was lost may send the same token again: each
+    /// reuse within the grace gets fresh tokens and the grant stays.
+    pub refresh_token_reuse_grace: u64,
     /// A bearer secret that the control API requires; without one the control
     /// API answers loopback peers only.
     pub control_secret: SecretSource,
@@ -479,6 +485,7 @@ impl Default for Config {
             signing_alg: Alg::RS256,
             auto_login: None,
             rotate_refresh_tokens: true,
+            refresh_token_reuse_grace: 0,
             control_secret: SecretSource::None,
             control_remote: false,
             max_body_bytes: 64 * 1024,

@@ -104,6 +104,14 @@ impl Control {
             .update_settings(|s| s.rotate_refresh_tokens = rotate);
     }
 
+    /// How long a used refresh token is still accepted (zero, the default:
+    /// never — a reuse revokes the grant); see
+    /// [`crate::Config::refresh_token_reuse_grace`].
+    pub fn set_refresh_token_reuse_grace(&self, grace: Duration) {
+        self.shared
+            .update_settings(|s| s.refresh_token_reuse_grace = grace.as_secs());
+    }
+
     /// Requires (or stops requiring) a server-provided nonce in every DPoP
     /// proof (RFC 9449 §8–9). While required, a proof without the current
     /// nonce is refused with `use_dpop_nonce` — a 400 at the token endpoint,

@@ -92,6 +92,7 @@ fn settings() -> &'static Settings {
             signing_alg: config.signing_alg,
             auto_login: None,
             rotate_refresh_tokens: true,
+            refresh_token_reuse_grace: 0,
             require_dpop_nonce: false,
             require_pushed_authorization_requests: false,
         }

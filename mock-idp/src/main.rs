@@ -55,6 +55,10 @@ struct Args {
     /// Keep refresh tokens the same on every use (no rotation, no reuse detection).
     #[arg(long)]
     no_refresh_rotation: bool,
+    /// Accept a used refresh token again for this many seconds (a reuse
+    /// interval, as some providers have) instead of revoking its grant.
+    #[arg(long, value_name = "SECS")]
+    refresh_reuse_grace: Option<u64>,
     /// Keep the signing keys in this file between runs, so that later runs
     /// load them instead of generating an RSA key (50-200 ms) [default:
     /// sessionkit-mock-idp/signing-keys.json in the user's cache directory,
@@ -111,6 +115,9 @@ fn run() -> anyhow::Result<()> {
     }
     if args.no_refresh_rotation {
         config.rotate_refresh_tokens = false;
+    }
+    if let Some(secs) = args.refresh_reuse_grace {
+        config.refresh_token_reuse_grace = secs;
     }
     if let Some(alg) = &args.signing_alg {
         config.signing_alg = if alg == "ES256" {

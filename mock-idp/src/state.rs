@@ -105,6 +105,8 @@ pub(crate) struct RefreshRecord {
     pub(crate) expires_at: i64,
     pub(crate) issued_at: i64,
     pub(crate) used: bool,
+    /// When it was first used (seconds; meaningful once `used`).
+    pub(crate) used_at: i64,
     /// The DPoP key it is bound to (public clients only, RFC 9449 §5).
     pub(crate) jkt: Option<String>,
 }
@@ -327,6 +329,7 @@ pub(crate) struct Settings {
     pub(crate) signing_alg: Alg,
     pub(crate) auto_login: Option<String>,
     pub(crate) rotate_refresh_tokens: bool,
+    pub(crate) refresh_token_reuse_grace: u64,
     pub(crate) require_dpop_nonce: bool,
     pub(crate) require_pushed_authorization_requests: bool,
 }
@@ -442,6 +445,7 @@ impl Shared {
             signing_alg: config.signing_alg,
             auto_login: config.auto_login.clone(),
             rotate_refresh_tokens: config.rotate_refresh_tokens,
+            refresh_token_reuse_grace: config.refresh_token_reuse_grace,
             require_dpop_nonce: config.require_dpop_nonce,
             require_pushed_authorization_requests: config.require_pushed_authorization_requests,
         };

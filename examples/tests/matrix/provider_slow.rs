@@ -22,7 +22,7 @@ pub const ROW: Row = Row {
             "a typed timeout error (`is_timeout`) within the timeout, at discovery and at the code exchange; nothing stored; the same sign-in succeeds once the provider is fast again",
         ),
         Cell::Tested(
-            "each attempt times out, retried within the bounds, then a typed timeout error; the session is kept (the stored tokens unchanged); a later refresh succeeds. A provider that completes the refresh anyway (its answer lost) has rotated the token: the retries look like reuse, it revokes the grant, and once the path is fast the next refresh is refused — a clean sign-out",
+            "each attempt times out, retried within the bounds, then a typed timeout error; the session is kept (the stored tokens unchanged); a later refresh succeeds. A provider that completes the refresh anyway (its answer lost) has rotated the token: the retries look like reuse, it revokes the grant, and once the path is fast the next refresh is refused — a clean sign-out; a provider with a reuse grace (mock-idp's `refresh_token_reuse_grace`, like Auth0's reuse interval) keeps the session, and the next refresh succeeds",
         ),
         Cell::Tested(
             "the token expires (4001) and the reconnect waits for a token with backoff, never signs out, and connects once the provider is fast again",
@@ -88,6 +88,34 @@ async fn refresh() {
     assert_eq!(*session.state().borrow(), SessionState::SignedOutByServer);
     assert!(world.stored_nothing(&session));
     assert!(world.manager.accounts().unwrap().is_empty());
+    drop(world);
+
+    // The same with a provider that accepts a used refresh token again for
+    // a while (a reuse interval): the retries and the next refresh send the
+    // rotated-out token within it, so the user stays signed in.
+    let world = World::fronted().await;
+    world
+        .idp
+        .control()
+        .set_refresh_token_reuse_grace(Duration::from_secs(60));
+    let session = world.sign_in("alice").await;
+    let before = world.stored_refresh(&session);
+    let front = world.front.as_ref().unwrap();
+    front.set(NetFault::Delay(Duration::from_millis(400)));
+    let error = session.force_refresh().await.unwrap_err();
+    assert!(timed_out(&error), "{error:?}");
+    assert!(kept(&session));
+    front.set(NetFault::Pass);
+    session
+        .force_refresh()
+        .await
+        .expect("refreshed within the provider's grace");
+    assert!(
+        matches!(*session.state().borrow(), SessionState::SignedIn { .. }),
+        "{:?}",
+        *session.state().borrow()
+    );
+    assert_ne!(world.stored_refresh(&session), before, "the new one stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -257,7 +257,15 @@ fn refresh(
         // Checked before reuse detection: without the key, a stolen token
         // cannot even revoke the grant.
         check_binding(record.jkt.as_deref(), jkt, "this refresh token")?;
-        if record.used {
+        let grace = i64::try_from(settings.refresh_token_reuse_grace).unwrap_or(i64::MAX);
+        if record.used && !grant.revoked && grace > 0 && now - record.used_at <= grace {
+            // A reuse within the provider's grace: answered like a first use
+            // (the tokens issued at the first use stay valid too).
+            tracing::info!(
+                grant = record.grant,
+                "refresh token reused within the grace period; answered"
+            );
+        } else if record.used {
             store.revoke_grant(record.grant);
             tracing::warn!(
                 grant = record.grant,
@@ -285,8 +293,12 @@ fn refresh(
             grant.scope = requested;
         }
         let rotate = settings.rotate_refresh_tokens;
-        if rotate && let Some(r) = store.refresh.get_mut(&hash) {
+        if rotate
+            && let Some(r) = store.refresh.get_mut(&hash)
+            && !r.used
+        {
             r.used = true;
+            r.used_at = now;
         }
         if let Some(sid) = &grant.sid
             && let Some(s) = store.sessions.get_mut(sid)
@@ -639,6 +651,7 @@ impl Issue {
                         expires_at,
                         issued_at: now,
                         used: false,
+                        used_at: 0,
                         // Confidential clients' refresh tokens are bound to
                         // their client authentication instead (RFC 9449 §5).
                         jkt: jkt

@@ -213,6 +213,45 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_whole_grant() {
 }
 
 #[tokio::test]
+async fn a_reuse_within_the_grace_gets_fresh_tokens_and_after_it_revokes() {
+    let config = sessionkit_mock_idp::Config::from_toml("refresh_token_reuse_grace = 30\n")
+        .expect("the config file names it");
+    assert_eq!(config.refresh_token_reuse_grace, 30);
+    let idp = idp_auto("alice").await;
+    idp.control()
+        .set_refresh_token_reuse_grace(std::time::Duration::from_secs(30));
+    let t = consented_tokens(&idp, "openid offline_access").await;
+    let first = t["refresh_token"].as_str().expect("rt").to_owned();
+    let (status, r1) = refresh(&idp, &first).await;
+    assert_eq!(status, 200, "{r1}");
+    let second = r1["refresh_token"].as_str().expect("rotated").to_owned();
+
+    // The client never saw that answer and sends the first token again,
+    // 20 s later: within the grace, fresh tokens; the grant lives.
+    idp.control()
+        .advance_clock(std::time::Duration::from_secs(20));
+    let (status, r2) = refresh(&idp, &first).await;
+    assert_eq!(status, 200, "{r2}");
+    let third = r2["refresh_token"].as_str().expect("rotated").to_owned();
+    assert_ne!(third, second);
+    let live_access = r2["access_token"].as_str().expect("at").to_owned();
+    assert_eq!(userinfo_status(&idp, &live_access).await, 200);
+    // The grace runs from the first use, not the last: 11 s more is past it.
+    idp.control()
+        .advance_clock(std::time::Duration::from_secs(11));
+    let (status, reuse) = refresh(&idp, &first).await;
+    assert_eq!(
+        (status, reuse["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    for token in [&second, &third] {
+        let (status, _) = refresh(&idp, token).await;
+        assert_eq!(status, 400, "the grant is revoked");
+    }
+    assert_eq!(userinfo_status(&idp, &live_access).await, 401);
+}
+
+#[tokio::test]
 async fn refresh_tokens_expire_and_cannot_widen_scope() {
     let idp = MockIdp::builder()
         .auto_login("alice")
