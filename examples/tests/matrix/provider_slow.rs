@@ -16,7 +16,7 @@ use crate::provider_support::{
 
 pub const ROW: Row = Row {
     fault: "provider slower than the client's timeout",
-    how: "mock-idp's scripted delay (3 s; 6 s at revocation) longer than the client's request timeout (500 ms here; the revocation's 5 s budget); for refresh also 400 ms each way on the path to the provider (FaultProxy), so that it answers, too late",
+    how: "mock-idp's scripted delay (3 s; 6 s at revocation) longer than the client's request timeout (500 ms here; the revocation's budget 1.5 s); for refresh also 400 ms each way on the path to the provider (FaultProxy), so that it answers, too late",
     cells: [
         Cell::Tested(
             "a typed timeout error (`is_timeout`) within the timeout, at discovery and at the code exchange; nothing stored; the same sign-in succeeds once the provider is fast again",
@@ -31,7 +31,7 @@ pub const ROW: Row = Row {
             "nothing lost: lines queued while the token cannot be renewed are stored once",
         ),
         Cell::Tested(
-            "signed out locally at once; the logout returns within the revocation's 5 s budget, the revocation reported as timed out",
+            "signed out locally at once; the logout returns within the revocation's budget (`revocation_timeout`, 1.5 s here), the revocation reported as timed out",
         ),
     ],
 };

@@ -51,8 +51,9 @@ pub const RETRIES: u32 = 2;
 /// the session's timer refreshes it after half of it, the chat server
 /// closes the connection with 4001 when it expires.
 pub const SHORT_TTL: u64 = 2;
-/// The SDK's time budget for revoking the refresh token at logout.
-pub const REVOKE_BUDGET: Duration = Duration::from_secs(5);
+/// The time a logout gives the revocation here
+/// (`SessionManagerBuilder::revocation_timeout`; the default is 5 s).
+pub const REVOKE_BUDGET: Duration = Duration::from_millis(1500);
 /// The count a fault without one is given ([`World::fault`]).
 pub const UNTIL_HEALED: u32 = 100_000;
 /// The room every chat of these tests joins.
@@ -143,6 +144,7 @@ impl World {
             .store(Arc::clone(store) as Arc<dyn sessionkit::TokenStore>)
             .registry(AccountRegistry::at(dir.path().join("accounts.json")))
             .retry(Self::retry())
+            .revocation_timeout(REVOKE_BUDGET)
             .build()
             .await
     }

@@ -68,6 +68,7 @@ pub struct SessionManagerBuilder {
     policy: RefreshPolicy,
     sign_out_after: Option<u32>,
     max_session_age: Option<Duration>,
+    revoke_budget: Duration,
     hooks: Vec<CleanupHook>,
     restore: bool,
     clock: Option<Clock>,
@@ -104,6 +105,7 @@ impl SessionManagerBuilder {
             policy: RefreshPolicy::default(),
             sign_out_after: None,
             max_session_age: None,
+            revoke_budget: super::teardown::REVOKE_BUDGET,
             hooks: Vec::new(),
             restore: true,
             clock: None,
@@ -259,6 +261,23 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// How long a logout waits for the provider to confirm the refresh
+    /// token's revocation (default 5 s, retries included). The local
+    /// sign-out does not wait for it: the tokens are gone from the store
+    /// before the revocation starts; past the budget the logout returns and
+    /// its [`crate::LogoutReport`] says the revocation was not confirmed.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn f(builder: sessionkit::SessionManagerBuilder) -> sessionkit::SessionManagerBuilder {
+    /// builder.revocation_timeout(Duration::from_secs(2)) // a TV app's quick sign-out
+    /// # }
+    /// ```
+    pub fn revocation_timeout(mut self, budget: Duration) -> Self {
+        self.revoke_budget = budget;
+        self
+    }
+
     /// A cleanup the app needs when an account signs out, whoever ends the
     /// session (user files, caches, databases). Also
     /// [`SessionManager::on_logout`] later.
@@ -378,6 +397,7 @@ impl SessionManagerBuilder {
             hooks: Mutex::new(self.hooks),
             sign_out_after: self.sign_out_after,
             max_session_age: self.max_session_age,
+            revoke_budget: self.revoke_budget,
             counters: crate::metrics::Counters::default(),
         });
         let manager = SessionManager::from_shared(namespace, shared);

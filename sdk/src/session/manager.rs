@@ -19,7 +19,7 @@ use crate::token::TokenSet;
 use tracing::Instrument as _;
 
 use super::state::SessionEvent;
-use super::teardown::{Ending, REVOKE_BUDGET, teardown};
+use super::teardown::{Ending, teardown};
 use super::tokens::{Tokens, blocking, write_tokens};
 use super::{Session, Shared};
 
@@ -163,7 +163,7 @@ impl SessionManager {
                     &self.shared.client,
                     refresh,
                     mem.dpop.as_ref(),
-                    REVOKE_BUDGET,
+                    self.shared.revoke_budget,
                 )
                 .await;
                 tracing::info!(account = %key.fingerprint(), %error, revoked = revoked.is_ok(), "sign-in not kept: the tokens could not be stored");

@@ -63,6 +63,8 @@ struct Shared {
     hooks: Mutex<Vec<CleanupHook>>,
     sign_out_after: Option<u32>,
     max_session_age: Option<Duration>,
+    /// The time a logout (or an unkept sign-in) gives the revocation.
+    revoke_budget: Duration,
     counters: crate::metrics::Counters,
 }
 

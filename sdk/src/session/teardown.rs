@@ -35,7 +35,8 @@ pub(crate) type CleanupHook =
 
 /// How long a teardown waits for background work to stop.
 const STOP_LIMIT: Duration = Duration::from_secs(5);
-/// The time budget for revoking the refresh token.
+/// The default time budget for revoking the refresh token
+/// ([`super::SessionManagerBuilder::revocation_timeout`]).
 pub(super) const REVOKE_BUDGET: Duration = Duration::from_secs(5);
 
 /// Who ended a session.
@@ -238,7 +239,9 @@ async fn steps(
     match (&refresh, ending) {
         (_, Ending::Server) => {}
         (Some(token), _) => {
-            match crate::logout::revoke(&shared.client, token, dpop.as_ref(), REVOKE_BUDGET).await {
+            match crate::logout::revoke(&shared.client, token, dpop.as_ref(), shared.revoke_budget)
+                .await
+            {
                 Ok(()) => revoked = true,
                 Err(e) => failures.push((LogoutStep::RevokeRefreshToken, e.to_string())),
             }
