@@ -17,17 +17,20 @@
 
 #![allow(missing_docs)]
 
+#[path = "common/device_token.rs"]
+mod device_token;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use device_token::device_token;
 use futures_util::{SinkExt as _, StreamExt as _};
-use serde_json::Value;
 use sessionkit_examples::protocol::{ClientFrame, ServerFrame};
 use sessionkit_examples::server::{
     ChatServer, ConnectionLimits, Database, ServerConfig, UserLimits,
 };
-use sessionkit_mock_idp::{MockIdp, User};
+use sessionkit_mock_idp::MockIdp;
 use sessionkit_tests::postgres::TestDatabase;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -59,41 +62,6 @@ fn options() -> Options {
         }
     }
     o
-}
-
-async fn token(http: &reqwest::Client, idp: &MockIdp, user: &str) -> String {
-    idp.control()
-        .put_user(User::simple(user))
-        .expect("add user");
-    let device: Value = http
-        .post(idp.url("/device_authorization"))
-        .form(&[("client_id", "chat-example"), ("scope", "openid profile")])
-        .send()
-        .await
-        .expect("device authorization")
-        .json()
-        .await
-        .expect("JSON");
-    idp.control()
-        .approve_device(device["user_code"].as_str().expect("user_code"), user)
-        .expect("approve");
-    let tokens: Value = http
-        .post(idp.url("/token"))
-        .form(&[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-            ("device_code", device["device_code"].as_str().expect("code")),
-            ("client_id", "chat-example"),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("JSON");
-    tokens["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_owned()
 }
 
 /// Sends for `seconds` keeping `window` sends unacknowledged; counts acks.
@@ -207,7 +175,7 @@ fn main() {
         let most = options.senders.iter().copied().max().unwrap_or(0);
         let mut tokens = Vec::new();
         for i in 0..most {
-            tokens.push(token(&http, &idp, &format!("sender{i}")).await);
+            tokens.push(device_token(&http, &idp, &format!("sender{i}")).await);
         }
         let scratch = sessionkit_tests::scratch::ScratchDir::new("acks-bench");
         let mut pg = TestDatabase::create("acks_bench").await;

@@ -8,7 +8,7 @@
 
 use sessionkit_examples::server::{ChatServer, Database, ServerConfig};
 
-use crate::support::{Stack, User, messages};
+use crate::support::{Stack, User, connected_to, messages};
 
 /// A `ws://` URL where nothing listens (a port bound, then let go).
 async fn dead_url() -> String {
@@ -18,15 +18,6 @@ async fn dead_url() -> String {
     let addr = listener.local_addr().expect("addr");
     drop(listener);
     format!("ws://{addr}/ws")
-}
-
-/// The server `chat --plain` said it connected to, the `nth` time (from 1).
-pub(crate) fn connected_to(stderr: &str, nth: usize) -> Option<String> {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("chat: connected to "))
-        .nth(nth - 1)
-        .map(str::to_owned)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,11 +50,11 @@ async fn the_users_of_a_stack_are_spread_over_its_nodes() {
     assert_eq!(stack.server_urls.len(), nodes);
     let (alice, bob, mut a, mut b) = support::chatting_pair(&stack).await;
     assert_eq!(
-        failover::connected_to(&a.stderr(), 1).as_deref(),
+        support::connected_to(&a.stderr(), 1).as_deref(),
         Some(stack.server_urls[0].as_str())
     );
     assert_eq!(
-        failover::connected_to(&b.stderr(), 1).as_deref(),
+        support::connected_to(&b.stderr(), 1).as_deref(),
         Some(stack.server_urls[1 % nodes].as_str())
     );
     a.send("across the nodes").await;

@@ -13,8 +13,9 @@ use sessionkit_examples::server::{ChatServer, Database, ServerConfig};
 use sessionkit_mock_idp::MockIdp;
 use sessionkit_tests::postgres::TestDatabase;
 
-use crate::failover::connected_to;
-use crate::support::{PATIENCE, Plain, ServerProcess, User, messages};
+use crate::support::{
+    PATIENCE, Plain, ServerProcess, User, connected_to, connection, messages, plain_landing_on,
+};
 
 /// Lines alice types before the stop, while moving, and after the move.
 const PER_PHASE: u64 = 5;
@@ -25,37 +26,6 @@ async fn idp() -> MockIdp {
         .start()
         .await
         .expect("mock idp")
-}
-
-/// Waits until `plain` has connected `nth` times (from 1); returns where.
-async fn connection(plain: &Plain, nth: usize) -> String {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(url) = connected_to(&plain.stderr(), nth) {
-            return url;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no connection #{nth}: {}",
-            plain.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// `user`'s `chat --plain` on both `servers`, started again until its
-/// (random) first pick is `want`.
-async fn plain_landing_on(user: &User, servers: &[&str], want: &str) -> Plain {
-    for _ in 0..20 {
-        let plain = user.plain_on_servers(servers, false);
-        plain.expect_status("joined #general").await;
-        if connection(&plain, 1).await == want {
-            return plain;
-        }
-        let (status, _, stderr) = plain.finish().await;
-        assert!(status.success(), "{stderr}");
-    }
-    panic!("20 random starts, none on {want}");
 }
 
 /// alice and bob signed in, each with `chat --plain` on both servers and

@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 #[path = "../chat/support.rs"]
 pub mod chat;
 
-pub use chat::{PATIENCE, Plain, User, messages};
+pub use chat::{PATIENCE, User, connection, messages, plain_landing_on};
 
 /// A mock IdP on a free port.
 pub async fn idp() -> MockIdp {
@@ -32,46 +32,6 @@ pub async fn idp() -> MockIdp {
         .start()
         .await
         .expect("mock idp")
-}
-
-/// The URL `chat --plain` printed its `nth` (from 1) "connected to" for.
-pub fn connected_to(stderr: &str, nth: usize) -> Option<String> {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("chat: connected to "))
-        .nth(nth - 1)
-        .map(|url| url.trim().to_owned())
-}
-
-/// Waits until `plain` has connected `nth` times (from 1); returns where.
-pub async fn connection(plain: &Plain, nth: usize) -> String {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(url) = connected_to(&plain.stderr(), nth) {
-            return url;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no connection #{nth}: {}",
-            plain.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// `user`'s `chat --plain` on `servers`, started again until its (random)
-/// first pick is `want`; joined to #general.
-pub async fn plain_landing_on(user: &User, servers: &[&str], want: &str) -> Plain {
-    for _ in 0..30 {
-        let plain = user.plain_on_servers(servers, false);
-        plain.expect_status("joined #general").await;
-        if connection(&plain, 1).await == want {
-            return plain;
-        }
-        let (status, _, stderr) = plain.finish().await;
-        assert!(status.success(), "{stderr}");
-    }
-    panic!("30 random starts, none on {want}");
 }
 
 /// The back-channel logout URL of the node whose WebSocket URL is `ws_url`.

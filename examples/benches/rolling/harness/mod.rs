@@ -19,13 +19,16 @@ pub(crate) mod measure;
 pub(crate) mod member;
 pub(crate) mod node;
 
+#[path = "../../common/device_token.rs"]
+mod device_token;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use device_token::device_token;
 use futures_util::StreamExt as _;
-use serde_json::Value;
-use sessionkit_mock_idp::{MockIdp, User};
+use sessionkit_mock_idp::MockIdp;
 use sessionkit_tests::postgres::TestDatabase;
 use sessionkit_tests::scratch::ScratchDir;
 use tokio_util::sync::CancellationToken;
@@ -106,43 +109,6 @@ impl Config {
     }
 }
 
-/// An access token for `user` (added to the provider), through the device
-/// flow as a real client gets one.
-async fn token(http: &reqwest::Client, idp: &MockIdp, user: &str) -> String {
-    idp.control()
-        .put_user(User::simple(user))
-        .expect("add user");
-    let device: Value = http
-        .post(idp.url("/device_authorization"))
-        .form(&[("client_id", "chat-example"), ("scope", "openid profile")])
-        .send()
-        .await
-        .expect("device authorization")
-        .json()
-        .await
-        .expect("JSON");
-    idp.control()
-        .approve_device(device["user_code"].as_str().expect("user_code"), user)
-        .expect("approve");
-    let tokens: Value = http
-        .post(idp.url("/token"))
-        .form(&[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-            ("device_code", device["device_code"].as_str().expect("code")),
-            ("client_id", "chat-example"),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("JSON");
-    tokens["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_owned()
-}
-
 /// Waits until `done` holds, polling; panics with `what` after `patience`.
 async fn wait_until(patience: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + patience;
@@ -168,7 +134,7 @@ pub(crate) async fn run(config: &Config, db: &TestDatabase) -> Report {
     let tokens: Vec<String> = futures_util::stream::iter(0..config.clients)
         .map(|i| {
             let (http, idp) = (&http, &idp);
-            async move { token(http, idp, &format!("u{i}")).await }
+            async move { device_token(http, idp, &format!("u{i}")).await }
         })
         .buffered(16)
         .collect()
