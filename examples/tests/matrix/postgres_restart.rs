@@ -210,14 +210,26 @@ async fn logout() {
         Some(4003),
         "the other node closes once the redelivered logout is recorded"
     );
-    let statuses: Vec<_> = world
-        .idp
-        .control()
-        .deliveries()
-        .iter()
-        .map(|d| d.status)
-        .collect();
-    assert_eq!(statuses.last(), Some(&Some(200)), "{statuses:?}");
+    // The node records the revocation (and its NOTIFY closes the socket on
+    // the other node) before its 200 reaches the provider: wait for that.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let statuses: Vec<_> = world
+            .idp
+            .control()
+            .deliveries()
+            .iter()
+            .map(|d| d.status)
+            .collect();
+        if statuses.last() == Some(&Some(200)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the redelivery never got a 200: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for url in &urls {
         assert_eq!(
             handshake(url, token.secret()).await.err(),
