@@ -34,6 +34,9 @@
 //!
 //! mock-idp's accept loop (`mock-idp/src/limits.rs`) follows the same rules;
 //! the two servers share no crate, so each keeps its own copy.
+//!
+//! (Over 500 lines: the accept loop and its limits are one concern; about
+//! 110 lines at the end are their unit tests.)
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
