@@ -314,18 +314,24 @@ impl Cluster {
         self.dir.path().join("data").to_string_lossy().into_owned()
     }
 
-    /// Runs one of PostgreSQL's programs as the cluster's owner; panics with
-    /// its output (and the server log) when it fails.
-    fn run(&self, program: &str, args: &[&str]) {
+    /// One of PostgreSQL's programs, to run as the cluster's owner.
+    fn command(&self, program: &str) -> Command {
         let exe = self.bindir.join(program);
-        let mut cmd = if self.as_postgres {
+        if self.as_postgres {
             let mut cmd = Command::new("runuser");
             cmd.args(["-u", "postgres", "--"]).arg(&exe);
             cmd
         } else {
             Command::new(&exe)
-        };
-        let out = cmd
+        }
+    }
+
+    /// Runs one of PostgreSQL's programs as the cluster's owner; panics with
+    /// its output (and the server log) when it fails.
+    fn run(&self, program: &str, args: &[&str]) {
+        let exe = self.bindir.join(program);
+        let out = self
+            .command(program)
             .args(args)
             .current_dir(self.dir.path())
             .stdin(std::process::Stdio::null())
@@ -347,15 +353,8 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Stopped before its directory goes; `-m immediate`: nothing to keep.
-        let exe = self.bindir.join("pg_ctl");
-        let mut cmd = if self.as_postgres {
-            let mut cmd = Command::new("runuser");
-            cmd.args(["-u", "postgres", "--"]).arg(&exe);
-            cmd
-        } else {
-            Command::new(&exe)
-        };
-        let _ = cmd
+        let _ = self
+            .command("pg_ctl")
             .args(["-D", &self.data(), "-m", "immediate", "stop"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

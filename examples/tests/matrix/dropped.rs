@@ -101,10 +101,7 @@ async fn connect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send() {
     let expired = Expired::under(drop_on("token")).await;
-    expired.chat.send("a-2").await;
-    expired.chat.send("a-3").await;
-    assert_eq!(expired.chat.unacked.ids(), ["a-2", "a-3"]);
-    expired.heal().await;
+    expired.send_two_then_heal().await;
 
     // A line in flight as the chat socket is reset, one sent while it is
     // down: each re-sent on the new connection and stored once.

@@ -123,10 +123,7 @@ async fn connect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send() {
     let expired = Expired::under(unavailable("token")).await;
-    expired.chat.send("a-2").await;
-    expired.chat.send("a-3").await;
-    assert_eq!(expired.chat.unacked.ids(), ["a-2", "a-3"]);
-    expired.heal().await;
+    expired.send_two_then_heal().await;
     expired.chat.send("a-4").await;
     expired.chat.all_acked().await;
     expired

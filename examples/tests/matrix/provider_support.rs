@@ -390,6 +390,15 @@ impl Expired {
 
     /// The provider answers again: the client connects with a fresh token
     /// and joins again; everything sent is acknowledged.
+    /// Sends `a-2` and `a-3` while no token can be had (both queued,
+    /// unacknowledged), then [`Expired::heal`]s: both acknowledged.
+    pub async fn send_two_then_heal(&self) {
+        self.chat.send("a-2").await;
+        self.chat.send("a-3").await;
+        assert_eq!(self.chat.unacked.ids(), ["a-2", "a-3"]);
+        self.heal().await;
+    }
+
     pub async fn heal(&self) {
         assert!(!connected(&self.chat.client.current_state()));
         assert!(kept(&self.session));
