@@ -17,14 +17,16 @@
 //!   replay cache keeps it until `exp`).
 //!
 //! Every refusal says which check failed; the endpoints answer it as a 401
-//! `invalid_client`.
+//! `invalid_client`. An assertion that passes every check while the replay
+//! cache is full of live `jti`s is answered 503 `temporarily_unavailable`
+//! with `Retry-After`: forgetting a live one would let it be replayed.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::dpop::ReplayCache;
 use crate::dpop::jwk::PublicKey;
+use crate::dpop::{ReplayCache, Use};
 
 /// The `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
 pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -103,15 +105,46 @@ pub(crate) fn claimed_client(assertion: &str) -> Result<String, String> {
         .ok_or_else(|| "the assertion has no iss".to_owned())
 }
 
+/// Why an assertion was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// A check failed: which one, and why (a 401 `invalid_client`).
+    Invalid(String),
+    /// Every check passed, but the replay cache is full of live `jti`s, so
+    /// this one could not be recorded (a 503: try again in `retry_after_secs`).
+    Busy {
+        /// Seconds until the first remembered assertion expires.
+        retry_after_secs: u64,
+    },
+}
+
 /// Checks `assertion` as `client_id`'s, signed by one of the keys of its
-/// JWKS `jwks` (`{"keys": [...]}`), and records its `jti`. `Err` says which
-/// check failed.
+/// JWKS `jwks` (`{"keys": [...]}`), and records its `jti`, unless it was
+/// recorded before (a replay) or there is no room for it.
 pub(crate) fn verify(
     assertion: &str,
     client_id: &str,
     jwks: &Value,
     check: &AssertionCheck<'_>,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
+    let (key, exp) = checked(assertion, client_id, jwks, check).map_err(Refusal::Invalid)?;
+    match check.replay.first_use(key, exp, check.now) {
+        Use::First => Ok(()),
+        Use::Replayed => Err(Refusal::Invalid(
+            "the jti was used before (replay): make a new assertion for every request".to_owned(),
+        )),
+        Use::Full { retry_after_secs } => Err(Refusal::Busy { retry_after_secs }),
+    }
+}
+
+/// Every check of [`verify`] but the replay cache's; `Ok` holds the key
+/// its `jti` is remembered by and until when.
+fn checked(
+    assertion: &str,
+    client_id: &str,
+    jwks: &Value,
+    check: &AssertionCheck<'_>,
+) -> Result<([u8; 32], i64), String> {
     let parts = parts(assertion)?;
     if parts.header.contains_key("crit") {
         return Err("the crit header names extensions this provider lacks".to_owned());
@@ -184,12 +217,7 @@ pub(crate) fn verify(
         .filter(|j| !j.is_empty() && j.len() <= 512)
         .ok_or("the jti claim is missing (or longer than 512 characters)")?;
     let key = crate::keys::sha256(format!("{client_id}\0{jti}").as_bytes());
-    if !check.replay.first_use(key, exp, now) {
-        return Err(
-            "the jti was used before (replay): make a new assertion for every request".to_owned(),
-        );
-    }
-    Ok(())
+    Ok((key, exp))
 }
 
 /// A NumericDate claim (RFC 7519 §2: a fraction is allowed); `Ok(None)` when absent.

@@ -457,6 +457,13 @@ pub struct Config {
     /// can require it for itself
     /// ([`ClientConfig::require_pushed_authorization_requests`]).
     pub require_pushed_authorization_requests: bool,
+    /// How many DPoP proofs, and apart from them how many client assertions
+    /// (`private_key_jwt`), the provider remembers while they are live, to
+    /// refuse replays (default 100,000 each). When that many are live, a
+    /// new one is answered 503 `temporarily_unavailable` with `Retry-After`
+    /// (when the first of them expires) rather than forgetting a live one,
+    /// which would let it be replayed.
+    pub replay_cache_capacity: usize,
 }
 
 /// The back-channel logout URL of the built-in `chat-example` client: the
@@ -491,6 +498,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             require_dpop_nonce: false,
             require_pushed_authorization_requests: false,
+            replay_cache_capacity: 100_000,
         }
     }
 }
@@ -541,6 +549,11 @@ impl Config {
             return Err(Error::Config(format!(
                 "auto_login names unknown user {user:?}"
             )));
+        }
+        if self.replay_cache_capacity == 0 {
+            return Err(Error::Config(
+                "replay_cache_capacity must be at least 1".to_owned(),
+            ));
         }
         if self.control_remote && self.control_secret == SecretSource::None {
             return Err(Error::Config(

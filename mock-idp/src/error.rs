@@ -44,6 +44,8 @@ pub(crate) struct OAuthError {
     pub(crate) error: &'static str,
     pub(crate) description: String,
     pub(crate) www_authenticate: Option<String>,
+    /// A `Retry-After` header, in seconds (with a 503).
+    pub(crate) retry_after_secs: Option<u64>,
 }
 
 impl OAuthError {
@@ -57,7 +59,22 @@ impl OAuthError {
             error,
             description: description.into(),
             www_authenticate: None,
+            retry_after_secs: None,
         }
+    }
+    /// A 503 `temporarily_unavailable`: the request may succeed in
+    /// `retry_after_secs`.
+    pub(crate) fn temporarily_unavailable(
+        description: impl Into<String>,
+        retry_after_secs: u64,
+    ) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            description,
+        );
+        e.retry_after_secs = Some(retry_after_secs);
+        e
     }
     pub(crate) fn invalid_request(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
@@ -101,6 +118,9 @@ impl IntoResponse for OAuthError {
             .and_then(|v| HeaderValue::from_str(&v).ok())
         {
             headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

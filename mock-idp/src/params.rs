@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 
-use crate::client_assertion::{ASSERTION_TYPE, AssertionCheck};
+use crate::client_assertion::{ASSERTION_TYPE, AssertionCheck, Refusal};
 use crate::config::ClientAuthMethod;
 use crate::error::OAuthError;
 use crate::state::{RegisteredClient, Settings};
@@ -260,8 +260,15 @@ fn authenticate_assertion<'a>(
             ));
         }
     };
-    crate::client_assertion::verify(assertion, &client_id, jwks, assertions)
-        .map_err(|why| refuse(format!("client assertion refused: {why}")))?;
+    crate::client_assertion::verify(assertion, &client_id, jwks, assertions).map_err(
+        |refusal| match refusal {
+            Refusal::Invalid(why) => refuse(format!("client assertion refused: {why}")),
+            Refusal::Busy { retry_after_secs } => OAuthError::temporarily_unavailable(
+                "the provider remembers as many client assertions as it can until older ones expire; try again",
+                retry_after_secs,
+            ),
+        },
+    )?;
     Ok(client)
 }
 

@@ -471,9 +471,9 @@ impl Shared {
             http,
             max_body_bytes: config.max_body_bytes,
             tasks,
-            dpop_replay: crate::dpop::ReplayCache::default(),
+            dpop_replay: crate::dpop::ReplayCache::new(config.replay_cache_capacity),
             dpop_nonces: crate::dpop::Nonces::default(),
-            assertion_replay: crate::dpop::ReplayCache::default(),
+            assertion_replay: crate::dpop::ReplayCache::new(config.replay_cache_capacity),
         })
     }
 

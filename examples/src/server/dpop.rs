@@ -141,6 +141,7 @@ impl Refusal {
                 "proof outside the iat window"
             }
             Self::Proof(ProofError::NonceMissing | ProofError::NonceStale) => "nonce required",
+            Self::Proof(ProofError::ReplayCacheFull { .. }) => "replay cache full",
             Self::Proof(_) => "invalid proof",
             Self::BoundAsBearer => "DPoP-bound token sent as Bearer",
             Self::NotBound => "DPoP proof with an unbound token",
@@ -311,17 +312,30 @@ impl Verifier {
 }
 
 /// 401 with a `DPoP` challenge for `refusal`, and the server's nonce when
-/// it requires them.
+/// it requires them; 503 with `Retry-After` when the proof could not be
+/// recorded (the replay cache is full of live proofs: the client is not at
+/// fault and tries again).
 pub(crate) fn refused(refusal: &Refusal, nonce: Option<String>) -> Response {
     let description = refusal.description();
     let body = serde_json::json!({
         "error": refusal.error_code(),
         "error_description": description,
     });
-    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    let retry_after = match refusal {
+        Refusal::Proof(e) => e.retry_after_secs(),
+        _ => None,
+    };
+    let status = match retry_after {
+        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+        None => StatusCode::UNAUTHORIZED,
+    };
+    let mut response = (status, axum::Json(body)).into_response();
     let headers = response.headers_mut();
-    let challenge = dpop::challenge(refusal.error_code(), &description);
-    if let Ok(value) = HeaderValue::from_str(&challenge) {
+    if let Some(secs) = retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    } else if let Ok(value) =
+        HeaderValue::from_str(&dpop::challenge(refusal.error_code(), &description))
+    {
         headers.insert(header::WWW_AUTHENTICATE, value);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -437,5 +451,21 @@ mod tests {
                 .starts_with(r#"DPoP error="invalid_token""#)
         );
         assert!(bearer.headers().get("dpop-nonce").is_none());
+    }
+
+    #[test]
+    fn a_proof_the_server_cannot_record_is_a_503_to_try_again() {
+        let response = refused(
+            &Refusal::Proof(ProofError::ReplayCacheFull {
+                retry_after_secs: 42,
+            }),
+            None,
+        );
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "42");
+        assert!(
+            response.headers().get(header::WWW_AUTHENTICATE).is_none(),
+            "no challenge: the proof itself was fine"
+        );
     }
 }

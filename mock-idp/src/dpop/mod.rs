@@ -23,7 +23,10 @@
 //!   `nonce` is the current (or previous) one, else
 //!   [`ProofError::NonceMissing`] / [`ProofError::NonceStale`], whose
 //!   [`error_code`](ProofError::error_code) is `use_dpop_nonce`;
-//! - last, the proof was not seen before (its `jti` under its key).
+//! - last, the proof was not seen before (its `jti` under its key); when
+//!   the replay cache is full of live proofs, a new one is refused with
+//!   [`ProofError::ReplayCacheFull`] (a 503, try again) rather than
+//!   forgetting one.
 //!
 //! What the proof proves, its key's thumbprint ([`VerifiedProof::jkt`]),
 //! is then compared by the caller with the token's `cnf.jkt`
@@ -50,13 +53,14 @@
 //!
 //! Layout: this file holds the request, the checks and the errors; `jwk`
 //! the keys and thumbprints; `replay` the replay cache and the nonces.
-//! Why this file is ~540 lines: the checks run in the RFC's order and each
+//! Why this file is ~580 lines: the checks run in the RFC's order and each
 //! has its error, and the two are read together; a fifth of it is rustdoc.
 
 pub(crate) mod jwk;
 mod replay;
 
 pub use jwk::{SUPPORTED_ALGS, jwk_thumbprint};
+pub(crate) use replay::Use;
 pub use replay::{Nonces, ReplayCache};
 
 use base64::Engine as _;
@@ -149,17 +153,41 @@ pub enum ProofError {
     /// The proof is signed by another key than the token is bound to.
     #[error("the DPoP proof is signed by another key than the one the token is bound to")]
     KeyMismatch,
+    /// The replay cache is full of proofs still within their window: this
+    /// one could not be recorded, so it is not accepted (forgetting a live
+    /// one would let it be replayed). A server answers 503 with
+    /// `Retry-After` ([`ProofError::retry_after_secs`]).
+    #[error(
+        "the server remembers as many DPoP proofs as it can until older ones expire; try again in {retry_after_secs} s"
+    )]
+    ReplayCacheFull {
+        /// Seconds until the first remembered proof expires.
+        retry_after_secs: u64,
+    },
 }
 
 impl ProofError {
     /// The OAuth error code for this error: `use_dpop_nonce` for a missing or
     /// stale nonce (RFC 9449 §8, §9), `invalid_token` for a proof by another
-    /// key than the token's, `invalid_dpop_proof` for every other.
+    /// key than the token's, `temporarily_unavailable` for a full replay
+    /// cache, `invalid_dpop_proof` for every other.
     pub fn error_code(&self) -> &'static str {
         match self {
             ProofError::NonceMissing | ProofError::NonceStale => "use_dpop_nonce",
             ProofError::KeyMismatch => "invalid_token",
+            ProofError::ReplayCacheFull { .. } => "temporarily_unavailable",
             _ => "invalid_dpop_proof",
+        }
+    }
+
+    /// `Some(seconds)` when the proof was not refused for what it is but
+    /// because the server is full ([`ProofError::ReplayCacheFull`]): answer
+    /// `503 Service Unavailable` with `Retry-After: seconds`, not a 400 or a
+    /// 401 challenge, so that the client tries again rather than giving up.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ProofError::ReplayCacheFull { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 
@@ -468,8 +496,12 @@ pub fn verify_proof(
         }
     }
     let replay_key = crate::keys::sha256(format!("{jkt}.{jti}").as_bytes());
-    if !replay.first_use(replay_key, iat.saturating_add(window), now) {
-        return Err(ProofError::Replayed);
+    match replay.first_use(replay_key, iat.saturating_add(window), now) {
+        Use::First => {}
+        Use::Replayed => return Err(ProofError::Replayed),
+        Use::Full { retry_after_secs } => {
+            return Err(ProofError::ReplayCacheFull { retry_after_secs });
+        }
     }
     Ok(VerifiedProof {
         jkt,

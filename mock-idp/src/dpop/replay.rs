@@ -8,10 +8,15 @@ use std::sync::Mutex;
 use aws_lc_rs::hmac;
 
 /// The `jti`s of the proofs accepted within their time window, so that each
-/// proof is accepted once (RFC 9449 §11.1). Bounded: past `capacity`
-/// entries the oldest is forgotten (an entry is useless anyway once its
-/// proof's `iat` is out of the window). Cheap to share behind an `Arc`; one
-/// cache serves every endpoint of a server, since a proof names its URL.
+/// proof is accepted once (RFC 9449 §11.1). Bounded, and closed when full:
+/// an entry is forgotten only once its time is over (its proof would be
+/// refused as too old by then anyway); while `capacity` entries are all
+/// still live, a new proof is refused ([`ProofError::ReplayCacheFull`],
+/// with the time until the first of them ends), since forgetting a live
+/// entry would let its proof be replayed. Cheap to share behind an `Arc`;
+/// one cache serves every endpoint of a server, since a proof names its URL.
+///
+/// [`ProofError::ReplayCacheFull`]: crate::dpop::ProofError::ReplayCacheFull
 #[derive(Debug)]
 pub struct ReplayCache {
     capacity: usize,
@@ -24,6 +29,27 @@ struct Seen {
     until: HashMap<[u8; 32], i64>,
     /// Keys in the order they came, to forget the oldest first.
     order: VecDeque<([u8; 32], i64)>,
+    /// When full: the earliest time any entry ends, as of the last sweep of
+    /// the whole map (entries have different lifetimes, so the ones whose
+    /// time is over are not all at the front of `order`). Until then a
+    /// sweep would find nothing: at most one sweep per entry ending.
+    full_until: Option<i64>,
+}
+
+/// What [`ReplayCache::first_use`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// Not seen within its time: recorded now.
+    First,
+    /// Seen, and still remembered: a replay.
+    Replayed,
+    /// Not seen, but every place is taken by an entry whose time is not
+    /// over: not recorded, to be refused. The first of them ends in
+    /// `retry_after_secs` (at least 1).
+    Full {
+        /// Seconds until a place frees up.
+        retry_after_secs: u64,
+    },
 }
 
 impl Default for ReplayCache {
@@ -42,14 +68,19 @@ impl ReplayCache {
         }
     }
 
-    /// Records `key` as seen until `until`; `false` when it was seen already
-    /// and is still remembered (a replay).
-    pub(crate) fn first_use(&self, key: [u8; 32], until: i64, now: i64) -> bool {
+    /// Records `key` as seen until `until` (Unix seconds), unless it is
+    /// remembered already (a replay) or the cache is full of live entries.
+    pub(crate) fn first_use(&self, key: [u8; 32], until: i64, now: i64) -> Use {
         let mut seen = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let Seen { until: map, order } = &mut *seen;
+        let Seen {
+            until: map,
+            order,
+            full_until,
+        } = &mut *seen;
+        // The oldest entries first: cheap, and most entries end in the
+        // order they came.
         while let Some((oldest, oldest_until)) = order.front().copied() {
-            let full = map.len() >= self.capacity;
-            if oldest_until >= now && !full {
+            if oldest_until >= now {
                 break;
             }
             order.pop_front();
@@ -58,14 +89,25 @@ impl ReplayCache {
                 map.remove(&oldest);
             }
         }
-        match map.get(&key) {
-            Some(t) if *t >= now => false,
-            _ => {
-                map.insert(key, until);
-                order.push_back((key, until));
-                true
+        if map.get(&key).is_some_and(|t| *t >= now) {
+            return Use::Replayed;
+        }
+        if map.len() >= self.capacity {
+            if full_until.is_none_or(|t| t < now) {
+                map.retain(|_, t| *t >= now);
+                order.retain(|(k, t)| map.get(k) == Some(t));
+                *full_until = map.values().min().copied();
+            }
+            if map.len() >= self.capacity {
+                let first_end = full_until.unwrap_or(now);
+                let retry_after_secs = u64::try_from(first_end - now + 1).unwrap_or(1).max(1);
+                return Use::Full { retry_after_secs };
             }
         }
+        *full_until = None;
+        map.insert(key, until);
+        order.push_back((key, until));
+        Use::First
     }
 
     /// How many proofs it remembers now.
@@ -163,28 +205,71 @@ mod tests {
     #[test]
     fn a_key_is_accepted_once_until_it_expires() {
         let cache = ReplayCache::new(10);
-        assert!(cache.first_use(key(1), 160, 100));
-        assert!(!cache.first_use(key(1), 160, 150));
-        assert!(cache.first_use(key(2), 170, 150));
+        assert_eq!(cache.first_use(key(1), 160, 100), Use::First);
+        assert_eq!(cache.first_use(key(1), 160, 150), Use::Replayed);
+        assert_eq!(cache.first_use(key(2), 170, 150), Use::First);
         // Past its time the entry is forgotten, and the key usable again
         // (its proof would be refused as too old by then anyway).
-        assert!(cache.first_use(key(1), 230, 161));
-        assert!(!cache.first_use(key(1), 230, 200));
+        assert_eq!(cache.first_use(key(1), 230, 161), Use::First);
+        assert_eq!(cache.first_use(key(1), 230, 200), Use::Replayed);
         assert_eq!(cache.len(), 1, "key 2's time is over");
     }
 
     #[test]
-    fn the_cache_is_bounded_and_forgets_the_oldest_first() {
+    fn a_full_cache_refuses_new_keys_and_forgets_no_live_one() {
         let cache = ReplayCache::new(3);
-        for n in 0..5 {
-            assert!(cache.first_use(key(n), 1_000, 0));
+        for n in 0..3 {
+            assert_eq!(cache.first_use(key(n), 1_000 + i64::from(n), 0), Use::First);
         }
-        assert_eq!(cache.len(), 3);
-        assert!(!cache.first_use(key(4), 1_000, 0), "recent ones are kept");
-        assert!(
-            cache.first_use(key(0), 1_000, 0),
-            "the oldest was forgotten"
+        assert_eq!(
+            cache.first_use(key(3), 1_000, 10),
+            Use::Full {
+                retry_after_secs: 991
+            },
+            "the first entry ends at 1,000: a place frees up at 1,001"
         );
+        assert_eq!(cache.len(), 3);
+        for n in 0..3 {
+            assert_eq!(
+                cache.first_use(key(n), 2_000, 999),
+                Use::Replayed,
+                "key {n} is still remembered: its replay is refused"
+            );
+        }
+        // Key 0's time is over: its place is free, for one new key.
+        assert_eq!(cache.first_use(key(3), 2_000, 1_001), Use::First);
+        assert!(matches!(
+            cache.first_use(key(4), 2_000, 1_001),
+            Use::Full { .. }
+        ));
+    }
+
+    #[test]
+    fn a_full_cache_finds_ended_entries_behind_live_ones() {
+        // The entry that came first lives longest: the ended ones behind it
+        // are not at the front of the queue.
+        let cache = ReplayCache::new(3);
+        assert_eq!(cache.first_use(key(0), 5_000, 0), Use::First);
+        assert_eq!(cache.first_use(key(1), 100, 0), Use::First);
+        assert_eq!(cache.first_use(key(2), 200, 0), Use::First);
+        assert_eq!(
+            cache.first_use(key(3), 5_000, 50),
+            Use::Full {
+                retry_after_secs: 51
+            }
+        );
+        assert_eq!(
+            cache.first_use(key(3), 5_000, 101),
+            Use::First,
+            "key 1 ended"
+        );
+        assert_eq!(cache.first_use(key(0), 5_000, 101), Use::Replayed);
+        assert_eq!(
+            cache.first_use(key(4), 5_000, 201),
+            Use::First,
+            "key 2 ended"
+        );
+        assert_eq!(cache.len(), 3);
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //!   `Authorization: DPoP` with a proof by its key (and `ath`) when it is;
 //!   refusals are 401s with a `WWW-Authenticate: DPoP …` challenge.
 //!
+//! A proof the provider cannot record because its replay cache is full of
+//! live ones is answered 503 `temporarily_unavailable` with `Retry-After`
+//! at every endpoint: the client is not at fault and should try again.
+//!
 //! The `DPoP-Nonce` header goes on every answer of these endpoints while
 //! nonces are required (`server::observe` adds it), so a client always
 //! holds a current one.
@@ -60,9 +64,22 @@ fn verify(
     verified
 }
 
-/// A token endpoint error for a refused proof (RFC 9449 §5, §8).
+/// A token endpoint error for a refused proof (RFC 9449 §5, §8): a 400, or
+/// a 503 when the provider could not record the proof (full replay cache).
 fn token_endpoint_error(err: &ProofError) -> OAuthError {
-    OAuthError::new(StatusCode::BAD_REQUEST, err.error_code(), err.to_string())
+    match err.retry_after_secs() {
+        Some(secs) => OAuthError::temporarily_unavailable(err.to_string(), secs),
+        None => OAuthError::new(StatusCode::BAD_REQUEST, err.error_code(), err.to_string()),
+    }
+}
+
+/// A resource endpoint's error for a refused proof: a 401 with a DPoP
+/// challenge, or a 503 when the provider could not record the proof.
+fn resource_proof_error(err: &ProofError) -> OAuthError {
+    match err.retry_after_secs() {
+        Some(secs) => OAuthError::temporarily_unavailable(err.to_string(), secs),
+        None => dpop_refusal(err.error_code(), err.to_string()),
+    }
 }
 
 /// The proof of a token request to `path`, checked; `None` when the
@@ -154,7 +171,7 @@ pub(crate) fn resource_access(
     let proof = dpop::proof_header(headers)
         .and_then(|p| p.ok_or(ProofError::Missing))
         .and_then(|proof| verify(shared, method, path, proof, Some(token)))
-        .map_err(|e| dpop_refusal(e.error_code(), e.to_string()))?;
+        .map_err(|e| resource_proof_error(&e))?;
     let Some(bound) = valid.jkt.as_deref() else {
         return Err(dpop_refusal(
             "invalid_token",
@@ -163,6 +180,6 @@ pub(crate) fn resource_access(
     };
     proof
         .check_binding(bound)
-        .map_err(|e| dpop_refusal(e.error_code(), e.to_string()))?;
+        .map_err(|e| resource_proof_error(&e))?;
     Ok(valid)
 }

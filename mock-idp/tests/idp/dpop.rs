@@ -12,7 +12,7 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use sessionkit_mock_idp::{ClientConfig, MockIdp};
+use sessionkit_mock_idp::{ClientConfig, Config, MockIdp};
 
 use crate::support::*;
 
@@ -781,6 +781,59 @@ async fn required_nonces_are_challenged_then_accepted_and_rotate() {
     let answer = refresh_with(&idp, rt, &[proof]).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.header("dpop-nonce"), None);
+}
+
+#[tokio::test]
+async fn a_full_replay_cache_answers_503_and_forgets_no_live_proof() {
+    let idp = MockIdp::builder()
+        .config(Config {
+            replay_cache_capacity: 2,
+            ..Config::default()
+        })
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("mock idp starts");
+    idp.control().freeze_clock();
+    let key = Key::new();
+    let url = idp.url("/userinfo");
+    // Two live proofs: the token request's, then a userinfo call's.
+    let tokens = bound_tokens(&idp, &key).await;
+    let at = str_of(&tokens, "access_token").to_owned();
+    let first = key.proof(&idp, "GET", &url, &[("ath", ath(&at))]);
+    let answer = get_userinfo(&idp, "DPoP", &at, std::slice::from_ref(&first)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    // A third is refused: not for what it is (no challenge), for now.
+    let third = key.proof(&idp, "GET", &url, &[("ath", ath(&at))]);
+    let answer = get_userinfo(&idp, "DPoP", &at, std::slice::from_ref(&third)).await;
+    let why = answer.refused(503, "temporarily_unavailable");
+    assert!(why.contains("try again"), "{why}");
+    let retry_after: u64 = answer
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!((1..=61).contains(&retry_after), "{retry_after}");
+    assert_eq!(answer.header("www-authenticate"), None);
+    // The same at the token endpoint.
+    let proof = key.proof(&idp, "POST", &idp.url("/token"), &[]);
+    let rt = str_of(&tokens, "refresh_token");
+    refresh_with(&idp, rt, &[proof])
+        .await
+        .refused(503, "temporarily_unavailable");
+
+    // The live proofs were not forgotten to make room: a replay is refused.
+    let answer = get_userinfo(&idp, "DPoP", &at, &[first]).await;
+    let why = answer.refused(401, "invalid_dpop_proof");
+    assert!(why.contains("used before"), "{why}");
+
+    // Once they are out of their window, there is room again.
+    idp.control()
+        .advance_clock(std::time::Duration::from_secs(retry_after));
+    let proof = key.proof(&idp, "GET", &url, &[("ath", ath(&at))]);
+    let answer = get_userinfo(&idp, "DPoP", &at, &[proof]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
 }
 
 #[tokio::test]

@@ -116,7 +116,11 @@ fn good_claims(idp: &MockIdp) -> Value {
 
 /// A provider with the client `APP` registered with `keys`' public keys.
 pub(crate) async fn idp_with(keys: &[&Key]) -> MockIdp {
-    let idp = idp_auto("alice").await;
+    register(idp_auto("alice").await, keys)
+}
+
+/// `idp` with the client `APP` registered with `keys`' public keys.
+fn register(idp: MockIdp, keys: &[&Key]) -> MockIdp {
     let jwks = json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()});
     let mut client = ClientConfig::private_key_jwt(APP, jwks);
     client.grant_types.push("client_credentials".to_owned());
@@ -431,6 +435,50 @@ async fn an_assertion_expires_by_the_providers_clock() {
     idp.control()
         .advance_clock(std::time::Duration::from_secs(61));
     refused(&with_assertion(&idp, &assertion).await, "expired");
+}
+
+#[tokio::test]
+async fn a_full_replay_cache_answers_503_and_forgets_no_live_assertion() {
+    let key = Key::ec();
+    let config = sessionkit_mock_idp::Config {
+        replay_cache_capacity: 1,
+        ..Default::default()
+    };
+    let idp = MockIdp::builder()
+        .config(config)
+        .start()
+        .await
+        .expect("starts");
+    let idp = register(idp, &[&key]);
+    idp.control().freeze_clock();
+    let first = key.assertion(&idp, &[]);
+    assert_eq!(with_assertion(&idp, &first).await.0, 200);
+
+    // A good second assertion while the first is live: no room to record it.
+    let response = http()
+        .post(idp.url("/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", key.assertion(&idp, &[]).as_str()),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(
+        response.headers()["retry-after"],
+        "61",
+        "the first lives 60 s"
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+
+    // The live one was not forgotten to make room.
+    refused(&with_assertion(&idp, &first).await, "replay");
+    idp.control()
+        .advance_clock(std::time::Duration::from_secs(61));
+    assert_eq!(with_assertion(&idp, &key.assertion(&idp, &[])).await.0, 200);
 }
 
 #[tokio::test]
