@@ -4,7 +4,7 @@
 //! needs `Authorization: Bearer SECRET`, and remote peers are allowed only
 //! with `control_remote`).
 //!
-//! Why one file of ~620 lines: one route table behind one guard
+//! Why one file of ~655 lines: one route table behind one guard
 //! (cross-site, `Host`, secret), and a small handler per operation that
 //! decodes JSON and calls `Control`; splitting the handlers would split the
 //! table from the guard that protects it.
@@ -56,6 +56,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/tokens", get(tokens))
         .route("/auto-login", put(auto_login))
         .route("/dpop", get(get_dpop).put(put_dpop))
+        .route(
+            "/refresh-tokens",
+            get(get_refresh_tokens).put(put_refresh_tokens),
+        )
         .route("/clients", post(register_client))
         .route("/clients/{id}/secret", get(client_secret))
         .route("/clients/{id}/backchannel-logout-uri", put(set_backchannel))
@@ -398,6 +402,40 @@ async fn put_dpop(
 ) -> Json<serde_json::Value> {
     control(&shared).set_dpop_nonce_required(settings.nonce_required);
     Json(dpop_state(&shared))
+}
+
+fn refresh_token_state(shared: &Arc<Shared>) -> serde_json::Value {
+    let settings = shared.settings();
+    json!({
+        "rotate": settings.rotate_refresh_tokens,
+        "reuse_grace_secs": settings.refresh_token_reuse_grace,
+    })
+}
+
+async fn get_refresh_tokens(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(refresh_token_state(&shared))
+}
+
+/// Any subset of the refresh-token policy.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshTokenSettings {
+    rotate: Option<bool>,
+    reuse_grace_secs: Option<u64>,
+}
+
+async fn put_refresh_tokens(
+    State(shared): State<Arc<Shared>>,
+    Json(settings): Json<RefreshTokenSettings>,
+) -> Json<serde_json::Value> {
+    let c = control(&shared);
+    if let Some(rotate) = settings.rotate {
+        c.set_refresh_token_rotation(rotate);
+    }
+    if let Some(secs) = settings.reuse_grace_secs {
+        c.set_refresh_token_reuse_grace(std::time::Duration::from_secs(secs));
+    }
+    Json(refresh_token_state(&shared))
 }
 
 async fn register_client(

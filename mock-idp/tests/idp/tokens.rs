@@ -218,8 +218,28 @@ async fn a_reuse_within_the_grace_gets_fresh_tokens_and_after_it_revokes() {
         .expect("the config file names it");
     assert_eq!(config.refresh_token_reuse_grace, 30);
     let idp = idp_auto("alice").await;
-    idp.control()
-        .set_refresh_token_reuse_grace(std::time::Duration::from_secs(30));
+    // Through the HTTP control API, as a script would (the same as
+    // `Control::set_refresh_token_reuse_grace`).
+    let put = |body: serde_json::Value| {
+        http()
+            .put(idp.url("/_control/refresh-tokens"))
+            .json(&body)
+            .send()
+    };
+    let state: serde_json::Value = put(serde_json::json!({"reuse_grace_secs": 30}))
+        .await
+        .expect("control")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        state,
+        serde_json::json!({"rotate": true, "reuse_grace_secs": 30})
+    );
+    let unknown = put(serde_json::json!({"grace": 30}))
+        .await
+        .expect("control");
+    assert_eq!(unknown.status().as_u16(), 422, "unknown fields are refused");
     let t = consented_tokens(&idp, "openid offline_access").await;
     let first = t["refresh_token"].as_str().expect("rt").to_owned();
     let (status, r1) = refresh(&idp, &first).await;
