@@ -109,9 +109,20 @@ fn a_test_host_delays_partitions_and_loses_packets_and_leaves_nothing_behind() {
     assert_eq!(back[0], 4);
 
     // 30 % loss: some packets go, every byte still comes back in order.
+    // On a connection that has seen only the clear path: the one above has
+    // learnt a 400 ms round trip, so its retransmission timer starts near
+    // 1 s and five losses of one segment in a row (0.3^5, a few percent
+    // over this loop) outlasted a 20 s read. Here it starts at 200 ms, and
+    // the read waits 60 s: eight losses in a row (0.3^8 ≈ 7e-5 a segment).
+    host.impair(Impairment::Clear).unwrap();
+    let mut lossy = connect();
+    round_trip(&mut lossy, 9);
+    lossy
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     host.impair(Impairment::Loss(30)).unwrap();
     for byte in 10..25 {
-        round_trip(&mut stream, byte);
+        round_trip(&mut lossy, byte);
     }
     let dropped = host.dropped();
     eprintln!("15 round trips under 30 % loss: {dropped} packets dropped");
