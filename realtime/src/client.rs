@@ -49,6 +49,9 @@ impl RealtimeClient {
     /// full jitter. Every new connection runs the `on_connect` hook
     /// ([`Builder::on_connect`]) on whichever node it lands: resume there
     /// as after any reconnect. Each endpoint keeps its own DPoP nonce.
+    /// Every handshake says how many endpoints the client has
+    /// ([`crate::ENDPOINTS_HEADER`]), so that a server balancing its nodes
+    /// asks only clients that can go elsewhere to move (close 1012).
     /// [`RealtimeClient::endpoint`] and [`crate::Metrics::endpoint`] say
     /// where the client is connected; logs and
     /// [`crate::ReconnectReason::Transport`] name the endpoint by its URL

@@ -96,6 +96,7 @@ impl Driver {
         let config = self.cfg.ws_config();
         let source = self.source.clone();
         let nonces = self.endpoints.nonces().clone();
+        let endpoints = self.endpoints.len();
         Box::pin(async move {
             let dial = Dial {
                 url: &url,
@@ -105,6 +106,7 @@ impl Driver {
                 limit,
                 source: &*source,
                 nonces: &nonces,
+                endpoints,
             };
             let (socket, response) =
                 dpop::connect(dial, &fresh.token)

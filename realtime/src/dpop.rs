@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::http::{HeaderMap, header::WWW_AUTHENTICATE};
+use tokio_tungstenite::tungstenite::http::{
+    HeaderMap, HeaderName, HeaderValue, header::WWW_AUTHENTICATE,
+};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::error::TokenError;
@@ -26,6 +28,9 @@ pub const HANDSHAKE_METHOD: &str = "GET";
 
 /// The longest `DPoP-Nonce` kept from a server's answer, in bytes.
 const MAX_NONCE: usize = 1024;
+
+/// [`crate::ENDPOINTS_HEADER`] as a header name.
+const ENDPOINTS: HeaderName = HeaderName::from_static(crate::ENDPOINTS_HEADER);
 
 /// What a DPoP proof for one connection attempt must say (RFC 9449 §4.2):
 /// `htm` is [`method`](Self::method), `htu` is [`url`](Self::url), `ath`
@@ -167,6 +172,10 @@ pub(crate) struct Dial<'a> {
     pub(crate) limit: Duration,
     pub(crate) source: &'a dyn TokenSource,
     pub(crate) nonces: &'a NonceSlot,
+    /// How many endpoints the client has: sent as [`ENDPOINTS_HEADER`].
+    ///
+    /// [`ENDPOINTS_HEADER`]: crate::ENDPOINTS_HEADER
+    pub(crate) endpoints: usize,
 }
 
 /// Opens one connection with `token`: a fresh DPoP proof from the source
@@ -195,8 +204,11 @@ pub(crate) async fn connect(
         if proof.is_some() && *dial.transport != TokenTransport::Header {
             return Err(Failure::DpopNeedsHeader);
         }
-        let built =
+        let mut built =
             request(dial.url, dial.transport, token, proof.as_deref()).map_err(Failure::Token)?;
+        built
+            .headers_mut()
+            .insert(ENDPOINTS, HeaderValue::from(dial.endpoints));
         let opened = open(built, dial.tls.clone(), dial.config, dial.limit).await;
         let dpop = proof.is_some();
         match opened {

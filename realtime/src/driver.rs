@@ -383,6 +383,7 @@ impl Driver {
             limit: self.cfg.connect_timeout,
             source: &*self.source,
             nonces: self.endpoints.nonces(),
+            endpoints: self.endpoints.len(),
         };
         Ok(
             match self.or_stop(dpop::connect(dial, &token.token)).await? {

@@ -17,6 +17,17 @@ use sessionkit_backoff::jitter_unit;
 
 use crate::dpop::NonceSlot;
 
+/// The request header of every handshake that says how many endpoints the
+/// client has (`Sessionkit-Endpoints: 3`): a server that balances its
+/// load over several nodes may ask a client of two or more to move (close
+/// 1012; the client goes to its next endpoint at once), and leaves one of a
+/// single endpoint alone, since it would only come back.
+///
+/// ```
+/// assert_eq!(sessionkit_realtime::ENDPOINTS_HEADER, "sessionkit-endpoints");
+/// ```
+pub const ENDPOINTS_HEADER: &str = "sessionkit-endpoints";
+
 /// One of a client's endpoints, as it may be shown or logged: its place in
 /// the list the client was built with and its URL without credentials,
 /// query or fragment (`wss://chat-2.example.com:8443/ws`).

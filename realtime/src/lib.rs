@@ -239,7 +239,7 @@ pub use builder::{
 };
 pub use client::RealtimeClient;
 pub use dpop::{HANDSHAKE_METHOD, ProofRequest};
-pub use endpoints::Endpoint;
+pub use endpoints::{ENDPOINTS_HEADER, Endpoint};
 pub use error::{Error, Result, TokenError};
 pub use metrics::Metrics;
 pub use options::{Incoming, RefreshMode, Resume, TokenTransport, WhenFull};

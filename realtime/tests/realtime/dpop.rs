@@ -150,6 +150,8 @@ struct Seen {
     claims: Value,
     /// How many `DPoP` headers came.
     proofs: usize,
+    /// The `Sessionkit-Endpoints` header: how many endpoints the client has.
+    endpoints: Option<String>,
 }
 
 /// Checks a proof's signature with the key in its header; its claims.
@@ -208,6 +210,10 @@ async fn answer_tcp(tcp: TcpStream, how: Answer) -> (Seen, Option<WebSocketStrea
                 .map(str::to_owned),
             claims,
             proofs: proofs.len(),
+            endpoints: headers
+                .get(sessionkit_realtime::ENDPOINTS_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
         });
         match how {
             Answer::Accept(nonce) => {
@@ -271,6 +277,8 @@ async fn each_attempt_sends_the_dpop_scheme_and_a_fresh_proof_for_the_url() {
     assert_eq!(first.claims["htu"], server.url());
     assert_eq!(first.claims["ath"], ath("bound-tok"));
     assert!(first.claims.get("nonce").is_none());
+    // A client of one URL says so: a balancing server leaves it alone.
+    assert_eq!(first.endpoints.as_deref(), Some("1"));
     // The connection works.
     let mut socket = socket.expect("accepted");
     {
@@ -444,6 +452,7 @@ async fn each_endpoint_keeps_its_own_nonce() {
     let nonces = ["nonce-of-0", "nonce-of-1"];
     let (seen, socket) = answer_tcp(tcp, Answer::Accept(Some(nonces[on]))).await;
     assert!(seen.claims.get("nonce").is_none());
+    assert_eq!(seen.endpoints.as_deref(), Some("2"), "it can be moved");
     let mut socket = socket.expect("accepted");
     let mut on = on;
     // Each node goes away in turn: the proof for a node carries that
