@@ -559,6 +559,20 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A key of an earlier login: the refresh is refused here, before its
+        // request (the provider serves no token endpoint: a request sent
+        // would fail another way), and is not taken for a signed-out session.
+        let key = crate::DpopKey::generate().expect("key");
+        let failure = dpop
+            .refresh_once(&crate::RefreshToken::new("rt"), None, Some(&key))
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(failure.error, Error::DpopAlgorithm { .. }),
+            "{:?}",
+            failure.error
+        );
+        assert_eq!(failure.kind, crate::FailureKind::Rejected);
         // Without DPoP the same provider is fine.
         let bearer = crate::OidcClient::new(refusing, "app");
         assert!(
