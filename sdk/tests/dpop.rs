@@ -558,10 +558,7 @@ fn a_stored_entry_keeps_whether_the_access_token_is_bound() {
     use sessionkit::SessionEntry;
     let key = DpopKey::generate().expect("key");
     let entry = |bound| {
-        let mut e = SessionEntry::from_json(
-            r#"{"v":1,"access_token":"at","expires_at":null,"id_token":null,"scopes":[],"sid":null}"#,
-        )
-        .expect("entry");
+        let mut e = SessionEntry::new(sessionkit::AccessToken::new("at"));
         e.dpop_key = Some(key.clone());
         e.dpop_bound = bound;
         e
