@@ -627,6 +627,7 @@ async fn a_provider_that_takes_no_es256_proofs_is_refused_before_any_login_reque
             .await
             .expect_err("the app-redirect login"),
     );
+    #[cfg(feature = "loopback")]
     refused(
         manager
             .login_loopback(sessionkit::LoopbackOptions::with_callback(|url| {
