@@ -464,6 +464,32 @@ pub struct Config {
     /// (when the first of them expires) rather than forgetting a live one,
     /// which would let it be replayed.
     pub replay_cache_capacity: usize,
+    /// The algorithms DPoP proofs may be signed with, advertised in
+    /// discovery as `dpop_signing_alg_values_supported` (RFC 9449 §5.1)
+    /// and in the `algs` of the resource endpoints' `DPoP` challenges
+    /// (§7.1); a proof signed with another is refused (`invalid_dpop_proof`).
+    /// Default: every algorithm the provider can verify,
+    /// [`crate::dpop::SUPPORTED_ALGS`]; a list must be a non-empty part of
+    /// those. Narrow it to play a provider that, say, takes no ES256:
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sessionkit_mock_idp::{Config, MockIdp};
+    ///
+    /// let idp = MockIdp::builder()
+    ///     .config(Config {
+    ///         dpop_signing_algs: vec!["RS256".to_owned(), "PS256".to_owned()],
+    ///         ..Config::default()
+    ///     })
+    ///     .start()
+    ///     .await?;
+    /// let discovery: serde_json::Value =
+    ///     reqwest::get(idp.url("/.well-known/openid-configuration")).await?.json().await?;
+    /// assert_eq!(discovery["dpop_signing_alg_values_supported"], serde_json::json!(["RS256", "PS256"]));
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub dpop_signing_algs: Vec<String>,
 }
 
 /// The back-channel logout URL of the built-in `chat-example` client: the
@@ -499,6 +525,10 @@ impl Default for Config {
             require_dpop_nonce: false,
             require_pushed_authorization_requests: false,
             replay_cache_capacity: 100_000,
+            dpop_signing_algs: crate::dpop::SUPPORTED_ALGS
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect(),
         }
     }
 }
@@ -554,6 +584,21 @@ impl Config {
             return Err(Error::Config(
                 "replay_cache_capacity must be at least 1".to_owned(),
             ));
+        }
+        if self.dpop_signing_algs.is_empty() {
+            return Err(Error::Config(
+                "dpop_signing_algs must list at least one algorithm".to_owned(),
+            ));
+        }
+        if let Some(alg) = self
+            .dpop_signing_algs
+            .iter()
+            .find(|a| !crate::dpop::SUPPORTED_ALGS.contains(&a.as_str()))
+        {
+            return Err(Error::Config(format!(
+                "dpop_signing_algs names {alg:?}; use some of {}",
+                crate::dpop::SUPPORTED_ALGS.join(", ")
+            )));
         }
         if self.control_remote && self.control_secret == SecretSource::None {
             return Err(Error::Config(
@@ -635,5 +680,15 @@ mod tests {
             Config::from_toml("control_remote = true"),
             Err(Error::Config(_))
         ));
+        assert!(matches!(
+            Config::from_toml("dpop_signing_algs = []"),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            Config::from_toml(r#"dpop_signing_algs = ["HS256"]"#),
+            Err(Error::Config(_))
+        ));
+        let narrowed = Config::from_toml(r#"dpop_signing_algs = ["PS256"]"#).expect("valid");
+        assert_eq!(narrowed.dpop_signing_algs, ["PS256"]);
     }
 }

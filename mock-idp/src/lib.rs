@@ -484,6 +484,7 @@ impl MockIdpBuilder {
         let listening = state::Listening::new(
             issuer.clone(),
             self.config.require_pushed_authorization_requests,
+            &self.config.dpop_signing_algs,
         );
         let tasks = listening.tasks.clone();
         let shutdown = CancellationToken::new();

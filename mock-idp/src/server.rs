@@ -422,7 +422,11 @@ mod tests {
         let shared = Arc::new(
             Shared::new(
                 config,
-                Listening::new("http://127.0.0.1:1".to_owned(), false),
+                Listening::new(
+                    "http://127.0.0.1:1".to_owned(),
+                    false,
+                    &config.dpop_signing_algs,
+                ),
                 keys,
             )
             .expect("shared"),

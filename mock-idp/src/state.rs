@@ -374,10 +374,11 @@ pub(crate) struct Listening {
 }
 
 impl Listening {
-    /// `require_par`: discovery says `require_pushed_authorization_requests`.
-    pub(crate) fn new(issuer: String, require_par: bool) -> Self {
+    /// `require_par`: discovery says `require_pushed_authorization_requests`;
+    /// `dpop_algs`: its `dpop_signing_alg_values_supported`.
+    pub(crate) fn new(issuer: String, require_par: bool, dpop_algs: &[String]) -> Self {
         Self {
-            discovery: crate::endpoints::discovery::document(&issuer, require_par),
+            discovery: crate::endpoints::discovery::document(&issuer, require_par, dpop_algs),
             issuer,
             clock: Arc::new(Clock::new()),
             log: Arc::new(RequestLog::default()),
@@ -408,6 +409,8 @@ pub(crate) struct Shared {
     pub(crate) dpop_replay: crate::dpop::ReplayCache,
     /// The DPoP nonces handed out when nonces are required.
     pub(crate) dpop_nonces: crate::dpop::Nonces,
+    /// The algorithms DPoP proofs may be signed with (as discovery says).
+    pub(crate) dpop_algs: Vec<String>,
     /// The client assertions (`private_key_jwt`) accepted lately, by `jti`.
     pub(crate) assertion_replay: crate::dpop::ReplayCache,
 }
@@ -474,6 +477,7 @@ impl Shared {
             dpop_replay: crate::dpop::ReplayCache::new(config.replay_cache_capacity),
             dpop_nonces: crate::dpop::Nonces::default(),
             assertion_replay: crate::dpop::ReplayCache::new(config.replay_cache_capacity),
+            dpop_algs: config.dpop_signing_algs.clone(),
         })
     }
 

@@ -8,6 +8,15 @@
 //! account's session entry (the keychain, next to the tokens) and deleted
 //! with it at logout. A `use_dpop_nonce` answer is retried once with the
 //! nonce; the latest nonce of each origin is kept for the next proof.
+//!
+//! Proofs are signed with ES256 only ([`DpopKey::ALG`]). A provider whose
+//! discovery document lists `dpop_signing_alg_values_supported` without it
+//! is refused before a login starts, and a resource server whose `401`
+//! challenge lists `algs` without it is reported as such instead of being
+//! answered with a refresh ([`crate::Error::DpopAlgorithm`], both).
+//!
+//! (Over 500 lines: the key, its proofs and what servers say back about
+//! them are one concern; the unit tests at the end are about half of it.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,6 +51,14 @@ pub(crate) const USE_DPOP_NONCE: &str = "use_dpop_nonce";
 pub struct DpopKey(Arc<EcKey>);
 
 impl DpopKey {
+    /// The JWS algorithm every proof is signed with: ES256 (ECDSA with
+    /// P-256 and SHA-256), the one every DPoP server is expected to take.
+    ///
+    /// ```
+    /// assert_eq!(sessionkit::DpopKey::ALG, "ES256");
+    /// ```
+    pub const ALG: &'static str = "ES256";
+
     /// A new random P-256 key.
     ///
     /// # Errors
@@ -179,22 +196,70 @@ impl Nonces {
     }
 }
 
+/// Most algorithms a [`crate::Error::DpopAlgorithm`] keeps from a server's list.
+const MAX_LISTED_ALGS: usize = 16;
+/// Longest algorithm name it keeps (a longer one is cut).
+const MAX_ALG_CHARS: usize = 64;
+
+/// Refuses a server (`server`: the issuer or the origin, for the error)
+/// that lists the algorithms it takes DPoP proofs signed with (`listed`,
+/// `None` when it says nothing) and does not list [`DpopKey::ALG`]: a
+/// proof would only be refused. Names are compared exactly, as JWS `alg`
+/// values are case-sensitive (RFC 7515 §4.1.1).
+pub(crate) fn check_algs<S: AsRef<str>>(server: &str, listed: Option<&[S]>) -> Result<()> {
+    let Some(listed) = listed else {
+        return Ok(());
+    };
+    if listed.iter().any(|alg| alg.as_ref() == DpopKey::ALG) {
+        return Ok(());
+    }
+    Err(Error::DpopAlgorithm {
+        server: server.to_owned(),
+        accepted: listed
+            .iter()
+            .take(MAX_LISTED_ALGS)
+            .map(|alg| alg.as_ref().chars().take(MAX_ALG_CHARS).collect())
+            .collect(),
+        signs_with: DpopKey::ALG,
+    })
+}
+
 /// Is there a DPoP nonce challenge (RFC 9449 §9) among the answer's
 /// `WWW-Authenticate` challenges — in a header of its own, or after
 /// another scheme's in the same header (`Bearer realm="x", DPoP error=…`)?
 pub(crate) fn is_nonce_challenge(headers: &reqwest::header::HeaderMap) -> bool {
+    challenge_values(headers).any(|value| {
+        dpop_params(value)
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("error") && *v == USE_DPOP_NONCE)
+    })
+}
+
+/// The algorithms the answer's `DPoP` challenge lists (`algs="ES256 PS256"`,
+/// RFC 9449 §7.1), when it has the parameter; the first one found counts.
+pub(crate) fn challenge_algs(headers: &reqwest::header::HeaderMap) -> Option<Vec<String>> {
+    challenge_values(headers).find_map(|value| {
+        dpop_params(value)
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("algs"))
+            .map(|(_, v)| v.split_ascii_whitespace().map(str::to_owned).collect())
+    })
+}
+
+/// The answer's `WWW-Authenticate` values that are text.
+fn challenge_values(headers: &reqwest::header::HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(reqwest::header::WWW_AUTHENTICATE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(asks_for_a_nonce)
 }
 
-/// Does one header value hold a `DPoP` challenge with
-/// `error="use_dpop_nonce"`? The value is a comma-separated list (commas
-/// inside quotes do not count) of items that either start a challenge
-/// (`SCHEME` or `SCHEME param=value`) or continue it (`param=value`).
-fn asks_for_a_nonce(value: &str) -> bool {
+/// The parameters of the `DPoP` challenges in one header value, names and
+/// values trimmed (and values unquoted). The value is a comma-separated
+/// list (commas inside quotes do not count) of items that either start a
+/// challenge (`SCHEME` or `SCHEME param=value`) or continue it
+/// (`param=value`).
+fn dpop_params(value: &str) -> Vec<(&str, &str)> {
     let mut items = Vec::new();
     let (mut quoted, mut escaped, mut start) = (false, false, 0);
     for (i, c) in value.char_indices() {
@@ -211,6 +276,7 @@ fn asks_for_a_nonce(value: &str) -> bool {
     }
     items.push(&value[start..]);
     let mut in_dpop = false;
+    let mut params = Vec::new();
     for item in items.iter().map(|i| i.trim()) {
         let param = match item.split_once(' ') {
             Some((scheme, rest)) if !scheme.contains('=') => {
@@ -223,27 +289,29 @@ fn asks_for_a_nonce(value: &str) -> bool {
             }
             _ => item,
         };
-        let is_nonce_error = param.split_once('=').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("error") && v.trim().trim_matches('"') == USE_DPOP_NONCE
-        });
-        if in_dpop && is_nonce_error {
-            return true;
+        if in_dpop && let Some((k, v)) = param.split_once('=') {
+            params.push((k.trim(), v.trim().trim_matches('"')));
         }
     }
-    false
+    params
 }
 
 /// What a request to the provider signs its proofs with.
 #[derive(Clone, Copy)]
 pub(crate) struct Prover<'a> {
     pub(crate) key: &'a DpopKey,
+    /// Whose metadata says which algorithms it takes.
+    pub(crate) provider: &'a crate::provider::Provider,
     pub(crate) nonces: &'a Nonces,
     pub(crate) now: SystemTime,
 }
 
 impl Prover<'_> {
-    /// A proof for `method url` with the nonce the URL's origin gave last.
+    /// A proof for `method url` with the nonce the URL's origin gave last;
+    /// [`Error::DpopAlgorithm`] instead when the provider lists algorithms
+    /// without ours (a key of an earlier login, the metadata changed since).
     pub(crate) fn proof(&self, method: &str, url: &str, nonce: Option<&str>) -> Result<String> {
+        self.provider.check_dpop_algs()?;
         let kept = self.nonces.get(url);
         self.key
             .proof(method, url, None, nonce.or(kept.as_deref()), self.now)
@@ -352,6 +420,93 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn proofs_are_signed_with_the_alg_the_checks_compare_with() {
+        use base64::Engine as _;
+        let key = DpopKey::generate().expect("key");
+        let proof = key
+            .proof("GET", "https://rs.example/", None, None, SystemTime::now())
+            .expect("proof");
+        let header = proof.split('.').next().expect("header");
+        let header: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .expect("base64url"),
+        )
+        .expect("json");
+        assert_eq!(header["alg"], DpopKey::ALG);
+    }
+
+    #[test]
+    fn a_server_listing_algs_without_ours_is_refused_and_an_unknown_list_is_not() {
+        let listed = |algs: &[&str]| algs.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+        assert!(check_algs::<String>("https://id.example", None).is_ok());
+        assert!(check_algs("https://id.example", Some(&listed(&["PS256", "ES256"])[..])).is_ok());
+        let err = check_algs("https://id.example", Some(&listed(&["RS256", "PS256"])[..]))
+            .expect_err("no ES256");
+        match &err {
+            Error::DpopAlgorithm {
+                server,
+                accepted,
+                signs_with,
+            } => {
+                assert_eq!(server, "https://id.example");
+                assert_eq!(accepted, &["RS256", "PS256"]);
+                assert_eq!(*signs_with, "ES256");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            "https://id.example accepts DPoP proofs signed with RS256, PS256 only, \
+             but sessionkit signs them with ES256"
+        );
+        assert!(!err.is_transient() && !err.is_signed_out());
+        // Names are case-sensitive (RFC 7515 §4.1.1); an empty list takes nothing.
+        assert!(check_algs("x", Some(&listed(&["es256"])[..])).is_err());
+        let none = check_algs::<String>("x", Some(&[])).expect_err("empty");
+        assert!(none.to_string().contains("(none)"), "{none}");
+        // A long list from a server is cut in the error.
+        let long: Vec<String> = (0..100).map(|i| format!("A{}", "x".repeat(i))).collect();
+        let Err(Error::DpopAlgorithm { accepted, .. }) = check_algs("x", Some(&long[..])) else {
+            panic!("refused");
+        };
+        assert_eq!(accepted.len(), MAX_LISTED_ALGS);
+        assert!(accepted.iter().all(|a| a.chars().count() <= MAX_ALG_CHARS));
+    }
+
+    #[test]
+    fn a_challenges_algs_are_read_from_its_dpop_scheme_only() {
+        use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+        let algs = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(WWW_AUTHENTICATE, HeaderValue::from_static(v));
+            }
+            challenge_algs(&headers)
+        };
+        let some = |algs: &[&str]| Some(algs.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>());
+        assert_eq!(algs(&[]), None);
+        assert_eq!(algs(&[r#"Bearer realm="api""#]), None);
+        assert_eq!(algs(&[r#"DPoP error="invalid_token""#]), None);
+        assert_eq!(
+            algs(&[r#"DPoP algs="ES256 PS256""#]),
+            some(&["ES256", "PS256"])
+        );
+        assert_eq!(
+            algs(&[
+                r#"Bearer realm="a, algs=ES256", DPoP error="invalid_dpop_proof", ALGS="RS256""#
+            ]),
+            some(&["RS256"])
+        );
+        assert_eq!(
+            algs(&[r#"Bearer algs="ES256""#, "DPoP algs=PS256"]),
+            some(&["PS256"]),
+            "a Bearer challenge's parameter is not DPoP's"
+        );
+        assert_eq!(algs(&[r#"DPoP algs="""#]), some(&[]));
     }
 
     #[test]

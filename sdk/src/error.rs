@@ -119,6 +119,27 @@ pub enum Error {
     /// not a JSON object (OpenID Connect Core §5.3.2).
     #[error("userinfo answer refused: {0}")]
     UserInfo(String),
+    /// A server takes DPoP proofs (RFC 9449) only with signature algorithms
+    /// the SDK cannot sign with: the provider's discovery document lists
+    /// `dpop_signing_alg_values_supported` without the SDK's algorithm
+    /// (reported before any request that would carry a proof is sent), or
+    /// a resource server's `401` challenge lists `DPoP algs="…"` without it
+    /// (reported instead of a refresh and a retry that could not help).
+    /// Not transient: the same key signs the same way next time. Turn
+    /// DPoP off for this provider, or have the server accept `ES256`.
+    #[error(
+        "{server} accepts DPoP proofs signed with {} only, but sessionkit signs them with {signs_with}",
+        alg_list(accepted)
+    )]
+    DpopAlgorithm {
+        /// Who refused: the provider's issuer, or the resource server's origin.
+        server: String,
+        /// The algorithms it lists (at most 16 are kept, each at most 64
+        /// characters).
+        accepted: Vec<String>,
+        /// The algorithm the SDK signs DPoP proofs with: `ES256`.
+        signs_with: &'static str,
+    },
     /// A repeatable request left the offline queue without being sent
     /// ([`crate::AuthedClient::send_repeatable`]); the reason says why.
     #[error("the request was not sent: {0}")]
@@ -161,6 +182,15 @@ impl Error {
             Error::Provider { error, .. } => error == "invalid_grant" || error == "invalid_client",
             _ => false,
         }
+    }
+}
+
+/// `ES256, PS256`, or `(none)` for an empty list.
+fn alg_list(algs: &[String]) -> String {
+    if algs.is_empty() {
+        "(none)".to_owned()
+    } else {
+        algs.join(", ")
     }
 }
 

@@ -147,6 +147,17 @@ impl OidcClient {
     /// logout; a stolen token is of no use without it. A provider that
     /// answers with bearer tokens anyway gets no proofs after the login.
     ///
+    /// Proofs are signed with ES256 ([`DpopKey::ALG`]). When the provider's
+    /// discovery document lists `dpop_signing_alg_values_supported`
+    /// (RFC 9449 §5.1) without ES256, every login of this client fails at
+    /// its start — before the authorization URL is made or any request is
+    /// sent — with [`Error::DpopAlgorithm`], which names the algorithms the
+    /// provider lists; refreshes and revocations with a key from an earlier
+    /// login fail the same way instead of sending a proof. A provider that
+    /// does not list them is taken to accept ES256. A resource server
+    /// whose `401` challenge lists `algs` without ES256 gets the same error
+    /// from [`crate::AuthedClient`] (and no refresh).
+    ///
     /// ```no_run
     /// # async fn demo(provider: sessionkit::Provider) -> sessionkit::Result<()> {
     /// let client = sessionkit::OidcClient::new(provider, "chat-example").dpop(true);
@@ -171,6 +182,7 @@ impl OidcClient {
     pub(crate) fn prover<'a>(&'a self, key: Option<&'a DpopKey>) -> Option<Prover<'a>> {
         key.map(|key| Prover {
             key,
+            provider: &self.provider,
             nonces: &self.nonces,
             now: self.now(),
         })
@@ -181,9 +193,17 @@ impl OidcClient {
         &self.nonces
     }
 
-    /// A new DPoP key for a login, when the client uses DPoP.
+    /// A new DPoP key for a login, when the client uses DPoP — once the
+    /// provider's metadata has shown it takes proofs signed as the SDK
+    /// signs them. Every login (browser, app redirect, device) asks for its
+    /// key before its first request, so a provider that would refuse the
+    /// proofs gets none.
     fn login_key(&self) -> Result<Option<DpopKey>> {
-        self.dpop.then(DpopKey::generate).transpose()
+        if !self.dpop {
+            return Ok(None);
+        }
+        self.provider.check_dpop_algs()?;
+        DpopKey::generate().map(Some)
     }
 
     /// The clock token times are read from (default [`Clock::system`];

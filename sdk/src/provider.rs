@@ -6,7 +6,7 @@
 //! JWKS lacks, the JWKS is fetched again — at most once per interval.
 //!
 //! (Over 500 lines: discovery, its error mapping and the key cache are one
-//! concern; about 130 lines at the end are their unit tests.)
+//! concern; about 180 lines at the end are their unit tests.)
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -66,6 +66,13 @@ pub struct ExtraMetadata {
     /// its pushed authorization request endpoint.
     #[serde(default)]
     pub require_pushed_authorization_requests: Option<bool>,
+    /// RFC 9449 §5.1: the JWS algorithms the provider accepts DPoP proofs
+    /// signed with. `None` when the provider does not say (then nothing is
+    /// known, and the SDK signs with ES256 as always); a list without
+    /// ES256 makes a DPoP client refuse to sign in
+    /// ([`Error::DpopAlgorithm`](crate::Error::DpopAlgorithm)).
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -263,6 +270,15 @@ impl Provider {
     /// Does the provider put `iss` on authorization responses (RFC 9207)?
     pub fn supports_iss_parameter(&self) -> bool {
         self.extra().authorization_response_iss_parameter_supported == Some(true)
+    }
+
+    /// Refuses DPoP with this provider when its metadata lists the
+    /// algorithms it takes proofs signed with and ES256 is not among them.
+    pub(crate) fn check_dpop_algs(&self) -> Result<()> {
+        crate::dpop::check_algs(
+            self.issuer(),
+            self.extra().dpop_signing_alg_values_supported.as_deref(),
+        )
     }
 
     pub(crate) fn http(&self) -> &HttpClient {
@@ -511,6 +527,72 @@ mod tests {
         assert_eq!(provider.jwks().len(), 2, "{:?}", provider.jwks());
         assert!(provider.refetch_jwks().await.expect("refetch"), "fetched");
         assert_eq!(provider.jwks().len(), 2, "and when fetched again");
+    }
+
+    #[tokio::test]
+    async fn a_dpop_client_of_a_provider_without_es256_fails_before_its_login_starts() {
+        let http = HttpClient::new().expect("http");
+        let discover = |algs: serde_json::Value| {
+            let http = http.clone();
+            async move {
+                let issuer = provider_serving(algs, serde_json::json!({"keys": []})).await;
+                Provider::discover(&issuer, &http).await.expect("discovery")
+            }
+        };
+        let refusing =
+            discover(serde_json::json!({"dpop_signing_alg_values_supported": ["RS256", "PS256"]}))
+                .await;
+        assert_eq!(
+            refusing
+                .extra()
+                .dpop_signing_alg_values_supported
+                .as_deref(),
+            Some(&["RS256".to_owned(), "PS256".to_owned()][..])
+        );
+        let dpop = crate::OidcClient::new(refusing.clone(), "app").dpop(true);
+        match dpop.authorization_request("http://127.0.0.1/cb").await {
+            Err(Error::DpopAlgorithm {
+                server, accepted, ..
+            }) => {
+                assert_eq!(server, refusing.issuer());
+                assert_eq!(accepted, ["RS256", "PS256"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A key of an earlier login: the refresh is refused here, before its
+        // request (the provider serves no token endpoint: a request sent
+        // would fail another way), and is not taken for a signed-out session.
+        let key = crate::DpopKey::generate().expect("key");
+        let failure = dpop
+            .refresh_once(&crate::RefreshToken::new("rt"), None, Some(&key))
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(failure.error, Error::DpopAlgorithm { .. }),
+            "{:?}",
+            failure.error
+        );
+        assert_eq!(failure.kind, crate::FailureKind::Rejected);
+        // Without DPoP the same provider is fine.
+        let bearer = crate::OidcClient::new(refusing, "app");
+        assert!(
+            bearer
+                .authorization_request("http://127.0.0.1/cb")
+                .await
+                .is_ok()
+        );
+        // A provider that lists ES256, or says nothing: DPoP as always.
+        for algs in [
+            serde_json::json!({"dpop_signing_alg_values_supported": ["PS256", "ES256"]}),
+            serde_json::json!({}),
+        ] {
+            let client = crate::OidcClient::new(discover(algs.clone()).await, "app").dpop(true);
+            let request = client
+                .authorization_request("http://127.0.0.1/cb")
+                .await
+                .unwrap_or_else(|e| panic!("{algs}: {e}"));
+            assert!(request.url.query_pairs().any(|(k, _)| k == "dpop_jkt"));
+        }
     }
 
     #[tokio::test]

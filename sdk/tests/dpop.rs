@@ -1,8 +1,10 @@
 //! DPoP (RFC 9449) through the SDK against mock-idp over real sockets: a
 //! client that requires bound tokens signs in, calls userinfo, refreshes,
 //! is restored from the store with its key and logs out — with the
-//! provider's nonces required or not; and a stolen token or refresh token
-//! is of no use without the key.
+//! provider's nonces required or not; a stolen token or refresh token
+//! is of no use without the key; and a provider or resource server that
+//! takes no ES256 proofs is reported as such, before a login or instead of
+//! a refresh.
 //!
 //! (Over 500 lines: one file per protocol feature, as the other test
 //! files; the set-up and the resource server of another origin are at the top.)
@@ -556,10 +558,7 @@ fn a_stored_entry_keeps_whether_the_access_token_is_bound() {
     use sessionkit::SessionEntry;
     let key = DpopKey::generate().expect("key");
     let entry = |bound| {
-        let mut e = SessionEntry::from_json(
-            r#"{"v":1,"access_token":"at","expires_at":null,"id_token":null,"scopes":[],"sid":null}"#,
-        )
-        .expect("entry");
+        let mut e = SessionEntry::new(sessionkit::AccessToken::new("at"));
         e.dpop_key = Some(key.clone());
         e.dpop_bound = bound;
         e
@@ -572,4 +571,158 @@ fn a_stored_entry_keeps_whether_the_access_token_is_bound() {
             "a bearer access token with a key for the provider"
         );
     }
+}
+
+/// The requests the provider saw, but discovery and the JWKS.
+fn protocol_requests(idp: &MockIdp) -> Vec<String> {
+    idp.control()
+        .requests()
+        .into_iter()
+        .map(|r| r.endpoint)
+        .filter(|e| e != "discovery" && e != "jwks")
+        .collect()
+}
+
+#[tokio::test]
+async fn a_provider_that_takes_no_es256_proofs_is_refused_before_any_login_request() {
+    let idp = MockIdp::builder()
+        .config(sessionkit_mock_idp::Config {
+            dpop_signing_algs: vec!["PS256".to_owned(), "RS256".to_owned()],
+            ..sessionkit_mock_idp::Config::default()
+        })
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("idp");
+    let dir = std::env::temp_dir().join(format!(
+        "sk-dpop-algs-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let manager = SessionManager::builder(idp.issuer(), "chat-example")
+        .namespace("dpop")
+        .dpop(true)
+        .store(Arc::new(MemoryStore::new()))
+        .registry(AccountRegistry::at(dir.join("accounts.json")))
+        .restore(false)
+        .build()
+        .await
+        .expect("a manager: nothing is signed yet");
+    let refused = |err: sessionkit::Error| match err {
+        sessionkit::Error::DpopAlgorithm {
+            server,
+            accepted,
+            signs_with,
+        } => {
+            assert_eq!(server, idp.issuer());
+            assert_eq!(accepted, ["PS256", "RS256"]);
+            assert_eq!(signs_with, DpopKey::ALG);
+        }
+        other => panic!("{other:?}"),
+    };
+    refused(
+        manager
+            .client()
+            .authorization_request("http://127.0.0.1/callback")
+            .await
+            .expect_err("the app-redirect login"),
+    );
+    #[cfg(feature = "loopback")]
+    refused(
+        manager
+            .login_loopback(sessionkit::LoopbackOptions::with_callback(|url| {
+                panic!("no browser is opened: {url}")
+            }))
+            .await
+            .expect_err("the loopback login"),
+    );
+    refused(
+        manager
+            .client()
+            .login_device(
+                |p| panic!("no code is shown: {}", p.user_code),
+                &Default::default(),
+            )
+            .await
+            .expect_err("the device login"),
+    );
+    assert_eq!(protocol_requests(&idp), Vec::<String>::new());
+    assert!(manager.accounts().expect("accounts").is_empty());
+
+    // Without the check the provider would be asked, and refuse the
+    // proof only at the token endpoint, after the user signed in.
+    let bearer = SessionManager::builder(idp.issuer(), "chat-example")
+        .namespace("dpop")
+        .store(Arc::new(MemoryStore::new()))
+        .registry(AccountRegistry::at(dir.join("bearer.json")))
+        .restore(false)
+        .build()
+        .await
+        .expect("manager");
+    let session = sign_in(&bearer).await;
+    assert!(session.dpop_key().is_none(), "a bearer login still works");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A resource server that refuses every request with a `DPoP` challenge
+/// listing `algs`; counts what it was sent.
+async fn refusing_api(algs: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::http::StatusCode;
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().route(
+        "/note",
+        axum::routing::get(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let challenge = format!(
+                r#"DPoP error="invalid_dpop_proof", error_description="alg", algs="{algs}""#
+            );
+            std::future::ready((StatusCode::UNAUTHORIZED, [("www-authenticate", challenge)]))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn a_resource_server_that_takes_no_es256_proofs_is_reported_without_a_refresh() {
+    use std::sync::atomic::Ordering;
+    let setup = setup("rs-algs").await;
+    let manager = manager(&setup, true, false).await;
+    let session = sign_in(&manager).await;
+    let api = AuthedClient::new(session.clone()).expect("client");
+    let refreshes = || {
+        setup
+            .idp
+            .control()
+            .requests()
+            .iter()
+            .filter(|r| r.endpoint == "token" && r.note.as_deref() == Some("refresh_token"))
+            .count()
+    };
+
+    let (url, hits) = refusing_api("PS256 RS256").await;
+    match api.get(format!("{url}/note")).await {
+        Err(sessionkit::Error::DpopAlgorithm {
+            server, accepted, ..
+        }) => {
+            assert_eq!(server, url);
+            assert_eq!(accepted, ["PS256", "RS256"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "sent once");
+    assert_eq!(refreshes(), 0, "a new token would not have helped");
+
+    // A server whose challenge lists ES256 refused the token itself: one
+    // refresh and one retry, then its answer, as for any 401.
+    let (url, hits) = refusing_api("PS256 ES256").await;
+    let answer = api.get(format!("{url}/note")).await.expect("an answer");
+    assert_eq!(answer.status(), 401);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert_eq!(refreshes(), 1);
 }

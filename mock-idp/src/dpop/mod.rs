@@ -91,9 +91,11 @@ pub enum ProofError {
     /// The `typ` header is not `dpop+jwt`.
     #[error("the DPoP proof's typ is {0:?}, not \"dpop+jwt\"")]
     WrongType(String),
-    /// The `alg` is not one of [`SUPPORTED_ALGS`] (`none` and HMAC never are).
+    /// The `alg` is not one of [`SUPPORTED_ALGS`] (`none` and HMAC never
+    /// are), or not one the server takes (mock-idp's
+    /// [`Config::dpop_signing_algs`](crate::Config::dpop_signing_algs)).
     #[error(
-        "the DPoP proof's alg {0:?} is not accepted; use one of ES256, ES384, RS256, PS256, EdDSA"
+        "the DPoP proof's alg {0:?} is not accepted; use one the server lists (in its DPoP challenge's algs, or a provider's dpop_signing_alg_values_supported)"
     )]
     UnsupportedAlg(String),
     /// The `jwk` header is missing, or not a usable key for the `alg`.
@@ -204,8 +206,19 @@ impl ProofError {
 }
 
 /// A `WWW-Authenticate` challenge of the DPoP scheme with `error` and its
-/// description (quotes and backslashes in it replaced) and the accepted algs.
+/// description (quotes and backslashes in it replaced) and the accepted
+/// algs: all of [`SUPPORTED_ALGS`] (see [`challenge_with_algs`] for fewer).
 pub fn challenge(error: &str, description: &str) -> String {
+    challenge_with_algs(error, description, SUPPORTED_ALGS)
+}
+
+/// [`challenge`] for a server that takes proofs signed with `algs` only.
+///
+/// ```
+/// let value = sessionkit_mock_idp::dpop::challenge_with_algs("invalid_token", "expired", &["PS256"]);
+/// assert_eq!(value, r#"DPoP error="invalid_token", error_description="expired", algs="PS256""#);
+/// ```
+pub fn challenge_with_algs<S: AsRef<str>>(error: &str, description: &str, algs: &[S]) -> String {
     let description: String = description
         .chars()
         .map(|c| match c {
@@ -214,9 +227,10 @@ pub fn challenge(error: &str, description: &str) -> String {
             _ => '?',
         })
         .collect();
+    let algs: Vec<&str> = algs.iter().map(AsRef::as_ref).collect();
     format!(
         "DPoP error=\"{error}\", error_description=\"{description}\", algs=\"{}\"",
-        SUPPORTED_ALGS.join(" ")
+        algs.join(" ")
     )
 }
 

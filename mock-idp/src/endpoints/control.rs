@@ -381,7 +381,7 @@ fn dpop_state(shared: &Arc<Shared>) -> serde_json::Value {
     json!({
         "nonce_required": c.dpop_nonce_required(),
         "nonce": c.dpop_nonce(),
-        "algs": crate::dpop::SUPPORTED_ALGS,
+        "algs": shared.dpop_algs,
         "window_secs": crate::endpoints::proof::PROOF_WINDOW_SECS,
     })
 }

@@ -14,7 +14,7 @@ use crate::config::{ACCOUNT_SCOPE, Alg, DEVICE_CODE_GRANT, account_audience};
 use crate::conformance::JwksAnswer;
 use crate::state::Shared;
 
-pub(crate) fn document(issuer: &str, require_par: bool) -> Bytes {
+pub(crate) fn document(issuer: &str, require_par: bool, dpop_algs: &[String]) -> Bytes {
     let e = |path: &str| format!("{issuer}{path}");
     let auth_methods = [
         "none",
@@ -54,7 +54,7 @@ pub(crate) fn document(issuer: &str, require_par: bool) -> Bytes {
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "azp", "acr",
             "name", "preferred_username", "email", "email_verified"],
         "code_challenge_methods_supported": ["S256"],
-        "dpop_signing_alg_values_supported": crate::dpop::SUPPORTED_ALGS,
+        "dpop_signing_alg_values_supported": dpop_algs,
         "prompt_values_supported": ["none", "login", "consent"],
         "acr_values_supported": crate::endpoints::authorize::ACR_VALUES,
         "backchannel_logout_supported": true,

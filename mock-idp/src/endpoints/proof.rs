@@ -57,7 +57,16 @@ fn verify(
     if shared.settings().require_dpop_nonce {
         request = request.require_nonce(&shared.dpop_nonces);
     }
-    let verified = dpop::verify_proof(&request, shared.clock.now(), &shared.dpop_replay);
+    let verified =
+        dpop::verify_proof(&request, shared.clock.now(), &shared.dpop_replay).and_then(|proof| {
+            // Signed with an algorithm the provider can check but does not
+            // take (`Config::dpop_signing_algs`).
+            if shared.dpop_algs.iter().any(|a| a == proof.alg()) {
+                Ok(proof)
+            } else {
+                Err(ProofError::UnsupportedAlg(proof.alg().to_owned()))
+            }
+        });
     if let Err(err) = &verified {
         tracing::debug!(%err, path, "DPoP proof refused");
     }
@@ -75,10 +84,10 @@ fn token_endpoint_error(err: &ProofError) -> OAuthError {
 
 /// A resource endpoint's error for a refused proof: a 401 with a DPoP
 /// challenge, or a 503 when the provider could not record the proof.
-fn resource_proof_error(err: &ProofError) -> OAuthError {
+fn resource_proof_error(shared: &Shared, err: &ProofError) -> OAuthError {
     match err.retry_after_secs() {
         Some(secs) => OAuthError::temporarily_unavailable(err.to_string(), secs),
-        None => dpop_refusal(err.error_code(), err.to_string()),
+        None => dpop_refusal(shared, err.error_code(), err.to_string()),
     }
 }
 
@@ -107,16 +116,25 @@ pub(crate) fn proof_required(why: &str) -> OAuthError {
     )
 }
 
-/// A 401 of a resource endpoint with a DPoP challenge.
-fn dpop_refusal(error: &'static str, description: impl Into<String>) -> OAuthError {
+/// A 401 of a resource endpoint with a DPoP challenge (naming the
+/// algorithms the provider takes).
+fn dpop_refusal(
+    shared: &Shared,
+    error: &'static str,
+    description: impl Into<String>,
+) -> OAuthError {
     let description = description.into();
     let mut e = OAuthError::new(StatusCode::UNAUTHORIZED, error, description.clone());
-    e.www_authenticate = Some(dpop::challenge(error, &description));
+    e.www_authenticate = Some(dpop::challenge_with_algs(
+        error,
+        &description,
+        &shared.dpop_algs,
+    ));
     e
 }
 
 /// A 401 for a request without credentials: both schemes offered.
-fn no_credentials() -> OAuthError {
+fn no_credentials(shared: &Shared) -> OAuthError {
     let mut e = OAuthError::new(
         StatusCode::UNAUTHORIZED,
         "invalid_request",
@@ -124,7 +142,7 @@ fn no_credentials() -> OAuthError {
     );
     e.www_authenticate = Some(format!(
         "Bearer realm=\"mock-idp\", DPoP algs=\"{}\"",
-        dpop::SUPPORTED_ALGS.join(" ")
+        shared.dpop_algs.join(" ")
     ));
     e
 }
@@ -143,7 +161,7 @@ pub(crate) fn resource_access(
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(no_credentials)?;
+        .ok_or_else(|| no_credentials(shared))?;
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     let token = token.trim();
     let is = |name: &str| scheme.eq_ignore_ascii_case(name);
@@ -151,7 +169,7 @@ pub(crate) fn resource_access(
         let mut e = OAuthError::invalid_token(
             "the Authorization header is not a Bearer or DPoP access token",
         );
-        e.www_authenticate = no_credentials().www_authenticate;
+        e.www_authenticate = no_credentials(shared).www_authenticate;
         return Err(e);
     }
     if is("bearer") {
@@ -160,6 +178,7 @@ pub(crate) fn resource_access(
         if valid.jkt.is_some() {
             // RFC 9449 §7.2: a bound token is no bearer token.
             return Err(dpop_refusal(
+                shared,
                 "invalid_token",
                 "this access token is DPoP-bound: present it as Authorization: DPoP, with a DPoP proof",
             ));
@@ -167,19 +186,20 @@ pub(crate) fn resource_access(
         return Ok(valid);
     }
     let valid = check_access_token(shared, token, endpoint)
-        .map_err(|why| dpop_refusal("invalid_token", why))?;
+        .map_err(|why| dpop_refusal(shared, "invalid_token", why))?;
     let proof = dpop::proof_header(headers)
         .and_then(|p| p.ok_or(ProofError::Missing))
         .and_then(|proof| verify(shared, method, path, proof, Some(token)))
-        .map_err(|e| resource_proof_error(&e))?;
+        .map_err(|e| resource_proof_error(shared, &e))?;
     let Some(bound) = valid.jkt.as_deref() else {
         return Err(dpop_refusal(
+            shared,
             "invalid_token",
             "this access token is not DPoP-bound: present it as Authorization: Bearer",
         ));
     };
     proof
         .check_binding(bound)
-        .map_err(|e| resource_proof_error(&e))?;
+        .map_err(|e| resource_proof_error(shared, &e))?;
     Ok(valid)
 }

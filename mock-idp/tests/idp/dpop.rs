@@ -1,8 +1,8 @@
 //! DPoP (RFC 9449) over real sockets: bound tokens issued and used, every
 //! kind of bad proof refused at the token endpoint and at userinfo, bound
-//! refresh tokens and codes, clients that require DPoP, nonces. Proofs are
-//! signed here with P-256 keys from aws-lc-rs, independently of the
-//! provider's own verifier.
+//! refresh tokens and codes, clients that require DPoP, nonces, a narrowed
+//! list of algorithms. Proofs are signed here with P-256 keys from
+//! aws-lc-rs, independently of the provider's own verifier.
 //!
 //! (Over 500 lines: one file per protocol feature, as the other modules;
 //! the signer and the flow helpers are at the top.)
@@ -888,4 +888,50 @@ async fn the_account_api_takes_bound_tokens_with_proofs_for_its_urls() {
         .expect("delete");
     assert_eq!(deleted.status(), 204);
     assert!(idp.control().sessions(Some("alice")).is_empty());
+}
+
+#[tokio::test]
+async fn a_narrowed_alg_list_is_advertised_and_other_proofs_are_refused() {
+    let idp = MockIdp::builder()
+        .config(sessionkit_mock_idp::Config {
+            dpop_signing_algs: vec!["PS256".to_owned(), "EdDSA".to_owned()],
+            ..sessionkit_mock_idp::Config::default()
+        })
+        .auto_login("alice")
+        .start()
+        .await
+        .expect("idp");
+    let discovery: Value = http()
+        .get(idp.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        discovery["dpop_signing_alg_values_supported"],
+        json!(["PS256", "EdDSA"])
+    );
+    // An ES256 proof, good in every other way, is refused before the grant.
+    let key = Key::new();
+    let (code, verifier) = code_for(&idp, CLIENT, &[]).await;
+    let form = redeem_form(CLIENT, &code, &verifier);
+    let proof = key.proof(&idp, "POST", &idp.url("/token"), &[]);
+    let why = post_token(&idp, &form, &[proof])
+        .await
+        .refused(400, "invalid_dpop_proof");
+    assert!(why.contains("\"ES256\" is not accepted"), "{why}");
+    // The code is not spent: without a proof it still redeems, as a bearer token.
+    let answer = post_token(&idp, &form, &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["token_type"], "Bearer");
+    // The resource endpoints' challenges name the narrowed list.
+    let answer = Answer::of(http().get(idp.url("/userinfo")).send().await.expect("get")).await;
+    assert_eq!(answer.status, 401);
+    let challenge = answer.header("www-authenticate").expect("challenge");
+    assert!(
+        challenge.ends_with("DPoP algs=\"PS256 EdDSA\""),
+        "{challenge}"
+    );
 }

@@ -243,7 +243,10 @@ impl AuthedClient {
     /// request's own origin answers `401`, the session is refreshed once
     /// (unless another caller already did since this token was taken) and the
     /// request is sent once more with the new token; that answer is returned,
-    /// whatever it is. A request whose body is a stream cannot be sent twice:
+    /// whatever it is — unless the request carried a DPoP proof and the
+    /// `401`'s `DPoP` challenge lists `algs` without ES256: then nothing is
+    /// refreshed or sent again and the answer is [`Error::DpopAlgorithm`].
+    /// A request whose body is a stream cannot be sent twice:
     /// its `401` is returned as is. A `401` from another origin (after a
     /// redirect) is returned without a refresh, since the token was not sent
     /// there.
@@ -252,7 +255,8 @@ impl AuthedClient {
     /// [`Error::Network`] when the request fails in transport; the session's
     /// error when a token cannot be had (for example `invalid_grant` when the
     /// provider ended the session — the session is then signed out);
-    /// [`Error::SignedOut`] once the account is signed out.
+    /// [`Error::SignedOut`] once the account is signed out;
+    /// [`Error::DpopAlgorithm`] as said above.
     pub async fn execute(&self, request: Request) -> Result<Response> {
         self.send_once(request).await.map_err(Error::from)
     }
@@ -271,6 +275,7 @@ impl AuthedClient {
         let nonce_retry = retry.as_ref().and_then(Request::try_clone);
         let url = request.url().to_string();
         authorize(&mut request, &token, &self.session, None).map_err(SendError::Other)?;
+        let proved = request.headers().contains_key(crate::dpop::DPOP);
         let mut response = self
             .http
             .execute(request)
@@ -299,6 +304,12 @@ impl AuthedClient {
         if response.url().origin() != origin {
             tracing::debug!(%method, "401 from another origin after a redirect; not refreshing");
             return Ok(response);
+        }
+        // RFC 9449 §7.1: a server that lists the algorithms it takes, without
+        // ours, refuses every proof of this key; a new token would not help.
+        if proved && let Some(algs) = crate::dpop::challenge_algs(response.headers()) {
+            crate::dpop::check_algs(&origin.ascii_serialization(), Some(&algs))
+                .map_err(SendError::Other)?;
         }
         let Some(mut retry) = retry else {
             tracing::debug!(%method, "401 on a request with a streaming body; not retried");

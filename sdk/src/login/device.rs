@@ -56,6 +56,9 @@ impl OidcClient {
             .ok_or_else(|| {
                 Error::Config("the provider has no device authorization endpoint".to_owned())
             })?;
+        // The key first: a provider that would refuse its proofs is
+        // refused before it hands out a code the user would enter in vain.
+        let dpop = self.login_key()?;
         let scope = self.scopes.join(" ");
         let extra = self.params.device_pairs()?;
         let mut form = vec![("scope", scope.as_str())];
@@ -70,7 +73,6 @@ impl OidcClient {
             None,
         )
         .await?;
-        let dpop = self.login_key()?;
         let body = answer.body;
         if !(200..300).contains(&answer.status) {
             return Err(parse_error_response(answer.status, &body));

@@ -165,6 +165,12 @@ impl SessionManagerBuilder {
     /// see [`OidcClient::dpop`]. Accounts signed in before keep what they
     /// have (a key or none). Only with [`SessionManager::builder`].
     ///
+    /// Proofs are signed with ES256: when the provider's discovery lists
+    /// `dpop_signing_alg_values_supported` without it, `build()` still
+    /// succeeds (accounts may be used as they are), but every login fails
+    /// at its start, before any request, with
+    /// [`Error::DpopAlgorithm`](crate::Error::DpopAlgorithm).
+    ///
     /// ```no_run
     /// # async fn demo() -> sessionkit::Result<()> {
     /// let sessions = sessionkit::SessionManager::builder("https://id.example.com", "my-app")

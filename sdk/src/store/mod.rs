@@ -85,7 +85,45 @@ impl AccountKey {
 }
 
 /// The session entry of an account: everything but the refresh token.
+///
+/// The SDK writes and reads these through [`TokenStore`]; a store of the
+/// app's own keeps them as it likes ([`SessionEntry::to_json`] and
+/// [`SessionEntry::from_json`] give a string form). The struct is
+/// `#[non_exhaustive]`: fields are added as the SDK learns to keep more,
+/// so code outside the crate builds one with [`SessionEntry::new`] and sets
+/// the public fields it knows, and keeps compiling when fields are added.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use sessionkit::{AccessToken, SessionEntry};
+///
+/// let now = SystemTime::now();
+/// let mut entry = SessionEntry::new(AccessToken::new("an access token"));
+/// entry.obtained_at = Some(now);
+/// entry.expires_at = Some(now + Duration::from_secs(300));
+/// entry.scopes = vec!["openid".into(), "offline_access".into()];
+/// assert_eq!(SessionEntry::from_json(&entry.to_json()).unwrap().scopes, entry.scopes);
+/// assert!(!format!("{entry:?}").contains("an access token"));
+/// ```
+///
+/// A struct literal, even one naming every field there is today, does not
+/// compile outside the crate:
+///
+/// ```compile_fail
+/// # use sessionkit::{AccessToken, SessionEntry};
+/// let entry = SessionEntry {
+///     access_token: AccessToken::new("at"),
+///     expires_at: None,
+///     obtained_at: None,
+///     id_token: None,
+///     scopes: Vec::new(),
+///     sid: None,
+///     dpop_key: None,
+///     dpop_bound: false,
+/// };
+/// ```
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionEntry {
     /// The access token.
     pub access_token: AccessToken,
@@ -142,6 +180,29 @@ struct SessionWire {
 }
 
 impl SessionEntry {
+    /// An entry holding `access_token` and nothing else: no expiry or
+    /// arrival time, no ID token, no scopes, no `sid`, no DPoP key (a
+    /// bearer token). Set the other fields after.
+    ///
+    /// ```
+    /// let entry = sessionkit::SessionEntry::new(sessionkit::AccessToken::new("at"));
+    /// assert_eq!(entry.expires_at, None);
+    /// assert!(entry.dpop_key.is_none() && !entry.dpop_bound);
+    /// ```
+    #[must_use]
+    pub fn new(access_token: AccessToken) -> Self {
+        Self {
+            access_token,
+            expires_at: None,
+            obtained_at: None,
+            id_token: None,
+            scopes: Vec::new(),
+            sid: None,
+            dpop_key: None,
+            dpop_bound: false,
+        }
+    }
+
     /// Serializes the entry for a store that keeps strings.
     pub fn to_json(&self) -> String {
         let wire = SessionWire {

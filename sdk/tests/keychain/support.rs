@@ -91,17 +91,16 @@ pub(crate) fn account_from(namespace: &str, sub: &str) -> AccountKey {
 
 /// A session entry with random (recognisable) token values.
 pub(crate) fn session_entry() -> SessionEntry {
-    SessionEntry {
-        access_token: AccessToken::new(format!("at-{}", random_hex())),
-        expires_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000)),
-        obtained_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_899_996_400)),
-        id_token: Some(IdToken::new(format!("idt.{}.sig", random_hex()))),
-        scopes: vec!["openid".into(), "offline_access".into()],
-        sid: Some(format!("sid-{}", &random_hex()[..8])),
-        // A DPoP key too: the private key lives in the entry (the keychain).
-        dpop_key: Some(sessionkit::DpopKey::generate().expect("key")),
-        dpop_bound: true,
-    }
+    let mut entry = SessionEntry::new(AccessToken::new(format!("at-{}", random_hex())));
+    entry.expires_at = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000));
+    entry.obtained_at = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_899_996_400));
+    entry.id_token = Some(IdToken::new(format!("idt.{}.sig", random_hex())));
+    entry.scopes = vec!["openid".into(), "offline_access".into()];
+    entry.sid = Some(format!("sid-{}", &random_hex()[..8]));
+    // A DPoP key too: the private key lives in the entry (the keychain).
+    entry.dpop_key = Some(sessionkit::DpopKey::generate().expect("key"));
+    entry.dpop_bound = true;
+    entry
 }
 
 pub(crate) fn refresh_token() -> RefreshToken {
