@@ -7,6 +7,7 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -53,6 +54,17 @@ struct Args {
     /// address (or in a load test on loopback), raise it.
     #[arg(long, value_name = "N")]
     max_pending_per_ip: Option<usize>,
+    /// With PostgreSQL: how often (seconds) this node compares its
+    /// connections with the other nodes' and, when it holds more than its
+    /// share, asks clients that know other nodes to move there (close
+    /// 1012). 0: never. Default 5.
+    #[arg(long, value_name = "SECS")]
+    rebalance_interval: Option<f64>,
+    /// With PostgreSQL: how many connections above its fair share a node
+    /// keeps before it rebalances (or a tenth of the share, if more).
+    /// Default 10.
+    #[arg(long, value_name = "N")]
+    rebalance_tolerance: Option<usize>,
     /// Log filter, as in RUST_LOG (default: RUST_LOG, else "info").
     #[arg(long)]
     log: Option<String>,
@@ -92,6 +104,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.public_urls = args.public_urls;
     if let Some(n) = args.max_pending_per_ip {
         config.connections.max_pending_per_ip = n;
+    }
+    if let Some(secs) = args.rebalance_interval {
+        config.rebalance.interval = Duration::try_from_secs_f64(secs)
+            .context("--rebalance-interval must be a number of seconds, 0 or more")?;
+    }
+    if let Some(n) = args.rebalance_tolerance {
+        config.rebalance.tolerance = n;
     }
     let stop = stop_signal()?;
     let server = ChatServer::start(config).await?;

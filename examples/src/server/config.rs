@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::balance::Rebalance;
 use super::serve::ConnectionLimits;
 
 /// Where the chat server keeps its messages.
@@ -133,6 +134,11 @@ pub struct ServerConfig {
     /// pong) before the server drops it as dead (default 60 s). The server
     /// pings every half of it, so a client that reads its socket stays up.
     pub idle_timeout: Duration,
+    /// With [`Database::Postgres`]: how the nodes even out their
+    /// connections (default every 5 s, tolerance 10; see [`Rebalance`]). A
+    /// node over its fair share asks some clients that know other nodes to
+    /// move (close 1012). Without PostgreSQL there is one node: unused.
+    pub rebalance: Rebalance,
     /// Limits on connections before they become WebSockets: the time to
     /// send a request, how many may be open, how many half-open ones one
     /// address may hold (see [`ConnectionLimits`]).
@@ -230,6 +236,7 @@ impl ServerConfig {
             require_dpop_nonce: false,
             dpop_window_secs: 60,
             public_urls: Vec::new(),
+            rebalance: Rebalance::default(),
         }
     }
 }

@@ -51,6 +51,8 @@ struct Entry {
     sid: Option<String>,
     /// The `iat` of the connection's current token, when it has one.
     iat: Option<i64>,
+    /// Its client knows other nodes to go to: it may be asked to move.
+    movable: bool,
     kick: mpsc::Sender<Kick>,
 }
 
@@ -350,14 +352,16 @@ impl Hub {
         lock(&self.rooms).keys().cloned().collect()
     }
 
-    /// Adds a connection (its token's subject, session and issue time),
-    /// unless the subject has as many open as allowed; returns its
+    /// Adds a connection (its token's subject, session and issue time, and
+    /// whether its client knows other nodes: [`Hub::shed`] moves only
+    /// those), unless the subject has as many open as allowed; returns its
     /// registration and where kicks arrive.
     pub(crate) fn register(
         self: &Arc<Self>,
         sub: &str,
         sid: Option<String>,
         iat: Option<i64>,
+        movable: bool,
     ) -> Result<(Registration, mpsc::Receiver<Kick>), Refused> {
         let (tx, rx) = mpsc::channel(4);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -376,6 +380,7 @@ impl Hub {
             Entry {
                 sid,
                 iat,
+                movable,
                 kick: tx.clone(),
             },
         );
@@ -416,6 +421,23 @@ impl Hub {
         n
     }
 
+    /// Tells up to `n` connections whose clients know other nodes to close
+    /// with `kick` (arbitrary ones: the registry's order); returns how many.
+    pub(crate) fn shed(&self, n: usize, kick: &Kick) -> usize {
+        let people = lock(&self.people);
+        let mut shed = 0;
+        for entry in people.conns.values().filter(|e| e.movable) {
+            if shed == n {
+                break;
+            }
+            // A full queue means it is closing already.
+            if entry.kick.try_send(kick.clone()).is_ok() {
+                shed += 1;
+            }
+        }
+        shed
+    }
+
     /// How many connections are open.
     pub(crate) fn connections(&self) -> usize {
         lock(&self.people).conns.len()
@@ -448,7 +470,7 @@ mod tests {
     #[test]
     fn rooms_deliver_to_their_listeners_only_and_vanish_with_them() {
         let hub = Arc::new(Hub::default());
-        let (conn, _kicks) = hub.register("alice", None, None).expect("register");
+        let (conn, _kicks) = hub.register("alice", None, None, false).expect("register");
         let (tx_a, mut rx_a) = mpsc::channel(8);
         let (tx_b, mut rx_b) = mpsc::channel(8);
         let a = conn.subscribe("a", 1, tx_a).expect("a");
@@ -476,7 +498,7 @@ mod tests {
     #[test]
     fn a_full_queue_kicks_its_connection_as_too_slow() {
         let hub = Arc::new(Hub::default());
-        let (conn, mut kicks) = hub.register("alice", None, None).expect("register");
+        let (conn, mut kicks) = hub.register("alice", None, None, false).expect("register");
         let (tx, _rx) = mpsc::channel(2);
         let _sub = conn.subscribe("a", 1, tx).expect("subscribe");
         for seq in 1..=2 {
@@ -490,13 +512,15 @@ mod tests {
     #[test]
     fn connections_and_rooms_are_capped_per_user() {
         let hub = Arc::new(Hub::new(limits()));
-        let (c1, _k1) = hub.register("alice", None, None).expect("first");
-        let (c2, _k2) = hub.register("alice", None, None).expect("second");
+        let (c1, _k1) = hub.register("alice", None, None, false).expect("first");
+        let (c2, _k2) = hub.register("alice", None, None, false).expect("second");
         assert_eq!(
-            hub.register("alice", None, None).err(),
+            hub.register("alice", None, None, false).err(),
             Some(Refused::TooManyConnections)
         );
-        let (_bob, _kb) = hub.register("bob", None, None).expect("bob is not alice");
+        let (_bob, _kb) = hub
+            .register("bob", None, None, false)
+            .expect("bob is not alice");
         let (tx, _rx) = mpsc::channel(8);
         let s1 = c1.subscribe("a", 1, tx.clone()).expect("1");
         let _s2 = c1.subscribe("b", 2, tx.clone()).expect("2");
@@ -511,7 +535,7 @@ mod tests {
         let _s4 = c2.subscribe("d", 4, tx).expect("room again after a leave");
         drop(c1);
         let (_c3, _k3) = hub
-            .register("alice", None, None)
+            .register("alice", None, None, false)
             .expect("a place again after a close");
     }
 
@@ -522,7 +546,7 @@ mod tests {
             frame_burst: 4,
             ..UserLimits::default()
         }));
-        let (conn, _k) = hub.register("alice", None, None).expect("register");
+        let (conn, _k) = hub.register("alice", None, None, false).expect("register");
         for _ in 0..4 {
             conn.take_frame().expect("within the burst");
         }
@@ -532,7 +556,7 @@ mod tests {
             "empty: full again in 4 / 2 s"
         );
         drop(conn);
-        let (conn, _k) = hub.register("alice", None, None).expect("again");
+        let (conn, _k) = hub.register("alice", None, None, false).expect("again");
         assert!(
             conn.take_frame().is_err(),
             "a new connection has no new budget"
@@ -540,7 +564,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(500)).await;
         conn.take_frame().expect("one token back after 0.5 s");
         assert!(conn.take_frame().is_err());
-        let (bob, _kb) = hub.register("bob", None, None).expect("bob");
+        let (bob, _kb) = hub.register("bob", None, None, false).expect("bob");
         bob.take_frame().expect("bob has his own bucket");
     }
 
@@ -548,13 +572,13 @@ mod tests {
     fn kicks_reach_the_session_or_the_subject_and_registrations_unregister() {
         let hub = Arc::new(Hub::default());
         let (r1, mut k1) = hub
-            .register("alice", Some("s1".into()), Some(10))
+            .register("alice", Some("s1".into()), Some(10), false)
             .expect("r1");
         let (r2, mut k2) = hub
-            .register("alice", Some("s2".into()), Some(10))
+            .register("alice", Some("s2".into()), Some(10), false)
             .expect("r2");
         let (_r3, mut k3) = hub
-            .register("bob", Some("s3".into()), Some(10))
+            .register("bob", Some("s3".into()), Some(10), false)
             .expect("r3");
         assert_eq!(hub.connections(), 3);
         let kick = Kick {
@@ -581,5 +605,33 @@ mod tests {
         drop(k2);
         drop(r2);
         assert!(!lock(&hub.people).sessions.contains_key("s1"));
+    }
+
+    #[test]
+    fn shedding_moves_only_clients_that_know_other_nodes_and_at_most_n() {
+        let hub = Arc::new(Hub::new(UserLimits {
+            connections: 100,
+            ..limits()
+        }));
+        let mut movable = Vec::new();
+        for _ in 0..5 {
+            movable.push(hub.register("alice", None, None, true).expect("movable"));
+        }
+        let (_fixed, mut fixed_kicks) = hub.register("bob", None, None, false).expect("fixed");
+        let kick = Kick {
+            code: 1012,
+            reason: "rebalancing",
+        };
+        assert_eq!(hub.shed(3, &kick), 3);
+        let kicked = movable
+            .iter_mut()
+            .map(|(_, kicks)| kicks.try_recv())
+            .filter(|got| got.as_ref().is_ok_and(|k| *k == kick))
+            .count();
+        assert_eq!(kicked, 3);
+        assert!(fixed_kicks.try_recv().is_err(), "one URL: left alone");
+        // Asked for more than there are: every movable one, no other.
+        assert_eq!(hub.shed(100, &kick), 5, "the kicked ones are still open");
+        assert!(fixed_kicks.try_recv().is_err());
     }
 }

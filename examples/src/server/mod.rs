@@ -29,7 +29,8 @@
 //! - `db`: the storage trait, its SQLite and PostgreSQL engines and their
 //!   migrations, and the batching writer (group commit).
 //! - `feed`: with PostgreSQL, the `LISTEN` connection that brings every
-//!   node's messages and logouts to this node.
+//!   node's messages and logouts to this node; `balance`: the nodes' loads
+//!   compared, and clients over a node's share asked to move ([`Rebalance`]).
 //!
 //! ## Several nodes
 //!
@@ -37,11 +38,14 @@
 //! a message sent to one node reaches the subscribers of every node, in
 //! sequence order and once; a client may resume on any node; a
 //! back-channel logout posted to any node closes the session's sockets on
-//! every node (4003) and its tokens are refused everywhere.
+//! every node (4003) and its tokens are refused everywhere. The nodes keep
+//! their connections even ([`ServerConfig::rebalance`]): one over its share
+//! asks clients that know other nodes to move there.
 //!
 //! The wire format is [`crate::protocol`].
 
 mod backchannel;
+mod balance;
 mod claims;
 mod config;
 mod db;
@@ -64,6 +68,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use balance::Rebalance;
 pub use config::{Database, PostgresUrl, ServerConfig, UserLimits};
 pub use dpop::HandshakeStats;
 pub use error::ServerError;
@@ -211,6 +216,17 @@ impl ChatServer {
         });
         if let Some(feed) = feed {
             app.tracker.spawn(feed);
+        }
+        if let Some(pg) = app.store.postgres()
+            && !app.config.rebalance.is_off()
+        {
+            app.tracker.spawn(balance::run(
+                pg.clone(),
+                app.hub.clone(),
+                balance::node_name(addr),
+                app.config.rebalance,
+                app.cancel.clone(),
+            ));
         }
         app.tracker.spawn(serve::serve(
             listener,

@@ -239,9 +239,12 @@ async fn handshake(
     }
     // Registered before the upgrade, so two handshakes at once cannot both
     // take the user's last place.
-    let registered = app
-        .hub
-        .register(&identity.sub, identity.sid.clone(), identity.iat);
+    let registered = app.hub.register(
+        &identity.sub,
+        identity.sid.clone(),
+        identity.iat,
+        knows_other_nodes(headers),
+    );
     let Ok((registration, kicks)) = registered else {
         tracing::info!(user = %identity.user, "WebSocket refused: too many connections for this user");
         return too_many_connections();
@@ -259,6 +262,17 @@ async fn handshake(
             run(app, identity, registration, kicks, socket).await;
         })
         .with_dpop_nonce(nonce)
+}
+
+/// Whether the client says it has other endpoints to go to
+/// ([`sessionkit_realtime::ENDPOINTS_HEADER`] of 2 or more): only such a
+/// client is asked to move when the nodes rebalance.
+fn knows_other_nodes(headers: &HeaderMap) -> bool {
+    headers
+        .get(sessionkit_realtime::ENDPOINTS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .is_some_and(|n| n >= 2)
 }
 
 /// A response with the server's `DPoP-Nonce`, when it has one to give.

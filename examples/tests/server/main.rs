@@ -10,4 +10,7 @@ mod expiry;
 mod handshake;
 mod limits;
 mod multinode;
+#[path = "../common/room_chat.rs"]
+#[allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+mod room_chat;
 mod support;

@@ -3,15 +3,17 @@
 //! one unless `SESSIONKIT_REQUIRE_POSTGRES` is set): fan-out across nodes
 //! in order and once, gap-free sequences under concurrent writers on
 //! different nodes, resuming on another node, back-channel logout applied
-//! on every node, and recovery when the database connections are cut. (The
-//! last test, a node whose database cannot be reached, needs no cluster.)
+//! on every node, recovery when the database connections are cut, and the
+//! nodes evening out their clients. (The last test, a node whose database
+//! cannot be reached, needs no cluster.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sessionkit_examples::protocol::{CLOSE_SIGNED_OUT, ChatMessage, ServerFrame};
-use sessionkit_examples::server::{ChatServer, Database, ServerConfig, UserLimits};
+use sessionkit_examples::server::{ChatServer, Database, Rebalance, ServerConfig, UserLimits};
 use sessionkit_mock_idp::{MockIdp, User};
 use sessionkit_tests::postgres::TestDatabase;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -380,6 +382,144 @@ async fn nodes_recover_when_the_database_goes_away_and_lose_nothing_acked() {
     // A join on B now reads the room from the database again.
     let mut late = Client::connect(&b, &token(&idp, "late").await).await;
     assert_eq!(late.join("general", 10).await.1, 12);
+}
+
+#[tokio::test]
+async fn a_crowded_node_moves_clients_that_know_other_nodes_and_they_lose_nothing() {
+    use sessionkit_realtime::{Backoff, RealtimeClient, StaticToken, TokenSource};
+
+    use crate::room_chat::{Chat, connected};
+
+    let Some(db) = TestDatabase::create("rebalance").await else {
+        return;
+    };
+    let idp = idp().await;
+    // Three nodes' sockets, bound now; only A serves at first. A client
+    // that dials B or C meanwhile gets no answer and moves on, so every
+    // client lands on A.
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+        );
+    }
+    let urls: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("ws://{}/ws", l.local_addr().expect("addr")))
+        .collect();
+    let config = || {
+        let mut config = ServerConfig::new(idp.issuer());
+        config.db = Database::from_arg(db.url());
+        config.users = UserLimits {
+            connections: 100,
+            frames_per_second: 100_000,
+            frame_burst: 100_000,
+            ..UserLimits::default()
+        };
+        let mut rebalance = Rebalance::default();
+        rebalance.interval = Duration::from_millis(200);
+        rebalance.tolerance = 1;
+        config.rebalance = rebalance;
+        config
+    };
+    let mut listeners = listeners.into_iter();
+    let mut next_listener = || listeners.next().expect("a listener");
+    let a = ChatServer::start_on(next_listener(), config())
+        .await
+        .expect("A starts");
+    let source: Arc<dyn TokenSource> = Arc::new(StaticToken::new(token(&idp, "alice").await));
+    let quick = Backoff::new(Duration::from_millis(50), 2.0, Duration::from_millis(400));
+    // 24 clients of the three nodes, and 3 of A alone (one of them sends).
+    let mut movable = Vec::new();
+    for _ in 0..24 {
+        let builder = RealtimeClient::builder_multi(urls.clone())
+            .connect_timeout(Duration::from_millis(300))
+            .backoff(quick);
+        movable.push(Chat::start(builder, "lobby", source.clone()));
+    }
+    let mut fixed = Vec::new();
+    for _ in 0..3 {
+        let builder = RealtimeClient::builder(&urls[0]).backoff(quick);
+        fixed.push(Chat::start(builder, "lobby", source.clone()));
+    }
+    for chat in movable.iter().chain(&fixed) {
+        chat.state(connected).await;
+        chat.joined(1).await;
+    }
+    assert_eq!(a.connections(), 27, "every client on A");
+
+    // B and C start while A's sender sends: A sheds down to its share.
+    let sender = &fixed[0];
+    let b = ChatServer::start_on(next_listener(), config())
+        .await
+        .expect("B starts");
+    let c = ChatServer::start_on(next_listener(), config())
+        .await
+        .expect("C starts");
+    let nodes = [&a, &b, &c];
+    let counts = || nodes.map(ChatServer::connections);
+    let mut sent = 0;
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(20);
+    loop {
+        sent += 1;
+        sender.send(&format!("m{sent}")).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let now = counts();
+        // The share is 9 each; one over it is tolerated (so no node holds
+        // fewer than 7).
+        if now.iter().sum::<usize>() == 27 && now.iter().all(|n| *n <= 10) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not even after 20 s: {now:?}"
+        );
+    }
+    eprintln!(
+        "even after {:?}: {:?}, {sent} messages sent meanwhile",
+        started.elapsed(),
+        counts()
+    );
+    sender.all_acked().await;
+
+    // Every client has every message, in order and once, wherever it went.
+    for (i, chat) in movable.iter_mut().chain(fixed.iter_mut()).enumerate() {
+        let mut seqs = Vec::new();
+        while seqs.len() < sent {
+            seqs.push(chat.next().await.1.seq);
+        }
+        assert_eq!(
+            seqs,
+            (1..=u64::try_from(sent).expect("u64")).collect::<Vec<_>>(),
+            "client {i}"
+        );
+    }
+    // Nothing twice: no client gets anything more (one short wait for all).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (i, chat) in movable.iter_mut().chain(fixed.iter_mut()).enumerate() {
+        assert!(
+            chat.messages.try_recv().is_err(),
+            "client {i}: nothing twice"
+        );
+    }
+    let moved = movable
+        .iter()
+        .filter(|chat| chat.client.metrics().endpoint_moves > 0)
+        .count();
+    assert!(moved >= 16, "{moved} of 24 moved; counts {:?}", counts());
+    for chat in &fixed {
+        assert_eq!(
+            chat.client.metrics().connects,
+            1,
+            "a client of one URL is never asked to move"
+        );
+    }
+    for chat in movable.into_iter().chain(fixed) {
+        chat.client.shutdown().await;
+    }
 }
 
 #[tokio::test]

@@ -215,7 +215,22 @@ pub(crate) struct Phases {
     /// measured).
     pub(crate) postmaster: Option<u32>,
     pub(crate) events: Vec<Event>,
+    pub(crate) settle: Settle,
     pub(crate) drain_time: Duration,
+}
+
+/// After the restarts: how the clients were spread, and how long the
+/// nodes' rebalancing took to bring every node to at most `bound`.
+#[derive(Debug, Clone)]
+pub(crate) struct Settle {
+    pub(crate) after_restarts: Vec<usize>,
+    /// Each node's share plus chat-server's default tolerance.
+    pub(crate) bound: usize,
+    /// `None`: not within `waited` (or not waited for).
+    pub(crate) settled_in: Option<Duration>,
+    /// Connections opened from the end of the restarts until settled.
+    pub(crate) moves: usize,
+    pub(crate) waited: Duration,
 }
 
 /// Latency percentiles of one set of deliveries, µs.
@@ -350,6 +365,24 @@ impl Report {
             "all connected and joined in {:.2?}; clients per node at the start {:?}, at the end {:?}",
             p.connect_time, p.start_nodes, p.end_nodes
         );
+        let st = &p.settle;
+        let _ = match (st.waited.is_zero(), st.settled_in) {
+            (true, _) => writeln!(
+                out,
+                "after the restarts {:?} (rebalancing not waited for)",
+                st.after_restarts
+            ),
+            (false, Some(t)) => writeln!(
+                out,
+                "after the restarts {:?}; every node at most {} (share + tolerance) {:.1?} later, {} connections opened meanwhile",
+                st.after_restarts, st.bound, t, st.moves
+            ),
+            (false, None) => writeln!(
+                out,
+                "after the restarts {:?}; NOT every node at most {} within {:?} ({} connections opened meanwhile)",
+                st.after_restarts, st.bound, st.waited, st.moves
+            ),
+        };
         let _ = writeln!(
             out,
             "\n== loss and duplication (checked against the committed rows) =="

@@ -64,6 +64,10 @@ pub(crate) struct Config {
     /// chat-server's `--max-pending-per-ip` (`None`: its default, 64).
     /// Every client here connects from 127.0.0.1, unlike real clients.
     pub(crate) pending_cap: Option<usize>,
+    /// After the restarts, senders still sending: how long to wait for the
+    /// nodes to even out (chat-server's rebalancing: every node at most its
+    /// share plus the default tolerance). Zero: not waited for.
+    pub(crate) settle: Duration,
 }
 
 impl Config {
@@ -86,6 +90,7 @@ impl Config {
             batch: 50,
             patience: Duration::from_secs(60),
             pending_cap: None,
+            settle: Duration::from_secs(120),
         }
     }
 
@@ -105,6 +110,7 @@ impl Config {
             batch: 30,
             patience: Duration::from_secs(30),
             pending_cap: None,
+            settle: Duration::ZERO,
         }
     }
 }
@@ -252,6 +258,46 @@ pub(crate) async fn run(config: &Config, db: &TestDatabase) -> Report {
         tokio::time::sleep(config.gap).await;
     }
 
+    // Settle: senders still sending, until the nodes even out again (each
+    // at most its share plus chat-server's default tolerance), or not.
+    let per_node = |members: &[Member]| -> Vec<usize> {
+        (0..config.nodes)
+            .map(|n| members.iter().filter(|m| m.node() == Some(n)).count())
+            .collect()
+    };
+    let after_restarts = per_node(&members);
+    let settle_start = micros(epoch);
+    let share = config.clients.div_ceil(config.nodes);
+    let bound = share + 10.max(share / 10);
+    let mut settled_in = None;
+    if !config.settle.is_zero() {
+        let deadline = Instant::now() + config.settle;
+        while Instant::now() < deadline {
+            if per_node(&members).iter().all(|n| *n <= bound) {
+                settled_in = Some(Duration::from_micros(micros(epoch) - settle_start));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let settle_moves = members
+        .iter()
+        .map(|m| {
+            lock(&m.seen)
+                .connects
+                .iter()
+                .filter(|(at, _)| *at >= settle_start)
+                .count()
+        })
+        .sum();
+    let settle = measure::Settle {
+        after_restarts,
+        bound,
+        settled_in,
+        moves: settle_moves,
+        waited: config.settle,
+    };
+
     // Drain: no more sends; every one acknowledged; every client caught up.
     stop.cancel();
     for sender in senders {
@@ -305,6 +351,7 @@ pub(crate) async fn run(config: &Config, db: &TestDatabase) -> Report {
             tick,
             postmaster,
             events,
+            settle,
             drain_time,
         },
         check,

@@ -141,7 +141,22 @@ BEGIN
 END;
 $$;
 ",
+    // 2: the nodes and how many connections each holds, for rebalancing.
+    r"
+CREATE TABLE chat_nodes (
+    node        TEXT        PRIMARY KEY,
+    connections BIGINT      NOT NULL,
+    seen_at     TIMESTAMPTZ NOT NULL
+);
+",
 ];
+
+/// The nodes that reported lately and the connections they hold in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FleetLoad {
+    pub(crate) nodes: u64,
+    pub(crate) connections: u64,
+}
 
 /// The schema version this server writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -426,6 +441,61 @@ impl Postgres {
             )
             .await?;
             tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records that `node` holds `connections` now, and reads how many
+    /// nodes have reported within `live_for` (this one included) and how
+    /// many connections they hold in all. Rows not updated for an hour
+    /// (nodes gone without saying so) are deleted.
+    pub(crate) async fn report_load(
+        &self,
+        node: &str,
+        connections: usize,
+        live_for: Duration,
+    ) -> Result<FleetLoad, StoreError> {
+        let connections = i64::try_from(connections).unwrap_or(i64::MAX);
+        let live_secs = live_for.as_secs_f64();
+        timed("reporting the node's load", async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO chat_nodes (node, connections, seen_at) VALUES ($1, $2, now())
+                     ON CONFLICT (node) DO UPDATE
+                        SET connections = EXCLUDED.connections, seen_at = EXCLUDED.seen_at",
+                    &[&node, &connections],
+                )
+                .await?;
+            client
+                .execute(
+                    "DELETE FROM chat_nodes WHERE seen_at < now() - interval '1 hour'",
+                    &[],
+                )
+                .await?;
+            let row = client
+                .query_one(
+                    "SELECT count(*), coalesce(sum(connections), 0)::BIGINT FROM chat_nodes
+                      WHERE seen_at > now() - make_interval(secs => $1)",
+                    &[&live_secs],
+                )
+                .await?;
+            Ok(FleetLoad {
+                nodes: to_u64(row.get(0))?,
+                connections: to_u64(row.get(1))?,
+            })
+        })
+        .await
+    }
+
+    /// Removes `node` from the fleet's count (it is stopping).
+    pub(crate) async fn forget_node(&self, node: &str) -> Result<(), StoreError> {
+        timed("removing the node", async {
+            self.client()
+                .await?
+                .execute("DELETE FROM chat_nodes WHERE node = $1", &[&node])
+                .await?;
             Ok(())
         })
         .await
