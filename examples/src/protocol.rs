@@ -88,6 +88,10 @@ pub const CLOSE_TOO_SLOW: u16 = 4008;
 /// unavailable); the close reason is `{"retry_after_ms":N}`. Reconnect
 /// after N ms, join again and re-send what was not acknowledged.
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
+/// Close code (WebSocket's "Service Restart"): the node holds more than its
+/// share of the service's connections and asks this client, which said it
+/// knows other nodes (`Sessionkit-Endpoints`), to move to one; resume there.
+pub const CLOSE_MOVE: u16 = 1012;
 /// Close code: the user sent frames faster than allowed; the close reason
 /// is `{"retry_after_ms":N}`. The frame that went over was not acted on.
 pub const CLOSE_RATE_LIMITED: u16 = 4029;

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::db::Postgres;
 use super::hub::{Hub, Kick};
+use crate::protocol::CLOSE_MOVE;
 
 /// How the nodes that share PostgreSQL even out their connections (see
 /// [`ServerConfig::rebalance`](super::ServerConfig::rebalance)).
@@ -81,9 +82,12 @@ impl Rebalance {
 /// The close that asks a client to move: 1012 (service restart), which a
 /// realtime client of several endpoints answers by going to its next one.
 const MOVE: Kick = Kick {
-    code: 1012,
+    code: CLOSE_MOVE,
     reason: "rebalancing: reconnect to another node",
 };
+
+/// How long a stopping node tries to take itself out of the count.
+const FORGET_WITHIN: Duration = Duration::from_secs(1);
 
 /// How many of its `own` connections a node asks to move this round, when
 /// `nodes` live nodes (itself included) hold `total` connections in all.
@@ -135,8 +139,9 @@ pub(crate) async fn run(
                 let total = usize::try_from(load.connections).unwrap_or(usize::MAX);
                 let nodes = usize::try_from(load.nodes).unwrap_or(usize::MAX);
                 let n = to_shed(own, total, nodes, config.tolerance);
-                if n > 0 {
-                    let moved = hub.shed(n, &MOVE);
+                // (Nothing moved: every client over the share has one URL.)
+                let moved = if n > 0 { hub.shed(n, &MOVE) } else { 0 };
+                if moved > 0 {
                     tracing::info!(
                         own,
                         total,
@@ -149,8 +154,14 @@ pub(crate) async fn run(
             Err(e) => tracing::debug!(%e, "rebalancing: cannot report this node's load"),
         }
     }
-    if let Err(e) = pg.forget_node(&node).await {
-        tracing::debug!(%e, "rebalancing: cannot take this node out of the count");
+    // Briefly: a stopping node does not wait on a database that is down
+    // (its row then ages out of the count in three intervals).
+    match tokio::time::timeout(FORGET_WITHIN, pg.forget_node(&node)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%e, "rebalancing: cannot take this node out of the count"),
+        Err(_) => tracing::debug!(
+            "rebalancing: the database did not answer in time to take this node out of the count"
+        ),
     }
 }
 

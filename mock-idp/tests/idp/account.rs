@@ -12,14 +12,7 @@ async fn the_account_api_takes_only_tokens_for_its_audience() {
     let idp = idp_auto("alice").await;
     let audience = idp.control().account_audience();
     assert_eq!(audience, format!("{}/account", idp.issuer()));
-    let discovery: Value = http()
-        .get(idp.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let discovery: Value = discovery(&idp).await;
     assert_eq!(discovery["account_sessions_audience"], audience);
     assert_eq!(
         discovery["account_sessions_scope"],

@@ -8,8 +8,8 @@ use sessionkit_mock_idp::conformance::{RpReport, Verdict};
 use sessionkit_mock_idp::{ClientConfig, Config, MockIdp};
 
 use crate::support::{
-    CLIENT, auth_params, authorize, consented, decode, http, idp_auto, location_params, pkce,
-    refresh, tokens,
+    CLIENT, auth_params, authorize, consented, decode, discovery, http, idp_auto, location_params,
+    pkce, refresh, tokens,
 };
 
 fn start(idp: &MockIdp, scenario: &str) {
@@ -73,21 +73,11 @@ async fn an_invalid_signature_does_not_verify_with_the_published_key() {
 #[tokio::test]
 async fn discovery_and_jwks_scenarios_change_what_the_whole_provider_serves() {
     let idp = idp_auto("alice").await;
-    let discovery = || async {
-        http()
-            .get(idp.url("/.well-known/openid-configuration"))
-            .send()
-            .await
-            .expect("discovery")
-            .json::<Value>()
-            .await
-            .expect("json")
-    };
     start(&idp, "oidcc-client-test-discovery-issuer-mismatch");
-    assert_ne!(discovery().await["issuer"], idp.issuer());
+    assert_ne!(discovery(&idp).await["issuer"], idp.issuer());
 
     start(&idp, "oidcc-client-test-discovery-jwks-uri-keys");
-    let doc = discovery().await;
+    let doc = discovery(&idp).await;
     let moved = doc["jwks_uri"].as_str().expect("jwks_uri").to_owned();
     assert_ne!(moved, idp.url("/jwks"));
     assert_eq!(
@@ -123,7 +113,11 @@ async fn discovery_and_jwks_scenarios_change_what_the_whole_provider_serves() {
     assert!(keys.iter().all(|k| k["kty"] == "RSA"), "{keys:?}");
 
     idp.control().conformance_finish(CLIENT, None);
-    assert_eq!(discovery().await["issuer"], idp.issuer(), "back to normal");
+    assert_eq!(
+        discovery(&idp).await["issuer"],
+        idp.issuer(),
+        "back to normal"
+    );
     assert_eq!(
         http()
             .get(idp.url("/jwks"))

@@ -11,14 +11,7 @@ use crate::support::*;
 #[tokio::test]
 async fn discovery_advertises_the_implemented_endpoints_and_rules() {
     let idp = idp().await;
-    let doc: Value = http()
-        .get(idp.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = discovery(&idp).await;
     let i = idp.issuer();
     assert_eq!(doc["issuer"], i);
     for (key, path) in [

@@ -228,14 +228,7 @@ fn str_of<'a>(v: &'a Value, name: &str) -> &'a str {
 #[tokio::test]
 async fn bound_tokens_are_issued_usable_with_their_key_and_introspected_with_cnf() {
     let idp = idp_auto("alice").await;
-    let discovery: Value = http()
-        .get(idp.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let discovery: Value = discovery(&idp).await;
     let algs = discovery["dpop_signing_alg_values_supported"]
         .as_array()
         .expect("advertised");
@@ -901,14 +894,7 @@ async fn a_narrowed_alg_list_is_advertised_and_other_proofs_are_refused() {
         .start()
         .await
         .expect("idp");
-    let discovery: Value = http()
-        .get(idp.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let discovery: Value = discovery(&idp).await;
     assert_eq!(
         discovery["dpop_signing_alg_values_supported"],
         json!(["PS256", "EdDSA"])

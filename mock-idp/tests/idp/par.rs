@@ -64,14 +64,7 @@ async fn refused_page(response: reqwest::Response, why: &str) {
 #[tokio::test]
 async fn discovery_names_the_endpoint_and_par_is_optional_by_default() {
     let idp = idp().await;
-    let doc: Value = http()
-        .get(idp.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = discovery(&idp).await;
     assert_eq!(
         doc["pushed_authorization_request_endpoint"],
         idp.url("/par")
@@ -315,14 +308,7 @@ async fn a_provider_that_requires_par_says_so_and_refuses_plain_requests() {
         .start()
         .await
         .expect("idp");
-    let doc: Value = http()
-        .get(idp.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = discovery(&idp).await;
     assert_eq!(doc["require_pushed_authorization_requests"], true);
     let pkce = pkce();
     let params = auth_params(&pkce, "openid");

@@ -167,14 +167,7 @@ fn refused(answer: &(u16, Value), why: &str) {
 #[tokio::test]
 async fn discovery_lists_private_key_jwt_and_its_algorithms() {
     let idp = idp().await;
-    let doc: Value = http()
-        .get(idp.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = discovery(&idp).await;
     for member in [
         "token_endpoint_auth_methods_supported",
         "revocation_endpoint_auth_methods_supported",

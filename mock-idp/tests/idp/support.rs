@@ -29,6 +29,18 @@ pub fn cookie_http() -> reqwest::Client {
         .expect("client")
 }
 
+/// The provider's discovery document.
+pub async fn discovery(idp: &MockIdp) -> Value {
+    http()
+        .get(idp.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("discovery is JSON")
+}
+
 pub async fn idp() -> MockIdp {
     MockIdp::start().await.expect("mock idp starts")
 }
