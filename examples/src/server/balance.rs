@@ -16,17 +16,26 @@
 //! At most a tenth of the node's connections move per round, so a fleet
 //! evens out over a few rounds in a trickle of reconnects rather than a
 //! storm; a moved client lands on any other node (its own order), so one
-//! may land on another busy node and move again later. A node that stops
-//! deletes its row; one that dies stops counting once its row is older than
-//! three intervals (until then its stale count only makes the others shed
-//! less).
+//! may land on another busy node and move again later.
+//!
+//! Counts that cannot be trusted hold everything still. A node that stops
+//! deletes its row; a node that dies leaves its last count behind, while
+//! its clients are counted again where they landed: with that row in the
+//! sums the share comes out too small, and the survivors would shed to each
+//! other. So a node counts only rows reported within an interval and a
+//! half; while any row is older than that but not older than three
+//! intervals (a node gone or late), no node sheds; and a node whose own
+//! count rose by more than the tolerance in its last two rounds (a
+//! failover landing on it, which a dead node's row may not show yet) does
+//! not shed either. A node that restarts reports under a new name, so its
+//! old row holds the fleet still for up to three intervals too.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::db::Postgres;
+use super::db::{FleetLoad, Postgres};
 use super::hub::{Hub, Kick};
 use crate::protocol::CLOSE_MOVE;
 
@@ -104,11 +113,44 @@ pub(crate) fn to_shed(own: usize, total: usize, nodes: usize, tolerance: usize) 
     (own - fair).min((own / 10).max(1))
 }
 
+/// One node's rounds: what it held in its last two, to tell a failover
+/// landing on it from a load to even out.
+#[derive(Debug, Default)]
+pub(crate) struct Rounds {
+    /// Its connections one and two rounds ago.
+    recent: [Option<usize>; 2],
+}
+
+impl Rounds {
+    /// This round's decision: how many of its `own` connections to move,
+    /// given the fleet's `load` (0 while any count is in doubt).
+    pub(crate) fn decide(&mut self, own: usize, load: FleetLoad, tolerance: usize) -> usize {
+        let landing = self
+            .recent
+            .iter()
+            .flatten()
+            .any(|before| own > before + tolerance);
+        self.recent = [Some(own), self.recent[0]];
+        if landing || load.silent > 0 {
+            return 0;
+        }
+        let total = usize::try_from(load.connections).unwrap_or(usize::MAX);
+        let nodes = usize::try_from(load.nodes).unwrap_or(usize::MAX);
+        to_shed(own, total, nodes, tolerance)
+    }
+}
+
 /// A name for this node in `chat_nodes`: unique among the nodes sharing
-/// the database (its address, process and start time).
+/// the database (its address, process, start time and a random part, for
+/// replicas that share all three).
 pub(crate) fn node_name(addr: std::net::SocketAddr) -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+
     let started = super::unix_millis();
-    format!("{addr}/{}/{started}", std::process::id())
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{addr}/{}/{started}/{random:016x}", std::process::id())
 }
 
 /// Reports the node's load every interval and sheds what is over its share,
@@ -122,8 +164,7 @@ pub(crate) async fn run(
 ) {
     let mut ticks = tokio::time::interval(config.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // A node counts as live for three intervals after its last report.
-    let live_for = config.interval.saturating_mul(3);
+    let mut rounds = Rounds::default();
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -132,20 +173,18 @@ pub(crate) async fn run(
         let own = hub.connections();
         let load = tokio::select! {
             () = cancel.cancelled() => break,
-            load = pg.report_load(&node, own, live_for) => load,
+            load = pg.report_load(&node, own, config.interval) => load,
         };
         match load {
             Ok(load) => {
-                let total = usize::try_from(load.connections).unwrap_or(usize::MAX);
-                let nodes = usize::try_from(load.nodes).unwrap_or(usize::MAX);
-                let n = to_shed(own, total, nodes, config.tolerance);
+                let n = rounds.decide(own, load, config.tolerance);
                 // (Nothing moved: every client over the share has one URL.)
                 let moved = if n > 0 { hub.shed(n, &MOVE) } else { 0 };
                 if moved > 0 {
                     tracing::info!(
                         own,
-                        total,
-                        nodes,
+                        total = load.connections,
+                        nodes = load.nodes,
                         moved,
                         "rebalancing: asked connections to move to other nodes"
                     );
@@ -155,7 +194,7 @@ pub(crate) async fn run(
         }
     }
     // Briefly: a stopping node does not wait on a database that is down
-    // (its row then ages out of the count in three intervals).
+    // (its row then goes silent, and out of the count in three intervals).
     match tokio::time::timeout(FORGET_WITHIN, pg.forget_node(&node)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(%e, "rebalancing: cannot take this node out of the count"),
@@ -190,5 +229,41 @@ mod tests {
         assert_eq!(to_shed(5, 6, 3, 0), 1, "at least one");
         // The node's own count beats a stale, smaller total.
         assert_eq!(to_shed(90, 10, 3, 10), 9);
+    }
+
+    fn load(nodes: u64, connections: u64, silent: u64) -> FleetLoad {
+        FleetLoad {
+            nodes,
+            connections,
+            silent,
+        }
+    }
+
+    #[test]
+    fn nothing_moves_while_a_node_is_silent_or_a_failover_lands() {
+        let mut rounds = Rounds::default();
+        // First round: nothing known of before; 847 of 1,000, 3 nodes.
+        assert_eq!(rounds.decide(847, load(3, 1000, 0), 10), 84);
+        // A node went silent (dead or late): its count is in doubt.
+        assert_eq!(rounds.decide(763, load(2, 1000, 1), 10), 0);
+        assert_eq!(rounds.decide(763, load(3, 1000, 0), 10), 76);
+
+        // 333 each; node C dies and its clients land on A and B, whose
+        // rows still sum C's old count: the share reads 445, not 500.
+        let mut a = Rounds::default();
+        assert_eq!(a.decide(333, load(3, 999, 0), 10), 0);
+        assert_eq!(a.decide(500, load(3, 1333, 0), 10), 0, "landing");
+        assert_eq!(a.decide(500, load(3, 1333, 0), 10), 0, "landed a round ago");
+        // Two rounds on, C's row is silent (or gone): still nothing.
+        assert_eq!(a.decide(500, load(2, 1000, 1), 10), 0);
+        assert_eq!(a.decide(500, load(2, 1000, 0), 10), 0, "500 is the share");
+        // C is back, empty: A sheds toward it.
+        assert_eq!(a.decide(500, load(3, 1000, 0), 10), 50);
+        // A rise within the tolerance over two rounds is no landing.
+        let mut b = Rounds::default();
+        assert_eq!(b.decide(20, load(3, 60, 0), 2), 0, "share 20, up to 22");
+        assert_eq!(b.decide(22, load(3, 60, 0), 2), 0);
+        assert_eq!(b.decide(22, load(3, 60, 0), 2), 0);
+        assert_eq!(b.decide(23, load(3, 60, 0), 2), 2);
     }
 }

@@ -47,7 +47,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-pub(crate) use postgres::{Notice, Postgres, RevocationRow};
+pub(crate) use postgres::{FleetLoad, Notice, Postgres, RevocationRow};
 
 use super::config::Database;
 use super::error::ServerError;

@@ -141,21 +141,32 @@ BEGIN
 END;
 $$;
 ",
-    // 2: the nodes and how many connections each holds, for rebalancing.
-    r"
-CREATE TABLE chat_nodes (
+];
+
+/// The nodes and how many connections each holds, for rebalancing. Not a
+/// migration: created if missing by every node that starts, so a node of the
+/// version before it (schema 1, which knows nothing of the table) can still
+/// start on a database that has it, in a rolling upgrade or a rollback.
+const NODES_TABLE: &str = r"
+CREATE TABLE IF NOT EXISTS chat_nodes (
     node        TEXT        PRIMARY KEY,
     connections BIGINT      NOT NULL,
     seen_at     TIMESTAMPTZ NOT NULL
 );
-",
-];
+";
 
-/// The nodes that reported lately and the connections they hold in all.
+/// The nodes that reported lately and the connections they hold in all,
+/// and how many went silent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FleetLoad {
+    /// Nodes that reported within the last interval and a half.
     pub(crate) nodes: u64,
+    /// The connections those hold.
     pub(crate) connections: u64,
+    /// Nodes whose last report is older than that but not older than three
+    /// intervals: gone, or late. Their counts are not to be trusted either
+    /// way (a dead node's clients are counted again where they landed).
+    pub(crate) silent: u64,
 }
 
 /// The schema version this server writes.
@@ -330,6 +341,10 @@ impl Postgres {
         let pg = Self { pool, config };
         let mut client = pg.pool.get().await.map_err(|e| fail(Box::new(e)))?;
         migrate(&mut client, &database).await?;
+        client
+            .batch_execute(NODES_TABLE)
+            .await
+            .map_err(|e| fail(Box::new(e)))?;
         Ok(pg)
     }
 
@@ -446,18 +461,19 @@ impl Postgres {
         .await
     }
 
-    /// Records that `node` holds `connections` now, and reads how many
-    /// nodes have reported within `live_for` (this one included) and how
-    /// many connections they hold in all. Rows not updated for an hour
-    /// (nodes gone without saying so) are deleted.
+    /// Records that `node` holds `connections` now, and reads the fleet's
+    /// load as nodes reporting every `interval` see it ([`FleetLoad`]).
+    /// Rows not updated for an hour (nodes gone without saying so) are
+    /// deleted.
     pub(crate) async fn report_load(
         &self,
         node: &str,
         connections: usize,
-        live_for: Duration,
+        interval: Duration,
     ) -> Result<FleetLoad, StoreError> {
         let connections = i64::try_from(connections).unwrap_or(i64::MAX);
-        let live_secs = live_for.as_secs_f64();
+        let fresh_secs = interval.mul_f64(1.5).as_secs_f64();
+        let silent_secs = interval.saturating_mul(3).as_secs_f64();
         timed("reporting the node's load", async {
             let client = self.client().await?;
             client
@@ -476,14 +492,20 @@ impl Postgres {
                 .await?;
             let row = client
                 .query_one(
-                    "SELECT count(*), coalesce(sum(connections), 0)::BIGINT FROM chat_nodes
-                      WHERE seen_at > now() - make_interval(secs => $1)",
-                    &[&live_secs],
+                    "SELECT count(*) FILTER (WHERE fresh),
+                            coalesce(sum(connections) FILTER (WHERE fresh), 0)::BIGINT,
+                            count(*) FILTER (WHERE NOT fresh)
+                       FROM (SELECT connections,
+                                    seen_at > now() - make_interval(secs => $1) AS fresh
+                               FROM chat_nodes
+                              WHERE seen_at > now() - make_interval(secs => $2)) recent",
+                    &[&fresh_secs, &silent_secs],
                 )
                 .await?;
             Ok(FleetLoad {
                 nodes: to_u64(row.get(0))?,
                 connections: to_u64(row.get(1))?,
+                silent: to_u64(row.get(2))?,
             })
         })
         .await
