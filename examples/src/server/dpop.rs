@@ -23,8 +23,12 @@
 //!
 //! Every refusal is a 401 whose `WWW-Authenticate` is a `DPoP` challenge
 //! (`error="invalid_dpop_proof"`, `"invalid_token"` or `"use_dpop_nonce"`);
-//! clients treat it as a refused token. Logs name the kind of refusal,
-//! never the token or the proof.
+//! clients treat it as a refused token. The one exception: a good proof the
+//! server cannot record because its replay cache is full of live proofs is
+//! a 503 with `Retry-After` (try again), never accepted unrecorded. A proof
+//! by another key than the token's is refused before it is recorded, so a
+//! token without its key cannot fill the cache. Logs name the kind of
+//! refusal, never the token or the proof.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -300,14 +304,18 @@ impl Verifier {
             .map_err(Refusal::Proof)?
             .ok_or(Refusal::Proof(ProofError::Missing))?;
         let url = handshake_url(&self.urls, headers, path).ok_or(Refusal::NoHost)?;
+        // Bound to the token's key before the proof is recorded: a token
+        // without its key cannot fill the replay cache.
         let mut request = ProofRequest::new(HANDSHAKE_METHOD, url.as_str(), proof)
             .access_token(token)
+            .bound_to(jkt)
             .window(self.window_secs);
         if let Some(nonces) = &self.nonces {
             request = request.require_nonce(nonces);
         }
-        let verified = dpop::verify_proof(&request, now, &self.replay).map_err(Refusal::Proof)?;
-        verified.check_binding(jkt).map_err(Refusal::Proof)
+        dpop::verify_proof(&request, now, &self.replay)
+            .map(drop)
+            .map_err(Refusal::Proof)
     }
 }
 

@@ -23,7 +23,9 @@
 //! (logout, rate limit, shutdown) the sends in flight are answered first.
 //!
 //! DPoP: a token with `cnf.jkt` comes as `Authorization: DPoP` with a proof
-//! for this handshake (see `dpop` for the rules); every refusal is a 401.
+//! for this handshake (see `dpop` for the rules); every refusal is a 401,
+//! but for a proof the server could not record (its replay cache full of
+//! live proofs): 503 with `Retry-After`.
 //!
 //! Access tokens: an RFC 9068 `typ` (`at+jwt`) is accepted as is; a generic
 //! or missing `typ` (providers that do not set one) is accepted unless the

@@ -9,7 +9,8 @@
 //! - one well-formed compact JWS, at most 8 KiB ([`proof_header`] refuses a
 //!   repeated `DPoP` header);
 //! - `typ` is `dpop+jwt`; no `crit`; `alg` is one of [`SUPPORTED_ALGS`]
-//!   (asymmetric: never `none` or an HMAC);
+//!   (asymmetric: never `none` or an HMAC), and of the server's own list
+//!   when it takes fewer ([`ProofRequest::algs`]);
 //! - `jwk` is a public key of the kind `alg` names (a private member such
 //!   as `d` is refused) and the signature verifies with it;
 //! - `jti`, `htm`, `htu` and `iat` are present; `htm` is the method;
@@ -23,14 +24,19 @@
 //!   `nonce` is the current (or previous) one, else
 //!   [`ProofError::NonceMissing`] / [`ProofError::NonceStale`], whose
 //!   [`error_code`](ProofError::error_code) is `use_dpop_nonce`;
+//! - with the key the token is bound to ([`ProofRequest::bound_to`]): the
+//!   proof is signed by it ([`ProofError::KeyMismatch`]);
 //! - last, the proof was not seen before (its `jti` under its key); when
 //!   the replay cache is full of live proofs, a new one is refused with
 //!   [`ProofError::ReplayCacheFull`] (a 503, try again) rather than
 //!   forgetting one.
 //!
 //! What the proof proves, its key's thumbprint ([`VerifiedProof::jkt`]),
-//! is then compared by the caller with the token's `cnf.jkt`
-//! ([`VerifiedProof::check_binding`]).
+//! must match the token's `cnf.jkt`: give it with [`ProofRequest::bound_to`]
+//! when the token is known to be bound, so that a proof by another key is
+//! refused before the replay cache records it (someone holding a token but
+//! not its key could otherwise fill the cache);
+//! [`VerifiedProof::check_binding`] compares afterwards.
 //!
 //! ```
 //! use sessionkit_mock_idp::dpop::{self, ProofError, ProofRequest, ReplayCache};
@@ -245,6 +251,8 @@ pub struct ProofRequest<'a> {
     access_token: Option<&'a str>,
     nonces: Option<&'a Nonces>,
     window_secs: i64,
+    bound_to: Option<&'a str>,
+    algs: Option<&'a [String]>,
 }
 
 impl<'a> ProofRequest<'a> {
@@ -259,7 +267,27 @@ impl<'a> ProofRequest<'a> {
             access_token: None,
             nonces: None,
             window_secs: DEFAULT_WINDOW_SECS,
+            bound_to: None,
+            algs: None,
         }
+    }
+
+    /// The thumbprint of the key the presented token is bound to (its
+    /// `cnf.jkt`): a proof by another key is refused
+    /// ([`ProofError::KeyMismatch`]) before it is recorded, so that a
+    /// token without its key cannot fill the replay cache. (The same check
+    /// as [`VerifiedProof::check_binding`], in its place in the order.)
+    pub fn bound_to(mut self, jkt: &'a str) -> Self {
+        self.bound_to = Some(jkt);
+        self
+    }
+
+    /// The algorithms this server takes, fewer than [`SUPPORTED_ALGS`]: a
+    /// proof signed with another is refused ([`ProofError::UnsupportedAlg`])
+    /// before anything else is checked.
+    pub fn algs(mut self, algs: &'a [String]) -> Self {
+        self.algs = Some(algs);
+        self
     }
 
     /// The access token presented with the proof: the proof must carry its
@@ -429,7 +457,10 @@ pub fn verify_proof(
         ));
     }
     let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
-    if !SUPPORTED_ALGS.contains(&alg) {
+    let taken = request
+        .algs
+        .is_none_or(|algs| algs.iter().any(|a| a == alg));
+    if !SUPPORTED_ALGS.contains(&alg) || !taken {
         return Err(ProofError::UnsupportedAlg(alg.to_owned()));
     }
     let Some(jwk) = header.get("jwk").and_then(Value::as_object) else {
@@ -508,6 +539,11 @@ pub fn verify_proof(
             Some(nonce) if !nonces.accepts(nonce, now) => return Err(ProofError::NonceStale),
             Some(_) => {}
         }
+    }
+    if let Some(bound) = request.bound_to
+        && !crate::params::constant_time_eq(jkt.as_bytes(), bound.as_bytes())
+    {
+        return Err(ProofError::KeyMismatch);
     }
     let replay_key = crate::keys::sha256(format!("{jkt}.{jti}").as_bytes());
     match replay.first_use(replay_key, iat.saturating_add(window), now) {

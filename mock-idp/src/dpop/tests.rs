@@ -154,6 +154,37 @@ fn a_proof_is_accepted_once() {
 }
 
 #[test]
+fn a_proof_by_another_key_or_alg_than_taken_is_refused_unrecorded() {
+    let holder = Signer::p256();
+    let thief = Signer::p256();
+    let bound = jwk_thumbprint(&holder.jwk()).expect("jkt");
+    let replay = ReplayCache::new(1);
+    // A proof by a key other than the token's is refused, and takes no
+    // place in the cache (a full cache would refuse everyone's proofs).
+    for n in 0..3 {
+        let proof = thief.proof(&claims(&format!("t{n}")));
+        let request = ProofRequest::new("POST", URL, &proof).bound_to(&bound);
+        assert_eq!(
+            verify_proof(&request, NOW, &replay),
+            Err(ProofError::KeyMismatch)
+        );
+    }
+    // So is one signed with an algorithm the server does not take.
+    let only_ps256 = ["PS256".to_owned()];
+    let proof = holder.proof(&claims("es"));
+    let request = ProofRequest::new("POST", URL, &proof).algs(&only_ps256);
+    assert!(matches!(
+        verify_proof(&request, NOW, &replay),
+        Err(ProofError::UnsupportedAlg(alg)) if alg == "ES256"
+    ));
+    assert!(replay.is_empty());
+    let proof = holder.proof(&claims("h"));
+    let request = ProofRequest::new("POST", URL, &proof).bound_to(&bound);
+    assert!(verify_proof(&request, NOW, &replay).is_ok());
+    assert_eq!(replay.len(), 1);
+}
+
+#[test]
 fn the_header_must_say_dpop_with_an_asymmetric_alg_and_a_public_key() {
     let signer = Signer::p256();
     let c = claims("h");
