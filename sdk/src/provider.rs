@@ -70,9 +70,20 @@ pub struct ExtraMetadata {
     /// signed with. `None` when the provider does not say (then nothing is
     /// known, and the SDK signs with ES256 as always); a list without
     /// ES256 makes a DPoP client refuse to sign in
-    /// ([`Error::DpopAlgorithm`](crate::Error::DpopAlgorithm)).
-    #[serde(default)]
+    /// ([`Error::DpopAlgorithm`](crate::Error::DpopAlgorithm)). A value
+    /// that is not a list of strings counts as not said: it is advice for
+    /// DPoP clients only, and must not break discovery for every client.
+    #[serde(default, deserialize_with = "list_or_unknown")]
     pub dpop_signing_alg_values_supported: Option<Vec<String>>,
+}
+
+/// A list of strings, or `None` for any other JSON value.
+fn list_or_unknown<'de, D>(deserializer: D) -> std::result::Result<Option<Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value = <serde_json::Value as serde::Deserialize>::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -581,10 +592,13 @@ mod tests {
                 .await
                 .is_ok()
         );
-        // A provider that lists ES256, or says nothing: DPoP as always.
+        // A provider that lists ES256, says nothing, or says something that
+        // is no list (discovery still works; nothing is known): DPoP as always.
         for algs in [
             serde_json::json!({"dpop_signing_alg_values_supported": ["PS256", "ES256"]}),
             serde_json::json!({}),
+            serde_json::json!({"dpop_signing_alg_values_supported": "RS256"}),
+            serde_json::json!({"dpop_signing_alg_values_supported": [1, 2]}),
         ] {
             let client = crate::OidcClient::new(discover(algs.clone()).await, "app").dpop(true);
             let request = client
