@@ -3,7 +3,7 @@
 //! Read from a TOML file or built in code; [`Config::default`] is the
 //! no-arguments set (`alice`, `bob`, `carol`, `chat-example`, `chat-server`).
 //!
-//! Why one file of ~610 lines: the configuration is one serde tree (users,
+//! Why one file of ~690 lines: the configuration is one serde tree (users,
 //! clients with their authentication and PAR settings, lifetimes) and its
 //! checks; a third of it is field documentation and unit tests.
 

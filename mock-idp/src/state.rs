@@ -3,7 +3,7 @@
 //! them at once (ending a session, revoking a grant). One mutex guards it;
 //! no signature is ever computed while it is held.
 //!
-//! Why one file of ~510 lines: the records behind that one mutex, read and
+//! Why one file of ~550 lines: the records behind that one mutex, read and
 //! written together (ending a session touches sessions, grants and tokens).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};

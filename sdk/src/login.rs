@@ -3,7 +3,7 @@
 //! (RFC 8252, in `loopback`) or through the app's own redirect handling — and
 //! the device authorization grant (RFC 8628) for devices without a browser.
 //!
-//! Why one file of ~700 lines: `OidcClient`, its settings, the authorization
+//! Why one file of ~720 lines: `OidcClient`, its settings, the authorization
 //! request, the redirect check and the code exchange are one flow; the
 //! listener (`loopback`), the parameters (`params`), pushed authorization
 //! requests (`par`) and the device flow (`device`) have files of their own.

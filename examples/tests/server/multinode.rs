@@ -6,6 +6,9 @@
 //! on every node, recovery when the database connections are cut, and the
 //! nodes evening out their clients. (The last test, a node whose database
 //! cannot be reached, needs no cluster.)
+//!
+//! (Over 500 lines: one scenario per test, each a few nodes, clients and
+//! their checks against the table; the helpers at the top serve them all.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;

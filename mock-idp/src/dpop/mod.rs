@@ -59,7 +59,7 @@
 //!
 //! Layout: this file holds the request, the checks and the errors; `jwk`
 //! the keys and thumbprints; `replay` the replay cache and the nonces.
-//! Why this file is ~580 lines: the checks run in the RFC's order and each
+//! Why this file is ~630 lines: the checks run in the RFC's order and each
 //! has its error, and the two are read together; a fifth of it is rustdoc.
 
 pub(crate) mod jwk;

@@ -3,6 +3,9 @@
 //! one revokes the grant; client authentication; RFC 6749 error bodies for
 //! malformed requests; device flow answers; userinfo, introspection and
 //! revocation seeing each other at once.
+//!
+//! (Over 500 lines: one file per endpoint family, as the other modules; the
+//! token endpoint has the most rules, each with its test.)
 
 use std::time::Duration;
 

@@ -20,7 +20,7 @@
 //! holds them and replays them in order, `queue` keeps the bounds (count,
 //! bytes, age). Under every other policy they are sent as any other.
 //!
-//! Why one file of ~520 lines: the request path (token, retry after a 401,
+//! Why one file of ~640 lines: the request path (token, retry after a 401,
 //! redirects, cookies) is one flow read top to bottom; the offline queue
 //! lives in `offline.rs` and `queue.rs`.
 
