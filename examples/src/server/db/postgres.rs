@@ -20,13 +20,18 @@
 //!   into `revocations` and out on `chat_revocations`.
 //! - Migrations: `chat_schema (version)`, applied under an advisory lock so
 //!   nodes starting together migrate once.
+//! - The nodes' loads, for rebalancing (`server::balance` decides; this
+//!   file only stores and sums): `chat_nodes (node, connections, seen_at)`,
+//!   created if missing rather than by a migration, so a node of the
+//!   version before it still starts on the same database.
 //!
 //! The pool (`deadpool-postgres`) drops a connection that broke and opens a
 //! new one on the next use, so the node recovers by itself when PostgreSQL
 //! comes back; every statement has a deadline ([`QUERY_TIMEOUT`]).
 //!
-//! (Over 500 lines: about 110 are the schema and its batch function in
-//! SQL, kept beside the Rust that calls them.)
+//! (Over 500 lines: one concern, what the nodes share in PostgreSQL; about
+//! 120 lines are the schema and its batch function in SQL, kept beside the
+//! Rust that calls them.)
 
 use std::time::Duration;
 
