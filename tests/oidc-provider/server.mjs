@@ -47,43 +47,47 @@
 // the provider's events (grant.success, grant.error, grant.revoked, ...) with
 // the grant type and error, and every request (method, path, status).
 
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import Provider, { errors } from 'oidc-provider';
 
 const CLIENT_ID = 'sessionkit-interop';
 
-function signingKey(type, options, alg) {
-  const jwk = type === 'rsa' ? rsaJwk(options) : generateKeyPairSync(type, options).privateKey.export({ format: 'jwk' });
-  return { ...jwk, alg, use: 'sig', kid: `${alg.toLowerCase()}-${randomBytes(4).toString('hex')}` };
-}
-
-// Node 20's export of an RSA private key as a JWK now and then never returns
-// (about one key in a few hundred on the CI machines; generating the key, or
-// exporting it as PEM, does not hang). So the RSA key is made and exported in
-// a child process, killed and made again if it takes more than 10 s.
-function rsaJwk(options) {
+// Node 20's export of a private key as a JWK now and then never returns
+// (about one key in a few hundred on the CI machines, seen with RSA first and
+// then with the EC or Ed25519 keys, which were made in this process and
+// hung it). So every key is made and exported in a child process, killed
+// and made again if it takes more than 10 s.
+function privateJwks(specs) {
   const code = `const { generateKeyPairSync } = require('node:crypto');
-    const { privateKey } = generateKeyPairSync('rsa', ${JSON.stringify(options)});
-    process.stdout.write(JSON.stringify(privateKey.export({ format: 'jwk' })));`;
+    const specs = ${JSON.stringify(specs)};
+    process.stdout.write(JSON.stringify(specs.map(([type, options]) =>
+      generateKeyPairSync(type, options).privateKey.export({ format: 'jwk' }))));`;
   for (let attempt = 1; attempt <= 5; attempt += 1) {
     const child = spawnSync(process.execPath, ['-e', code], { timeout: 10_000, encoding: 'utf8' });
     if (child.status === 0 && child.stdout) return JSON.parse(child.stdout);
-    process.stderr.write(`oidc-provider start: RSA key attempt ${attempt} failed (${child.signal ?? child.status})\n`);
+    process.stderr.write(`oidc-provider start: key attempt ${attempt} failed (${child.signal ?? child.status})\n`);
   }
-  throw new Error('could not make an RSA key in 5 attempts');
+  throw new Error('could not make the signing keys in 5 attempts');
+}
+
+function signingKeys(specs) {
+  return privateJwks(specs.map(([type, options]) => [type, options])).map((jwk, i) => {
+    const alg = specs[i][2];
+    return { ...jwk, alg, use: 'sig', kid: `${alg.toLowerCase()}-${randomBytes(4).toString('hex')}` };
+  });
 }
 
 process.stderr.write('oidc-provider start: modules loaded\n');
 const jwks = {
-  keys: [
-    signingKey('rsa', { modulusLength: 2048 }, 'RS256'),
-    signingKey('ec', { namedCurve: 'P-256' }, 'ES256'),
-    signingKey('ed25519', {}, 'EdDSA'),
+  keys: signingKeys([
+    ['rsa', { modulusLength: 2048 }, 'RS256'],
+    ['ec', { namedCurve: 'P-256' }, 'ES256'],
+    ['ed25519', {}, 'EdDSA'],
     // The fully-specified name of the same algorithm (RFC 9864).
-    signingKey('ed25519', {}, 'Ed25519'),
-  ],
+    ['ed25519', {}, 'Ed25519'],
+  ]),
 };
 
 // Every user exists; the password is not checked (devInteractions' page says

@@ -395,5 +395,32 @@ fn retryable(e: &WebDriverError) -> bool {
     matches!(
         e.error.as_str(),
         "no such element" | "stale element reference"
-    )
+    ) || (e.error == "unknown error"
+        // Chromium's way of saying "stale" when the page navigated between
+        // finding the element and acting on it.
+        && e.message.contains("does not belong to the document"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(error: &str, message: &str) -> WebDriverError {
+        WebDriverError {
+            error: error.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_page_still_loading_or_navigating_is_retried_other_errors_are_not() {
+        assert!(retryable(&error("no such element", "")));
+        assert!(retryable(&error("stale element reference", "")));
+        assert!(retryable(&error(
+            "unknown error",
+            r#"unknown error: unhandled inspector error: {"code":-32000,"message":"Node with given id does not belong to the document"}"#
+        )));
+        assert!(!retryable(&error("unknown error", "chrome not reachable")));
+        assert!(!retryable(&error("invalid selector", "")));
+    }
 }
