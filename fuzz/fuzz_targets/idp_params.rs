@@ -8,14 +8,16 @@
 //! refusal means a name was repeated; a form needs the form content type;
 //! `scope` has no empty or repeated entries; a confidential client is
 //! authenticated only with its secret, a public one only without any; no
-//! refusal shows a secret.
+//! refusal shows a secret (the registered one, or one presented: that one
+//! told from fixed text that happens to contain it by the same request with
+//! another secret, see `sessionkit_fuzz::quotes_secret`).
 #![no_main]
 
 use std::collections::HashMap;
 
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
-use sessionkit_fuzz::{shows_secret, split};
+use sessionkit_fuzz::{canary, quotes_secret, shows_secret, split};
 use sessionkit_mock_idp::fuzzing::{self, CLIENT_SECRET, CONFIDENTIAL_CLIENT, PUBLIC_CLIENT};
 
 /// The parameters as RFC 6749 §3.1 reads them, or `None` when one repeats.
@@ -43,8 +45,9 @@ fn header_text(value: &[u8]) -> Option<&str> {
     std::str::from_utf8(value).ok()
 }
 
-/// The secret presented in an `Authorization: Basic` header, if any.
-fn basic_secret(header: &[u8]) -> Option<String> {
+/// The client id and secret, as sent (percent-encoded), of an
+/// `Authorization: Basic` header.
+fn basic_credentials(header: &[u8]) -> Option<(String, String)> {
     let header = header_text(header)?;
     let encoded = header
         .strip_prefix("Basic ")
@@ -53,10 +56,46 @@ fn basic_secret(header: &[u8]) -> Option<String> {
         .decode(encoded.trim())
         .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
-    let (_, secret) = decoded.split_once(':')?;
+    let (id, secret) = decoded.split_once(':')?;
+    Some((id.to_owned(), secret.to_owned()))
+}
+
+/// The secret presented in an `Authorization: Basic` header, if any.
+fn basic_secret(header: &[u8]) -> Option<String> {
+    let (_, secret) = basic_credentials(header)?;
     let component = format!("x={secret}");
     let (_, secret) = url::form_urlencoded::parse(component.as_bytes()).next()?;
     Some(secret.into_owned())
+}
+
+/// The refusal of the same request with the presented secret (from the
+/// header or the body) replaced by its canary.
+fn refusal_with_canary(header: Option<&[u8]>, body: &[u8], from_header: bool) -> String {
+    let (header, body) = if from_header {
+        let (id, secret) = header.and_then(basic_credentials).expect("a Basic header");
+        let secret = url::form_urlencoded::parse(format!("x={secret}").as_bytes())
+            .next()
+            .map(|(_, s)| s.into_owned())
+            .unwrap_or_default();
+        let credentials = format!("{id}:{}", canary(&secret));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+        (Some(format!("Basic {encoded}").into_bytes()), body.to_vec())
+    } else {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in url::form_urlencoded::parse(body) {
+            let v = if k == "client_secret" && !v.is_empty() {
+                canary(&v).into()
+            } else {
+                v
+            };
+            form.append_pair(&k, &v);
+        }
+        (header.map(<[u8]>::to_vec), form.finish().into_bytes())
+    };
+    match fuzzing::authenticate(header.as_deref(), &body) {
+        Some(Err(shown)) => shown,
+        other => panic!("another secret changed a refusal to {other:?}"),
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -109,10 +148,9 @@ fuzz_target!(|data: &[u8]| {
                 .expect("authentication parses the body first")
                 .into_iter()
                 .collect();
-            let presented = match header.and_then(basic_secret) {
-                Some(secret) => Some(secret),
-                None => params.get("client_secret").cloned(),
-            };
+            let from_header = header.and_then(basic_secret);
+            let presented_in_header = from_header.is_some();
+            let presented = from_header.or_else(|| params.get("client_secret").cloned());
             match result {
                 Ok(client) if client == CONFIDENTIAL_CLIENT => {
                     assert_eq!(presented.as_deref(), Some(CLIENT_SECRET));
@@ -123,10 +161,15 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Err(shown) => {
                     let public: Vec<&str> = params.keys().map(String::as_str).collect();
-                    for secret in presented.as_deref().into_iter().chain([CLIENT_SECRET]) {
+                    assert!(
+                        !shows_secret(&shown, CLIENT_SECRET, &public),
+                        "shows the client's secret: {shown}"
+                    );
+                    if let Some(secret) = presented.as_deref() {
+                        let other = refusal_with_canary(header, body, presented_in_header);
                         assert!(
-                            !shows_secret(&shown, secret, &public),
-                            "shows {secret:?}: {shown}"
+                            !quotes_secret(&shown, secret, &public, Some(&other)),
+                            "shows {secret:?}: {shown} (with another secret: {other})"
                         );
                     }
                 }

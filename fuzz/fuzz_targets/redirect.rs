@@ -7,7 +7,9 @@
 //!
 //! Checked: no panic; a code is taken only from a response with exactly
 //! this login's `state`, one `code`, no `error`, and the issuer's `iss`
-//! (required when promised); no error shows the `state` or the code.
+//! (required when promised); no error shows the `state` or the code (a
+//! code told from fixed text that happens to contain it by the same input
+//! with another code, see `sessionkit_fuzz::quotes_secret`).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -15,7 +17,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use sessionkit::fuzzing::{ISSUER, STATE};
 use sessionkit::{AuthorizationCode, AuthorizationRequest, Provider, Result};
-use sessionkit_fuzz::shows_secret;
+use sessionkit_fuzz::{quotes_secret, replace_once, shows_secret};
 
 const PORT: u16 = 4000;
 
@@ -39,8 +41,20 @@ fn login(iss_parameter: bool) -> &'static Login {
     &logins[usize::from(iss_parameter)]
 }
 
-/// Checks the outcome for the redirect `url` (`None`: not a URL).
-fn check(result: &Result<AuthorizationCode>, url: Option<&url::Url>, iss_parameter: bool) {
+/// An error as the checks read it.
+fn shown(result: &Result<AuthorizationCode>) -> Option<String> {
+    result.as_ref().err().map(|e| format!("{e} {e:?}"))
+}
+
+/// Checks the outcome for the redirect `url` (`None`: not a URL) read from
+/// `raw`; `again` gives the error for another input read the same way.
+fn check(
+    result: &Result<AuthorizationCode>,
+    url: Option<&url::Url>,
+    iss_parameter: bool,
+    raw: &[u8],
+    again: &dyn Fn(&[u8]) -> Option<String>,
+) {
     let pairs: Vec<(String, String)> = url
         .map(|u| {
             u.query_pairs()
@@ -81,10 +95,15 @@ fn check(result: &Result<AuthorizationCode>, url: Option<&url::Url>, iss_paramet
                 })
                 .flatten()
                 .collect();
-            for secret in std::iter::once(STATE).chain(values("code")) {
+            assert!(
+                !shows_secret(&shown, STATE, &public),
+                "shows the state: {shown}"
+            );
+            for secret in values("code") {
+                let other = replace_once(raw, secret).and_then(|r| again(&r));
                 assert!(
-                    !shows_secret(&shown, secret, &public),
-                    "shows {secret:?}: {shown}"
+                    !quotes_secret(&shown, secret, &public, other.as_deref()),
+                    "shows {secret:?}: {shown} (with another code: {other:?})"
                 );
             }
         }
@@ -102,7 +121,17 @@ fuzz_target!(|data: &[u8]| {
             return;
         };
         let result = sessionkit::fuzzing::redirect(provider, request, text);
-        check(&result, url::Url::parse(text).ok().as_ref(), iss_parameter);
+        let again = |raw: &[u8]| {
+            let text = std::str::from_utf8(raw).ok()?;
+            shown(&sessionkit::fuzzing::redirect(provider, request, text))
+        };
+        check(
+            &result,
+            url::Url::parse(text).ok().as_ref(),
+            iss_parameter,
+            rest,
+            &again,
+        );
     } else if let Some(result) =
         sessionkit::fuzzing::loopback_request(provider, request, PORT, rest)
     {
@@ -115,6 +144,11 @@ fuzz_target!(|data: &[u8]| {
             .expect("a callback is a GET");
         let url = url::Url::parse(&format!("http://127.0.0.1:{PORT}{target}")).expect("a URL");
         assert_eq!(url.path(), "/callback");
-        check(&result, Some(&url), iss_parameter);
+        let again = |raw: &[u8]| {
+            shown(&sessionkit::fuzzing::loopback_request(
+                provider, request, PORT, raw,
+            )?)
+        };
+        check(&result, Some(&url), iss_parameter, rest, &again);
     }
 });

@@ -38,6 +38,53 @@ pub fn shows_secret(shown: &str, secret: &str, public: &[&str]) -> bool {
         && !public.iter().any(|p| p.contains(secret))
 }
 
+/// A stand-in for `secret`: as many ASCII letters as it has bytes, each
+/// unlike the byte it replaces, so a message that quotes the secret quotes
+/// this instead, at the same offsets, and one that does not is unchanged.
+pub fn canary(secret: &str) -> String {
+    secret
+        .bytes()
+        .map(|b| if b == b'q' { 'x' } else { 'q' })
+        .collect()
+}
+
+/// `raw` with its one occurrence of `secret` replaced by [`canary`]; `None`
+/// when the secret is not in `raw` exactly once as it is (an encoded one) or
+/// the canary is already there.
+pub fn replace_once(raw: &[u8], secret: &str) -> Option<Vec<u8>> {
+    let (secret, canary) = (secret.as_bytes(), canary(secret));
+    let find = |needle: &[u8], from: usize| {
+        (from..=raw.len().checked_sub(needle.len())?).find(|i| raw[*i..].starts_with(needle))
+    };
+    if secret.is_empty() || find(canary.as_bytes(), 0).is_some() {
+        return None;
+    }
+    let at = find(secret, 0)?;
+    if find(secret, at + 1).is_some() {
+        return None;
+    }
+    let mut out = raw.to_vec();
+    out[at..at + secret.len()].copy_from_slice(canary.as_bytes());
+    Some(out)
+}
+
+/// Whether a message quotes `secret` from the input. `shown` is the message
+/// for the input; `with_canary` the message for the same input with the
+/// secret replaced by its [`canary`], where one could be made. A message
+/// whose fixed text merely contains the secret (a secret `client
+/// authentication` refused with "client authentication failed", which the
+/// fuzzer builds by comparing its way through the message) contains it
+/// there too, and does not count; one that quotes the secret does not.
+/// Otherwise [`shows_secret`] decides.
+pub fn quotes_secret(
+    shown: &str,
+    secret: &str,
+    public: &[&str],
+    with_canary: Option<&str>,
+) -> bool {
+    shows_secret(shown, secret, public) && !with_canary.is_some_and(|other| other.contains(secret))
+}
+
 /// Every string (keys and values) in a JSON value except the value of the
 /// top-level member `skip`, for [`shows_secret`]'s `public`.
 pub fn json_strings<'a>(value: &'a serde_json::Value, skip: Option<&str>) -> Vec<&'a str> {
@@ -85,5 +132,42 @@ mod tests {
             json_strings(&v, Some("access_token")),
             ["access_token", "scope", "a b"]
         );
+    }
+
+    #[test]
+    fn a_secret_in_the_fixed_text_does_not_count_and_a_quoted_one_does() {
+        let secret = "client authentication";
+        let fixed = "invalid_client: client authentication failed";
+        assert!(shows_secret(fixed, secret, &[]));
+        assert!(!quotes_secret(fixed, secret, &[], Some(fixed)));
+        let quoted = |s: &str| format!("bad secret {s:?}");
+        let with_canary = quoted(&canary(secret));
+        assert!(quotes_secret(
+            &quoted(secret),
+            secret,
+            &[],
+            Some(&with_canary)
+        ));
+        assert!(quotes_secret(fixed, secret, &[], None));
+        // A message only the secret itself brings out still counts.
+        assert!(quotes_secret(&quoted(secret), secret, &[], Some("fine")));
+    }
+
+    #[test]
+    fn the_canary_replaces_the_one_occurrence_byte_for_byte() {
+        let secret = "s3cret-value-123";
+        assert_eq!(canary("aqé"), "qxqq");
+        let raw = format!("x={secret}&y=1");
+        let replaced = replace_once(raw.as_bytes(), secret).expect("once");
+        assert_eq!(replaced.len(), raw.len());
+        assert_eq!(replaced, format!("x={}&y=1", canary(secret)).as_bytes());
+        assert_eq!(
+            replace_once(format!("{secret}{secret}").as_bytes(), secret),
+            None
+        );
+        assert_eq!(replace_once(b"x=s3cret%2Dvalue", "s3cret-value"), None);
+        assert_eq!(replace_once(b"", ""), None);
+        let with = format!("{secret} {}", canary(secret));
+        assert_eq!(replace_once(with.as_bytes(), secret), None);
     }
 }
