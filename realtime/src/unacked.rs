@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use crate::client::RealtimeClient;
 use crate::error::Result;
 use crate::options::Resume;
+use crate::state::State;
 
 /// Messages sent but not yet acknowledged by the server, in send order.
 ///
@@ -19,12 +20,20 @@ use crate::options::Resume;
 ///
 /// 1. give every message an id the server echoes in an acknowledgement;
 /// 2. send through [`Unacked::send`] (it records the message, then queues it);
-/// 3. in the `on_connect` hook, call [`Unacked::resend`]: the unacknowledged
+/// 3. in the `on_connect` hook, on every connection, call [`Unacked::resend`]: the unacknowledged
 ///    messages go out first on the new connection, in their order, before
 ///    anything still queued;
 /// 4. on every acknowledgement from the server, call [`Unacked::ack`];
 /// 5. on the server, store a message only the first time its id is seen and
 ///    acknowledge every copy.
+///
+/// A message sent while no connection is up (or while one is being set up
+/// and its hook has not run yet) is recorded but not queued: the hook of
+/// the connection that will carry it re-sends it anyway, and queueing it as
+/// well would send it twice (a burst of duplicates that can trip a server's
+/// rate limit right after a reconnect). This holds once [`Unacked::resend`]
+/// has run in a hook; until then every message is queued too. So once it
+/// is used, the hook must call it on every connection.
 ///
 /// Clones share the same list. The list is not bounded: it holds what the
 /// server has not acknowledged yet (at most what the app sent since the
@@ -59,7 +68,35 @@ use crate::options::Resume;
 /// ```
 #[derive(Clone, Default)]
 pub struct Unacked {
-    inner: Arc<Mutex<VecDeque<(String, String)>>>,
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    list: VecDeque<(String, String)>,
+    /// The generation of the last connection [`Unacked::resend`] ran for.
+    resent_for: Option<u64>,
+}
+
+impl Inner {
+    /// Whether a message queued on `client` now would be written after the
+    /// last [`Unacked::resend`] (so only the queue sends it), rather than
+    /// after a hook yet to run, which re-sends it from the list. Called
+    /// under the lock that `resend` takes: a hook cannot run meanwhile.
+    fn queue_as_well(&self, client: &RealtimeClient) -> bool {
+        let Some(resent_for) = self.resent_for else {
+            return true;
+        };
+        match client.current_state() {
+            // An attempt under way: its hook re-sends the message unless it
+            // ran already, and then the queue writes it after the hook.
+            State::Connecting { generation } => resent_for >= generation,
+            // Waiting for the next attempt, whose hook re-sends it.
+            State::Reconnecting { .. } => false,
+            // Connected (its hook ran), or closed (queueing says why).
+            _ => true,
+        }
+    }
 }
 
 /// Counts only: the texts may hold anything the app sends.
@@ -78,12 +115,13 @@ impl Unacked {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<(String, String)>> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records `text` under `id`, then queues it on `client` (waiting for
-    /// room like [`RealtimeClient::send`]). If queueing fails the record is
+    /// room like [`RealtimeClient::send`]) unless the next connection's
+    /// hook will send it (see above). If queueing fails the record is
     /// removed again.
     ///
     /// # Errors
@@ -95,7 +133,9 @@ impl Unacked {
         text: impl Into<String>,
     ) -> Result<()> {
         let (id, text) = (id.into(), text.into());
-        self.record(id.clone(), text.clone());
+        if !self.record_for(client, id.clone(), text.clone()) {
+            return Ok(());
+        }
         let sent = client.send(text).await;
         if sent.is_err() {
             self.forget_last(&id);
@@ -114,7 +154,9 @@ impl Unacked {
         text: impl Into<String>,
     ) -> Result<()> {
         let (id, text) = (id.into(), text.into());
-        self.record(id.clone(), text.clone());
+        if !self.record_for(client, id.clone(), text.clone()) {
+            return Ok(());
+        }
         let sent = client.try_send(text);
         if sent.is_err() {
             self.forget_last(&id);
@@ -125,11 +167,19 @@ impl Unacked {
     /// Records a message without queueing it (for apps that queue it
     /// themselves, after this call).
     pub fn record(&self, id: impl Into<String>, text: impl Into<String>) {
-        self.lock().push_back((id.into(), text.into()));
+        self.lock().list.push_back((id.into(), text.into()));
+    }
+
+    /// Records a message; returns whether it must be queued on `client` as
+    /// well (no hook to come re-sends it).
+    fn record_for(&self, client: &RealtimeClient, id: String, text: String) -> bool {
+        let mut inner = self.lock();
+        inner.list.push_back((id, text));
+        inner.queue_as_well(client)
     }
 
     fn forget_last(&self, id: &str) {
-        let mut list = self.lock();
+        let list = &mut self.lock().list;
         if let Some(at) = list.iter().rposition(|(i, _)| i == id) {
             list.remove(at);
         }
@@ -138,7 +188,7 @@ impl Unacked {
     /// The server acknowledged `id`: forgets it. Returns whether it was
     /// there (an acknowledgement of a re-sent duplicate is not).
     pub fn ack(&self, id: &str) -> bool {
-        let mut list = self.lock();
+        let list = &mut self.lock().list;
         // Acknowledgements usually come in order: the oldest first.
         match list.iter().position(|(i, _)| i == id) {
             Some(at) => {
@@ -152,29 +202,30 @@ impl Unacked {
     /// Sends every unacknowledged message through `resume`, oldest first;
     /// call it from the `on_connect` hook. Returns how many.
     pub fn resend(&self, resume: &Resume) -> usize {
-        let list = self.lock();
-        for (_, text) in list.iter() {
+        let mut inner = self.lock();
+        inner.resent_for = Some(resume.generation());
+        for (_, text) in &inner.list {
             resume.send(text.clone());
         }
-        list.len()
+        inner.list.len()
     }
 
     /// How many messages wait for an acknowledgement.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().list.len()
     }
 
     /// Whether every message was acknowledged.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().list.is_empty()
     }
 
     /// The ids waiting for an acknowledgement, oldest first.
     #[must_use]
     pub fn ids(&self) -> Vec<String> {
-        self.lock().iter().map(|(id, _)| id.clone()).collect()
+        self.lock().list.iter().map(|(id, _)| id.clone()).collect()
     }
 }
 

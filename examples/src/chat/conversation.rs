@@ -6,16 +6,20 @@
 //! server's per-room sequence numbers (join with `after` = the last one
 //! seen), client message ids (a resend is stored once), and the
 //! `on_connect` hook of [`RealtimeClient`], which re-sends every
-//! unacknowledged message before the queued ones go out.
+//! unacknowledged message ([`Unacked`]) before the queued ones go out. A
+//! message typed while offline goes out once, from that hook (not queued as
+//! well: doubled, a backlog would trip the server's rate limit at once).
 //!
 //! (Over 500 lines: one conversation's whole life — resume, idempotent
 //! resends, the queue — read top to bottom; its tests are at the end.)
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sessionkit::Session;
-use sessionkit_realtime::{Endpoint, Incoming, RealtimeClient, Resume, State, TokenSource};
+use sessionkit_realtime::{
+    Endpoint, Incoming, RealtimeClient, Resume, State, TokenSource, Unacked,
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::protocol::{ChatMessage, ClientFrame, ServerFrame, valid_room};
@@ -62,13 +66,6 @@ pub enum ConversationEvent {
     },
 }
 
-#[derive(Debug, Clone)]
-struct Pending {
-    id: String,
-    room: String,
-    text: String,
-}
-
 #[derive(Debug)]
 struct Shared {
     room: String,
@@ -78,7 +75,6 @@ struct Shared {
     /// reset): their messages are held, by sequence, until that join
     /// completes, then shown in order, once.
     resyncing: HashMap<String, std::collections::BTreeMap<u64, ChatMessage>>,
-    pending: VecDeque<Pending>,
     next_id: u64,
     id_prefix: String,
 }
@@ -97,6 +93,8 @@ fn frame_json(frame: &ClientFrame) -> String {
 pub struct Conversation {
     client: Arc<RealtimeClient>,
     shared: Arc<Mutex<Shared>>,
+    /// Our messages the server has not acknowledged, as `send` frames.
+    unacked: Unacked,
     pending: watch::Receiver<usize>,
     pending_tx: Arc<watch::Sender<usize>>,
     reader: tokio::task::JoinHandle<()>,
@@ -124,16 +122,16 @@ impl Conversation {
             room: room.to_owned(),
             last_seq: HashMap::new(),
             resyncing: HashMap::new(),
-            pending: VecDeque::new(),
             next_id: 0,
             id_prefix: id_prefix(),
         }));
-        let resume_state = shared.clone();
+        let unacked = Unacked::new();
+        let (resume_state, resume_unacked) = (shared.clone(), unacked.clone());
         let source: Arc<dyn TokenSource> = session;
         let (client, incoming) = RealtimeClient::builder_multi(servers)
             .on_connect(move |resume: Resume| {
-                let shared = resume_state.clone();
-                async move { resume_conversation(&shared, &resume) }
+                let (shared, unacked) = (resume_state.clone(), resume_unacked.clone());
+                async move { resume_conversation(&shared, &unacked, &resume) }
             })
             .message_identity(identity)
             .build(source)?;
@@ -144,14 +142,18 @@ impl Conversation {
         let reader = tokio::spawn(read(
             incoming,
             Arc::downgrade(&client),
-            shared.clone(),
-            events_tx,
-            pending_tx.clone(),
+            Reader {
+                shared: shared.clone(),
+                unacked: unacked.clone(),
+                events: events_tx,
+                pending: pending_tx.clone(),
+            },
         ));
         Ok((
             Self {
                 client,
                 shared,
+                unacked,
                 pending,
                 pending_tx,
                 reader,
@@ -166,34 +168,21 @@ impl Conversation {
     /// # Errors
     /// When the client is closed (signed out, closed by the server for good).
     pub async fn send(&self, text: &str) -> anyhow::Result<String> {
-        let pending = {
+        let (id, frame) = {
             let mut shared = lock(&self.shared);
             shared.next_id += 1;
-            let pending = Pending {
-                id: format!("{}-{}", shared.id_prefix, shared.next_id),
+            let id = format!("{}-{}", shared.id_prefix, shared.next_id);
+            let frame = frame_json(&ClientFrame::Send {
                 room: shared.room.clone(),
+                id: id.clone(),
                 text: text.to_owned(),
-            };
-            shared.pending.push_back(pending.clone());
-            pending
+            });
+            (id, frame)
         };
-        self.pending_tx
-            .send_replace(lock(&self.shared).pending.len());
-        let sent = self
-            .client
-            .send(frame_json(&ClientFrame::Send {
-                room: pending.room,
-                id: pending.id.clone(),
-                text: pending.text,
-            }))
-            .await;
-        if let Err(e) = sent {
-            let mut shared = lock(&self.shared);
-            shared.pending.retain(|p| p.id != pending.id);
-            self.pending_tx.send_replace(shared.pending.len());
-            return Err(e.into());
-        }
-        Ok(pending.id)
+        let sent = self.unacked.send(&self.client, id.clone(), frame).await;
+        self.pending_tx.send_replace(self.unacked.len());
+        sent?;
+        Ok(id)
     }
 
     /// Moves to `room`: leaves the current one and joins the new one after
@@ -263,19 +252,15 @@ impl Drop for Conversation {
 /// Runs on every new connection before queued messages: join the room after
 /// the last message seen, then re-send every unacknowledged message in
 /// order (the server stores each id once).
-fn resume_conversation(shared: &Mutex<Shared>, resume: &Resume) {
-    let shared = lock(shared);
-    resume.send(frame_json(&ClientFrame::Join {
-        room: shared.room.clone(),
-        after: shared.last_seq.get(&shared.room).copied().unwrap_or(0),
-    }));
-    for p in &shared.pending {
-        resume.send(frame_json(&ClientFrame::Send {
-            room: p.room.clone(),
-            id: p.id.clone(),
-            text: p.text.clone(),
+fn resume_conversation(shared: &Mutex<Shared>, unacked: &Unacked, resume: &Resume) {
+    {
+        let shared = lock(shared);
+        resume.send(frame_json(&ClientFrame::Join {
+            room: shared.room.clone(),
+            after: shared.last_seq.get(&shared.room).copied().unwrap_or(0),
         }));
     }
+    unacked.resend(resume);
 }
 
 /// Messages and acknowledgements seen on two connections at once (during a
@@ -291,13 +276,26 @@ fn identity(incoming: &Incoming) -> Option<String> {
     }
 }
 
+/// What the reader of the server's frames updates.
+struct Reader {
+    shared: Arc<Mutex<Shared>>,
+    unacked: Unacked,
+    events: mpsc::UnboundedSender<ConversationEvent>,
+    /// How many of our messages wait for an acknowledgement.
+    pending: Arc<watch::Sender<usize>>,
+}
+
 async fn read(
     mut incoming: mpsc::Receiver<Incoming>,
     client: std::sync::Weak<RealtimeClient>,
-    shared: Arc<Mutex<Shared>>,
-    events: mpsc::UnboundedSender<ConversationEvent>,
-    pending_tx: Arc<watch::Sender<usize>>,
+    reader: Reader,
 ) {
+    let Reader {
+        shared,
+        unacked,
+        events,
+        pending: pending_tx,
+    } = reader;
     while let Some(message) = incoming.recv().await {
         let Incoming::Text(text) = message else {
             continue;
@@ -332,10 +330,9 @@ async fn read(
                     }
                 },
                 ServerFrame::Ack { id, seq, .. } => {
-                    let before = shared.pending.len();
-                    shared.pending.retain(|p| p.id != id);
-                    pending_tx.send_replace(shared.pending.len());
-                    if shared.pending.len() < before {
+                    let settled = unacked.ack(&id);
+                    pending_tx.send_replace(unacked.len());
+                    if settled {
                         vec![ConversationEvent::Acked { id, seq }]
                     } else {
                         Vec::new()
@@ -385,9 +382,9 @@ async fn read(
                     // Anything else about a message (too long, bad room) is
                     // final: re-sending would be refused again.
                     let permanent = id.is_some() && code != "storage";
-                    if permanent {
-                        shared.pending.retain(|p| Some(&p.id) != id.as_ref());
-                        pending_tx.send_replace(shared.pending.len());
+                    if permanent && let Some(id) = &id {
+                        unacked.ack(id);
+                        pending_tx.send_replace(unacked.len());
                     }
                     vec![ConversationEvent::Refused {
                         id,
@@ -430,18 +427,6 @@ mod tests {
             room: "general".into(),
             last_seq: HashMap::from([("general".to_owned(), 7)]),
             resyncing: HashMap::new(),
-            pending: VecDeque::from([
-                Pending {
-                    id: "p-1".into(),
-                    room: "general".into(),
-                    text: "one".into(),
-                },
-                Pending {
-                    id: "p-2".into(),
-                    room: "other".into(),
-                    text: "two".into(),
-                },
-            ]),
             next_id: 2,
             id_prefix: "p".into(),
         })
@@ -473,15 +458,21 @@ mod tests {
     #[tokio::test]
     async fn reader_drops_replayed_messages_and_settles_acks() {
         let shared = Arc::new(shared());
+        let unacked = Unacked::new();
+        unacked.record("p-1", "one");
+        unacked.record("p-2", "two");
         let (in_tx, in_rx) = mpsc::channel(16);
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
         let (p_tx, p_rx) = watch::channel(2);
         let task = tokio::spawn(read(
             in_rx,
             std::sync::Weak::new(),
-            shared.clone(),
-            ev_tx,
-            Arc::new(p_tx),
+            Reader {
+                shared: shared.clone(),
+                unacked: unacked.clone(),
+                events: ev_tx,
+                pending: Arc::new(p_tx),
+            },
         ));
         let msg = |seq: u64| {
             Incoming::Text(format!(
@@ -519,6 +510,7 @@ mod tests {
             }
         );
         assert_eq!(*p_rx.borrow(), 1);
+        assert_eq!(unacked.ids(), ["p-2"]);
         assert_eq!(lock(&shared).last_seq["general"], 8);
     }
 }

@@ -1,7 +1,8 @@
 //! `chat --plain`: lines from stdin become messages, every message is
 //! printed as `[SEQ] USER: TEXT` on stdout, status goes to stderr. At the
 //! end of input it waits until the server acknowledged every line (and the
-//! echo of the last one was printed), then exits 0.
+//! echo of the last one was printed: 5 s connected, 30 s at most), then
+//! exits 0.
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -18,8 +19,12 @@ use super::setup::Setup;
 use super::status::{describe_session_event, describe_state};
 use super::{DEMO_USERS, Options};
 
-/// How long to wait for the echo of our last message once it is acknowledged.
+/// How long to wait, connected, for the echo of our last message once it is
+/// acknowledged. A reconnect meanwhile (the server's rate limit, a node
+/// going away) starts the wait again: the join after it brings the echoes.
 const ECHO_WAIT: Duration = Duration::from_secs(5);
+/// How long to wait for the echoes at most, reconnects included.
+const ECHO_WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
     let session = signed_in_session(&setup).await?;
@@ -45,13 +50,12 @@ pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
     // another node the echo can come before the ack).
     let mut printed_up_to = 0u64;
     let mut refused = 0usize;
-    let mut echo_deadline = None;
+    let mut echo_wait = EchoWait::default();
     let mut stdout = std::io::stdout();
     loop {
         if !input_open && outstanding.is_empty() {
-            let deadline =
-                *echo_deadline.get_or_insert_with(|| tokio::time::Instant::now() + ECHO_WAIT);
-            if awaiting_echo.is_empty() || tokio::time::Instant::now() >= deadline {
+            let connected = matches!(*state.borrow(), State::Connected { .. });
+            if awaiting_echo.is_empty() || echo_wait.over(tokio::time::Instant::now(), connected) {
                 break;
             }
         }
@@ -141,6 +145,28 @@ pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The wait for the echoes of our acknowledged messages: [`ECHO_WAIT`] of
+/// connected time since the last (re)connect, [`ECHO_WAIT_LIMIT`] in all.
+#[derive(Debug, Default)]
+struct EchoWait {
+    deadline: Option<tokio::time::Instant>,
+    limit: Option<tokio::time::Instant>,
+}
+
+impl EchoWait {
+    /// Whether to stop waiting, asked at `now`, `connected` or not.
+    fn over(&mut self, now: tokio::time::Instant, connected: bool) -> bool {
+        if now >= *self.limit.get_or_insert(now + ECHO_WAIT_LIMIT) {
+            return true;
+        }
+        if !connected {
+            self.deadline = None;
+            return false;
+        }
+        now >= *self.deadline.get_or_insert(now + ECHO_WAIT)
+    }
+}
+
 /// The active account's session; in the embedded demo, a fresh sign-in as
 /// `SESSIONKIT_DEMO_USER` (default `alice`).
 async fn signed_in_session(setup: &Setup) -> anyhow::Result<Arc<Session>> {
@@ -185,6 +211,27 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_echo_wait_counts_connected_time_since_the_last_reconnect_and_ends_at_the_limit() {
+        let start = tokio::time::Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut wait = EchoWait::default();
+        assert!(!wait.over(at(0), true));
+        assert!(!wait.over(at(4), true));
+        // A reconnect (a rate limit's 5 s, a node going away): no end meanwhile,
+        // and a new 5 s once connected again.
+        assert!(!wait.over(at(6), false));
+        assert!(!wait.over(at(12), false));
+        assert!(!wait.over(at(13), true));
+        assert!(!wait.over(at(17), true));
+        assert!(wait.over(at(18), true));
+        // Never past the limit, connected or not.
+        let mut wait = EchoWait::default();
+        assert!(!wait.over(at(0), false));
+        assert!(!wait.over(at(29), false));
+        assert!(wait.over(at(30), false));
+    }
 
     #[test]
     fn no_message_can_forge_a_line_or_drive_the_terminal() {

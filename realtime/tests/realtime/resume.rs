@@ -208,3 +208,68 @@ async fn five_hundred_messages_across_twenty_forced_disconnects_arrive_once_in_o
     acker.await.expect("acker");
     server.abort();
 }
+
+/// Messages sent while the client waits for a connection go out once, from
+/// the hook: queueing them as well would double them on every reconnect (a
+/// burst that trips a server's rate limit right after it). A message sent
+/// once the hook has run goes out once, from the queue.
+#[tokio::test]
+async fn messages_sent_while_offline_go_out_once_after_the_reconnect() {
+    use crate::support::scripted::Scripted;
+    use sessionkit_realtime::{State, StaticToken};
+
+    let mut server = Scripted::start().await;
+    let unacked = Unacked::new();
+    let (client, _incoming) = RealtimeClient::builder(server.url())
+        .backoff(Backoff::new(
+            Duration::from_millis(1),
+            2.0,
+            Duration::from_millis(5),
+        ))
+        .on_connect({
+            let unacked = unacked.clone();
+            move |resume: Resume| {
+                unacked.resend(&resume);
+                std::future::ready(())
+            }
+        })
+        .build(Arc::new(StaticToken::new("t")))
+        .expect("client");
+    let mut state = client.state();
+    let mut first = server.next().await;
+    crate::support::wait_for(&mut state, crate::support::is_connected).await;
+    first.close(4000, r#"{"retry_after_ms":0}"#).await;
+    drop(first);
+    // The next attempt's handshake is not answered yet: its hook has not run.
+    let second = server.next_tcp().await;
+    crate::support::wait_for(&mut state, |s| {
+        matches!(s, State::Connecting { generation: 2 })
+    })
+    .await;
+    for id in 0..10 {
+        let text = format!(r#"{{"id":{id}}}"#);
+        unacked
+            .send(&client, id.to_string(), text)
+            .await
+            .expect("send");
+    }
+    let mut second = crate::support::scripted::accept(second)
+        .await
+        .expect("handshake");
+    crate::support::wait_for(&mut state, crate::support::is_connected).await;
+    unacked
+        .send(&client, "10", r#"{"id":10}"#)
+        .await
+        .expect("send");
+    let mut got = Vec::new();
+    for _ in 0..11 {
+        got.push(second.recv_text().await);
+    }
+    let want: Vec<String> = (0..=10).map(|id| format!(r#"{{"id":{id}}}"#)).collect();
+    assert_eq!(got, want, "each once, in order");
+    // Nothing more: no queued copy follows.
+    let extra = timeout(Duration::from_millis(300), second.recv_text()).await;
+    assert!(extra.is_err(), "a second copy: {extra:?}");
+    assert_eq!(unacked.len(), 11, "kept until acknowledged");
+    client.shutdown().await;
+}
