@@ -108,16 +108,21 @@ impl Driver {
                 nonces: &nonces,
                 endpoints,
             };
-            let (socket, response) =
-                dpop::connect(dial, &fresh.token)
-                    .await
-                    .map_err(|failure| match failure {
-                        Failure::Token(e) => e.to_string(),
-                        Failure::DpopNeedsHeader => {
-                            "a DPoP proof needs the Authorization header".to_owned()
-                        }
-                        Failure::Open(e) => scrub(&e.to_string(), &fresh.token),
-                    })?;
+            let (socket, response) = dpop::connect(dial, &fresh.token).await.map_err(
+                |failure| match failure {
+                    Failure::Token(e) => e.to_string(),
+                    Failure::DpopNeedsHeader => {
+                        "a DPoP proof needs the Authorization header".to_owned()
+                    }
+                    Failure::DpopAlgorithm {
+                        accepted,
+                        signs_with,
+                    } => format!(
+                        "the server takes DPoP proofs signed with {accepted:?}, not {signs_with}"
+                    ),
+                    Failure::Open(e) => scrub(&e.to_string(), &fresh.token),
+                },
+            )?;
             chosen_protocol(&transport, &response)?;
             Ok((socket, fresh))
         })

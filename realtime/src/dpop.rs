@@ -132,23 +132,125 @@ pub(crate) fn nonce_of(headers: &HeaderMap) -> Option<String> {
     usable.then(|| value.to_owned())
 }
 
-/// Whether a `WWW-Authenticate` of the answer is a DPoP challenge with
-/// `error="use_dpop_nonce"` (RFC 9449 §9).
-pub(crate) fn asks_for_nonce(headers: &HeaderMap) -> bool {
+/// What the answer's DPoP challenge says (RFC 9449 §7.1).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Challenge {
+    /// Its `error` (`use_dpop_nonce`, `invalid_dpop_proof`, …).
+    pub(crate) error: Option<String>,
+    /// The algorithms it takes proofs signed with (`algs`), when it says.
+    pub(crate) algs: Option<Vec<String>>,
+}
+
+impl Challenge {
+    /// Whether it asks for a nonce (RFC 9449 §9).
+    pub(crate) fn asks_for_nonce(&self) -> bool {
+        self.error.as_deref() == Some("use_dpop_nonce")
+    }
+}
+
+/// Most algorithms kept from a server's `algs`.
+const MAX_ALGS: usize = 16;
+/// Longest algorithm name kept (a longer one is cut).
+const MAX_ALG_CHARS: usize = 64;
+
+/// The first `DPoP` challenge among the answer's `WWW-Authenticate` values:
+/// in a header of its own or after another scheme's in one header
+/// (`Bearer realm="x", DPoP error=…`). Read leniently: parameters may be
+/// separated by spaces as well as commas, and spaces around `=` are
+/// allowed. (The SDK reads challenges to its HTTP calls in `sdk/src/dpop.rs`;
+/// this crate does not depend on the SDK.)
+pub(crate) fn challenge(headers: &HeaderMap) -> Option<Challenge> {
     headers
         .get_all(WWW_AUTHENTICATE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|value| {
-            let lower = value.to_ascii_lowercase();
-            let Some(at) = lower.find("dpop") else {
-                return false;
-            };
-            let rest = &lower[at + 4..];
-            rest.starts_with([' ', '\t'])
-                && (rest.contains("error=\"use_dpop_nonce\"")
-                    || rest.contains("error=use_dpop_nonce"))
-        })
+        .find_map(read_challenge)
+}
+
+fn read_challenge(value: &str) -> Option<Challenge> {
+    let mut found: Option<Challenge> = None;
+    for word in words(value) {
+        let Some((name, value)) = word.split_once('=') else {
+            // A scheme: the one after a DPoP challenge ends it.
+            if found.is_some() {
+                break;
+            }
+            if word.eq_ignore_ascii_case("dpop") {
+                found = Some(Challenge::default());
+            }
+            continue;
+        };
+        let Some(challenge) = found.as_mut() else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("error") {
+            challenge.error.get_or_insert_with(|| value.to_owned());
+        } else if name.eq_ignore_ascii_case("algs") {
+            challenge.algs.get_or_insert_with(|| {
+                value
+                    .split_ascii_whitespace()
+                    .take(MAX_ALGS)
+                    .map(|alg| alg.chars().take(MAX_ALG_CHARS).collect())
+                    .collect()
+            });
+        }
+    }
+    found
+}
+
+/// The words of a challenge list: schemes and `name=value` parameters
+/// (quoted values unquoted), split at commas and spaces outside quotes.
+fn words(value: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let (mut quoted, mut escaped) = (false, false);
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                _ if escaped => {
+                    word.push(c);
+                    escaped = false;
+                }
+                '\\' => escaped = true,
+                '"' => quoted = false,
+                _ => word.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            ' ' | '\t' => {
+                // Spaces around a parameter's `=` belong to it.
+                let next = chars.clone().find(|c| !matches!(c, ' ' | '\t'));
+                let in_parameter = word.ends_with('=') || next == Some('=');
+                if !in_parameter && !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            ',' => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            _ => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// The `alg` of a proof's JWS header, when it can be read.
+fn proof_alg(proof: &str) -> Option<String> {
+    use base64::Engine as _;
+    let header = proof.split('.').next()?;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    header.get("alg")?.as_str().map(str::to_owned)
 }
 
 /// Why [`connect`] opened nothing.
@@ -159,6 +261,12 @@ pub(crate) enum Failure {
     /// The source gave a proof but the token goes in a subprotocol or the
     /// query: DPoP needs the `Authorization` header.
     DpopNeedsHeader,
+    /// The server refused the proof, listing the algorithms it takes
+    /// (`accepted`), and the proof's (`signs_with`) is not one of them.
+    DpopAlgorithm {
+        accepted: Vec<String>,
+        signs_with: String,
+    },
     /// The connection or the handshake failed (a 401 is a refused token).
     Open(OpenError),
 }
@@ -220,19 +328,33 @@ pub(crate) async fn connect(
             }
             Err(OpenError::Status {
                 status,
-                nonce: Some(fresh),
-                use_dpop_nonce,
+                nonce,
+                challenge,
             }) if dpop => {
-                dial.nonces.set(fresh.clone());
-                if status == 401 && use_dpop_nonce && nonce_retry {
+                if let Some(fresh) = &nonce {
+                    dial.nonces.set(fresh.clone());
+                }
+                let algs = challenge.as_ref().and_then(|c| c.algs.as_ref());
+                if status == 401
+                    && let (Some(accepted), Some(signs_with)) =
+                        (algs, proof.as_deref().and_then(proof_alg))
+                    && !accepted.contains(&signs_with)
+                {
+                    return Err(Failure::DpopAlgorithm {
+                        accepted: accepted.clone(),
+                        signs_with,
+                    });
+                }
+                let asks = challenge.as_ref().is_some_and(Challenge::asks_for_nonce);
+                if status == 401 && asks && nonce.is_some() && nonce_retry {
                     nonce_retry = false;
                     tracing::debug!("the server asked for a DPoP nonce; retrying at once");
                     continue;
                 }
                 return Err(Failure::Open(OpenError::Status {
                     status,
-                    nonce: Some(fresh),
-                    use_dpop_nonce,
+                    nonce,
+                    challenge,
                 }));
             }
             Err(e) => return Err(Failure::Open(e)),
@@ -267,7 +389,7 @@ mod tests {
 
     #[test]
     fn the_nonce_challenge_is_recognised() {
-        let asks = |pairs| asks_for_nonce(&headers(pairs));
+        let asks = |pairs| challenge(&headers(pairs)).is_some_and(|c| c.asks_for_nonce());
         assert!(asks(&[(
             "www-authenticate",
             r#"DPoP error="use_dpop_nonce", error_description="x""#
@@ -276,6 +398,10 @@ mod tests {
             "www-authenticate",
             r#"Bearer realm="a", dpop algs="ES256" error="use_dpop_nonce""#
         )]));
+        assert!(asks(&[
+            ("www-authenticate", r#"Bearer realm="a""#),
+            ("www-authenticate", "DPoP error = use_dpop_nonce"),
+        ]));
         assert!(!asks(&[(
             "www-authenticate",
             r#"DPoP error="invalid_dpop_proof""#
@@ -284,7 +410,61 @@ mod tests {
             "www-authenticate",
             r#"Bearer error="use_dpop_nonce""#
         )]));
+        assert!(!asks(&[(
+            "www-authenticate",
+            r#"Bearer error_description="use DPoP error=use_dpop_nonce""#
+        )]));
         assert!(!asks(&[]));
+    }
+
+    #[test]
+    fn the_challenges_algorithms_are_its_own() {
+        let algs = |value: &'static str| {
+            challenge(&headers(&[("www-authenticate", value)])).and_then(|c| c.algs)
+        };
+        let list = |names: &[&str]| Some(names.iter().map(|n| (*n).to_owned()).collect());
+        assert_eq!(
+            algs(r#"DPoP algs="ES256 PS256""#),
+            list(&["ES256", "PS256"])
+        );
+        assert_eq!(
+            algs(r#"Bearer algs="RS256", DPoP error="invalid_dpop_proof", algs="EdDSA""#),
+            list(&["EdDSA"])
+        );
+        // A later scheme's parameters are not the DPoP challenge's.
+        assert_eq!(algs(r#"DPoP error="x", Bearer algs="ES256""#), None);
+        assert_eq!(
+            algs(r#"Basic realm="a, DPoP algs=ES256", DPoP algs="PS256""#),
+            list(&["PS256"])
+        );
+        assert_eq!(algs(r#"DPoP algs="""#), list(&[]));
+        assert_eq!(algs("DPoP"), None);
+        let long = format!("DPoP algs=\"{}\"", "A ".repeat(100));
+        let got = challenge(&headers_owned(&long)).and_then(|c| c.algs);
+        assert_eq!(got.map(|a| a.len()), Some(MAX_ALGS));
+    }
+
+    #[test]
+    fn a_proofs_alg_is_read_from_its_header() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let proof = format!(
+            "{}.{}.sig",
+            b64(r#"{"typ":"dpop+jwt","alg":"ES256"}"#),
+            b64("{}")
+        );
+        assert_eq!(proof_alg(&proof).as_deref(), Some("ES256"));
+        assert_eq!(proof_alg("not a proof"), None);
+        assert_eq!(proof_alg(&format!("{}.x.y", b64(r#"{"alg":1}"#))), None);
+    }
+
+    fn headers_owned(challenge: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.append(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_str(challenge).expect("header"),
+        );
+        map
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub(crate) enum Attempt {
     Token(TokenError),
     /// A DPoP proof with a transport that cannot carry it: terminal.
     DpopNeedsHeader,
+    /// The server takes DPoP proofs signed with `accepted` only, and the
+    /// source signs with `signs_with`: terminal once every endpoint said so.
+    DpopAlgorithm {
+        accepted: Vec<String>,
+        signs_with: String,
+    },
     Failed(ReconnectReason),
     /// The TCP connection was refused (nothing listens there).
     Refused(ReconnectReason),
@@ -132,6 +138,10 @@ impl Driver {
             self.cfg.refused_probe_window,
         );
         let mut auth_retry_used = false;
+        // Endpoints in a row that refused the DPoP proof's algorithm: one
+        // misconfigured node of a fleet moves the client on; all of them
+        // stop it.
+        let mut algorithm_refusals = 0usize;
         let mut token: Option<TimedToken> = None;
         // The token of the last attempt: what the server refused, if it did.
         let mut last = BearerToken::new(String::new());
@@ -152,9 +162,30 @@ impl Driver {
                 Ok(attempt) => attempt,
                 Err(reason) => return reason,
             };
+            if !matches!(attempt, Attempt::DpopAlgorithm { .. }) {
+                algorithm_refusals = 0;
+            }
             let next = match attempt {
                 Attempt::Token(TokenError::SignedOut) => Next::Stop(CloseReason::SignedOut),
                 Attempt::DpopNeedsHeader => Next::Stop(CloseReason::DpopNeedsHeader),
+                Attempt::DpopAlgorithm {
+                    accepted,
+                    signs_with,
+                } => {
+                    algorithm_refusals += 1;
+                    if algorithm_refusals >= self.endpoints.len() {
+                        Next::Stop(CloseReason::DpopAlgorithm {
+                            accepted,
+                            signs_with,
+                        })
+                    } else {
+                        Next::Backoff {
+                            reason: ReconnectReason::Handshake { status: 401 },
+                            setback: Setback::Failed,
+                            move_on: true,
+                        }
+                    }
+                }
                 // No attempt reached the server: stay.
                 Attempt::Token(e) => Next::Backoff {
                     reason: ReconnectReason::TokenUnavailable(e.to_string()),
@@ -330,6 +361,7 @@ impl Driver {
                         Attempt::Token(e) if e.is_terminal() => "signed_out",
                         Attempt::Token(_) => "no_token",
                         Attempt::DpopNeedsHeader => "dpop_needs_header",
+                        Attempt::DpopAlgorithm { .. } => "dpop_algorithm",
                         Attempt::Refused(_) => "connection_refused",
                         _ => "failed",
                     },
@@ -389,6 +421,16 @@ impl Driver {
             match self.or_stop(dpop::connect(dial, &token.token)).await? {
                 Err(Failure::Token(e)) => Err(Attempt::Token(e)),
                 Err(Failure::DpopNeedsHeader) => Err(Attempt::DpopNeedsHeader),
+                Err(Failure::DpopAlgorithm {
+                    accepted,
+                    signs_with,
+                }) => {
+                    tracing::warn!(%endpoint, ?accepted, %signs_with, "the server takes no DPoP proof signed the way the token source signs");
+                    Err(Attempt::DpopAlgorithm {
+                        accepted,
+                        signs_with,
+                    })
+                }
                 Err(Failure::Open(e)) if e.is_unauthorized() => Err(Attempt::Unauthorized),
                 Err(Failure::Open(OpenError::Status { status, .. })) => {
                     Err(Attempt::Failed(ReconnectReason::Handshake { status }))

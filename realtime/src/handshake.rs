@@ -62,8 +62,8 @@ pub(crate) enum OpenError {
         status: u16,
         /// The answer's `DPoP-Nonce`, if it had a usable one.
         nonce: Option<String>,
-        /// Whether it challenged `DPoP error="use_dpop_nonce"`.
-        use_dpop_nonce: bool,
+        /// Its `WWW-Authenticate: DPoP` challenge, if it had one.
+        challenge: Option<dpop::Challenge>,
     },
     /// TCP, TLS and the handshake took longer than the connect limit.
     TimedOut,
@@ -328,7 +328,7 @@ fn verify(
         return Err(OpenError::Status {
             status: response.status().as_u16(),
             nonce: dpop::nonce_of(response.headers()),
-            use_dpop_nonce: dpop::asks_for_nonce(response.headers()),
+            challenge: dpop::challenge(response.headers()),
         });
     }
     if response.version() != Version::HTTP_11 {
@@ -524,8 +524,11 @@ mod tests {
             Err(OpenError::Status {
                 status: 401,
                 nonce: Some(nonce),
-                use_dpop_nonce: true,
-            }) => assert_eq!(nonce, "n-1"),
+                challenge: Some(challenge),
+            }) => {
+                assert_eq!(nonce, "n-1");
+                assert!(challenge.asks_for_nonce());
+            }
             other => panic!("{other:?}"),
         }
         let other = verify(
@@ -542,8 +545,8 @@ mod tests {
                 Err(OpenError::Status {
                     status: 401,
                     nonce: None,
-                    use_dpop_nonce: false
-                })
+                    challenge: Some(ref c),
+                }) if !c.asks_for_nonce()
             ),
             "{other:?}"
         );

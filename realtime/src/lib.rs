@@ -73,7 +73,11 @@
 //! `WWW-Authenticate: DPoP error="use_dpop_nonce"` and a `DPoP-Nonce`, the
 //! client signs a new proof with that nonce and tries again at once, once;
 //! the latest `DPoP-Nonce` the server sent (on a 101 or a 401) goes in the
-//! next attempt's proof. Any other 401 is a refused token, as with bearer
+//! next attempt's proof. A 401 whose DPoP challenge lists the algorithms
+//! the server takes (`algs`) without the one the proof was signed with is
+//! no refused token: the client moves to the next endpoint, and stops with
+//! [`CloseReason::DpopAlgorithm`] once every endpoint in a row answered
+//! so. Any other 401 is a refused token, as with bearer
 //! tokens (one forced refresh, then backoff). DPoP needs the header
 //! transport: a source that gives a proof to a client configured with
 //! [`TokenTransport::Subprotocol`] or [`TokenTransport::QueryParameter`]

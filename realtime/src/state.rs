@@ -72,6 +72,19 @@ pub enum CloseReason {
     /// ([`crate::TokenTransport`]): DPoP needs `Authorization: DPoP` and the
     /// `DPoP` header, so nothing was sent. Use [`crate::TokenTransport::Header`].
     DpopNeedsHeader,
+    /// The server refused the handshake's DPoP proof with a challenge whose
+    /// `algs` (RFC 9449 §7.1) does not include the algorithm the token
+    /// source signs with: no new proof or token would change that. With
+    /// several endpoints the client moves on first and stops only when
+    /// each of them in a row answered so (one misconfigured node of a fleet
+    /// does not stop it).
+    DpopAlgorithm {
+        /// The algorithms the server listed (at most 16, each cut to 64
+        /// characters).
+        accepted: Vec<String>,
+        /// The `alg` of the proof it refused.
+        signs_with: String,
+    },
     /// The server closed with a terminal code (4500–4999).
     Terminal {
         /// The close code.

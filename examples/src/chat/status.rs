@@ -61,6 +61,13 @@ pub fn describe_close(reason: &CloseReason) -> String {
         CloseReason::Terminal { code, reason } => {
             format!("the server ended the connection for good ({code} {reason})")
         }
+        CloseReason::DpopAlgorithm {
+            accepted,
+            signs_with,
+        } => format!(
+            "the chat server takes DPoP proofs signed with {} only, and this client signs with {signs_with}",
+            accepted.join(", ")
+        ),
         _ => format!("{reason:?}"),
     }
 }
@@ -137,5 +144,13 @@ mod tests {
             "signed out by the server"
         );
         assert_eq!(seconds(Duration::from_secs(185)), "3 min 5 s");
+        let refused = CloseReason::DpopAlgorithm {
+            accepted: vec!["PS256".into(), "EdDSA".into()],
+            signs_with: "ES256".into(),
+        };
+        assert_eq!(
+            describe_close(&refused),
+            "the chat server takes DPoP proofs signed with PS256, EdDSA only, and this client signs with ES256"
+        );
     }
 }

@@ -3,8 +3,10 @@
 //! carry `Authorization: DPoP` and a fresh, verifiable proof for the URL;
 //! a `use_dpop_nonce` answer is retried at once, once, with the nonce; the
 //! server's latest nonce goes in the next attempt; other 401s count as a
-//! refused token; DPoP with a transport other than the header stops the
-//! client before anything is sent.
+//! refused token, unless the server's challenge lists algorithms without
+//! the proof's (the client moves on, and stops once every endpoint said
+//! so); DPoP with a transport other than the header stops the client
+//! before anything is sent.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -182,6 +184,9 @@ enum Answer {
     Accept(Option<&'static str>),
     /// 401 with this DPoP `error` and, when given, a `DPoP-Nonce`.
     Refuse(&'static str, Option<&'static str>),
+    /// 401 `invalid_dpop_proof` taking proofs signed with `PS256 EdDSA`
+    /// only (never this source's ES256).
+    RefuseAlgs,
 }
 
 /// Answers the next handshake; returns what it carried (and the socket
@@ -224,10 +229,14 @@ async fn answer_tcp(tcp: TcpStream, how: Answer) -> (Seen, Option<WebSocketStrea
                 }
                 Ok(response)
             }
-            Answer::Refuse(error, nonce) => {
+            Answer::Refuse(..) | Answer::RefuseAlgs => {
+                let (error, nonce, algs) = match how {
+                    Answer::Refuse(error, nonce) => (error, nonce, "ES256"),
+                    _ => ("invalid_dpop_proof", None, "PS256 EdDSA"),
+                };
                 let mut refused = ErrorResponse::new(None);
                 *refused.status_mut() = StatusCode::UNAUTHORIZED;
-                let challenge = format!("DPoP error=\"{error}\", algs=\"ES256\"");
+                let challenge = format!("DPoP error=\"{error}\", algs=\"{algs}\"");
                 refused.headers_mut().insert(
                     "www-authenticate",
                     HeaderValue::from_str(&challenge).expect("header"),
@@ -475,4 +484,85 @@ async fn each_endpoint_keeps_its_own_nonce() {
         on = next;
     }
     client.shutdown().await;
+}
+
+fn refused_algorithm() -> CloseReason {
+    CloseReason::DpopAlgorithm {
+        accepted: vec!["PS256".to_owned(), "EdDSA".to_owned()],
+        signs_with: "ES256".to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_server_taking_no_proof_signed_this_way_stops_the_client_saying_what_it_takes() {
+    let mut server = Scripted::start().await;
+    let source = Signing::new("bound-tok");
+    let (client, _incoming) = start(&server.url(), fast(), source.clone());
+    let mut state = client.state();
+
+    answer(&mut server, Answer::RefuseAlgs).await;
+    let closed = wait_for(&mut state, |s| matches!(s, State::Closed(_))).await;
+    assert_eq!(closed, State::Closed(refused_algorithm()));
+    // Neither a new token nor a new proof would change the answer.
+    assert_eq!(source.tokens.rejections(), 0, "no forced refresh");
+    assert_eq!(source.asked().len(), 1, "no second proof");
+    assert_eq!(client.metrics().refusals, 0, "not a refused token");
+    assert!(
+        server
+            .connection_within(Duration::from_millis(200))
+            .await
+            .is_none(),
+        "no further attempt"
+    );
+}
+
+#[tokio::test]
+async fn one_node_refusing_the_algorithm_moves_the_client_on_and_all_of_them_stop_it() {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let mut nodes = [Scripted::start().await, Scripted::start().await];
+    let urls: Vec<String> = nodes.iter().map(Scripted::url).collect();
+    let source = Signing::new("bound-tok");
+    let (client, _incoming) = RealtimeClient::builder_multi(urls)
+        .backoff(fast())
+        .build(source.clone())
+        .expect("client");
+    let mut state = client.state();
+    let (bad, tcp) = {
+        let [a, b] = &mut nodes;
+        tokio::select! {
+            tcp = a.next_tcp() => (0, tcp),
+            tcp = b.next_tcp() => (1, tcp),
+        }
+    };
+    answer_tcp(tcp, Answer::RefuseAlgs).await;
+    // The other node takes the proof: connected there, not stopped.
+    let good = 1 - bad;
+    let (_, socket) = answer(&mut nodes[good], Answer::Accept(None)).await;
+    wait_for(&mut state, |s| {
+        assert!(!matches!(s, State::Closed(_)), "stopped: {s:?}");
+        is_connected(s)
+    })
+    .await;
+    assert_eq!(source.tokens.rejections(), 0);
+
+    // It goes away; now both refuse the algorithm, one after the other (the
+    // connection in between started the count again): the client stops.
+    let frame = CloseFrame {
+        code: CloseCode::Away,
+        reason: "server shutting down".into(),
+    };
+    let _ = socket
+        .expect("accepted")
+        .send(Message::Close(Some(frame)))
+        .await;
+    answer(&mut nodes[bad], Answer::RefuseAlgs).await;
+    answer(&mut nodes[good], Answer::RefuseAlgs).await;
+    let closed = wait_for(&mut state, |s| matches!(s, State::Closed(_))).await;
+    assert_eq!(closed, State::Closed(refused_algorithm()));
+    assert_eq!(source.asked().len(), 4, "one proof per handshake");
+    assert_eq!(source.tokens.rejections(), 0, "never a refresh");
 }
