@@ -172,7 +172,7 @@ impl RealtimeClient {
     }
 
     /// The message's size in permits, or why it cannot be queued.
-    fn check(&self, text: &str) -> Result<u32> {
+    pub(crate) fn check(&self, text: &str) -> Result<u32> {
         if matches!(*self.state.borrow(), State::Closed(_)) {
             return Err(Error::Closed);
         }

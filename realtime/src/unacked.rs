@@ -19,7 +19,8 @@ use crate::state::State;
 /// sees it):
 ///
 /// 1. give every message an id the server echoes in an acknowledgement;
-/// 2. send through [`Unacked::send`] (it records the message, then queues it);
+/// 2. send through [`Unacked::send`] (it records the message, then queues it,
+///    unless the next connection's hook will send it, below);
 /// 3. in the `on_connect` hook, on every connection, call [`Unacked::resend`]: the unacknowledged
 ///    messages go out first on the new connection, in their order, before
 ///    anything still queued;
@@ -33,7 +34,10 @@ use crate::state::State;
 /// well would send it twice (a burst of duplicates that can trip a server's
 /// rate limit right after a reconnect). This holds once [`Unacked::resend`]
 /// has run in a hook; until then every message is queued too. So once it
-/// is used, the hook must call it on every connection.
+/// is used, the hook must call it on every connection, and one `Unacked`
+/// serves one client. Such messages count against the client's queue
+/// limits ([`crate::Builder::outgoing_limits`]): past them they are queued
+/// as well, and sending waits or fails as it does with a full queue.
 ///
 /// Clones share the same list. The list is not bounded: it holds what the
 /// server has not acknowledged yet (at most what the app sent since the
@@ -76,26 +80,34 @@ struct Inner {
     list: VecDeque<(String, String)>,
     /// The generation of the last connection [`Unacked::resend`] ran for.
     resent_for: Option<u64>,
+    /// Messages (and their bytes) recorded since then and left to the next
+    /// hook, not queued.
+    held: usize,
+    held_bytes: usize,
 }
 
 impl Inner {
-    /// Whether a message queued on `client` now would be written after the
-    /// last [`Unacked::resend`] (so only the queue sends it), rather than
-    /// after a hook yet to run, which re-sends it from the list. Called
-    /// under the lock that `resend` takes: a hook cannot run meanwhile.
-    fn queue_as_well(&self, client: &RealtimeClient) -> bool {
+    /// Whether a message of `len` bytes must be queued on `client` as well:
+    /// unless the hook of the connection that will carry it is yet to run
+    /// and re-sends it from the list. (The driver publishes `Connecting`
+    /// before an attempt and `Connected` once open, both before that
+    /// connection's hook.) Past what the queue itself holds, it is queued
+    /// too, so the queue's back-pressure applies while offline as before.
+    /// Called under the lock that `resend` takes: no hook runs meanwhile.
+    fn queue_as_well(&self, client: &RealtimeClient, len: usize) -> bool {
         let Some(resent_for) = self.resent_for else {
             return true;
         };
-        match client.current_state() {
-            // An attempt under way: its hook re-sends the message unless it
-            // ran already, and then the queue writes it after the hook.
-            State::Connecting { generation } => resent_for >= generation,
-            // Waiting for the next attempt, whose hook re-sends it.
-            State::Reconnecting { .. } => false,
-            // Connected (its hook ran), or closed (queueing says why).
-            _ => true,
-        }
+        let hook_to_come = match client.current_state() {
+            State::Connecting { generation } | State::Connected { generation } => {
+                resent_for < generation
+            }
+            State::Reconnecting { .. } => true,
+            _ => false,
+        };
+        !hook_to_come
+            || self.held + 1 > client.outgoing.max_capacity()
+            || self.held_bytes + len > client.max_bytes
     }
 }
 
@@ -133,6 +145,7 @@ impl Unacked {
         text: impl Into<String>,
     ) -> Result<()> {
         let (id, text) = (id.into(), text.into());
+        client.check(&text)?;
         if !self.record_for(client, id.clone(), text.clone()) {
             return Ok(());
         }
@@ -154,6 +167,7 @@ impl Unacked {
         text: impl Into<String>,
     ) -> Result<()> {
         let (id, text) = (id.into(), text.into());
+        client.check(&text)?;
         if !self.record_for(client, id.clone(), text.clone()) {
             return Ok(());
         }
@@ -174,8 +188,13 @@ impl Unacked {
     /// well (no hook to come re-sends it).
     fn record_for(&self, client: &RealtimeClient, id: String, text: String) -> bool {
         let mut inner = self.lock();
+        let queue = inner.queue_as_well(client, text.len());
+        if !queue {
+            inner.held += 1;
+            inner.held_bytes += text.len();
+        }
         inner.list.push_back((id, text));
-        inner.queue_as_well(client)
+        queue
     }
 
     fn forget_last(&self, id: &str) {
@@ -204,6 +223,7 @@ impl Unacked {
     pub fn resend(&self, resume: &Resume) -> usize {
         let mut inner = self.lock();
         inner.resent_for = Some(resume.generation());
+        (inner.held, inner.held_bytes) = (0, 0);
         for (_, text) in &inner.list {
             resume.send(text.clone());
         }

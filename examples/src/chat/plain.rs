@@ -54,7 +54,10 @@ pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     loop {
         if !input_open && outstanding.is_empty() {
-            let connected = matches!(*state.borrow(), State::Connected { .. });
+            let connected = match *state.borrow() {
+                State::Connected { generation } => Some(generation),
+                _ => None,
+            };
             if awaiting_echo.is_empty() || echo_wait.over(tokio::time::Instant::now(), connected) {
                 break;
             }
@@ -145,25 +148,33 @@ pub(super) async fn run(setup: Setup, options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The wait for the echoes of our acknowledged messages: [`ECHO_WAIT`] of
-/// connected time since the last (re)connect, [`ECHO_WAIT_LIMIT`] in all.
+/// The wait for the echoes of our acknowledged messages: [`ECHO_WAIT`] on
+/// the current connection (a new one starts it again, however quickly it
+/// came), [`ECHO_WAIT_LIMIT`] in all.
 #[derive(Debug, Default)]
 struct EchoWait {
-    deadline: Option<tokio::time::Instant>,
+    /// The connection's generation, and when the wait on it ends.
+    deadline: Option<(u64, tokio::time::Instant)>,
     limit: Option<tokio::time::Instant>,
 }
 
 impl EchoWait {
-    /// Whether to stop waiting, asked at `now`, `connected` or not.
-    fn over(&mut self, now: tokio::time::Instant, connected: bool) -> bool {
+    /// Whether to stop waiting, asked at `now`, connected (the connection's
+    /// generation) or not.
+    fn over(&mut self, now: tokio::time::Instant, connected: Option<u64>) -> bool {
         if now >= *self.limit.get_or_insert(now + ECHO_WAIT_LIMIT) {
             return true;
         }
-        if !connected {
-            self.deadline = None;
+        let Some(generation) = connected else {
             return false;
+        };
+        match self.deadline {
+            Some((on, end)) if on == generation => now >= end,
+            _ => {
+                self.deadline = Some((generation, now + ECHO_WAIT));
+                false
+            }
         }
-        now >= *self.deadline.get_or_insert(now + ECHO_WAIT)
     }
 }
 
@@ -217,20 +228,26 @@ mod tests {
         let start = tokio::time::Instant::now();
         let at = |secs: u64| start + Duration::from_secs(secs);
         let mut wait = EchoWait::default();
-        assert!(!wait.over(at(0), true));
-        assert!(!wait.over(at(4), true));
+        assert!(!wait.over(at(0), Some(1)));
+        assert!(!wait.over(at(4), Some(1)));
         // A reconnect (a rate limit's 5 s, a node going away): no end meanwhile,
         // and a new 5 s once connected again.
-        assert!(!wait.over(at(6), false));
-        assert!(!wait.over(at(12), false));
-        assert!(!wait.over(at(13), true));
-        assert!(!wait.over(at(17), true));
-        assert!(wait.over(at(18), true));
+        assert!(!wait.over(at(6), None));
+        assert!(!wait.over(at(12), None));
+        assert!(!wait.over(at(13), Some(2)));
+        assert!(!wait.over(at(17), Some(2)));
+        assert!(wait.over(at(18), Some(2)));
+        // A reconnect seen only as a new generation counts the same.
+        let mut wait = EchoWait::default();
+        assert!(!wait.over(at(0), Some(1)));
+        assert!(!wait.over(at(4), Some(2)));
+        assert!(!wait.over(at(8), Some(2)));
+        assert!(wait.over(at(9), Some(2)));
         // Never past the limit, connected or not.
         let mut wait = EchoWait::default();
-        assert!(!wait.over(at(0), false));
-        assert!(!wait.over(at(29), false));
-        assert!(wait.over(at(30), false));
+        assert!(!wait.over(at(0), None));
+        assert!(!wait.over(at(29), None));
+        assert!(wait.over(at(30), None));
     }
 
     #[test]

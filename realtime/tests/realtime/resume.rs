@@ -209,23 +209,31 @@ async fn five_hundred_messages_across_twenty_forced_disconnects_arrive_once_in_o
     server.abort();
 }
 
-/// Messages sent while the client waits for a connection go out once, from
-/// the hook: queueing them as well would double them on every reconnect (a
-/// burst that trips a server's rate limit right after it). A message sent
-/// once the hook has run goes out once, from the queue.
-#[tokio::test]
-async fn messages_sent_while_offline_go_out_once_after_the_reconnect() {
-    use crate::support::scripted::Scripted;
+/// A client waiting for its second connection, and that connection.
+struct Offline {
+    client: RealtimeClient,
+    _incoming: tokio::sync::mpsc::Receiver<Incoming>,
+    state: tokio::sync::watch::Receiver<sessionkit_realtime::State>,
+    second: TcpStream,
+}
+
+/// A client whose on_connect hook re-sends `unacked`, connected once to
+/// `server` and dropped by it: it is on its second attempt, whose handshake
+/// (returned) is not answered yet, so that attempt's hook has not run.
+async fn offline_client(
+    server: &mut crate::support::scripted::Scripted,
+    unacked: &Unacked,
+    queue: usize,
+) -> Offline {
     use sessionkit_realtime::{State, StaticToken};
 
-    let mut server = Scripted::start().await;
-    let unacked = Unacked::new();
-    let (client, _incoming) = RealtimeClient::builder(server.url())
+    let (client, incoming) = RealtimeClient::builder(server.url())
         .backoff(Backoff::new(
             Duration::from_millis(1),
             2.0,
             Duration::from_millis(5),
         ))
+        .outgoing_limits(queue, 1 << 10)
         .on_connect({
             let unacked = unacked.clone();
             move |resume: Resume| {
@@ -240,12 +248,33 @@ async fn messages_sent_while_offline_go_out_once_after_the_reconnect() {
     crate::support::wait_for(&mut state, crate::support::is_connected).await;
     first.close(4000, r#"{"retry_after_ms":0}"#).await;
     drop(first);
-    // The next attempt's handshake is not answered yet: its hook has not run.
     let second = server.next_tcp().await;
     crate::support::wait_for(&mut state, |s| {
         matches!(s, State::Connecting { generation: 2 })
     })
     .await;
+    Offline {
+        client,
+        _incoming: incoming,
+        state,
+        second,
+    }
+}
+
+/// Messages sent while the client waits for a connection go out once, from
+/// the hook: queueing them as well would double them on every reconnect (a
+/// burst that trips a server's rate limit right after it). A message sent
+/// once the hook has run goes out once, from the queue.
+#[tokio::test]
+async fn messages_sent_while_offline_go_out_once_after_the_reconnect() {
+    let mut server = crate::support::scripted::Scripted::start().await;
+    let unacked = Unacked::new();
+    let Offline {
+        client,
+        _incoming,
+        mut state,
+        second,
+    } = offline_client(&mut server, &unacked, 64).await;
     for id in 0..10 {
         let text = format!(r#"{{"id":{id}}}"#);
         unacked
@@ -272,4 +301,36 @@ async fn messages_sent_while_offline_go_out_once_after_the_reconnect() {
     assert!(extra.is_err(), "a second copy: {extra:?}");
     assert_eq!(unacked.len(), 11, "kept until acknowledged");
     client.shutdown().await;
+}
+
+/// What is left to the hook counts against the queue's limits: past them
+/// a message is queued as well and a full queue says so. A message over
+/// the byte limit is refused, offline too, and not recorded.
+#[tokio::test]
+async fn offline_sends_keep_the_queue_limits_and_the_size_check() {
+    use sessionkit_realtime::Error;
+
+    let mut server = crate::support::scripted::Scripted::start().await;
+    let unacked = Unacked::new();
+    let offline = offline_client(&mut server, &unacked, 4).await;
+    let client = &offline.client;
+    let too_large = unacked.try_send(client, "big", "x".repeat(2 << 10));
+    assert!(
+        matches!(too_large, Err(Error::TooLarge { .. })),
+        "{too_large:?}"
+    );
+    assert!(unacked.is_empty());
+    let mut taken = 0;
+    let full = loop {
+        match unacked.try_send(client, taken.to_string(), format!(r#"{{"id":{taken}}}"#)) {
+            Ok(()) => taken += 1,
+            Err(e) => break e,
+        }
+        assert!(taken <= 8, "no limit");
+    };
+    // Four left to the hook, four more in the queue.
+    assert_eq!(taken, 8);
+    assert!(matches!(full, Error::QueueFull), "{full:?}");
+    assert_eq!(unacked.len(), 8, "the refused one is not recorded");
+    offline.client.shutdown().await;
 }
