@@ -148,9 +148,10 @@ impl Challenge {
     }
 }
 
-/// Most algorithms kept from a server's `algs`.
+/// Most algorithms of a server's `algs` a refusal reports (all are
+/// compared; the list is at most the handshake answer's 16 KiB).
 const MAX_ALGS: usize = 16;
-/// Longest algorithm name kept (a longer one is cut).
+/// Longest algorithm name reported (a longer one is cut).
 const MAX_ALG_CHARS: usize = 64;
 
 /// The first `DPoP` challenge among the answer's `WWW-Authenticate` values:
@@ -169,42 +170,61 @@ pub(crate) fn challenge(headers: &HeaderMap) -> Option<Challenge> {
 
 fn read_challenge(value: &str) -> Option<Challenge> {
     let mut found: Option<Challenge> = None;
-    for word in words(value) {
-        let Some((name, value)) = word.split_once('=') else {
-            // A scheme: the one after a DPoP challenge ends it.
-            if found.is_some() {
-                break;
-            }
-            if word.eq_ignore_ascii_case("dpop") {
-                found = Some(Challenge::default());
+    // Whether the last parameter read was the DPoP challenge's `algs`: an
+    // unquoted list goes on in bare words (`algs=ES256 PS256`).
+    let mut in_algs = false;
+    for Word { text, after_comma } in words(value) {
+        let Some((name, value)) = text.split_once('=') else {
+            if after_comma || found.is_none() {
+                // A scheme (a bare word after a comma, or before any
+                // DPoP challenge): the one after a DPoP challenge ends it.
+                if found.is_some() {
+                    break;
+                }
+                if text.eq_ignore_ascii_case("dpop") {
+                    found = Some(Challenge::default());
+                }
+            } else if in_algs && let Some(algs) = found.as_mut().and_then(|c| c.algs.as_mut()) {
+                algs.push(text);
             }
             continue;
         };
         let Some(challenge) = found.as_mut() else {
             continue;
         };
+        in_algs = false;
         if name.eq_ignore_ascii_case("error") {
             challenge.error.get_or_insert_with(|| value.to_owned());
-        } else if name.eq_ignore_ascii_case("algs") {
-            challenge.algs.get_or_insert_with(|| {
-                value
-                    .split_ascii_whitespace()
-                    .take(MAX_ALGS)
-                    .map(|alg| alg.chars().take(MAX_ALG_CHARS).collect())
-                    .collect()
-            });
+        } else if name.eq_ignore_ascii_case("algs") && challenge.algs.is_none() {
+            challenge.algs = Some(value.split_ascii_whitespace().map(str::to_owned).collect());
+            in_algs = true;
         }
     }
     found
 }
 
-/// The words of a challenge list: schemes and `name=value` parameters
-/// (quoted values unquoted), split at commas and spaces outside quotes.
-fn words(value: &str) -> Vec<String> {
+/// A word of a challenge list, and whether a comma came before it.
+struct Word {
+    text: String,
+    after_comma: bool,
+}
+
+/// The words of a challenge list: schemes, `token68`s and `name=value`
+/// parameters (quoted values unquoted), split at commas and spaces outside
+/// quotes. Linear in the value's length (it is the server's).
+fn words(value: &str) -> Vec<Word> {
     let mut words = Vec::new();
     let mut word = String::new();
-    let (mut quoted, mut escaped) = (false, false);
+    let (mut quoted, mut escaped, mut comma) = (false, false, false);
     let mut chars = value.chars().peekable();
+    let mut end = |word: &mut String, comma: &mut bool| {
+        if !word.is_empty() {
+            words.push(Word {
+                text: std::mem::take(word),
+                after_comma: std::mem::take(comma),
+            });
+        }
+    };
     while let Some(c) = chars.next() {
         if quoted {
             match c {
@@ -221,24 +241,20 @@ fn words(value: &str) -> Vec<String> {
         match c {
             '"' => quoted = true,
             ' ' | '\t' => {
+                while chars.next_if(|c| matches!(c, ' ' | '\t')).is_some() {}
                 // Spaces around a parameter's `=` belong to it.
-                let next = chars.clone().find(|c| !matches!(c, ' ' | '\t'));
-                let in_parameter = word.ends_with('=') || next == Some('=');
-                if !in_parameter && !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
+                if !(word.ends_with('=') || chars.peek() == Some(&'=')) {
+                    end(&mut word, &mut comma);
                 }
             }
             ',' => {
-                if !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
-                }
+                end(&mut word, &mut comma);
+                comma = true;
             }
             _ => word.push(c),
         }
     }
-    if !word.is_empty() {
-        words.push(word);
-    }
+    end(&mut word, &mut comma);
     words
 }
 
@@ -341,7 +357,11 @@ pub(crate) async fn connect(
                     && !accepted.contains(&signs_with)
                 {
                     return Err(Failure::DpopAlgorithm {
-                        accepted: accepted.clone(),
+                        accepted: accepted
+                            .iter()
+                            .take(MAX_ALGS)
+                            .map(|alg| alg.chars().take(MAX_ALG_CHARS).collect())
+                            .collect(),
                         signs_with,
                     });
                 }
@@ -439,9 +459,20 @@ mod tests {
         );
         assert_eq!(algs(r#"DPoP algs="""#), list(&[]));
         assert_eq!(algs("DPoP"), None);
-        let long = format!("DPoP algs=\"{}\"", "A ".repeat(100));
+        // Unquoted, the list goes on in bare words; a scheme needs a comma.
+        assert_eq!(algs("DPoP algs=ES256 PS256"), list(&["ES256", "PS256"]));
+        assert_eq!(
+            algs("Negotiate abc==, DPoP error=x, algs=RS256 ES256, Basic realm=y"),
+            list(&["RS256", "ES256"])
+        );
+        // Every algorithm counts, however many come first.
+        let long = format!("DPoP algs=\"{}ES256\"", "A ".repeat(100));
         let got = challenge(&headers_owned(&long)).and_then(|c| c.algs);
-        assert_eq!(got.map(|a| a.len()), Some(MAX_ALGS));
+        assert_eq!(got.map(|a| a.len()), Some(101));
+        // A long run of spaces is read in one pass.
+        let spaces = format!("DPoP{}algs=ES256", " ".repeat(8000));
+        let got = challenge(&headers_owned(&spaces)).and_then(|c| c.algs);
+        assert_eq!(got, list(&["ES256"]));
     }
 
     #[test]

@@ -140,7 +140,8 @@ impl Driver {
         let mut auth_retry_used = false;
         // Endpoints in a row that refused the DPoP proof's algorithm: one
         // misconfigured node of a fleet moves the client on; all of them
-        // stop it.
+        // stop it. Any other outcome in between (a node down, a token not
+        // there yet) starts the count again.
         let mut algorithm_refusals = 0usize;
         let mut token: Option<TimedToken> = None;
         // The token of the last attempt: what the server refused, if it did.

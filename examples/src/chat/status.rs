@@ -66,7 +66,11 @@ pub fn describe_close(reason: &CloseReason) -> String {
             signs_with,
         } => format!(
             "the chat server takes DPoP proofs signed with {} only, and this client signs with {signs_with}",
-            accepted.join(", ")
+            if accepted.is_empty() {
+                "(none)".to_owned()
+            } else {
+                accepted.join(", ")
+            }
         ),
         _ => format!("{reason:?}"),
     }

@@ -436,28 +436,59 @@ async fn a_source_without_dpop_keeps_the_bearer_scheme() {
     assert_eq!(asked, None);
 }
 
-#[tokio::test]
-async fn each_endpoint_keeps_its_own_nonce() {
+/// Two nodes and a client of both (fast backoff).
+struct TwoNodes {
+    nodes: [Scripted; 2],
+    urls: Vec<String>,
+    client: RealtimeClient,
+    _incoming: tokio::sync::mpsc::Receiver<Incoming>,
+}
+
+impl TwoNodes {
+    async fn start(source: Arc<Signing>) -> Self {
+        let nodes = [Scripted::start().await, Scripted::start().await];
+        let urls: Vec<String> = nodes.iter().map(Scripted::url).collect();
+        let (client, incoming) = RealtimeClient::builder_multi(urls.clone())
+            .backoff(fast())
+            .build(source)
+            .expect("client");
+        Self {
+            nodes,
+            urls,
+            client,
+            _incoming: incoming,
+        }
+    }
+
+    /// The first connection, on whichever node the client picked.
+    async fn first(&mut self) -> (usize, TcpStream) {
+        let [a, b] = &mut self.nodes;
+        tokio::select! {
+            tcp = a.next_tcp() => (0, tcp),
+            tcp = b.next_tcp() => (1, tcp),
+        }
+    }
+}
+
+/// The server closes `socket` with 1001, "going away".
+async fn go_away(socket: &mut WebSocketStream<TcpStream>) {
     use futures_util::SinkExt as _;
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-    let mut nodes = [Scripted::start().await, Scripted::start().await];
-    let urls: Vec<String> = nodes.iter().map(Scripted::url).collect();
-    let source = Signing::new("bound-tok");
-    let (client, _incoming) = RealtimeClient::builder_multi(urls.clone())
-        .backoff(fast())
-        .build(source.clone())
-        .expect("client");
-    let first = {
-        let [a, b] = &mut nodes;
-        tokio::select! {
-            tcp = a.next_tcp() => (0, tcp),
-            tcp = b.next_tcp() => (1, tcp),
-        }
+    let frame = CloseFrame {
+        code: CloseCode::Away,
+        reason: "server shutting down".into(),
     };
-    let (on, tcp) = first;
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+#[tokio::test]
+async fn each_endpoint_keeps_its_own_nonce() {
+    let source = Signing::new("bound-tok");
+    let mut two = TwoNodes::start(source.clone()).await;
+    let (on, tcp) = two.first().await;
     let nonces = ["nonce-of-0", "nonce-of-1"];
     let (seen, socket) = answer_tcp(tcp, Answer::Accept(Some(nonces[on]))).await;
     assert!(seen.claims.get("nonce").is_none());
@@ -467,14 +498,11 @@ async fn each_endpoint_keeps_its_own_nonce() {
     // Each node goes away in turn: the proof for a node carries that
     // node's nonce (none before it gave one), never the other's.
     for round in 0..4 {
-        let frame = CloseFrame {
-            code: CloseCode::Away,
-            reason: "server shutting down".into(),
-        };
-        let _ = socket.send(Message::Close(Some(frame))).await;
+        go_away(&mut socket).await;
         let next = 1 - on;
-        let (seen, accepted) = answer(&mut nodes[next], Answer::Accept(Some(nonces[next]))).await;
-        assert_eq!(seen.claims["htu"], urls[next], "round {round}");
+        let (seen, accepted) =
+            answer(&mut two.nodes[next], Answer::Accept(Some(nonces[next]))).await;
+        assert_eq!(seen.claims["htu"], two.urls[next], "round {round}");
         if round == 0 {
             assert!(seen.claims.get("nonce").is_none(), "{:?}", seen.claims);
         } else {
@@ -483,7 +511,7 @@ async fn each_endpoint_keeps_its_own_nonce() {
         socket = accepted.expect("accepted");
         on = next;
     }
-    client.shutdown().await;
+    two.client.shutdown().await;
 }
 
 fn refused_algorithm() -> CloseReason {
@@ -518,30 +546,14 @@ async fn a_server_taking_no_proof_signed_this_way_stops_the_client_saying_what_i
 
 #[tokio::test]
 async fn one_node_refusing_the_algorithm_moves_the_client_on_and_all_of_them_stop_it() {
-    use futures_util::SinkExt as _;
-    use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-    let mut nodes = [Scripted::start().await, Scripted::start().await];
-    let urls: Vec<String> = nodes.iter().map(Scripted::url).collect();
     let source = Signing::new("bound-tok");
-    let (client, _incoming) = RealtimeClient::builder_multi(urls)
-        .backoff(fast())
-        .build(source.clone())
-        .expect("client");
-    let mut state = client.state();
-    let (bad, tcp) = {
-        let [a, b] = &mut nodes;
-        tokio::select! {
-            tcp = a.next_tcp() => (0, tcp),
-            tcp = b.next_tcp() => (1, tcp),
-        }
-    };
+    let mut two = TwoNodes::start(source.clone()).await;
+    let mut state = two.client.state();
+    let (bad, tcp) = two.first().await;
     answer_tcp(tcp, Answer::RefuseAlgs).await;
     // The other node takes the proof: connected there, not stopped.
     let good = 1 - bad;
-    let (_, socket) = answer(&mut nodes[good], Answer::Accept(None)).await;
+    let (_, socket) = answer(&mut two.nodes[good], Answer::Accept(None)).await;
     wait_for(&mut state, |s| {
         assert!(!matches!(s, State::Closed(_)), "stopped: {s:?}");
         is_connected(s)
@@ -551,16 +563,9 @@ async fn one_node_refusing_the_algorithm_moves_the_client_on_and_all_of_them_sto
 
     // It goes away; now both refuse the algorithm, one after the other (the
     // connection in between started the count again): the client stops.
-    let frame = CloseFrame {
-        code: CloseCode::Away,
-        reason: "server shutting down".into(),
-    };
-    let _ = socket
-        .expect("accepted")
-        .send(Message::Close(Some(frame)))
-        .await;
-    answer(&mut nodes[bad], Answer::RefuseAlgs).await;
-    answer(&mut nodes[good], Answer::RefuseAlgs).await;
+    go_away(&mut socket.expect("accepted")).await;
+    answer(&mut two.nodes[bad], Answer::RefuseAlgs).await;
+    answer(&mut two.nodes[good], Answer::RefuseAlgs).await;
     let closed = wait_for(&mut state, |s| matches!(s, State::Closed(_))).await;
     assert_eq!(closed, State::Closed(refused_algorithm()));
     assert_eq!(source.asked().len(), 4, "one proof per handshake");
