@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use sessionkit::fuzzing::{ISSUER, STATE};
 use sessionkit::{AuthorizationCode, AuthorizationRequest, Provider, Result};
-use sessionkit_fuzz::{quotes_secret, replace_once, shows_secret};
+use sessionkit_fuzz::{canary, quotes_secret, replace_once, shows_secret};
 
 const PORT: u16 = 4000;
 
@@ -42,26 +42,34 @@ fn login(iss_parameter: bool) -> &'static Login {
 }
 
 /// An error as the checks read it.
-fn shown(result: &Result<AuthorizationCode>) -> Option<String> {
+fn shown_of(result: &Result<AuthorizationCode>) -> Option<String> {
     result.as_ref().err().map(|e| format!("{e} {e:?}"))
 }
 
+/// The query's pairs of a redirect URL.
+fn pairs_of(url: Option<&url::Url>) -> Vec<(String, String)> {
+    url.map(|u| {
+        u.query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Another input read the same way: its redirect URL, if any, and the
+/// outcome.
+type Again<'a> = dyn Fn(&[u8]) -> Option<(Option<url::Url>, Result<AuthorizationCode>)> + 'a;
+
 /// Checks the outcome for the redirect `url` (`None`: not a URL) read from
-/// `raw`; `again` gives the error for another input read the same way.
+/// `raw`; `again` reads another input the same way.
 fn check(
     result: &Result<AuthorizationCode>,
     url: Option<&url::Url>,
     iss_parameter: bool,
     raw: &[u8],
-    again: &dyn Fn(&[u8]) -> Option<String>,
+    again: &Again<'_>,
 ) {
-    let pairs: Vec<(String, String)> = url
-        .map(|u| {
-            u.query_pairs()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let pairs = pairs_of(url);
     let values = |name: &str| -> Vec<&str> {
         pairs
             .iter()
@@ -100,14 +108,37 @@ fn check(
                 "shows the state: {shown}"
             );
             for secret in values("code") {
-                let other = replace_once(raw, secret).and_then(|r| again(&r));
+                // The same input with this code, and only it, replaced:
+                // the one occurrence replaced must be the code's.
+                let other = || {
+                    let (url, result) = again(&replace_once(raw, secret)?)?;
+                    let pairs = pairs_of(url.as_ref());
+                    let code = canary(secret);
+                    let only_it = pairs.iter().any(|(k, v)| k == "code" && *v == code)
+                        && !pairs.iter().any(|(_, v)| v.contains(secret));
+                    if only_it { shown_of(&result) } else { None }
+                };
                 assert!(
-                    !quotes_secret(&shown, secret, &public, other.as_deref()),
-                    "shows {secret:?}: {shown} (with another code: {other:?})"
+                    !quotes_secret(&shown, secret, &public, other),
+                    "shows {secret:?}: {shown} (with another code: {:?})",
+                    other()
                 );
             }
         }
     }
+}
+
+/// The URL of a loopback request head: only the request line counts
+/// (hyper reads the headers).
+fn callback_url(head: &[u8]) -> Option<url::Url> {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let target = std::str::from_utf8(line)
+        .ok()?
+        .trim_end_matches('\r')
+        .strip_prefix("GET ")?
+        .split(' ')
+        .next()?;
+    url::Url::parse(&format!("http://127.0.0.1:{PORT}{target}")).ok()
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -123,7 +154,8 @@ fuzz_target!(|data: &[u8]| {
         let result = sessionkit::fuzzing::redirect(provider, request, text);
         let again = |raw: &[u8]| {
             let text = std::str::from_utf8(raw).ok()?;
-            shown(&sessionkit::fuzzing::redirect(provider, request, text))
+            let result = sessionkit::fuzzing::redirect(provider, request, text);
+            Some((url::Url::parse(text).ok(), result))
         };
         check(
             &result,
@@ -135,19 +167,11 @@ fuzz_target!(|data: &[u8]| {
     } else if let Some(result) =
         sessionkit::fuzzing::loopback_request(provider, request, PORT, rest)
     {
-        // Only the request line counts (hyper reads the headers).
-        let line = rest.split(|b| *b == b'\n').next().unwrap_or_default();
-        let line = std::str::from_utf8(line).expect("a callback's request line is UTF-8");
-        let target = Some(line.trim_end_matches('\r'))
-            .and_then(|line| line.strip_prefix("GET "))
-            .and_then(|line| line.split(' ').next())
-            .expect("a callback is a GET");
-        let url = url::Url::parse(&format!("http://127.0.0.1:{PORT}{target}")).expect("a URL");
+        let url = callback_url(rest).expect("a callback is a GET of a URL");
         assert_eq!(url.path(), "/callback");
         let again = |raw: &[u8]| {
-            shown(&sessionkit::fuzzing::loopback_request(
-                provider, request, PORT, raw,
-            )?)
+            let result = sessionkit::fuzzing::loopback_request(provider, request, PORT, raw)?;
+            Some((callback_url(raw), result))
         };
         check(&result, Some(&url), iss_parameter, rest, &again);
     }

@@ -69,20 +69,23 @@ pub fn replace_once(raw: &[u8], secret: &str) -> Option<Vec<u8>> {
 }
 
 /// Whether a message quotes `secret` from the input. `shown` is the message
-/// for the input; `with_canary` the message for the same input with the
-/// secret replaced by its [`canary`], where one could be made. A message
-/// whose fixed text merely contains the secret (a secret `client
-/// authentication` refused with "client authentication failed", which the
-/// fuzzer builds by comparing its way through the message) contains it
-/// there too, and does not count; one that quotes the secret does not.
-/// Otherwise [`shows_secret`] decides.
+/// for the input; `with_canary` makes the message for the same input with
+/// the secret replaced by its [`canary`] (asked only when `shown` has the
+/// secret; `None` where no such input could be made). The secret counts as
+/// quoted when `shown` has it more often than that message: fixed text
+/// that merely contains the secret (a secret `client authentication`
+/// refused with "client authentication failed", which the fuzzer builds by
+/// comparing its way through the message) is there in both. Otherwise
+/// [`shows_secret`] decides.
 pub fn quotes_secret(
     shown: &str,
     secret: &str,
     public: &[&str],
-    with_canary: Option<&str>,
+    with_canary: impl FnOnce() -> Option<String>,
 ) -> bool {
-    shows_secret(shown, secret, public) && !with_canary.is_some_and(|other| other.contains(secret))
+    shows_secret(shown, secret, public)
+        && with_canary()
+            .is_none_or(|other| shown.matches(secret).count() > other.matches(secret).count())
 }
 
 /// Every string (keys and values) in a JSON value except the value of the
@@ -139,18 +142,25 @@ mod tests {
         let secret = "client authentication";
         let fixed = "invalid_client: client authentication failed";
         assert!(shows_secret(fixed, secret, &[]));
-        assert!(!quotes_secret(fixed, secret, &[], Some(fixed)));
+        assert!(!quotes_secret(fixed, secret, &[], || Some(
+            fixed.to_owned()
+        )));
         let quoted = |s: &str| format!("bad secret {s:?}");
-        let with_canary = quoted(&canary(secret));
-        assert!(quotes_secret(
-            &quoted(secret),
-            secret,
-            &[],
-            Some(&with_canary)
-        ));
-        assert!(quotes_secret(fixed, secret, &[], None));
+        let with_canary = || Some(quoted(&canary(secret)));
+        assert!(quotes_secret(&quoted(secret), secret, &[], with_canary));
+        assert!(quotes_secret(fixed, secret, &[], || None));
         // A message only the secret itself brings out still counts.
-        assert!(quotes_secret(&quoted(secret), secret, &[], Some("fine")));
+        assert!(quotes_secret(&quoted(secret), secret, &[], || Some(
+            "fine".into()
+        )));
+        // Fixed text with the secret that also quotes it: once more than
+        // with the canary.
+        let both = |s: &str| format!("{fixed}: {s:?}");
+        assert!(quotes_secret(&both(secret), secret, &[], || Some(both(
+            &canary(secret)
+        ))));
+        // Not asked for when the message does not have the secret.
+        assert!(!quotes_secret("fine", secret, &[], || panic!("asked")));
     }
 
     #[test]
