@@ -3,7 +3,7 @@
 //! how it ended whether to reconnect (to the same endpoint or the next one,
 //! and when: `pacing`) or stop.
 //!
-//! (Just over 500 lines: the attempt loop, the classification of how a
+//! (About 580 lines: the attempt loop, the classification of how a
 //! connection ended and the hook that prepares a new connection share the
 //! driver's state; a third of the length is doc comments and unit tests.)
 

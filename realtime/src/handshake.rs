@@ -6,7 +6,7 @@
 //! Here the request goes straight to the socket and into no log record;
 //! tungstenite takes the socket over once the server has switched protocols.
 //!
-//! Why one file of ~580 lines: the request, the answer's checks and the
+//! Why one file of ~720 lines: the request, the answer's checks and the
 //! socket handover are one protocol step; a third of the file is their
 //! unit tests, one per rule of RFC 6455 §4.1 that the answer must keep.
 
@@ -63,7 +63,7 @@ pub(crate) enum OpenError {
         /// The answer's `DPoP-Nonce`, if it had a usable one.
         nonce: Option<String>,
         /// Its `WWW-Authenticate: DPoP` challenge, if it had one.
-        challenge: Option<dpop::Challenge>,
+        challenge: Option<crate::challenge::Challenge>,
     },
     /// TCP, TLS and the handshake took longer than the connect limit.
     TimedOut,
@@ -328,7 +328,7 @@ fn verify(
         return Err(OpenError::Status {
             status: response.status().as_u16(),
             nonce: dpop::nonce_of(response.headers()),
-            challenge: dpop::challenge(response.headers()),
+            challenge: crate::challenge::challenge(response.headers()),
         });
     }
     if response.version() != Version::HTTP_11 {

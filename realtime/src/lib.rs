@@ -106,6 +106,8 @@
 //!   `sessionkit`, on by default).
 //! - `dpop`: [`ProofRequest`], what a source signs for a handshake; the
 //!   server's nonce kept between attempts and the `use_dpop_nonce` retry.
+//! - `challenge`: a handshake answer's `WWW-Authenticate: DPoP` challenge
+//!   (a nonce asked for, the algorithms the server takes).
 //! - [`Backoff`]: the reconnect schedule as pure functions, re-exported from
 //!   `sessionkit-backoff` (the SDK's retries use the same type).
 //! - `endpoints`: [`Endpoint`], the list, the random or seeded start, a
@@ -214,6 +216,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod challenge;
 mod client;
 mod connection;
 mod dpop;

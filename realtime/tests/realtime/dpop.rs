@@ -7,6 +7,9 @@
 //! the proof's (the client moves on, and stops once every endpoint said
 //! so); DPoP with a transport other than the header stops the client
 //! before anything is sent.
+//!
+//! (Over 500 lines: one concern, DPoP on the handshake; the scripted
+//! server's answers and the signing source are shared by every test.)
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
