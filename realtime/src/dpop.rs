@@ -254,7 +254,7 @@ pub(crate) async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    use crate::challenge::tests::headers;
 
     #[test]
     fn htu_drops_the_query_and_the_fragment() {
@@ -266,14 +266,6 @@ mod tests {
             htu("wss://Chat.Example.com/ws").expect("url"),
             "wss://chat.example.com/ws"
         );
-    }
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_static(value));
-        }
-        map
     }
 
     #[test]
