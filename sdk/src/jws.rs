@@ -517,7 +517,10 @@ impl<'a> Compact<'a> {
         let header = URL_SAFE_NO_PAD
             .decode(header)
             .map_err(|e| IdTokenError::Malformed(format!("header: {e}")))?;
-        let header: Header<'_> = serde_json::from_slice(&header)
+        // UTF-8 first (RFC 7515 §4): serde_json checks only the strings it
+        // reads, so bytes that are not UTF-8 in a member it skips would pass.
+        let header = std::str::from_utf8(&header).map_err(|_| malformed("header: not UTF-8"))?;
+        let header: Header<'_> = serde_json::from_str(header)
             .map_err(|e| IdTokenError::Malformed(format!("header: {e}")))?;
         if let Some(typ) = &header.typ {
             let normalised = openidconnect::JsonWebTokenType::new(typ.to_string()).normalize();

@@ -237,6 +237,39 @@ fn an_eddsa_token_verifies_and_its_at_hash_uses_sha512() {
     assert_eq!(claims.sub, "alice");
 }
 
+/// Found by the `jwt` fuzz target: a signed header with bytes that are not
+/// UTF-8 inside a member the check skips was accepted (serde_json checks
+/// only the strings it reads into its typed header). The header and the
+/// payload are UTF-8 JSON (RFC 7515 §4, RFC 7519 §7.2) or the token is
+/// malformed.
+#[test]
+fn a_header_or_payload_that_is_not_utf8_is_refused_though_signed() {
+    let pair = signature::Ed25519KeyPair::generate().expect("ed25519");
+    let keys = jwks(json!([{
+        "kty": "OKP", "crv": "Ed25519", "kid": "d", "x": b64(pair.public_key().as_ref()),
+    }]));
+    let sign = |header: &[u8], payload: &[u8]| {
+        let input = format!("{}.{}", b64(header), b64(payload));
+        format!("{input}.{}", b64(pair.sign(input.as_bytes()).as_ref()))
+    };
+    let claims = claims().to_string();
+    let fine = sign(br#"{"alg": "EdDSA", "kid": "d"}"#, claims.as_bytes());
+    check(&fine, &keys).expect("the same token in UTF-8 verifies");
+    let header = b"{\"alg\": \"EdDSA\", \"kid\": \"d\", \"x-extra\": \"\xff\xfe\"}";
+    let refused = check(&sign(header, claims.as_bytes()), &keys);
+    assert!(
+        matches!(&refused, Err(IdTokenError::Malformed(m)) if m.contains("header")),
+        "{refused:?}"
+    );
+    let mut payload = b"{\"x-extra\": \"\xff\", ".to_vec();
+    payload.extend_from_slice(&claims.as_bytes()[1..]);
+    let refused = check(&sign(br#"{"alg": "EdDSA", "kid": "d"}"#, &payload), &keys);
+    assert!(
+        matches!(&refused, Err(IdTokenError::Malformed(m)) if m.contains("payload")),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn an_ed25519_token_verifies_under_rfc_9864s_name() {
     // oidc-provider 9 signs with `"alg": "Ed25519"` and labels its key so.
